@@ -1,0 +1,29 @@
+# Two commands set up everything on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV := tools/venv
+STAMP := tools/.installed
+JOBS ?= 2
+
+.PHONY: install demo test test-fast bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml tools/install.sh
+	bash tools/install.sh
+	touch $(STAMP)
+
+demo: $(STAMP)
+	cd egs/librispeech && ./run.sh
+
+test: $(STAMP)
+	. ./path.sh && python -m pytest tests
+
+test-fast: $(STAMP)
+	. ./path.sh && python -m pytest tests -m "not slow"
+
+bench: $(STAMP)
+	. ./path.sh && python -m s3prl.bin.bench --out bench/results
+
+clean:
+	rm -rf egs/*/data egs/*/exp egs/*/dump egs/*/downloads

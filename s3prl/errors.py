@@ -1,0 +1,34 @@
+"""User-facing errors and the CLI entry wrapper.
+
+Bad input must give a one-line error naming the file, line, key or option at fault and a
+non-zero exit. Code raises `UserError` (or `s3prl.config.ConfigError`) with such a message;
+`cli_main` prints it as ``<prog>: error: <message>`` and exits 1, without a traceback.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable
+
+
+class UserError(Exception):
+    """An error caused by the user's input (files, options, configs), reported in one line."""
+
+
+def cli_main(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
+    """Run `main(argv)`; turn UserError / ConfigError / KeyboardInterrupt into one-line errors."""
+    from s3prl.config import ConfigError
+
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "s3prl"
+    if prog in ("__main__.py", "-m", "-c"):
+        prog = "s3prl"
+    try:
+        rc = main(argv)
+    except (UserError, ConfigError) as e:
+        msg = " ".join(str(e).split("\n"))
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(rc or 0)

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the toolkit: Debian packages for the corpus synthesizer (when missing, as root),
+# then tools/venv with the pinned Python dependencies and this package in editable mode.
+# A second run finds everything in place and does nothing.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+debs=(festival festvox-us-slt-hts festlex-cmu htsengine flite espeak-ng libespeak-ng1 flac)
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    echo "install.sh: installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "install.sh: the corpus synthesizer needs Debian packages; run as root:" >&2
+    echo "  apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+venv="$root/tools/venv"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+# Exact pins: a bare torch or a range pulls a multi-GB build (see ../shared/SPEC.md).
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$root[test]"
+"$venv/bin/python" -c "import torch, torchaudio, kaldiio, soundfile, sentencepiece, yaml, tqdm; print('install.sh: torch', torch.__version__, 'torchaudio', torchaudio.__version__)"
