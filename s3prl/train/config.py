@@ -1,0 +1,107 @@
+"""Typed configs of the trainer (optimizer, runner, data) and of pre-training (`PretrainConfig`).
+
+They map the 2020 S3PRL YAML sections (reference/s3prl.md §2.1: `optimizer:`, `dataloader:`,
+`runner:`) onto dataclasses loaded with `s3prl.config.load_config`. `PretrainConfig` (defined in
+s3prl.train.pretrain, importable from here) adds `upstream:` (UpstreamConfig) and `features:`
+(FeatureConfig). Downstream training reuses `OptimizerConfig`,
+`RunnerConfig` and `DataConfig`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+
+@dataclass
+class OptimizerConfig:
+    """Optimizer and lr schedule.
+
+    name: AdamW (default) | Adam | BertAdam (the 2020 optimizer: no bias correction; use eps 1e-6,
+    weight_decay 0.01 and per-parameter clip `bert_adam_max_grad_norm` 1.0).
+    schedule: warmup_linear (warm-up over `warmup_proportion` of the steps, then linear decay to
+    0) | constant. gradient_clipping: global grad-norm clip (0 = off); a non-finite grad norm
+    skips the update. gradient_accumulation_steps: batches per update (the loss is divided by it).
+    """
+    name: Literal["AdamW", "Adam", "BertAdam"] = "AdamW"
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.01
+    schedule: Literal["warmup_linear", "constant"] = "warmup_linear"
+    warmup_proportion: float = 0.07
+    gradient_clipping: float = 1.0
+    gradient_accumulation_steps: int = 1
+    bert_adam_max_grad_norm: float = 1.0
+
+    def __post_init__(self):
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.warmup_proportion < 1:
+            raise ValueError(f"warmup_proportion must be in [0, 1), got {self.warmup_proportion}")
+        if self.gradient_accumulation_steps < 1:
+            raise ValueError("gradient_accumulation_steps must be >= 1")
+
+
+@dataclass
+class RunnerConfig:
+    """The loop: `total_steps` optimizer updates; log / dev / save / plot every N steps.
+
+    save_step writes `states-<step>.ckpt` keeping the newest `max_keep`; the final step is always
+    saved. dev_step (0 = never) evaluates and keeps `best-dev.ckpt`. amp: none | bf16 | fp16 (CUDA
+    only; ignored with a warning on CPU). seed seeds torch, numpy and python `random`.
+    """
+    total_steps: int = 1000
+    log_step: int = 50
+    save_step: int = 500
+    dev_step: int = 0
+    plot_step: int = 0
+    max_keep: int = 2
+    seed: int = 1337
+    amp: Literal["none", "bf16", "fp16"] = "none"
+
+    def __post_init__(self):
+        for k in ("total_steps", "log_step", "save_step", "max_keep"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
+        if self.dev_step < 0 or self.plot_step < 0:
+            raise ValueError("dev_step and plot_step must be >= 0")
+
+
+@dataclass
+class DataConfig:
+    """Batching over a Kaldi data dir (reference/s3prl.md §3.3).
+
+    batch_size is per process (global batch = batch_size x world size). Utterances are sorted by
+    length (descending), cut into buckets of the global batch size, a bucket whose longest member
+    exceeds `half_batch_above` frames is split in two (0 = never), and buckets are shuffled each
+    epoch with `seed`. max_timestep (0 = off): utterances longer than it are dropped
+    (`max_timestep_policy: drop`, the 2020 behaviour) or randomly cropped to it (`crop`, the
+    crop offset seeded by seed, epoch and utterance). cmvn: none | utterance (per-utterance mean
+    normalisation) | speaker (Kaldi apply-cmvn with the data dir's cmvn.scp); norm_vars adds
+    variance normalisation.
+    """
+    batch_size: int = 8
+    dev_batch_size: int = 16
+    max_timestep: int = 0
+    max_timestep_policy: Literal["drop", "crop"] = "drop"
+    half_batch_above: int = 1000
+    num_workers: int = 0
+    seed: int = 1337
+    cmvn: Literal["none", "utterance", "speaker"] = "none"
+    norm_vars: bool = False
+
+    def __post_init__(self):
+        if self.batch_size < 1 or self.dev_batch_size < 1:
+            raise ValueError("batch_size and dev_batch_size must be >= 1")
+        if self.max_timestep < 0 or self.num_workers < 0 or self.half_batch_above < 0:
+            raise ValueError("max_timestep, half_batch_above and num_workers must be >= 0")
+
+
+def __getattr__(name: str):
+    # PretrainConfig lives in s3prl.train.pretrain (it needs the upstream and feature configs);
+    # importing it lazily keeps these trainer configs free of model dependencies (PEP 562).
+    if name == "PretrainConfig":
+        from s3prl.train.pretrain import PretrainConfig
+        return PretrainConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

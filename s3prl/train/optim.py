@@ -1,0 +1,137 @@
+"""Optimizers and the warm-up + linear-decay learning-rate schedule of the S3PRL trainer.
+
+- `AdamW` (default) and `Adam` are torch's; `BertAdam` re-implements the optimizer S3PRL used in
+  2020 (from pytorch-pretrained-bert, see reference/s3prl.md §1.4): Adam *without* bias
+  correction, eps 1e-6, decoupled weight decay (0.01; none on biases and LayerNorm parameters),
+  and each parameter's gradient clipped to norm `max_grad_norm` (1.0) inside the optimizer.
+- `warmup_linear(k, total, warmup_proportion)` is the `warmup_linear` schedule: for the k-th
+  optimizer update (1-based) the lr factor rises linearly to 1 over the first
+  `warmup_proportion * total` updates, then decays linearly to 0 at update `total`.
+  `schedule: constant` keeps the peak lr (the APC recipe).
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from s3prl.errors import UserError
+
+# Parameter-name fragments that get no weight decay (BERT convention, also used by S3PRL).
+NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias")
+
+
+class BertAdam(torch.optim.Optimizer):
+    """Adam without bias correction, with decoupled weight decay and per-parameter grad clipping.
+
+    For each parameter p with gradient g (after clipping g to norm `max_grad_norm`):
+        m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+        update = m / (sqrt(v) + eps) + weight_decay * p
+        p = p - lr * update
+    The lr seen here is the already-scheduled one (the schedule is a LambdaLR on top).
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-6, weight_decay: float = 0.01, max_grad_norm: float = 1.0):
+        if lr < 0 or eps < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError(f"invalid BertAdam hyper-parameters lr={lr} betas={betas} eps={eps}")
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                        max_grad_norm=max_grad_norm)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if grad.is_sparse:
+                    raise RuntimeError("BertAdam does not support sparse gradients")
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                if group["max_grad_norm"] > 0:
+                    torch.nn.utils.clip_grad_norm_(p, group["max_grad_norm"])
+                    grad = p.grad
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                m.mul_(b1).add_(grad, alpha=1 - b1)
+                v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+                update = m / (v.sqrt() + group["eps"])
+                if group["weight_decay"] > 0:
+                    update.add_(p, alpha=group["weight_decay"])
+                p.add_(update, alpha=-group["lr"])
+                state["step"] += 1
+        return loss
+
+
+def param_groups(named_params: Iterable[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict]:
+    """Split parameters into a decayed group and a no-decay group (biases, LayerNorm)."""
+    decay, no_decay = [], []
+    seen = set()
+    for name, p in named_params:
+        if not p.requires_grad or id(p) in seen:  # AALBERT shares one layer N times
+            continue
+        seen.add(id(p))
+        (no_decay if any(nd in name for nd in NO_DECAY) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
+    """Build the optimizer named by `cfg.name` ("AdamW" | "Adam" | "BertAdam") for `model`.
+
+    `cfg` is an `s3prl.train.config.OptimizerConfig` (lr, betas, eps, weight_decay).
+    For BertAdam, `cfg.eps` and `cfg.weight_decay` are used as given (the 2020 values 1e-6 and 0.01
+    are set by the presets) and the per-parameter clip is `cfg.bert_adam_max_grad_norm`.
+    """
+    groups = param_groups(model.named_parameters(), cfg.weight_decay)
+    if not any(g["params"] for g in groups):
+        raise UserError("the model has no trainable parameters")
+    betas = tuple(cfg.betas)
+    if cfg.name == "AdamW":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=betas, eps=cfg.eps)
+    if cfg.name == "Adam":
+        # Plain Adam: coupled L2 (torch semantics) per group.
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=betas, eps=cfg.eps)
+    if cfg.name == "BertAdam":
+        return BertAdam(groups, lr=cfg.lr, betas=betas, eps=cfg.eps,
+                        max_grad_norm=cfg.bert_adam_max_grad_norm)
+    raise UserError(f"optimizer.name: unknown optimizer {cfg.name!r} (valid: AdamW, Adam, BertAdam)")
+
+
+def warmup_linear(k: int, total_steps: int, warmup_proportion: float) -> float:
+    """lr factor for the k-th optimizer update (1-based) of `total_steps`.
+
+    warm-up steps w = floor(warmup_proportion * total_steps); factor = k / w for k < w, then
+    (total - k) / (total - w), clamped at 0.
+    """
+    w = int(warmup_proportion * total_steps)
+    if k < w:
+        return k / w
+    return max(0.0, (total_steps - k) / max(1, total_steps - w))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg, total_steps: int):
+    """LambdaLR implementing `cfg.schedule` ("warmup_linear" | "constant") over `total_steps`."""
+    if cfg.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    wp = cfg.warmup_proportion
+    # LambdaLR calls the factor with the number of scheduler.step() calls made so far (0 for the
+    # first update), so update k uses factor(k - 1 + 1).
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_linear(step + 1, total_steps, wp))
+
+
+def grad_norm_is_finite(norm: torch.Tensor | float) -> bool:
+    return math.isfinite(float(norm))
