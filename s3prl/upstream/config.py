@@ -1,0 +1,155 @@
+"""Typed configs of the upstream (pre-trained) models: the transformer encoder shared by
+Mockingjay / TERA / Audio ALBERT, the alteration (masking) objective, and APC.
+
+Field names and defaults follow the 2020 S3PRL `transformer:` YAML section and today's
+`Upstream_Config.transformer` (reference/s3prl.md §1.1-1.5, §2.1); they load through
+`s3prl.config.load_config`. `UpstreamConfig.model` selects the preset and its checks:
+Mockingjay = time masking only, TERA = time (+ frequency + magnitude), AALBERT = time masking
+with one transformer layer shared by all depths, APC = autoregressive predictive coding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ACTIVATIONS = ("gelu", "relu", "swish")
+
+
+@dataclass
+class TransformerConfig:
+    """The BERT-style encoder (Mockingjay paper, arXiv 1910.12638, §2; TERA arXiv 2007.06028)."""
+
+    hidden_size: int = 768
+    num_hidden_layers: int = 3
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: Literal["gelu", "relu", "swish"] = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    share_layer: bool = False
+    pre_layer_norm: bool = False
+    # Frames stacked into one input vector (Mockingjay LARGE: 3); 1 = no stacking.
+    downsample_rate: int = 1
+    # Longest (stacked) sequence the model accepts in one piece; 0 = no limit. The sinusoidal
+    # positional table is computed for any length on demand.
+    max_position: int = 0
+    # Inputs longer than this (in stacked frames) are encoded in torch.chunk pieces, as today's
+    # S3PRL `task.sequence_length` does; 0 = never chunk.
+    sequence_length: int = 1500
+
+    def __post_init__(self) -> None:
+        if self.hidden_size <= 0 or self.num_attention_heads <= 0:
+            raise ValueError("hidden_size and num_attention_heads must be positive")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of "
+                             f"num_attention_heads {self.num_attention_heads}")
+        if self.num_hidden_layers < 1:
+            raise ValueError(f"num_hidden_layers must be >= 1, got {self.num_hidden_layers}")
+        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(f"hidden_act {self.hidden_act!r} is not one of {list(ACTIVATIONS)}")
+        if self.downsample_rate < 1:
+            raise ValueError(f"downsample_rate must be >= 1, got {self.downsample_rate}")
+        if self.sequence_length < 0 or self.max_position < 0:
+            raise ValueError("sequence_length and max_position must be >= 0")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1)")
+
+
+@dataclass
+class MaskConfig:
+    """Alteration of the (stacked) input, reference/s3prl.md §1.2 (2020 `transformer/mam.py`)."""
+
+    mask_proportion: float = 0.15
+    mask_consecutive_min: int = 7
+    mask_consecutive_max: int = 7
+    mask_allow_overlap: bool = True
+    mask_bucket_ratio: float = 1.2
+    # Largest frequency band (in dims of the stacked vector) zeroed per utterance; 0 = off.
+    mask_frequency: int = 0
+    # Probability, decided once per batch, of adding Gaussian noise to the whole input.
+    noise_proportion: float = 0.0
+    noise_std: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.mask_proportion <= 1.0:
+            raise ValueError(f"mask_proportion must be in [0, 1], got {self.mask_proportion}")
+        if self.mask_consecutive_min < 1 or self.mask_consecutive_max < self.mask_consecutive_min:
+            raise ValueError("need 1 <= mask_consecutive_min <= mask_consecutive_max")
+        if self.mask_bucket_ratio < 1.0:
+            raise ValueError("mask_bucket_ratio must be >= 1")
+        if self.mask_frequency < 0:
+            raise ValueError("mask_frequency must be >= 0")
+        if not 0.0 <= self.noise_proportion <= 1.0:
+            raise ValueError("noise_proportion must be in [0, 1]")
+        if self.noise_std < 0:
+            raise ValueError("noise_std must be >= 0")
+
+
+@dataclass
+class APCConfig:
+    """Autoregressive predictive coding (Chung et al., arXiv 1904.03240): GRU stack + postnet."""
+
+    hidden_size: int = 512
+    num_layers: int = 3
+    dropout: float = 0.1
+    residual: bool = True
+    time_shift: int = 3
+
+    def __post_init__(self) -> None:
+        if self.hidden_size <= 0:
+            raise ValueError("hidden_size must be positive")
+        if self.num_layers < 1:
+            raise ValueError("num_layers must be >= 1 (s3prl's apc_local needs >= 3)")
+        if self.time_shift < 1:
+            raise ValueError("time_shift must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+
+
+MODELS = ("mockingjay", "tera", "aalbert", "apc")
+
+
+@dataclass
+class UpstreamConfig:
+    """Which upstream to pre-train and its sub-configs (only the relevant one is used)."""
+
+    model: Literal["mockingjay", "tera", "aalbert", "apc"] = "tera"
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    apc: APCConfig = field(default_factory=APCConfig)
+    # Reconstruction target: the clean input, or a separate 1025-dim linear spectrogram stream
+    # (Mockingjay LARGE, `duo_feature`).
+    target: Literal["input", "linear1025"] = "input"
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"model {self.model!r} is not one of {list(MODELS)}")
+        if self.model == "aalbert" and not self.transformer.share_layer:
+            raise ValueError("model aalbert needs transformer.share_layer: true (one layer shared by all depths)")
+        if self.model in ("mockingjay", "tera") and self.transformer.share_layer:
+            raise ValueError(f"model {self.model} has transformer.share_layer: true; use model: aalbert")
+        if self.model in ("mockingjay", "aalbert") and (self.mask.mask_frequency or self.mask.noise_proportion):
+            raise ValueError(f"model {self.model} uses time masking only: set mask.mask_frequency: 0 and "
+                             "mask.noise_proportion: 0 (or use model: tera)")
+        if self.model == "apc" and self.target != "input":
+            raise ValueError("model apc predicts its own input: target must be 'input'")
+        if self.target != "input" and self.mask.mask_frequency:
+            raise ValueError("a separate target stream needs mask.mask_frequency: 0 (bands are input dims)")
+
+
+def preset(model: str) -> UpstreamConfig:
+    """The 2020 recipe defaults of each model (reference/s3prl.md §1.3, §1.5)."""
+    if model == "mockingjay":
+        return UpstreamConfig(model="mockingjay", transformer=TransformerConfig(sequence_length=3000),
+                              mask=MaskConfig())
+    if model == "tera":
+        return UpstreamConfig(model="tera", mask=MaskConfig(mask_frequency=8, noise_proportion=0.15))
+    if model == "aalbert":
+        return UpstreamConfig(model="aalbert", transformer=TransformerConfig(share_layer=True, downsample_rate=3),
+                              mask=MaskConfig(mask_consecutive_min=1, mask_consecutive_max=1))
+    if model == "apc":
+        return UpstreamConfig(model="apc")
+    raise ValueError(f"unknown upstream model {model!r} (valid: {', '.join(MODELS)})")

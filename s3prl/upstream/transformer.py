@@ -1,0 +1,311 @@
+"""The one transformer encoder of the toolkit: Mockingjay, TERA and Audio ALBERT are presets of it.
+
+Follows the BERT-style model of S3PRL (`transformer/model.py` 2020, `upstream/mockingjay/model.py`
+today; reference/s3prl.md §1.1, Mockingjay arXiv 1910.12638, TERA arXiv 2007.06028, AALBERT arXiv
+2005.08575):
+
+* frame stacking by `downsample_rate` (B, T, D) -> (B, T // dr, D * dr), leftover frames dropped;
+* input block: Linear `spec_transform` + fixed sinusoidal positional encoding (Vaswani et al.,
+  computed in float64 for any length and cached) -> LayerNorm -> dropout;
+* post-LN encoder layers (or pre-LN with one extra LayerNorm per returned state), additive -10000
+  mask on padded keys, erf-GELU (relu / swish selectable), N(0, initializer_range) init;
+* `share_layer` (AALBERT): one layer object repeated N times; the state dict still lists
+  `encoder.layer.0 ... N-1`.
+
+Parameter names are exactly the original layout so released checkpoints load without renaming.
+Attention runs through `torch.nn.functional.scaled_dot_product_attention` unless attention maps are
+requested (or `use_sdpa` is switched off), which uses the explicit softmax path.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from s3prl.upstream.config import TransformerConfig
+
+__all__ = ["TransformerConfig", "TransformerModel", "TransformerOutput", "SpecHead", "stack_frames",
+           "positional_encoding", "ACT2FN"]
+
+MASK_VALUE = -10000.0  # additive attention bias on padded keys, as in BERT / S3PRL
+
+
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    """Exact (erf) GELU, as BERT and S3PRL use."""
+    return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+def swish(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(x)
+
+
+ACT2FN = {"gelu": gelu, "relu": F.relu, "swish": swish}
+
+_PE_CACHE: dict[int, torch.Tensor] = {}
+
+
+def positional_encoding(length: int, hidden_size: int) -> torch.Tensor:
+    """Sinusoidal table (length, hidden_size): sin on even dims, cos on odd, base 10000.
+
+    Computed in float64 then cast to float32 (as S3PRL's numpy table); grown and cached per size.
+    """
+    table = _PE_CACHE.get(hidden_size)
+    if table is None or table.shape[0] < length:
+        n = max(length, 2 * (table.shape[0] if table is not None else 1024))
+        pos = torch.arange(n, dtype=torch.float64)[:, None]
+        idx = torch.arange(hidden_size, dtype=torch.float64)
+        angle = pos / torch.pow(torch.tensor(10000.0, dtype=torch.float64), 2 * torch.div(idx, 2, rounding_mode="floor") / hidden_size)
+        angle[:, 0::2] = torch.sin(angle[:, 0::2])
+        angle[:, 1::2] = torch.cos(angle[:, 1::2])
+        table = angle.float()
+        _PE_CACHE[hidden_size] = table
+    return table[:length]
+
+
+def stack_frames(feats: torch.Tensor, lengths: torch.Tensor, rate: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack `rate` consecutive frames: (B, T, D) -> (B, T // rate, D * rate); lengths // rate."""
+    if rate == 1:
+        return feats, lengths
+    b, t, d = feats.shape
+    t2 = t // rate
+    return feats[:, : t2 * rate].reshape(b, t2, d * rate), torch.div(lengths, rate, rounding_mode="floor")
+
+
+def _layer_norm(cfg: TransformerConfig) -> nn.LayerNorm:
+    # torch's LayerNorm is the TF-style one (biased variance, eps inside the square root).
+    return nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+
+class InputRepresentations(nn.Module):
+    """Linear(D*dr -> H) + sinusoidal positions -> LayerNorm -> dropout."""
+
+    def __init__(self, cfg: TransformerConfig, input_dim: int):
+        super().__init__()
+        self.spec_transform = nn.Linear(input_dim, cfg.hidden_size)
+        self.LayerNorm = _layer_norm(cfg)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.spec_transform(x)
+        pe = positional_encoding(x.shape[1], h.shape[-1]).to(device=h.device, dtype=h.dtype)
+        return self.dropout(self.LayerNorm(h + pe))
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.num_heads = cfg.num_attention_heads
+        self.head_size = cfg.hidden_size // cfg.num_attention_heads
+        self.query = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.key = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.dropout = nn.Dropout(cfg.attention_probs_dropout_prob)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.num_heads, self.head_size).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor, explicit: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, T, H), bias (B, 1, 1, T) additive -> context (B, T, H), probs (B, heads, T, T) | None."""
+        q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+        if explicit:
+            scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_size) + bias
+            probs = torch.softmax(scores, dim=-1)
+            ctx = torch.matmul(self.dropout(probs), v)
+        else:
+            probs = None
+            p = self.dropout.p if self.training else 0.0
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=p)
+        b, _, t, _ = ctx.shape
+        return ctx.transpose(1, 2).reshape(b, t, -1), probs
+
+
+class _ResidualOutput(nn.Module):
+    """dense -> dropout -> + residual -> LayerNorm (the LayerNorm is skipped in pre-LN mode)."""
+
+    def __init__(self, cfg: TransformerConfig, in_size: int):
+        super().__init__()
+        self.pre_layer_norm = cfg.pre_layer_norm
+        self.dense = nn.Linear(in_size, cfg.hidden_size)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+        self.LayerNorm = _layer_norm(cfg)
+
+    def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        h = self.dropout(self.dense(h)) + residual
+        return h if self.pre_layer_norm else self.LayerNorm(h)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.pre_layer_norm = cfg.pre_layer_norm
+        self.self = SelfAttention(cfg)
+        self.output = _ResidualOutput(cfg, cfg.hidden_size)
+        if cfg.pre_layer_norm:
+            # The original registers the same LayerNorm under a second name (state-dict layout).
+            self.LayerNorm = self.output.LayerNorm
+
+    def forward(self, x, bias, explicit):
+        ctx, probs = self.self(self.LayerNorm(x) if self.pre_layer_norm else x, bias, explicit)
+        return self.output(ctx, x), probs
+
+
+class Intermediate(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+        self.act = ACT2FN[cfg.hidden_act]
+
+    def forward(self, x):
+        return self.act(self.dense(x))
+
+
+class TransformerLayer(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.pre_layer_norm = cfg.pre_layer_norm
+        self.attention = Attention(cfg)
+        self.intermediate = Intermediate(cfg)
+        self.output = _ResidualOutput(cfg, cfg.intermediate_size)
+        if cfg.pre_layer_norm:
+            self.LayerNorm = self.output.LayerNorm
+
+    def forward(self, x, bias, explicit):
+        a, probs = self.attention(x, bias, explicit)
+        inter = self.intermediate(self.LayerNorm(a) if self.pre_layer_norm else a)
+        return self.output(inter, a), probs
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.pre_layer_norm = cfg.pre_layer_norm
+        if cfg.share_layer:
+            shared = TransformerLayer(cfg)
+            self.layer = nn.ModuleList([shared] * cfg.num_hidden_layers)
+        else:
+            self.layer = nn.ModuleList([TransformerLayer(cfg) for _ in range(cfg.num_hidden_layers)])
+        if cfg.pre_layer_norm:
+            # One LayerNorm per returned state (input block + each layer), as S3PRL's Pre-LN.
+            self.LayerNorm = nn.ModuleList([_layer_norm(cfg) for _ in range(cfg.num_hidden_layers + 1)])
+
+    def forward(self, x, bias, explicit, want_attn):
+        states, attns = [], []
+        for i, layer in enumerate(self.layer):
+            states.append(self.LayerNorm[i](x) if self.pre_layer_norm else x)
+            x, probs = layer(x, bias, explicit)
+            if want_attn:
+                attns.append(probs)
+        states.append(self.LayerNorm[-1](x) if self.pre_layer_norm else x)
+        return states, attns
+
+
+@dataclass
+class TransformerOutput:
+    """hidden_states: L+1 tensors (B, T', H) (input block, then each layer); lengths (B,) in
+    stacked frames; attentions: L tensors (B, heads, T', T') when requested, else None."""
+
+    hidden_states: list
+    lengths: torch.Tensor
+    attentions: list | None = None
+
+
+def _init_weights(module: nn.Module, std: float) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class TransformerModel(nn.Module):
+    """Input block + encoder. `input_dim` is the per-frame feature dim D (before stacking)."""
+
+    def __init__(self, cfg: TransformerConfig, input_dim: int):
+        super().__init__()
+        if input_dim <= 0:
+            raise ValueError(f"input_dim must be positive, got {input_dim}")
+        self.config = cfg
+        self.input_dim = input_dim
+        self.use_sdpa = True
+        self.input_representations = InputRepresentations(cfg, input_dim * cfg.downsample_rate)
+        self.encoder = Encoder(cfg)
+        self.apply(lambda m: _init_weights(m, cfg.initializer_range))
+
+    @property
+    def hidden_size(self) -> int:
+        return self.config.hidden_size
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor, output_attentions: bool = False) -> TransformerOutput:
+        """feats (B, T, D) zero-padded, lengths (B,) long -> TransformerOutput (stacked frame rate)."""
+        if feats.dim() != 3 or feats.shape[-1] != self.input_dim:
+            raise ValueError(f"expected features (B, T, {self.input_dim}), got {tuple(feats.shape)}")
+        stacked, slen = stack_frames(feats, lengths, self.config.downsample_rate)
+        return self.encode(stacked, slen, output_attentions)
+
+    def encode(self, x: torch.Tensor, lengths: torch.Tensor, output_attentions: bool = False) -> TransformerOutput:
+        """Already stacked input x (B, T', D*dr), lengths (B,) in stacked frames."""
+        t = x.shape[1]
+        seq = self.config.sequence_length
+        if seq > 0 and t > seq:
+            # Same split as today's S3PRL (torch.chunk into ceil(T/seq) pieces, positions restart).
+            pieces = torch.chunk(x, math.ceil(t / seq), dim=1)
+        else:
+            pieces = (x,)
+        lengths = lengths.to(x.device)
+        all_states: list[list[torch.Tensor]] = []
+        all_attn: list[list[torch.Tensor]] = []
+        start = 0
+        for piece in pieces:
+            n = piece.shape[1]
+            if self.config.max_position and n > self.config.max_position:
+                raise ValueError(f"sequence of {n} frames exceeds max_position {self.config.max_position}")
+            plen = (lengths - start).clamp(min=0, max=n)
+            valid = torch.arange(n, device=x.device)[None, :] < plen[:, None]
+            bias = ((~valid).to(x.dtype) * MASK_VALUE)[:, None, None, :]
+            h = self.input_representations(piece)
+            states, attns = self.encoder(h, bias, explicit=output_attentions or not self.use_sdpa,
+                                         want_attn=output_attentions)
+            all_states.append(states)
+            all_attn.append(attns)
+            start += n
+        if len(pieces) == 1:
+            hidden = all_states[0]
+            attentions = all_attn[0] if output_attentions else None
+        else:
+            hidden = [torch.cat([s[i] for s in all_states], dim=1) for i in range(len(all_states[0]))]
+            attentions = None
+            if output_attentions:  # block-diagonal: no attention across pieces
+                attentions = []
+                for i in range(len(all_attn[0])):
+                    full = x.new_zeros(x.shape[0], self.config.num_attention_heads, t, t)
+                    s = 0
+                    for a in all_attn:
+                        n = a[i].shape[-1]
+                        full[:, :, s:s + n, s:s + n] = a[i]
+                        s += n
+                    attentions.append(full)
+        return TransformerOutput(hidden_states=hidden, lengths=lengths, attentions=attentions)
+
+
+class SpecHead(nn.Module):
+    """Pre-training prediction head: dense(H,H) -> act -> LayerNorm -> output(H, output_dim*dr)."""
+
+    def __init__(self, cfg: TransformerConfig, output_dim: int):
+        super().__init__()
+        self.output_dim = output_dim
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.act = ACT2FN[cfg.hidden_act]
+        self.LayerNorm = _layer_norm(cfg)
+        self.output = nn.Linear(cfg.hidden_size, output_dim * cfg.downsample_rate)
+        self.apply(lambda m: _init_weights(m, cfg.initializer_range))
+
+    def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """hidden (B, T', H) -> (prediction (B, T', output_dim*dr), pre-output hidden (B, T', H))."""
+        h = self.LayerNorm(self.act(self.dense(hidden)))
+        return self.output(h), h
