@@ -1,0 +1,400 @@
+"""Upstream checkpoints: write today's S3PRL layout, read ours and every historical S3PRL layout.
+
+Written (reference/SPEC.md "Checkpoints", reference/deps.md), so that s3prl 0.4.x's
+`mockingjay_local` / `tera_local` / `audio_albert_local` / `apc_local` load our files:
+
+* transformer family: `Transformer` (state dict), `SpecHead`, `Optimizer`, [`Scheduler`], `Step`,
+  `Config` (runner config, no `transformer` key), `Upstream_Config` = {transformer: {...},
+  task: {sequence_length}, audio: {...}};
+* APC: `model` (state dict) + `config` = {data: {audio: {...}}, model: {paras: {hidden_size,
+  num_layers, dropout, residual}}}, plus `Optimizer`, `Step`, `Config`;
+* both: `S3PRL_Recipes` = {format, model, upstream (our full UpstreamConfig), input_dim,
+  target_dim, extra}.
+
+Read: ours; today's S3PRL (`Upstream_Config`, or legacy `Config` holding `transformer`); the
+June-Dec 2020 layout (`Settings{Config, Paras}`, `Transformer`, `SpecHead`, `Global_step`); the
+pre-June-2020 `Mockingjay` key with a `mockingjay` config section; TF-style `gamma`/`beta` names;
+APC `model` + `config` and the bare 2020 APC state dict. Files hold only tensors and plain values
+and are loaded with `torch.load(weights_only=True)`; the 2020 `Settings.Paras` argparse.Namespace
+is the one non-plain class admitted (a plain attribute bag, rebuilt without running user code).
+"""
+from __future__ import annotations
+
+import argparse
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from s3prl.atomic import atomic_path
+from s3prl.config import ConfigError, from_dict, to_dict
+from s3prl.errors import UserError
+from s3prl.upstream.apc import APC
+from s3prl.upstream.config import APCConfig, MaskConfig, TransformerConfig, UpstreamConfig
+from s3prl.upstream.transformer import SpecHead, TransformerModel
+
+__all__ = ["save_upstream_checkpoint", "load_checkpoint", "load_upstream", "LoadedUpstream",
+           "restore_objective", "find_checkpoints", "prune_checkpoints", "checkpoint_name", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+OURS = "S3PRL_Recipes"
+TRANSFORMER_FAMILY = ("mockingjay", "tera", "aalbert")
+# The `transformer:` keys today's S3PRL TransformerConfig reads (plus what we need to rebuild).
+_HUB_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "hidden_act", "intermediate_size",
+             "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "layer_norm_eps",
+             "share_layer", "pre_layer_norm")
+_CKPT_RE = re.compile(r"^states-(\d+)\.ckpt$")
+
+
+# ------------------------------------------------------------------------------------------ writing
+def _check_plain(value: Any, where: str) -> None:
+    """Refuse anything torch.load(weights_only=True) would not read back (numpy, dataclasses, ...)."""
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor, torch.dtype, torch.device)):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"checkpoint key {where}.{k!r} is not a str or int")
+            _check_plain(v, f"{where}.{k}")
+        return
+    raise TypeError(f"checkpoint value {where} is a {type(value).__name__}; only tensors and plain Python values are allowed")
+
+
+def _cpu_state(module: nn.Module) -> dict:
+    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+
+def save_upstream_checkpoint(path: str | Path, *, objective: nn.Module, optimizer_state: dict | None,
+                             scheduler_state: dict | None, step: int, runner_config: dict,
+                             upstream_cfg: UpstreamConfig, audio: dict, extra: dict | None = None) -> None:
+    """Write `path` atomically in today's S3PRL layout (see the module docstring).
+
+    objective: a MaskedReconstruction or APCObjective (s3prl.upstream.objectives).
+    runner_config: the trainer's config as a plain dict (must not hold a `transformer` key).
+    audio: the feature config in S3PRL 'audio' layout (Kaldi style for the transformer family,
+    `{feat_type, feat_dim, ...}` for APC).
+    """
+    runner_config = dict(runner_config or {})
+    if "transformer" in runner_config:
+        raise ValueError("runner_config must not contain a 'transformer' key (S3PRL reads it as a legacy model config)")
+    ours = {"format": FORMAT_VERSION, "model": upstream_cfg.model, "upstream": to_dict(upstream_cfg),
+            "input_dim": int(objective.input_dim), "target_dim": int(getattr(objective, "target_dim", objective.input_dim)),
+            "extra": extra or {}}
+    ckpt: dict[str, Any]
+    if upstream_cfg.model == "apc":
+        apc = objective.apc
+        c = upstream_cfg.apc
+        ckpt = {"model": _cpu_state(apc),
+                "config": {"data": {"audio": dict(audio)},
+                           "model": {"paras": {"hidden_size": c.hidden_size, "num_layers": c.num_layers,
+                                               "dropout": c.dropout, "residual": c.residual}}}}
+    else:
+        t = upstream_cfg.transformer
+        tsec = {k: getattr(t, k) for k in _HUB_KEYS}
+        tsec.update(input_dim=int(objective.input_dim), downsample_rate=t.downsample_rate)
+        ckpt = {"Transformer": _cpu_state(objective.transformer), "SpecHead": _cpu_state(objective.spec_head),
+                "Upstream_Config": {"transformer": tsec, "task": {"sequence_length": t.sequence_length},
+                                    "audio": dict(audio)}}
+    ckpt.update({"Optimizer": optimizer_state, "Step": int(step), "Config": runner_config, OURS: ours})
+    if scheduler_state is not None:
+        ckpt["Scheduler"] = scheduler_state
+    _check_plain(ckpt, "ckpt")
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+
+
+# ------------------------------------------------------------------------------------------ reading
+def load_checkpoint(path: str | Path) -> dict:
+    """torch.load(weights_only=True, map_location='cpu'); refusals and corrupt files are UserErrors."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        first = lines[0] if lines else type(e).__name__
+        why = next((ln for ln in lines if "Unsupported" in ln or "GLOBAL" in ln), None)
+        if why is not None or "weights only" in text.lower() or "weights_only" in text:
+            raise UserError(f"{path}: refused: checkpoint needs arbitrary unpickling ({(why or first)[:200]})") from None
+        raise UserError(f"{path}: cannot read checkpoint (truncated or corrupt: {first[:200]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: cannot read checkpoint (truncated or corrupt: {first[:200]})") from None
+    if not isinstance(ckpt, dict):
+        raise UserError(f"{path}: not an S3PRL checkpoint (top level is a {type(ckpt).__name__}, not a dict)")
+    return ckpt
+
+
+@dataclass
+class LoadedUpstream:
+    model_type: str                 # mockingjay | tera | aalbert | apc
+    model: nn.Module                # TransformerModel or APC, in eval mode
+    upstream_cfg: UpstreamConfig
+    audio: dict | None              # the S3PRL 'audio' section, when the checkpoint has one
+    step: int | None
+    spec_head: SpecHead | None = None
+
+
+def _rename_tf(state: dict) -> dict:
+    out = {}
+    for k, v in state.items():
+        k2 = re.sub(r"\.gamma$", ".weight", k)
+        k2 = re.sub(r"\.beta$", ".bias", k2)
+        out[k2] = v
+    return out
+
+
+def _load_state(module: nn.Module, state: dict, path: Path, what: str) -> None:
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: '{what}' is not a state dict")
+    result = module.load_state_dict(_rename_tf(state), strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise UserError(f"{path}: '{what}' does not match the model: missing {result.missing_keys[:5]}, "
+                        f"unexpected {result.unexpected_keys[:5]}")
+
+
+def _as(value: Any, tp: type, key: str, path: Path) -> Any:
+    try:
+        if tp is bool:
+            if isinstance(value, str):
+                if value.lower() in ("true", "false"):
+                    return value.lower() == "true"
+                raise ValueError(value)
+            return bool(value)
+        return tp(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: config key transformer.{key} = {value!r} is not a {tp.__name__}") from None
+
+
+def _transformer_cfg(sec: dict, seq_len: int, path: Path) -> tuple[TransformerConfig, MaskConfig]:
+    prune = sec.get("prune_headids")
+    if prune not in (None, "None", "", "none"):
+        raise UserError(f"{path}: transformer.prune_headids = {prune!r}: pruned-head checkpoints are not supported")
+    kw: dict[str, Any] = {}
+    types = {"hidden_size": int, "num_hidden_layers": int, "num_attention_heads": int, "intermediate_size": int,
+             "hidden_act": str, "hidden_dropout_prob": float, "attention_probs_dropout_prob": float,
+             "initializer_range": float, "layer_norm_eps": float, "share_layer": bool, "pre_layer_norm": bool,
+             "downsample_rate": int}
+    for k, tp in types.items():
+        if k in sec and sec[k] is not None:
+            kw[k] = _as(sec[k], tp, k, path)
+    for k in ("hidden_size", "num_hidden_layers", "num_attention_heads"):
+        if k not in kw:
+            raise UserError(f"{path}: config section 'transformer' lacks '{k}'")
+    kw["sequence_length"] = max(int(seq_len), 0)
+    try:
+        tcfg = TransformerConfig(**kw)
+    except ValueError as e:
+        raise UserError(f"{path}: bad transformer config: {e}") from None
+    mkw: dict[str, Any] = {}
+    mtypes = {"mask_proportion": float, "mask_consecutive_min": int, "mask_consecutive_max": int,
+              "mask_allow_overlap": bool, "mask_bucket_ratio": float, "noise_proportion": float}
+    for k, tp in mtypes.items():
+        if k in sec and sec[k] is not None:
+            mkw[k] = _as(sec[k], tp, k, path)
+    if "mask_frequency" in sec and sec["mask_frequency"]:
+        mf = float(sec["mask_frequency"])
+        in_dim = int(sec.get("input_dim", 0) or 0) * tcfg.downsample_rate
+        # Today's S3PRL stores a fraction of the feature dim; 2020 stored a band width.
+        mkw["mask_frequency"] = int(round(mf * in_dim)) if mf < 1 and in_dim else int(mf)
+    try:
+        mcfg = MaskConfig(**mkw)
+    except ValueError:
+        mcfg = MaskConfig()
+    return tcfg, mcfg
+
+
+def _infer_family(tcfg: TransformerConfig, mcfg: MaskConfig) -> str:
+    if tcfg.share_layer:
+        return "aalbert"
+    if mcfg.mask_frequency or mcfg.noise_proportion:
+        return "tera"
+    return "mockingjay"
+
+
+def _check_type(found: str, requested: str | None, path: Path, strict: bool) -> None:
+    if requested is None:
+        return
+    if requested not in TRANSFORMER_FAMILY + ("apc",):
+        raise UserError(f"unknown upstream model '{requested}' (valid: mockingjay, tera, aalbert, apc)")
+    ok = found == requested
+    if not ok and not strict and found in TRANSFORMER_FAMILY and requested in TRANSFORMER_FAMILY:
+        # Foreign checkpoints do not say which model they are; only layer sharing is certain.
+        ok = (found == "aalbert") == (requested == "aalbert")
+    if not ok:
+        raise UserError(f"{path}: checkpoint holds a {found} upstream, not {requested}")
+
+
+def _transformer_from_ckpt(ckpt: dict, path: Path) -> tuple[dict, dict, dict | None, int, int | None]:
+    """-> (state, transformer section, audio, sequence_length, step) for every S3PRL layout."""
+    state = ckpt.get("Transformer", ckpt.get("Mockingjay"))
+    audio = None
+    seq = 0
+    if isinstance(ckpt.get("Upstream_Config"), dict) and "transformer" in ckpt["Upstream_Config"]:
+        up = ckpt["Upstream_Config"]
+    elif isinstance(ckpt.get("Config"), dict) and "transformer" in ckpt["Config"]:
+        up = ckpt["Config"]
+    elif isinstance(ckpt.get("Settings"), dict) and isinstance(ckpt["Settings"].get("Config"), dict):
+        up = ckpt["Settings"]["Config"]
+    else:
+        raise UserError(f"{path}: transformer checkpoint without a model config "
+                        "(looked for Upstream_Config, Config and Settings.Config)")
+    sec = up.get("transformer", up.get("mockingjay"))
+    if not isinstance(sec, dict):
+        raise UserError(f"{path}: model config has no 'transformer' (or 'mockingjay') section")
+    if isinstance(up.get("task"), dict) and "sequence_length" in up["task"]:
+        seq = int(up["task"]["sequence_length"] or 0)
+    else:
+        seq = int(sec.get("max_input_length", 0) or 0)
+    if isinstance(up.get("audio"), dict):
+        audio = up["audio"]
+    step = ckpt.get("Step", ckpt.get("Global_step"))
+    return state, sec, audio, seq, (int(step) if step is not None else None)
+
+
+def _apc_cfg_from_state(state: dict, paras: dict | None, path: Path) -> tuple[APCConfig, int]:
+    if "postnet.weight" not in state:
+        raise UserError(f"{path}: APC state dict has no postnet.weight")
+    input_dim = int(state["postnet.weight"].shape[0])
+    hidden = int(state["postnet.weight"].shape[1])
+    layers = len({k.split(".")[1] for k in state if k.startswith("rnn_layers.")})
+    paras = dict(paras or {})
+    if paras.get("vq"):
+        raise UserError(f"{path}: VQ-APC checkpoints are not supported (config.model.paras.vq)")
+    try:
+        cfg = APCConfig(hidden_size=int(paras.get("hidden_size", hidden)), num_layers=int(paras.get("num_layers", layers)),
+                        dropout=float(paras.get("dropout", 0.1)), residual=bool(paras.get("residual", True)))
+    except ValueError as e:
+        raise UserError(f"{path}: bad APC config: {e}") from None
+    return cfg, input_dim
+
+
+def load_upstream(path: str | Path, model_type: str | None = None) -> LoadedUpstream:
+    """Build the upstream encoder stored in `path` (any supported layout), in eval mode.
+
+    model_type: when given, a checkpoint of another model is a UserError.
+    """
+    path = Path(path)
+    ckpt = load_checkpoint(path)
+    ours = ckpt.get(OURS)
+    if isinstance(ours, dict) and "upstream" in ours:
+        try:
+            ucfg = from_dict(UpstreamConfig, ours["upstream"], f"{path}:{OURS}.upstream")
+        except ConfigError as e:
+            raise UserError(str(e)) from None
+        _check_type(ucfg.model, model_type, path, strict=True)
+        if ucfg.model == "apc":
+            model: nn.Module = APC(int(ours["input_dim"]), ucfg.apc)
+            _load_state(model, ckpt.get("model"), path, "model")
+            audio = ckpt.get("config", {}).get("data", {}).get("audio")
+            return LoadedUpstream("apc", model.eval(), ucfg, audio, ckpt.get("Step"))
+        model = TransformerModel(ucfg.transformer, int(ours["input_dim"]))
+        _load_state(model, ckpt.get("Transformer"), path, "Transformer")
+        head = None
+        if isinstance(ckpt.get("SpecHead"), dict):
+            head = SpecHead(ucfg.transformer, int(ours.get("target_dim", ours["input_dim"])))
+            _load_state(head, ckpt["SpecHead"], path, "SpecHead")
+            head.eval()
+        audio = ckpt.get("Upstream_Config", {}).get("audio")
+        return LoadedUpstream(ucfg.model, model.eval(), ucfg, audio, ckpt.get("Step"), head)
+
+    if "Transformer" in ckpt or "Mockingjay" in ckpt:
+        state, sec, audio, seq, step = _transformer_from_ckpt(ckpt, path)
+        if not isinstance(state, dict) or "input_representations.spec_transform.weight" not in state:
+            raise UserError(f"{path}: 'Transformer' state lacks input_representations.spec_transform.weight")
+        tcfg, mcfg = _transformer_cfg(sec, seq, path)
+        fan_in = int(state["input_representations.spec_transform.weight"].shape[1])
+        if fan_in % tcfg.downsample_rate:
+            raise UserError(f"{path}: spec_transform input {fan_in} is not a multiple of downsample_rate {tcfg.downsample_rate}")
+        family = _infer_family(tcfg, mcfg)
+        _check_type(family, model_type, path, strict=False)
+        if model_type is not None:
+            family = model_type
+        if family != "tera":
+            mcfg = MaskConfig(**{**to_dict(mcfg), "mask_frequency": 0, "noise_proportion": 0.0})
+        ucfg = UpstreamConfig(model=family, transformer=tcfg, mask=mcfg)
+        model = TransformerModel(tcfg, fan_in // tcfg.downsample_rate)
+        _load_state(model, state, path, "Transformer" if "Transformer" in ckpt else "Mockingjay")
+        head = None
+        hs = ckpt.get("SpecHead")
+        if isinstance(hs, dict) and "output.weight" in hs:
+            out_dim = int(hs["output.weight"].shape[0]) // tcfg.downsample_rate
+            head = SpecHead(tcfg, out_dim)
+            _load_state(head, hs, path, "SpecHead")
+            head.eval()
+        return LoadedUpstream(family, model.eval(), ucfg, audio, step, head)
+
+    if "model" in ckpt and isinstance(ckpt.get("config"), dict):
+        _check_type("apc", model_type, path, strict=True)
+        state = ckpt["model"]
+        paras = ckpt["config"].get("model", {}).get("paras")
+        acfg, input_dim = _apc_cfg_from_state(state, paras, path)
+        model = APC(input_dim, acfg)
+        _load_state(model, state, path, "model")
+        audio = ckpt["config"].get("data", {}).get("audio")
+        return LoadedUpstream("apc", model.eval(), UpstreamConfig(model="apc", apc=acfg), audio, ckpt.get("Step"))
+
+    if "postnet.weight" in ckpt and any(k.startswith("rnn_layers.") for k in ckpt):
+        # 2020 APC: a bare state dict (apc-<step>.ckpt); residual as the 2020 default.
+        _check_type("apc", model_type, path, strict=True)
+        acfg, input_dim = _apc_cfg_from_state(ckpt, None, path)
+        model = APC(input_dim, acfg)
+        _load_state(model, ckpt, path, "state dict")
+        m = re.search(r"-(\d+)\.ckpt$", path.name)
+        return LoadedUpstream("apc", model.eval(), UpstreamConfig(model="apc", apc=acfg), None,
+                              int(m.group(1)) if m else None)
+
+    raise UserError(f"{path}: not an upstream checkpoint (keys: {', '.join(map(str, list(ckpt)[:8]))})")
+
+
+def restore_objective(objective: nn.Module, ckpt: dict, path: str | Path = "checkpoint") -> None:
+    """Load the model weights of a checkpoint written by save_upstream_checkpoint into `objective`
+    (for resuming pre-training); the optimizer/scheduler states are left to the caller."""
+    path = Path(path)
+    if hasattr(objective, "apc"):
+        _load_state(objective.apc, ckpt.get("model"), path, "model")
+    else:
+        _load_state(objective.transformer, ckpt.get("Transformer"), path, "Transformer")
+        _load_state(objective.spec_head, ckpt.get("SpecHead"), path, "SpecHead")
+
+
+# ------------------------------------------------------------------------------------------ files
+def checkpoint_name(step: int) -> str:
+    """File name of the checkpoint at `step` (S3PRL's `states-<step>.ckpt`)."""
+    return f"states-{int(step)}.ckpt"
+
+
+def find_checkpoints(exp_dir: str | Path) -> list[tuple[int, Path]]:
+    """`states-<step>.ckpt` files in `exp_dir`, sorted by step (oldest first)."""
+    d = Path(exp_dir)
+    if not d.is_dir():
+        return []
+    found = []
+    for p in d.iterdir():
+        m = _CKPT_RE.match(p.name)
+        if m and p.is_file():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def prune_checkpoints(exp_dir: str | Path, max_keep: int) -> list[Path]:
+    """Delete all but the newest `max_keep` checkpoints (max_keep <= 0 keeps all); returns the removed."""
+    if max_keep <= 0:
+        return []
+    found = find_checkpoints(exp_dir)
+    removed = []
+    for _, p in found[:-max_keep]:
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
