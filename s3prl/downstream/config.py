@@ -1,0 +1,125 @@
+"""Typed config of a downstream classification run (phone or speaker, CPC protocol).
+
+It maps the 2020 S3PRL `config/downstream.yaml` (reference/s3prl.md §2.2, §4) onto dataclasses
+loaded with `s3prl.config.load_config`:
+
+```yaml
+task: phone            # phone | speaker
+head: {name: linear}   # s3prl.downstream.heads.HeadConfig
+input: {layer: last, fine_tune: false}
+labels: {split_seed: 1337, train_proportion: 0.9, num_phone_classes: 41, max_frame_mismatch: 2}
+optimizer: {name: Adam, lr: 4.0e-3, schedule: constant, weight_decay: 0.0, gradient_clipping: 1.0}
+runner: {total_steps: 500000, log_step: 2000, save_step: 2000, dev_step: 10000, max_keep: 2}
+dataloader: {batch_size: 6, dev_batch_size: 12, cmvn: none}   # s3prl.train.config.DataConfig
+```
+
+The defaults are the 2020 frozen-upstream protocol: plain Adam, lr 4e-3, no schedule, global
+clip 1.0, batch 6 bucketed, 500k steps, dev every 10k steps. Fine-tuning in 2020 used BertAdam
+with 7 % warm-up and weight decay 0.01 (set those in the optimizer section with
+`input.fine_tune: true`).
+
+`load_downstream_config` merges the YAML onto these defaults section by section (a YAML that sets
+only `optimizer.lr` keeps Adam / constant schedule rather than OptimizerConfig's own AdamW
+defaults), then applies `--override` strings.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from s3prl.config import apply_overrides, from_dict, read_yaml, to_dict
+from s3prl.downstream.heads import HeadConfig
+from s3prl.train.config import DataConfig, OptimizerConfig, RunnerConfig
+
+PHONE_HEADS = ("linear", "1hidden", "concat")
+SPEAKER_HEADS = ("frame", "utterance", "rnn")
+
+
+@dataclass
+class InputConfig:
+    """How representations reach the head.
+
+    layer: which upstream hidden state to use when the upstream runs on the fly: "last",
+    "weighted_sum" (learned softmax weights over all states, upstream frozen unless fine_tune) or
+    an index (0 = input block). For dumped features the layer is the one recorded by the dump.
+    fine_tune: train the upstream jointly with the head. normalize: parameter-free layer norm of
+    each hidden state before selection (S3PRL's weighted_sum_norm).
+    """
+    layer: int | str = "last"
+    fine_tune: bool = False
+    normalize: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.layer, str) and self.layer not in ("last", "weighted_sum"):
+            try:
+                self.layer = int(self.layer)
+            except ValueError:
+                raise ValueError(f"layer {self.layer!r} is not 'last', 'weighted_sum' or an integer") from None
+        if isinstance(self.layer, int) and self.layer < 0:
+            raise ValueError(f"layer must be >= 0, got {self.layer}")
+
+
+@dataclass
+class LabelConfig:
+    """The CPC protocol (reference/s3prl.md §3.4): 41 phone classes, seeded 90/10 train/dev split."""
+    num_phone_classes: int = 41
+    split_seed: int = 1337
+    train_proportion: float = 0.9
+    max_frame_mismatch: int = 2
+
+    def __post_init__(self):
+        if self.num_phone_classes < 2:
+            raise ValueError("num_phone_classes must be >= 2")
+        if not 0.0 < self.train_proportion < 1.0:
+            raise ValueError(f"train_proportion must be in (0, 1), got {self.train_proportion}")
+        if self.max_frame_mismatch < 0:
+            raise ValueError("max_frame_mismatch must be >= 0")
+
+
+def _frozen_optimizer() -> OptimizerConfig:
+    return OptimizerConfig(name="Adam", lr=4e-3, weight_decay=0.0, schedule="constant", warmup_proportion=0.0,
+                           gradient_clipping=1.0)
+
+
+def _runner() -> RunnerConfig:
+    return RunnerConfig(total_steps=500000, log_step=2000, save_step=2000, dev_step=10000, max_keep=2)
+
+
+def _data() -> DataConfig:
+    return DataConfig(batch_size=6, dev_batch_size=12)
+
+
+@dataclass
+class DownstreamConfig:
+    task: Literal["phone", "speaker"] = "phone"
+    head: HeadConfig = field(default_factory=HeadConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    optimizer: OptimizerConfig = field(default_factory=_frozen_optimizer)
+    runner: RunnerConfig = field(default_factory=_runner)
+    dataloader: DataConfig = field(default_factory=_data)
+
+    def __post_init__(self):
+        valid = PHONE_HEADS if self.task == "phone" else SPEAKER_HEADS
+        if self.head.name not in valid:
+            raise ValueError(f"head.name {self.head.name!r} is not a {self.task} head (valid: {', '.join(valid)})")
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+def load_downstream_config(path=None, overrides: list[str] | None = None,
+                           task: str | None = None) -> DownstreamConfig:
+    """Load a downstream YAML over the protocol defaults, then `overrides` (``a.b=v``), then
+    `task` (the CLI's --task, which wins over the file). Errors are ConfigErrors naming file and key."""
+    data = read_yaml(path) if path is not None else {}
+    data = apply_overrides(data, overrides)
+    if task is not None:
+        data["task"] = task
+    # Keys unknown to the schema must still be reported by from_dict: merge only known sections.
+    merged = _merge(to_dict(DownstreamConfig()), data)
+    return from_dict(DownstreamConfig, merged, str(path) if path is not None else "config")
