@@ -1,0 +1,375 @@
+#!/usr/bin/env python3
+"""Synthetic LibriSpeech: a LibriSpeech-layout corpus with exact CPC-style frame phone labels.
+
+Builds, offline and deterministically from a seed, a stand-in for LibriSpeech train-clean-100
+(plus small dev-clean / test-clean sets of other speakers) out of Debian TTS engines whose phone
+timings are exact (engines.py; findings in reference/corpus.md):
+
+    OUT/LibriSpeech/<subset>/SPK/CHAPTER/SPK-CHAPTER-UUUU.flac   16 kHz mono 16-bit FLAC
+    OUT/LibriSpeech/<subset>/SPK/CHAPTER/SPK-CHAPTER.trans.txt   "UTTID WORDS ..." (upper case)
+    OUT/LibriSpeech/SPEAKERS.TXT      ";" comments, "ID | SEX | SUBSET | MINUTES | NAME" rows
+    OUT/cpc/converted_aligned_phones.txt  "UTTID id id ..." per train-clean-100 utterance, one id per
+                                          10 ms frame: 1 + (n - 400) // 160 frames (25 ms / 10 ms
+                                          snip-edges), frame i = phone at sample 160 i + 200
+    OUT/cpc/train_split.txt, test_split.txt   utterance ids, about 80/20 within every speaker (CPC)
+    OUT/cpc/phones.txt                "ID PHONE", 41 classes in Kaldi sets.txt order (phones.py)
+    OUT/speakers.tsv                  every speaker's subset, engine, sex and parameters (JSON)
+    OUT/manifest.json                 preset, seed, settings, counts, seconds, TTS package versions
+
+Each speaker is one job with generators seeded from (seed, speaker id, purpose), so the bytes do
+not depend on --jobs. The corpus is built in a temporary directory next to OUT and renamed when
+complete; a complete OUT with the same settings is left alone.
+
+    python tools/synth/librispeech.py --out DIR [--preset tiny|default|large] [--seed N]
+        [--speakers N] [--utts N] [--engines hts,flite,espeak] [--difficulty D] [--chapters N] [--jobs N]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import engines  # noqa: E402
+import text as textlib  # noqa: E402
+from channel import apply_channel  # noqa: E402
+from phones import PHONES, SR, frame_labels  # noqa: E402
+from voices import Speaker, SpeakerVoice, draw_speaker, espeak_variants  # noqa: E402
+
+from s3prl.atomic import atomic_dir, remove_stale_tmp  # noqa: E402
+from s3prl.config import ConfigError, from_dict, to_dict  # noqa: E402
+from s3prl.errors import UserError, cli_main  # noqa: E402
+from s3prl.log import setup_logging  # noqa: E402
+
+log = logging.getLogger("synth")
+
+TRAIN, DEV, TEST = "train-clean-100", "dev-clean", "test-clean"
+SUBSETS = (TRAIN, DEV, TEST)
+MIN_SECONDS, MAX_SECONDS = 3.0, 8.0
+FORMAT_VERSION = 1
+
+
+@dataclass
+class CorpusConfig:
+    """What the corpus is built from; everything but `jobs` is recorded in manifest.json."""
+    preset: str = "default"
+    seed: int = 1
+    speakers: int = 100              # train-clean-100 speakers
+    utts: int = 10                   # utterances per train speaker
+    eval_speakers: int = 10          # speakers in each of dev-clean and test-clean
+    eval_utts: int = 4               # utterances per dev/test speaker
+    engines: list[str] = field(default_factory=lambda: ["hts", "flite", "espeak"])  # round robin
+    difficulty: float = 0.5          # spread of speaker parameters (1 = prototype, smaller = harder)
+    chapters: int = 2                # recording sessions per speaker (own channel, room, noise)
+
+    def check(self) -> None:
+        for name in ("speakers", "eval_speakers", "chapters"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.utts < 2 or self.eval_utts < 1:
+            raise UserError(f"--utts must be >= 2 (every speaker is on both sides of the CPC split), got {self.utts}")
+        if self.chapters > min(self.utts, self.eval_utts):
+            raise UserError(f"--chapters {self.chapters} exceeds the utterances per speaker")
+        if not 0.0 < self.difficulty <= 2.0:
+            raise UserError(f"--difficulty must be in (0, 2], got {self.difficulty}")
+        if not self.engines:
+            raise UserError("--engines is empty")
+        for e in self.engines:
+            if e not in engines.ENGINES:
+                raise UserError(f"--engines: unknown engine '{e}' (choose from {', '.join(engines.ENGINES)})")
+
+
+# Presets. default = reference/corpus.md §5 (difficulty 0.5, 2 chapters, 100 speakers x 10 utts).
+PRESETS = {
+    "tiny": CorpusConfig(preset="tiny", speakers=6, utts=4, eval_speakers=2, eval_utts=2),
+    "default": CorpusConfig(preset="default"),
+    "large": CorpusConfig(preset="large", speakers=251, utts=25, eval_speakers=40, eval_utts=10, chapters=3),
+}
+
+
+@dataclass
+class SpeakerJob:
+    speaker: Speaker
+    subset: str
+    chapters: list[int]
+    n_utts: int
+    texts: list[str]          # candidate texts; more are drawn from the speaker's own stream if needed
+    seed: int
+    root: str                 # OUT/LibriSpeech/<subset> (temporary name)
+    workdir: str              # scratch dir shared by all jobs (each job uses its own subdir)
+    espeak_data: str | None
+    with_labels: bool
+
+
+def plan_speakers(cfg: CorpusConfig) -> list[tuple[str, Speaker, list[int]]]:
+    """Speaker ids, engines and parameters for all subsets: [(subset, speaker, chapter ids)]."""
+    counts = {TRAIN: cfg.speakers, DEV: cfg.eval_speakers, TEST: cfg.eval_speakers}
+    rng = np.random.default_rng([cfg.seed, 0])
+    ids = rng.choice(np.arange(10, 9000), sum(counts.values()), replace=False).tolist()
+    plan, per_engine, k = [], {e: 0 for e in engines.ENGINES}, 0
+    for subset in SUBSETS:
+        for j, spk_id in enumerate(sorted(ids[k:k + counts[subset]])):
+            engine = cfg.engines[j % len(cfg.engines)]
+            sp = draw_speaker(np.random.default_rng([cfg.seed, spk_id, 0]), spk_id, engine, per_engine[engine],
+                              cfg.difficulty, cfg.chapters)
+            per_engine[engine] += 1
+            ch_rng = np.random.default_rng([cfg.seed, spk_id, 5])
+            chapters = sorted(int(c) for c in ch_rng.choice(np.arange(10, 300000), cfg.chapters, replace=False))
+            plan.append((subset, sp, chapters))
+        k += counts[subset]
+    return plan
+
+
+def _text_stream(job: SpeakerJob, sentences: list[str]):
+    yield from job.texts
+    extra = np.random.default_rng([job.seed, job.speaker.id, 4])
+    while True:
+        yield from textlib.make_texts(sentences, extra, 8)
+
+
+def run_speaker(job: SpeakerJob) -> tuple[int, list[tuple[str, str, str | None, int]]]:
+    """Synthesize one speaker's utterances, write FLACs and trans.txt files.
+
+    Returns (speaker id, [(utt id, transcript, label line or None, num samples)])."""
+    sp = job.speaker
+    rng = np.random.default_rng([job.seed, sp.id, 1])
+    work = Path(job.workdir) / f"spk{sp.id}"
+    work.mkdir(parents=True, exist_ok=True)
+    voice = SpeakerVoice(sp, work, job.espeak_data)
+    sentences = textlib.load_sentences()
+    stream = _text_stream(job, sentences)
+    nch = len(job.chapters)
+    results: list[tuple[str, str, str | None, int]] = []
+    tries = 0
+    while len(results) < job.n_utts:
+        need = job.n_utts - len(results)
+        batch = [next(stream) for _ in range(need + need // 8)]
+        tries += len(batch)
+        if tries > 10 * job.n_utts + 20:
+            raise RuntimeError(f"speaker {sp.id}: too few utterances of {MIN_SECONDS}-{MAX_SECONDS} s")
+        for text, (y, segs) in zip(batch, voice.render(batch, rng)):
+            if len(results) >= job.n_utts:
+                break
+            k = len(results) % nch
+            # a fresh generator per utterance from the chapter's seed: the chapter keeps one room
+            room_rng = np.random.default_rng([job.seed, sp.id, 2, k])
+            y, lead = apply_channel(y, sp.channels[k], room_rng, rng)
+            if not MIN_SECONDS <= len(y) / SR <= MAX_SECONDS:
+                continue
+            ch = job.chapters[k]
+            uid = f"{sp.id}-{ch}-{len(results) // nch:04d}"
+            out_dir = Path(job.root) / str(sp.id) / str(ch)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            sf.write(str(out_dir / f"{uid}.flac"), y, SR, format="FLAC", subtype="PCM_16")
+            labels = None
+            if job.with_labels:
+                shifted = [(p, s + lead, e + lead) for p, s, e in segs]
+                labels = uid + " " + " ".join(map(str, frame_labels(shifted, len(y)).tolist()))
+            results.append((uid, textlib.transcript(text), labels, len(y)))
+    for ch in job.chapters:
+        lines = sorted(f"{uid} {tr}\n" for uid, tr, _, _ in results if uid.split("-")[1] == str(ch))
+        with open(Path(job.root) / str(sp.id) / str(ch) / f"{sp.id}-{ch}.trans.txt", "w", encoding="utf-8") as f:
+            f.writelines(lines)
+    shutil.rmtree(work, ignore_errors=True)
+    return sp.id, results
+
+
+def _job_cost(job: SpeakerJob) -> float:
+    per_utt = {"hts": 0.5, "flite": 0.2, "espeak": 0.05}[job.speaker.engine]
+    return per_utt * job.n_utts
+
+
+def _run_jobs(jobs: list[SpeakerJob], n_workers: int) -> dict[int, list]:
+    # longest jobs first for load balance; results are keyed by speaker, so order never matters
+    ordered = sorted(jobs, key=lambda j: (-_job_cost(j), j.speaker.id))
+    out = {}
+    if n_workers <= 1:
+        for job in ordered:
+            sid, res = run_speaker(job)
+            out[sid] = res
+        return out
+    with multiprocessing.get_context("fork").Pool(n_workers) as pool:
+        for sid, res in pool.imap_unordered(run_speaker, ordered, chunksize=1):
+            out[sid] = res
+    return out
+
+
+def speakers_txt(rows: list[tuple[Speaker, str, float]]) -> str:
+    """SPEAKERS.TXT in LibriSpeech's format."""
+    lines = ["; Synthetic speakers made by tools/synth/librispeech.py (engine and parameters in",
+             "; ../speakers.tsv). MINUTES is the total duration of the speaker's utterances.",
+             ";ID  |SEX| SUBSET           |MINUTES| NAME"]
+    for sp, subset, minutes in sorted(rows, key=lambda r: r[0].id):
+        p = sp.params
+        detail = {"hts": "slt-hts", "flite": p.get("voice", ""), "espeak": p.get("accent", "")}[sp.engine]
+        lines.append(f"{sp.id:<5}| {sp.sex} | {subset:<16} | {minutes:5.2f} | synthetic {sp.engine} {detail} s{sp.id}")
+    return "\n".join(lines) + "\n"
+
+
+def cpc_split(seed: int, by_speaker: dict[int, list[str]]) -> tuple[list[str], list[str]]:
+    """About 80/20 within every speaker (at least one utterance on each side), seeded per speaker."""
+    train, test = [], []
+    for sid in sorted(by_speaker):
+        utts = sorted(by_speaker[sid])
+        order = np.random.default_rng([seed, sid, 3]).permutation(len(utts))
+        n_test = min(len(utts) - 1, max(1, int(round(len(utts) / 5))))
+        for rank, j in enumerate(order):
+            (test if rank < n_test else train).append(utts[j])
+    return sorted(train), sorted(test)
+
+
+def build(cfg: CorpusConfig, out: Path, jobs: int) -> dict:
+    """Generate the whole corpus into the directory `out` (which must be empty); return the manifest."""
+    t0 = time.time()
+    plan = plan_speakers(cfg)
+    sentences = textlib.load_sentences()
+    spare = max(2, cfg.utts // 8 + 1)
+    text_rng = np.random.default_rng([cfg.seed, 1])
+    n_texts = [(cfg.utts if subset == TRAIN else cfg.eval_utts) + spare for subset, _, _ in plan]
+    all_texts = textlib.make_texts(sentences, text_rng, sum(n_texts))
+    scratch = Path(tempfile.mkdtemp(prefix="synth_work_"))
+    try:
+        espeak_data = None
+        variants = espeak_variants([sp for _, sp, _ in plan])
+        if variants:
+            espeak_data = str(engines.make_espeak_data(scratch, variants))
+        job_list, k = [], 0
+        for (subset, sp, chapters), n in zip(plan, n_texts):
+            job_list.append(SpeakerJob(
+                speaker=sp, subset=subset, chapters=chapters, n_utts=n - spare, texts=all_texts[k:k + n],
+                seed=cfg.seed, root=str(out / "LibriSpeech" / subset), workdir=str(scratch),
+                espeak_data=espeak_data, with_labels=subset == TRAIN))
+            k += n
+        results = _run_jobs(job_list, jobs)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    rows, subset_stats, label_lines, by_speaker = [], {}, [], {}
+    tsv = ["speaker\tsubset\tengine\tsex\tchapters\tparams"]
+    for subset, sp, chapters in plan:
+        res = results[sp.id]
+        seconds = sum(n for _, _, _, n in res) / SR
+        rows.append((sp, subset, seconds / 60))
+        st = subset_stats.setdefault(subset, {"speakers": 0, "utterances": 0, "seconds": 0.0})
+        st["speakers"] += 1
+        st["utterances"] += len(res)
+        st["seconds"] += seconds
+        tsv.append(f"{sp.id}\t{subset}\t{sp.engine}\t{sp.sex}\t{','.join(map(str, chapters))}\t{sp.params_json()}")
+        if subset == TRAIN:
+            label_lines += [lab + "\n" for _, _, lab, _ in res]
+            by_speaker[sp.id] = [uid for uid, _, _, _ in res]
+    train, test = cpc_split(cfg.seed, by_speaker)
+    cpc = out / "cpc"
+    cpc.mkdir()
+    (cpc / "converted_aligned_phones.txt").write_text("".join(sorted(label_lines)), encoding="utf-8")
+    (cpc / "train_split.txt").write_text("".join(u + "\n" for u in train), encoding="utf-8")
+    (cpc / "test_split.txt").write_text("".join(u + "\n" for u in test), encoding="utf-8")
+    (cpc / "phones.txt").write_text("".join(f"{i} {p}\n" for i, p in enumerate(PHONES)), encoding="utf-8")
+    (out / "LibriSpeech" / "SPEAKERS.TXT").write_text(speakers_txt(rows), encoding="utf-8")
+    (out / "speakers.tsv").write_text("\n".join(tsv) + "\n", encoding="utf-8")
+    for st in subset_stats.values():
+        st["seconds"] = round(st["seconds"], 3)
+    cfg_dict = to_dict(cfg)
+    manifest = {
+        "generator": "tools/synth/librispeech.py", "format_version": FORMAT_VERSION,
+        "preset": cfg.preset, "seed": cfg.seed, "config": cfg_dict, "subsets": subset_stats,
+        "total_seconds": round(sum(st["seconds"] for st in subset_stats.values()), 3),
+        "cpc": {"utterances": len(label_lines), "train": len(train), "test": len(test), "classes": len(PHONES)},
+        "engines": {e: sum(1 for _, sp, _ in plan if sp.engine == e) for e in engines.ENGINES},
+        "sentences": len(sentences), "packages": engines.package_versions(),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    log.info("built %d utterances (%.1f min of audio) in %.1f s with %d jobs",
+             sum(st["utterances"] for st in subset_stats.values()), manifest["total_seconds"] / 60,
+             time.time() - t0, jobs)
+    return manifest
+
+
+def existing_manifest(out: Path, cfg: CorpusConfig) -> bool:
+    """True if `out` is a complete corpus with the same settings; UserError if it holds anything else."""
+    man = out / "manifest.json"
+    if not out.exists():
+        return False
+    if not man.is_file():
+        if out.is_dir() and not any(out.iterdir()):
+            return False
+        raise UserError(f"{out}: exists but is not a complete synthetic corpus (no manifest.json); remove it")
+    try:
+        data = json.loads(man.read_text(encoding="utf-8"))
+        old = from_dict(CorpusConfig, data["config"], str(man))
+    except (ValueError, KeyError, ConfigError) as e:
+        raise UserError(f"{man}: unreadable manifest ({e}); remove {out}") from None
+    if old != cfg:
+        diff = [f"{f.name}={getattr(old, f.name)!r} (asked {getattr(cfg, f.name)!r})"
+                for f in dataclasses.fields(cfg) if getattr(old, f.name) != getattr(cfg, f.name)]
+        raise UserError(f"{out}: already holds a corpus built with {', '.join(diff)}; use another --out or remove it")
+    return True
+
+
+def make_config(args: argparse.Namespace) -> CorpusConfig:
+    """The preset with the command-line overrides applied."""
+    cfg = dataclasses.replace(PRESETS[args.preset], seed=args.seed)
+    for name in ("speakers", "utts", "difficulty", "chapters"):
+        if getattr(args, name) is not None:
+            cfg = dataclasses.replace(cfg, **{name: getattr(args, name)})
+    if args.engines is not None:
+        cfg = dataclasses.replace(cfg, engines=[e.strip() for e in args.engines.split(",") if e.strip()])
+    cfg.check()
+    return cfg
+
+
+def generate(out: str | Path, cfg: CorpusConfig, jobs: int = 1) -> bool:
+    """Build the corpus `cfg` at `out` unless it is already complete with the same settings.
+
+    Returns True if a corpus was built, False if `out` was already complete (nothing done)."""
+    cfg.check()
+    if jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {jobs}")
+    out = Path(out).absolute()
+    if existing_manifest(out, cfg):
+        log.info("%s: complete (preset %s, seed %d), nothing to do", out, cfg.preset, cfg.seed)
+        return False
+    engines.check_engines(sorted(set(cfg.engines)))
+    if out.exists():
+        out.rmdir()  # existing_manifest() allowed only an empty directory
+    remove_stale_tmp(out.parent)
+    log.info("building %s: preset %s seed %d, %d+%d+%d speakers, engines %s", out, cfg.preset, cfg.seed,
+             cfg.speakers, cfg.eval_speakers, cfg.eval_speakers, ",".join(cfg.engines))
+    with atomic_dir(out) as tmp:
+        build(cfg, tmp, jobs)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="librispeech.py", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="output corpus directory")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--speakers", type=int, help="train-clean-100 speakers")
+    ap.add_argument("--utts", type=int, help="utterances per train speaker")
+    ap.add_argument("--engines", help="comma list over which speakers are spread round robin "
+                                      "(repeat a name to weight it), from: " + ",".join(engines.ENGINES))
+    ap.add_argument("--difficulty", type=float, help="spread of speaker parameters (smaller = harder)")
+    ap.add_argument("--chapters", type=int, help="recording sessions per speaker")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel speaker jobs")
+    args = ap.parse_args(argv)
+    setup_logging()
+    generate(args.out, make_config(args), args.jobs)
+    return 0
+
+if __name__ == "__main__":
+    cli_main(main)
