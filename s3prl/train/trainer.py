@@ -238,7 +238,8 @@ class Trainer:
 
     def load_trainer_state(self, st: dict) -> None:
         self.optimizer.load_state_dict(st["optimizer"])
-        self.scheduler.load_state_dict(st["scheduler"])
+        if st.get("scheduler") is not None:
+            self.scheduler.load_state_dict(st["scheduler"])
         if st.get("scaler"):
             self.scaler.load_state_dict(st["scaler"])
         self.step, self.epoch, self.position = int(st["step"]), int(st["epoch"]), int(st["position"])
