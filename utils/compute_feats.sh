@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# utils/compute_feats.sh: features + CMVN stats for a Kaldi data dir (steps/make_fbank.sh and
+# steps/compute_cmvn_stats.sh in one verb).
+#
+# Usage: utils/compute_feats.sh [options] <data-dir> <log-dir> <feat-dir>
+#   --nj N              parallel jobs (default 4); must not exceed the number of speakers
+#   --cmd CMD           job runner (default run.pl)
+#   --config YAML       feature config (s3prl.features.FeatureConfig; default: fbank defaults)
+#   --compress BOOL|M   false (default, exact FM), true (Kaldi's auto CM/CM2) or method 1-7
+# Writes <feat-dir>/raw_<type>_<data>.<n>.{ark,scp}, <feat-dir>/cmvn_<data>.ark and, in the data
+# dir, feats.scp, utt2num_frames, feats_dim, frame_shift, cmvn.scp and conf/feats.yaml (the
+# resolved config). If the data dir already has complete features made with the same config it
+# says "skip" and does nothing. Files move into place only once complete, conf/feats.yaml last, so
+# a killed run is redone by the next one.
+set -euo pipefail
+
+nj=4
+cmd=run.pl
+compress=false
+help_message="Usage: $0 [--nj N] [--cmd run.pl] [--config conf/fbank.yaml] [--compress false] <data-dir> <log-dir> <feat-dir>"
+
+utils_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+prog=${0##*/}
+
+# --config names a YAML file here, so take it before parse_options.sh (which sources --config
+# files as shell).
+feat_config=
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --config)
+      [ $# -ge 2 ] || { echo "$prog: option --config requires a value" >&2; exit 1; }
+      feat_config=$2; shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+set -- ${args[@]+"${args[@]}"}
+. "$utils_dir/parse_options.sh"
+
+if [ $# -ne 3 ]; then
+  echo "$help_message" >&2
+  exit 1
+fi
+data=$1
+logdir=$2
+featdir=$3
+
+[ -f "$data/utt2spk" ] || { echo "$prog: $data/utt2spk: no such file" >&2; exit 1; }
+[ -f "$data/wav.scp" ] || { echo "$prog: $data/wav.scp: no such file" >&2; exit 1; }
+if [ -n "$feat_config" ]; then
+  [ -r "$feat_config" ] || { echo "$prog: $feat_config: no such config file" >&2; exit 1; }
+  feat_config=$(cd "$(dirname "$feat_config")" && pwd)/$(basename "$feat_config")
+  cfg_opt=(--config "$feat_config")
+else
+  cfg_opt=()
+fi
+case "$nj" in ''|*[!0-9]*|0) echo "$prog: --nj must be a positive integer, got '$nj'" >&2; exit 1 ;; esac
+
+# Resolved config; the same effective options give the same text.
+cfg_text=$(python -m s3prl.bin.compute_feats ${cfg_opt[@]+"${cfg_opt[@]}"} --dump-config)
+feat_type=$(printf '%s\n' "$cfg_text" | sed -n 's/^feat_type: *//p')
+frame_shift_ms=$(printf '%s\n' "$cfg_text" | sed -n 's/^frame_shift: *//p')
+
+status=$(python -m s3prl.bin.compute_feats ${cfg_opt[@]+"${cfg_opt[@]}"} --check-done "$data")
+if [ "$status" = done ]; then
+  echo "$prog: skip: $data/feats.scp is complete and made with the same config"
+  exit 0
+fi
+
+nspk=$(cut -d' ' -f2 "$data/utt2spk" | LC_ALL=C sort -u | wc -l)
+if [ "$nj" -gt "$nspk" ]; then
+  echo "$prog: --nj $nj is more than the number of speakers ($nspk) in $data" >&2
+  exit 1
+fi
+
+mkdir -p "$logdir" "$featdir" "$data/conf"
+featdir=$(cd "$featdir" && pwd)
+name=$(basename "$(cd "$data" && pwd)")
+
+# The old outputs no longer describe what is being made.
+rm -f "$data/conf/feats.yaml" "$data/feats.scp" "$data/cmvn.scp"
+
+"$utils_dir/split_data.sh" "$data" "$nj"
+
+# A copy of the resolved config for the jobs, so they all use the same options.
+cfg_copy="$logdir/feats.yaml"
+printf '%s' "$cfg_text" > "$cfg_copy.tmp.$$"
+mv "$cfg_copy.tmp.$$" "$cfg_copy"
+
+$cmd JOB=1:"$nj" "$logdir/compute_feats.JOB.log" \
+  python -m s3prl.bin.compute_feats --config "$cfg_copy" --compress "$compress" \
+    --write-utt2num-frames true "$data/split$nj/JOB" "$featdir/raw_${feat_type}_${name}.JOB"
+
+tmp=".tmp.$$"
+trap 'rm -f "$data/feats.scp$tmp" "$data/utt2num_frames$tmp" "$data/feats_dim$tmp" "$data/frame_shift$tmp" "$data/conf/feats.yaml$tmp"' EXIT
+for n in $(seq "$nj"); do
+  cat "$featdir/raw_${feat_type}_${name}.$n.scp"
+done | LC_ALL=C sort > "$data/feats.scp$tmp"
+for n in $(seq "$nj"); do
+  cat "$featdir/raw_${feat_type}_${name}.$n.utt2num_frames"
+done | LC_ALL=C sort > "$data/utt2num_frames$tmp"
+
+nutt=$(wc -l < "$data/utt2spk")
+nfeat=$(wc -l < "$data/feats.scp$tmp")
+if [ "$nfeat" -ne "$nutt" ]; then
+  echo "$prog: only $nfeat of $nutt utterances have features; see $logdir" >&2
+  exit 1
+fi
+
+python -m s3prl.bin.compute_feats --config "$cfg_copy" --print-dim > "$data/feats_dim$tmp"
+awk -v ms="$frame_shift_ms" 'BEGIN { printf "%g\n", ms / 1000 }' > "$data/frame_shift$tmp"
+
+mv "$data/feats.scp$tmp" "$data/feats.scp"
+mv "$data/utt2num_frames$tmp" "$data/utt2num_frames"
+mv "$data/feats_dim$tmp" "$data/feats_dim"
+mv "$data/frame_shift$tmp" "$data/frame_shift"
+
+python -m s3prl.bin.compute_cmvn_stats "$data" "$featdir" 2> "$logdir/compute_cmvn_stats.log" || {
+  echo "$prog: computing CMVN stats failed; see $logdir/compute_cmvn_stats.log" >&2; exit 1; }
+
+"$utils_dir/validate_data_dir.sh" "$data"
+
+# Last: the config copy that marks the features as complete.
+printf '%s' "$cfg_text" > "$data/conf/feats.yaml$tmp"
+mv "$data/conf/feats.yaml$tmp" "$data/conf/feats.yaml"
+echo "$prog: succeeded for $data ($nfeat utterances, $feat_type)"
