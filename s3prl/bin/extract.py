@@ -1,0 +1,447 @@
+"""Dump upstream representations of a Kaldi data dir to Kaldi ark/scp (the "extract" verb).
+
+Three modes; `utils/dump_feats.sh` strings them together over `nj` jobs:
+
+``--mode extract`` (default), one job on one (split) data dir::
+
+    python -m s3prl.bin.extract --upstream CKPT_OR_NAME [--layer N|all|last|N,M] [--batch-size B]
+        [--device cpu|cuda] [--compress false|true] <data-dir> <out-prefix>
+
+  Utterances are read in length-sorted batches (longest first, so a batch pads little and the
+  first batch shows the peak memory), pushed through the upstream (s3prl.upstream.hub) and written
+  at once, so the split is never held in memory. For each requested layer k it writes
+  ``<out-prefix>.layer-<k>.ark``/``.scp`` (binary ``FM``, or ``CM`` with ``--compress true``;
+  scp sorted in C order, absolute ark paths) and the per-speaker CMVN stats
+  ``<out-prefix>.layer-<k>.cmvn.ark``/``.scp`` (Kaldi's 2 x (D+1) double layout), plus
+  ``<out-prefix>.utt2num_frames``. Each file is written atomically. Upstreams trained on external
+  features read the data dir's feats.scp (mean-normalised with its cmvn.scp when present, as
+  Kaldi's ``apply-cmvn --utt2spk``) instead of audio.
+
+``--mode check <data-dir> <dump-dir>``: prints ``complete`` (every requested layer dir exists,
+  validated, made by this upstream) or ``todo``; a dump made from another upstream is an error
+  naming both.
+
+``--mode merge --nj N <data-dir> <dump-dir>``: gathers the job outputs in
+  ``<dump-dir>/ark/<set>/raw.{1..N}.*`` into one Kaldi data dir per layer,
+  ``<dump-dir>/layer-<k>/<set>/`` (set = the data dir's base name): feats.scp (C-locale order),
+  cmvn.scp (per speaker), utt2num_frames, feats_dim, frame_shift, upstream.json and copies of the
+  data dir's utt2spk, spk2utt, text, wav.scp, segments, utt2dur ... Each layer dir is built under
+  a temporary name, validated, then renamed: it appears complete or not at all.
+
+Output frames: exactly one vector per input feature frame (see s3prl.upstream.hub), so
+utt2num_frames equals the fbank frame count ``1 + (N - 400) // 160`` of 16 kHz audio.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from s3prl.atomic import atomic_dir, atomic_write_text
+from s3prl.errors import UserError, cli_main
+from s3prl.log import setup_logging
+
+log = logging.getLogger("s3prl.extract")
+
+# Data-dir files copied into every dumped layer dir when present (utterance/speaker keyed).
+COPY_FILES = ("utt2spk", "spk2utt", "text", "wav.scp", "segments", "reco2file_and_channel", "utt2dur",
+              "spk2gender", "utt2lang")
+INFO = "upstream.json"
+
+
+# ------------------------------------------------------------------------ small helpers
+def _parse_bool(value: str, option: str) -> bool:
+    v = str(value).lower()
+    if v in ("true", "1", "yes"):
+        return True
+    if v in ("false", "0", "no"):
+        return False
+    raise UserError(f"{option}: '{value}' is not true or false")
+
+
+def resolve_layers(spec: str, num_states: int) -> list[int]:
+    """'all' | 'last' | 'N' | 'N,M,...' -> sorted unique indices in [0, num_states)."""
+    from s3prl.upstream.featurizer import resolve_layer
+
+    spec = str(spec).strip()
+    if spec == "all":
+        return list(range(num_states))
+    parts = [p for p in spec.split(",") if p.strip()]
+    if not parts:
+        raise UserError(f"--layer: empty layer list '{spec}'")
+    return sorted({resolve_layer(p.strip(), num_states, "--layer") for p in parts})
+
+
+def upstream_identity(name: str) -> dict:
+    """What a dump records about its upstream: a baseline's name and feature config, or a
+    checkpoint's absolute path, size, mtime and sha256 (the sha256 decides identity)."""
+    p = Path(name)
+    if not p.is_file():
+        from s3prl.features.config import FeatureConfig
+        from s3prl.upstream.hub import BASELINES
+
+        if name in BASELINES:
+            return {"name": name, "features": FeatureConfig(feat_type=name).to_s3prl_audio()}
+        raise UserError(f"upstream '{name}': no such checkpoint file (or use a baseline: {', '.join(BASELINES)})")
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    st = p.stat()
+    return {"path": str(p.resolve()), "size": st.st_size, "mtime": int(st.st_mtime), "sha256": h.hexdigest()}
+
+
+def _same_upstream(a: dict, b: dict) -> bool:
+    if "sha256" in a or "sha256" in b:
+        return a.get("sha256") == b.get("sha256")
+    return a.get("name") == b.get("name") and a.get("features") == b.get("features")
+
+
+def _describe(ident: dict) -> str:
+    if "sha256" in ident:
+        return f"{ident.get('path')} (sha256 {str(ident['sha256'])[:12]})"
+    return f"baseline '{ident.get('name')}'"
+
+
+def _read_info(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: unreadable upstream record ({e})") from None
+
+
+def check_identity(path: Path, ident: dict) -> bool:
+    """True if `path` (an upstream.json) records `ident`; False if absent; UserError if another."""
+    rec = _read_info(path)
+    if rec is None:
+        return False
+    if not _same_upstream(rec, ident):
+        raise UserError(f"{path.parent}: made from upstream {_describe(rec)}, not {_describe(ident)}; "
+                        f"use another dump dir or remove it")
+    return True
+
+
+def _c_sorted(keys) -> list[str]:
+    return sorted(keys, key=lambda k: k.encode("utf-8"))
+
+
+# ------------------------------------------------------------------------- reading a data dir
+@dataclass
+class _Utt:
+    utt: str
+    spk: str
+    length: int  # samples or frames; only the order matters
+
+
+def _data_utts(data: Path, external: bool) -> tuple[list[_Utt], dict]:
+    """Utterances of a data dir with an approximate length each, and the tables needed to read them."""
+    from s3prl.data.kaldi_dir import read_kv
+
+    if not data.is_dir():
+        raise UserError(f"{data}: no such data directory")
+    if not (data / "utt2spk").is_file():
+        raise UserError(f"{data}/utt2spk: missing (not a Kaldi data dir)")
+    utt2spk = read_kv(data / "utt2spk")
+    if not utt2spk:
+        raise UserError(f"{data}/utt2spk: empty data directory")
+    tables: dict = {"utt2spk": utt2spk}
+    lengths: dict[str, float] = {}
+    if external:
+        if not (data / "feats.scp").is_file():
+            raise UserError(f"{data}/feats.scp: missing; this upstream takes external features (e.g. fMLLR)")
+        feats = read_kv(data / "feats.scp")
+        missing = [u for u in utt2spk if u not in feats]
+        if missing:
+            raise UserError(f"{data}/feats.scp: no entry for utterance {missing[0]}")
+        tables["feats"] = feats
+        if (data / "cmvn.scp").is_file():
+            tables["cmvn"] = read_kv(data / "cmvn.scp")
+        if (data / "utt2num_frames").is_file():
+            lengths = {u: float(v) for u, v in read_kv(data / "utt2num_frames").items()}
+    else:
+        if not (data / "wav.scp").is_file():
+            raise UserError(f"{data}/wav.scp: missing")
+        tables["wav"] = read_kv(data / "wav.scp")
+        if (data / "segments").is_file():
+            segs = {}
+            for u, v in read_kv(data / "segments").items():
+                f = v.split()
+                if len(f) != 3:
+                    raise UserError(f"{data}/segments: utterance {u}: expected '<utt> <reco> <start> <end>'")
+                try:
+                    segs[u] = (f[0], float(f[1]), float(f[2]))
+                except ValueError:
+                    raise UserError(f"{data}/segments: utterance {u}: bad start/end '{f[1]} {f[2]}'") from None
+            tables["segments"] = segs
+            lengths = {u: (e - s if e >= 0 else 1e9) for u, (_, s, e) in segs.items()}
+        elif (data / "utt2dur").is_file():
+            try:
+                lengths = {u: float(v) for u, v in read_kv(data / "utt2dur").items()}
+            except ValueError:
+                lengths = {}
+        else:
+            import soundfile as sf
+
+            for u, entry in tables["wav"].items():
+                if not entry.rstrip().endswith("|"):
+                    try:
+                        lengths[u] = sf.info(entry.strip()).duration
+                    except Exception:
+                        pass  # unreadable files are reported, with their utterance, when read
+    utts = [_Utt(u, s, int(1000 * lengths.get(u, 0.0))) for u, s in utt2spk.items()]
+    # Longest first; ties in C order so the job is deterministic.
+    utts.sort(key=lambda x: (-x.length, x.utt.encode()))
+    return utts, tables
+
+
+class _Reader:
+    """Reads one utterance's upstream input: audio (N,) or external features (T, D)."""
+
+    def __init__(self, data: Path, tables: dict, external: bool, apply_cmvn: bool):
+        self.data, self.tables, self.external = data, tables, external
+        self.apply_cmvn = apply_cmvn and "cmvn" in tables
+        self._stats: dict[str, np.ndarray] = {}
+
+    def audio(self, utt: str) -> np.ndarray:
+        from s3prl.data.audio import load_audio
+
+        seg = self.tables.get("segments", {}).get(utt)
+        if seg is not None:
+            reco, s, e = seg
+            if reco not in self.tables["wav"]:
+                raise UserError(f"{self.data}/segments: recording '{reco}' of utterance {utt} is not in wav.scp")
+            return load_audio(self.tables["wav"][reco], utt_id=utt, segment=(s, e))
+        if utt not in self.tables["wav"]:
+            raise UserError(f"{self.data}/wav.scp: no entry for utterance {utt}")
+        return load_audio(self.tables["wav"][utt], utt_id=utt)
+
+    def features(self, utt: str) -> torch.Tensor:
+        from s3prl.data.ark import read_scp_matrix, read_scp_stats
+        from s3prl.features.cmvn import apply_cmvn
+
+        mat = read_scp_matrix(self.tables["feats"][utt], key=utt)
+        if self.apply_cmvn:
+            spk = self.tables["utt2spk"][utt]
+            if spk not in self._stats:
+                if spk not in self.tables["cmvn"]:
+                    raise UserError(f"{self.data}/cmvn.scp: no stats for speaker {spk} (utterance {utt})")
+                self._stats[spk] = read_scp_stats(self.tables["cmvn"][spk], key=spk)
+            stats = self._stats[spk]
+            if stats.shape[1] != mat.shape[1] + 1:
+                raise UserError(f"{self.data}/cmvn.scp: speaker {spk} has {stats.shape[1] - 1}-dim stats "
+                                f"but utterance {utt} has {mat.shape[1]}-dim features")
+            mat = np.asarray(apply_cmvn(mat, stats), dtype=np.float32)
+        return torch.from_numpy(np.ascontiguousarray(mat, dtype=np.float32))
+
+
+def _batches(utts: Sequence[_Utt], batch_size: int) -> Iterator[list[_Utt]]:
+    for i in range(0, len(utts), batch_size):
+        yield list(utts[i:i + batch_size])
+
+
+# ------------------------------------------------------------------------------ extract mode
+def extract(upstream_name: str, data: str | Path, out_prefix: str | Path, *, layers: str = "all",
+            batch_size: int = 8, device: str = "cpu", compress: bool = False, apply_cmvn: bool = True,
+            upstream=None) -> list[int]:
+    """Run one extraction job (see the module docstring); returns the layer indices written."""
+    from s3prl.data.ark import ArkWriter, write_cmvn_ark
+    from s3prl.features.cmvn import accumulate, init_stats
+    from s3prl.upstream.hub import load_upstream, pad_features
+
+    data, out_prefix = Path(data), Path(out_prefix)
+    if batch_size < 1:
+        raise UserError(f"--batch-size: must be >= 1, got {batch_size}")
+    up = upstream if upstream is not None else load_upstream(upstream_name, device=device)
+    idx = resolve_layers(layers, up.num_hidden_states)
+    utts, tables = _data_utts(data, up.external_features)
+    reader = _Reader(data, tables, up.external_features, apply_cmvn)
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    base = str(out_prefix)
+    unsorted = {k: Path(f"{base}.layer-{k}.scp.unsorted") for k in idx}
+    stats: dict[int, dict[str, np.ndarray]] = {k: {} for k in idx}
+    frames: dict[str, int] = {}
+    with contextlib.ExitStack() as stack:
+        writers = {k: stack.enter_context(ArkWriter(f"{base}.layer-{k}.ark", unsorted[k],
+                                                    compression=2 if compress else None)) for k in idx}
+        for batch in _batches(utts, batch_size):
+            ids = [u.utt for u in batch]
+            if up.external_features:
+                feats, flen = pad_features([reader.features(u) for u in ids])
+                out = up.forward_features(feats, flen, utt_ids=ids)
+            else:
+                out = up([torch.from_numpy(reader.audio(u)) for u in ids], utt_ids=ids)
+            for b, u in enumerate(batch):
+                n = int(out.lengths[b])
+                frames[u.utt] = n
+                for k in idx:
+                    mat = out.hidden_states[k][b, :n].detach().cpu().numpy()
+                    writers[k].write(u.utt, mat)
+                    st = stats[k].get(u.spk)
+                    if st is None:
+                        st = stats[k][u.spk] = init_stats(mat.shape[1])
+                    accumulate(st, mat)
+            log.info("%s: %d/%d utterances", data, len(frames), len(utts))
+    # The scp in C order (Kaldi tables are sorted); the ark keeps the length-sorted order.
+    for k in idx:
+        lines = unsorted[k].read_text(encoding="utf-8").splitlines(keepends=True)
+        atomic_write_text(f"{base}.layer-{k}.scp", "".join(sorted(lines, key=lambda s: s.split(" ", 1)[0].encode())))
+        unsorted[k].unlink()
+        write_cmvn_ark(f"{base}.layer-{k}.cmvn.ark", f"{base}.layer-{k}.cmvn.scp", stats[k])
+    atomic_write_text(f"{base}.utt2num_frames", "".join(f"{u} {frames[u]}\n" for u in _c_sorted(frames)))
+    log.info("wrote %d utterances x %d layers to %s.layer-*.ark", len(frames), len(idx), base)
+    return idx
+
+
+# -------------------------------------------------------------------------------- dump layout
+def layer_dir(dump: Path, k: int, set_name: str) -> Path:
+    return dump / f"layer-{k}" / set_name
+
+
+def job_prefix(dump: Path, set_name: str, job: int | str) -> Path:
+    return dump / "ark" / set_name / f"raw.{job}"
+
+
+def _layer_complete(d: Path, ident: dict) -> bool:
+    """A layer dir is complete when it exists with feats.scp and records this upstream (it is
+    only ever renamed into place after validation); another upstream's record is an error."""
+    if not (d / "feats.scp").is_file():
+        return False
+    return check_identity(d / INFO, ident)
+
+
+def check(upstream_name: str, data: str | Path, dump: str | Path, layers: str = "all") -> bool:
+    """True if every requested layer of `data` is already dumped under `dump` by this upstream."""
+    from s3prl.upstream.hub import load_upstream
+
+    data, dump = Path(data), Path(dump)
+    ident = upstream_identity(upstream_name)
+    check_identity(dump / INFO, ident)
+    up = load_upstream(upstream_name)
+    idx = resolve_layers(layers, up.num_hidden_states)
+    done = [_layer_complete(layer_dir(dump, k, data.name), ident) for k in idx]
+    return all(done)
+
+
+def merge(upstream_name: str, data: str | Path, dump: str | Path, nj: int, layers: str = "all") -> list[Path]:
+    """Build `<dump>/layer-<k>/<set>/` from the nj job outputs; returns the layer dirs made."""
+    from s3prl.data.ark import read_scp_stats, write_cmvn_ark
+    from s3prl.data.kaldi_dir import read_kv, validate_data_dir
+    from s3prl.upstream.hub import load_upstream
+
+    data, dump = Path(data).resolve(), Path(dump).resolve()
+    if nj < 1:
+        raise UserError(f"--nj: must be >= 1, got {nj}")
+    ident = upstream_identity(upstream_name)
+    check_identity(dump / INFO, ident)
+    up = load_upstream(upstream_name)
+    idx = resolve_layers(layers, up.num_hidden_states)
+    set_name = data.name
+    utt2spk = read_kv(data / "utt2spk")
+    frame_shift = (up.downsample_rate / 16000.0)
+    made = []
+    prefixes = [job_prefix(dump, set_name, j) for j in range(1, nj + 1)]
+    for p in prefixes:
+        if not Path(f"{p}.utt2num_frames").is_file():
+            raise UserError(f"{p}.utt2num_frames: missing; extraction job {p.name.split('.')[-1]} did not finish "
+                            f"(see {dump}/log/{set_name}/extract.*.log)")
+    n_frames: dict[str, str] = {}
+    for p in prefixes:
+        n_frames.update(read_kv(Path(f"{p}.utt2num_frames")))
+    missing = [u for u in utt2spk if u not in n_frames]
+    if missing:
+        raise UserError(f"{data}: utterance {missing[0]} was not extracted by any of the {nj} jobs")
+    if not (dump / INFO).is_file():
+        atomic_write_text(dump / INFO, json.dumps(ident, indent=1, sort_keys=True) + "\n")
+    for k in idx:
+        final = layer_dir(dump, k, set_name)
+        if _layer_complete(final, ident):
+            log.info("%s: complete, kept", final)
+            continue
+        entries: dict[str, str] = {}
+        stats: dict[str, np.ndarray] = {}
+        for p in prefixes:
+            scp = Path(f"{p}.layer-{k}.scp")
+            if not scp.is_file():
+                raise UserError(f"{scp}: missing; extraction job did not write layer {k}")
+            entries.update(read_kv(scp))
+            for spk, entry in read_kv(Path(f"{p}.layer-{k}.cmvn.scp")).items():
+                s = read_scp_stats(entry, key=spk)
+                stats[spk] = stats[spk] + s if spk in stats else s
+        cmvn_ark = dump / "ark" / set_name / f"cmvn.layer-{k}.ark"
+        cmvn_scp = dump / "ark" / set_name / f"cmvn.layer-{k}.scp"
+        write_cmvn_ark(cmvn_ark, cmvn_scp, stats)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_dir(final) as tmp:
+            for name in COPY_FILES:
+                if (data / name).is_file():
+                    shutil.copyfile(data / name, tmp / name)
+            _write_table(tmp / "feats.scp", {u: entries[u] for u in utt2spk})
+            _write_table(tmp / "utt2num_frames", {u: n_frames[u] for u in utt2spk})
+            _write_table(tmp / "cmvn.scp", read_kv(cmvn_scp))
+            (tmp / "feats_dim").write_text(f"{up.hidden_size}\n", encoding="utf-8")
+            (tmp / "frame_shift").write_text(f"{frame_shift:g}\n", encoding="utf-8")
+            (tmp / INFO).write_text(json.dumps({**ident, "layer": k}, indent=1, sort_keys=True) + "\n",
+                                    encoding="utf-8")
+            validate_data_dir(tmp, no_feats=False)
+        log.info("%s: %d utterances, dim %d", final, len(utt2spk), up.hidden_size)
+        made.append(final)
+    return made
+
+
+def _write_table(path: Path, table: dict) -> None:
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        for k in _c_sorted(table):
+            f.write(f"{k} {table[k]}\n")
+
+
+# -------------------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m s3prl.bin.extract",
+                                description="Dump upstream representations of a Kaldi data dir to ark/scp.")
+    p.add_argument("--upstream", required=True, help="checkpoint path or baseline name (fbank, mfcc, mel160)")
+    p.add_argument("--layer", default="all", help="all | last | N | N,M,... (0 = input block)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--compress", default="false", help="true: Kaldi CM compression (lossy); default false")
+    p.add_argument("--apply-cmvn", default="true",
+                   help="external-feature upstreams: mean-normalise feats.scp with the data dir's cmvn.scp")
+    p.add_argument("--mode", default="extract", choices=["extract", "check", "merge"])
+    p.add_argument("--nj", type=int, default=1, help="merge mode: number of jobs to gather")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument("data_dir")
+    p.add_argument("out", help="extract: output prefix; check/merge: the dump dir")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    compress = _parse_bool(args.compress, "--compress")
+    apply_cmvn = _parse_bool(args.apply_cmvn, "--apply-cmvn")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device available")
+    if args.mode == "check":
+        print("complete" if check(args.upstream, args.data_dir, args.out, args.layer) else "todo")
+        return 0
+    if args.mode == "merge":
+        merge(args.upstream, args.data_dir, args.out, args.nj, args.layer)
+        return 0
+    extract(args.upstream, args.data_dir, args.out, layers=args.layer, batch_size=args.batch_size,
+            device=args.device, compress=compress, apply_cmvn=apply_cmvn)
+    return 0
+
+
+if __name__ == "__main__":
+    cli_main(main)
