@@ -1,0 +1,86 @@
+"""Check a feature data dir's frame counts against a Kaldi alignment dir before the PyTorch-Kaldi
+hand-off.
+
+usage: python -m s3prl.bin.check_alignments [--tolerance 1] [--allow-missing] <feats-data-dir> <ali-dir>
+
+Frame counts come from `<feats-data-dir>/utt2num_frames` (or, when that file is absent, from the
+matrices of its feats.scp); alignment lengths from `<ali-dir>/ali.*.gz` (gzip'ed Kaldi int32
+vectors). A difference of more than `--tolerance` frames (default 1) in any utterance, or an
+utterance on one side only, is a one-line error and exit status 1. See s3prl.data.alignments.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from s3prl.data.alignments import compare_lengths, read_alignment_lengths
+from s3prl.errors import UserError, cli_main
+from s3prl.log import setup_logging
+
+
+def read_frame_counts(data_dir: str | Path) -> tuple[dict[str, int], str]:
+    """{utt: frames} of a feature data dir, and the file it came from."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise UserError(f"{data_dir}: feature data directory does not exist")
+    u2nf = data_dir / "utt2num_frames"
+    if u2nf.is_file():
+        counts: dict[str, int] = {}
+        for lineno, line in enumerate(u2nf.read_text().splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2 or not parts[1].isdigit():
+                raise UserError(f"{u2nf}:{lineno}: expected 'UTT NUM_FRAMES', got {line!r}")
+            if parts[0] in counts:
+                raise UserError(f"{u2nf}:{lineno}: duplicate utterance {parts[0]}")
+            counts[parts[0]] = int(parts[1])
+        return counts, str(u2nf)
+    scp = data_dir / "feats.scp"
+    if not scp.is_file():
+        raise UserError(f"{data_dir}: neither utt2num_frames nor feats.scp exists")
+    import kaldiio
+
+    try:
+        return {k: int(m.shape[0]) for k, m in kaldiio.load_scp_sequential(str(scp))}, str(scp)
+    except Exception as e:  # kaldiio raises assorted errors on broken scps/arks
+        raise UserError(f"{scp}: cannot read features: {' '.join(str(e).split())}") from None
+
+
+def check_alignments(data_dir: str | Path, ali_dir: str | Path, *, tolerance: int = 1,
+                     allow_missing: bool = False) -> dict[str, int]:
+    """Run the check; returns {'utterances': n checked, 'missing': n without alignment}."""
+    frames, where = read_frame_counts(data_dir)
+    if not frames:
+        raise UserError(f"{where}: no utterances")
+    ali = read_alignment_lengths(ali_dir)
+    missing = compare_lengths(frames, ali, tolerance=tolerance, feats_where=where,
+                              ali_where=f"{ali_dir}/ali.*.gz", allow_missing=allow_missing)
+    return {"utterances": len(frames) - len(missing), "missing": len(missing)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="check_alignments", description=__doc__.split("\n\n")[0])
+    p.add_argument("--tolerance", type=int, default=1,
+                   help="largest accepted |feature frames - alignment frames| (default 1)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="warn (not fail) about utterances with features but no alignment, as "
+                        "PyTorch-Kaldi drops them")
+    p.add_argument("feats_dir")
+    p.add_argument("ali_dir")
+    a = p.parse_args(argv)
+    setup_logging()
+    if a.tolerance < 0:
+        raise UserError(f"--tolerance: must be >= 0, got {a.tolerance}")
+    res = check_alignments(a.feats_dir, a.ali_dir, tolerance=a.tolerance, allow_missing=a.allow_missing)
+    if res["missing"]:
+        logging.warning("%d utterances of %s have no alignment in %s; PyTorch-Kaldi will skip them",
+                        res["missing"], a.feats_dir, a.ali_dir)
+    logging.info("%s vs %s: %d utterances, frame counts agree (tolerance %d)",
+                 a.feats_dir, a.ali_dir, res["utterances"], a.tolerance)
+    return 0
+
+
+if __name__ == "__main__":
+    cli_main(main)

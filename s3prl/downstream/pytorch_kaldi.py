@@ -1,0 +1,459 @@
+"""The hybrid DNN/HMM hand-off: write a complete PyTorch-Kaldi experiment cfg over our features.
+
+PyTorch-Kaldi (Ravanelli et al., ICASSP 2019, github.com/mravanelli/pytorch-kaldi) trains a
+frame classifier on Kaldi features against Kaldi GMM/DNN alignments and decodes with a Kaldi
+graph. Its experiment is an INI file (configparser) checked against `proto/global.proto`; the
+sections and fields written here follow reference/kaldi.md §5.2 and PyTorch-Kaldi's
+`cfg/TIMIT_baselines/*.cfg`:
+
+- `[cfg_proto]`, `[exp]` (out_folder, seed, use_cuda, multi_gpu, save_gpumem, n_epochs_tr, ...)
+- `[dataset1..3]` train / dev / test: `fea` = our dumped `feats.scp` (`fea_lst`, absolute path)
+  with `fea_opts` = `apply-cmvn [--norm-vars=true] --utt2spk=ark:UTT2SPK scp:CMVN.scp ark:- ark:- |
+  add-deltas --delta-order=N ark:- ark:- |` (our per-speaker cmvn.scp), `cw_left`/`cw_right`;
+  `lab` = `lab_cd` from `ali-to-pdf` over the alignment dir (`lab_count_file=auto` for the
+  priors), optionally `lab_mono` from `ali-to-phones --per-frame=true`; `lab_data_folder` (the
+  data dir whose `text` scores the WER) and `lab_graph` (the HCLG graph dir).
+- `[data_use]`, `[batches]`, `[architectureN]` (an MLP over the features by default, or our
+  `s3prl.downstream.pk_arch.S3PRLUpstream` under it to fine-tune an upstream on acoustic
+  features: the role of the 2020 S3PRL `nn_transformer.py`), `[model]` (the op graph),
+  `[forward]` (posteriors / priors for decoding), `[decoding]` (`decode_dnn.sh` options).
+
+PyTorch-Kaldi takes paths literally (no `$VAR`, relative paths break when its CWD changes:
+pytorch-kaldi#197), so every path written is absolute; its `fea_name` may hold only [A-Za-z0-9].
+The options come from a YAML file mapped onto `PyTorchKaldiConfig` (egs/*/conf/pytorch_kaldi.yaml),
+never from hand edits of the cfg.
+"""
+from __future__ import annotations
+
+import configparser
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+from s3prl.errors import UserError
+
+PK_ARCH_PROTO = Path(__file__).resolve().with_name("pk_arch.proto")
+PK_ARCH_LIBRARY = "s3prl.downstream.pk_arch"
+PK_ARCH_CLASS = "S3PRLUpstream"
+
+
+# ----------------------------------------------------------------------------------- configs
+@dataclass
+class ExpConfig:
+    """`[exp]`: PyTorch-Kaldi's run settings."""
+
+    cmd: str = ""                      # prefix to submit the chunk jobs (HPC), "" = local
+    seed: int = 1234
+    use_cuda: bool = True
+    multi_gpu: bool = False
+    save_gpumem: bool = False
+    n_epochs_tr: int = 24
+
+    def __post_init__(self) -> None:
+        if self.n_epochs_tr < 1:
+            raise ValueError(f"n_epochs_tr must be >= 1, got {self.n_epochs_tr}")
+
+
+@dataclass
+class DataConfig:
+    """`[datasetN]` / `[data_use]` naming and chunking (about 1-2 h of audio per chunk)."""
+
+    train_name: str = "train"
+    dev_name: str = "dev"
+    test_name: str = "test"
+    n_chunks_train: int = 5
+    n_chunks_dev: int = 1
+    n_chunks_test: int = 1
+
+    def __post_init__(self) -> None:
+        names = [self.train_name, self.dev_name, self.test_name]
+        for n in names:
+            if not re.fullmatch(r"[A-Za-z0-9_]+", n):
+                raise ValueError(f"dataset name {n!r} may hold only letters, digits and '_'")
+        if len(set(names)) != 3:
+            raise ValueError(f"train/dev/test names must differ, got {names}")
+        if min(self.n_chunks_train, self.n_chunks_dev, self.n_chunks_test) < 1:
+            raise ValueError("n_chunks_* must be >= 1")
+
+
+@dataclass
+class FeatureConfig:
+    """The `fea` block: name, Kaldi CMVN/delta chain and context window."""
+
+    name: str = "s3prl"                # fea_name: [A-Za-z0-9] only (PyTorch-Kaldi rule)
+    apply_cmvn: bool = True            # apply-cmvn with our per-speaker cmvn.scp
+    norm_vars: bool = False            # apply-cmvn --norm-vars=true
+    delta_order: int = 0               # add-deltas --delta-order (0 = none, as S3PRL did)
+    cw_left: int = 0
+    cw_right: int = 0
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9]+", self.name):
+            raise ValueError(f"features.name {self.name!r} may hold only [A-Za-z0-9] "
+                             f"(PyTorch-Kaldi splits names on '_')")
+        if not 0 <= self.delta_order <= 3:
+            raise ValueError(f"delta_order must be in 0..3, got {self.delta_order}")
+        if self.cw_left < 0 or self.cw_right < 0:
+            raise ValueError("cw_left and cw_right must be >= 0")
+
+
+@dataclass
+class LabelConfig:
+    """The `lab` block: context-dependent states (pdfs) and, optionally, monophones."""
+
+    count_file: str = "auto"           # lab_count_file of lab_cd: auto | none | a path
+    mono: bool = False                 # add lab_mono (ali-to-phones --per-frame=true), TIMIT style
+    mono_weight: float = 1.0           # loss = nll_cd + mono_weight * nll_mono
+
+
+@dataclass
+class BatchConfig:
+    """`[batches]` (names as PyTorch-Kaldi spells them, `multply` included)."""
+
+    batch_size_train: int = 16
+    max_seq_length_train: int = 1000
+    increase_seq_length_train: bool = True
+    start_seq_len_train: int = 100
+    multply_factor_seq_len_train: int = 2
+    batch_size_valid: int = 8
+    max_seq_length_valid: int = 1000
+
+    def __post_init__(self) -> None:
+        if min(self.max_seq_length_train, self.start_seq_len_train, self.max_seq_length_valid) < 20:
+            raise ValueError("sequence lengths must be >= 20 (global.proto: int(20,inf))")
+        if self.batch_size_train < 1 or self.batch_size_valid < 1:
+            raise ValueError("batch sizes must be >= 1")
+
+
+@dataclass
+class OptimConfig:
+    """`arch_lr`, `arch_opt` and the optimizer's proto fields (sgd / rmsprop / adam)."""
+
+    lr: float = 0.0004
+    opt: Literal["sgd", "rmsprop", "adam"] = "rmsprop"
+    halving_factor: float = 0.5
+    improvement_threshold: float = 0.001
+    momentum: float = 0.0
+    alpha: float = 0.95
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass
+class MLPConfig:
+    """PyTorch-Kaldi's `neural_networks.MLP` hidden stack over the features."""
+
+    layers: list[int] = field(default_factory=lambda: [1024, 1024, 1024, 1024])
+    dropout: float = 0.15
+    batchnorm: bool = True
+    layernorm: bool = False
+    act: str = "relu"
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.08, opt="sgd"))
+
+    def __post_init__(self) -> None:
+        if any(n < 1 for n in self.layers):
+            raise ValueError(f"mlp.layers must be positive sizes, got {self.layers}")
+
+
+@dataclass
+class UpstreamArchConfig:
+    """Options of `S3PRLUpstream` (s3prl/downstream/pk_arch.proto), used when model.type=upstream."""
+
+    no_grad: bool = True               # frozen upstream (eval mode, no gradients)
+    dropout: str = "default"           # 'default' or a float overriding the upstream's dropouts
+    weighted_sum: bool = False         # learnable softmax-weighted sum of the layers
+    select_layer: int = -1             # -1 = last layer; otherwise that hidden state
+    spec_aug: bool = False
+    spec_aug_prev: bool = True         # SpecAugment on the input (True) or the output (False)
+    spec_aug_seed: int = 1337
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.0001, opt="adam"))
+
+    def __post_init__(self) -> None:
+        if self.dropout != "default":
+            try:
+                p = float(self.dropout)
+            except ValueError:
+                raise ValueError(f"upstream.dropout {self.dropout!r} is not 'default' or a float") from None
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"upstream.dropout must be in [0, 1), got {p}")
+        if self.select_layer < -1:
+            raise ValueError(f"upstream.select_layer must be >= -1, got {self.select_layer}")
+
+
+@dataclass
+class ForwardConfig:
+    normalize_posteriors: bool = True
+    save_out_file: bool = False
+    require_decoding: bool = True
+
+
+@dataclass
+class DecodingConfig:
+    """`[decoding]`: options of PyTorch-Kaldi's `decode_dnn.sh` (latgen-faster-mapped + scoring)."""
+
+    min_active: int = 200
+    max_active: int = 7000
+    max_mem: int = 50000000
+    beam: float = 13.0
+    latbeam: float = 8.0
+    acwt: float = 0.2
+    max_arcs: int = -1
+    skip_scoring: bool = False
+    scoring_script: str = "local/score.sh"
+    scoring_opts: str = "--min-lmwt 1 --max-lmwt 10"
+    norm_vars: bool = False
+    num_threads: int = 1
+
+
+@dataclass
+class PyTorchKaldiConfig:
+    """Everything the cfg writer takes (egs/<dataset>/conf/pytorch_kaldi.yaml)."""
+
+    # mlp: an MLP on the features (dumped SSL representations: the frozen route).
+    # upstream: S3PRLUpstream (pk_arch) on acoustic features, then the MLP: fine-tuning route.
+    type: Literal["mlp", "upstream"] = "mlp"
+    exp: ExpConfig = field(default_factory=ExpConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    batches: BatchConfig = field(default_factory=BatchConfig)
+    mlp: MLPConfig = field(default_factory=MLPConfig)
+    output: OptimConfig = field(default_factory=OptimConfig)   # softmax layer(s) optimiser
+    upstream: UpstreamArchConfig = field(default_factory=UpstreamArchConfig)
+    forward: ForwardConfig = field(default_factory=ForwardConfig)
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
+
+
+# ------------------------------------------------------------------------------------ inputs
+@dataclass
+class DatasetInputs:
+    """One dataset of the experiment: its features data dir and its alignment dir."""
+
+    feats_dir: Path
+    ali_dir: Path
+    # The data dir holding `text` for scoring; defaults to feats_dir (dumps copy `text`).
+    text_dir: Optional[Path] = None
+
+
+def _b(v: bool) -> str:
+    return "True" if v else "False"
+
+
+def _abs(p: str | Path) -> Path:
+    return Path(p).expanduser().resolve()
+
+
+def check_feats_dir(d: Path, cfg: FeatureConfig) -> None:
+    if not d.is_dir():
+        raise UserError(f"{d}: feature data directory does not exist")
+    need = ["feats.scp", "utt2spk"] + (["cmvn.scp"] if cfg.apply_cmvn else [])
+    for name in need:
+        if not (d / name).is_file():
+            raise UserError(f"{d}: missing {name} (PyTorch-Kaldi reads features from feats.scp"
+                            f"{' with per-speaker cmvn.scp' if cfg.apply_cmvn else ''})")
+
+
+def check_ali_dir(d: Path) -> None:
+    """A Kaldi alignment dir as PyTorch-Kaldi reads it: final.mdl + ali.*.gz."""
+    if not d.is_dir():
+        raise UserError(f"{d}: alignment directory does not exist (run Kaldi's align_si.sh / "
+                        f"align_fmllr.sh for this set)")
+    if not (d / "final.mdl").is_file():
+        raise UserError(f"{d}: alignment directory has no final.mdl (needed by ali-to-pdf and hmm-info)")
+    if not any(d.glob("ali.*.gz")):
+        raise UserError(f"{d}: alignment directory has no ali.*.gz")
+
+
+def check_graph_dir(d: Path) -> None:
+    if not d.is_dir():
+        raise UserError(f"{d}: decoding graph directory does not exist (run Kaldi's utils/mkgraph.sh)")
+    for name in ("HCLG.fst", "words.txt"):
+        if not (d / name).is_file():
+            raise UserError(f"{d}: graph directory has no {name}")
+
+
+def fea_opts(feats_dir: Path, cfg: FeatureConfig) -> str:
+    """The Kaldi command chain PyTorch-Kaldi appends to `copy-feats scp:<fea_lst> ark:- |`."""
+    parts = []
+    if cfg.apply_cmvn:
+        nv = " --norm-vars=true" if cfg.norm_vars else ""
+        parts.append(f"apply-cmvn{nv} --utt2spk=ark:{feats_dir / 'utt2spk'} "
+                     f"scp:{feats_dir / 'cmvn.scp'} ark:- ark:- |")
+    parts.append(f"add-deltas --delta-order={cfg.delta_order} ark:- ark:- |")
+    return " ".join(parts)
+
+
+def _block(lines: list[str]) -> str:
+    """A multi-line configparser value (ConfigParser.write indents continuation lines with a tab)."""
+    return "\n".join(lines)
+
+
+def _fea_block(ds: DatasetInputs, cfg: FeatureConfig) -> str:
+    return _block([f"fea_name={cfg.name}",
+                   f"fea_lst={ds.feats_dir / 'feats.scp'}",
+                   f"fea_opts={fea_opts(ds.feats_dir, cfg)}",
+                   f"cw_left={cfg.cw_left}",
+                   f"cw_right={cfg.cw_right}"])
+
+
+def _lab_block(ds: DatasetInputs, graph: Path, cfg: LabelConfig) -> str:
+    text_dir = ds.text_dir or ds.feats_dir
+    lines = ["lab_name=lab_cd", f"lab_folder={ds.ali_dir}", "lab_opts=ali-to-pdf",
+             f"lab_count_file={cfg.count_file}", f"lab_data_folder={text_dir}/",
+             f"lab_graph={graph}"]
+    if cfg.mono:
+        lines += ["", "lab_name=lab_mono", f"lab_folder={ds.ali_dir}",
+                  "lab_opts=ali-to-phones --per-frame=true", "lab_count_file=none",
+                  f"lab_data_folder={text_dir}/", f"lab_graph={graph}"]
+    return _block(lines)
+
+
+def _optim_fields(o: OptimConfig) -> dict[str, str]:
+    out = {"arch_lr": repr(o.lr), "arch_halving_factor": repr(o.halving_factor),
+           "arch_improvement_threshold": repr(o.improvement_threshold), "arch_opt": o.opt}
+    if o.opt == "sgd":
+        out.update(opt_momentum=repr(o.momentum), opt_weight_decay=repr(o.weight_decay),
+                   opt_dampening="0.0", opt_nesterov="False")
+    elif o.opt == "rmsprop":
+        out.update(opt_momentum=repr(o.momentum), opt_alpha=repr(o.alpha), opt_eps=repr(o.eps),
+                   opt_centered="False", opt_weight_decay=repr(o.weight_decay))
+    else:
+        out.update(opt_betas=f"{o.betas[0]!r},{o.betas[1]!r}", opt_eps=repr(o.eps),
+                   opt_weight_decay=repr(o.weight_decay), opt_amsgrad="False")
+    return out
+
+
+def _mlp_arch(name: str, proto: str, sizes: list[str], drop: float, bn: bool, ln: bool,
+              acts: list[str], optim: OptimConfig) -> dict[str, str]:
+    n = len(sizes)
+    sec = {"arch_name": name, "arch_proto": proto, "arch_library": "neural_networks",
+           "arch_class": "MLP", "arch_pretrain_file": "none", "arch_freeze": "False",
+           "arch_seq_model": "False", "dnn_lay": ",".join(sizes),
+           "dnn_drop": ",".join([repr(drop)] * n), "dnn_use_laynorm_inp": "False",
+           "dnn_use_batchnorm_inp": "False", "dnn_use_batchnorm": ",".join([_b(bn)] * n),
+           "dnn_use_laynorm": ",".join([_b(ln)] * n), "dnn_act": ",".join(acts)}
+    sec.update(_optim_fields(optim))
+    return sec
+
+
+def build_cfg(cfg: PyTorchKaldiConfig, *, out_folder: str | Path, train: DatasetInputs,
+              dev: DatasetInputs, test: DatasetInputs, graph: str | Path,
+              upstream_ckpt: str | Path | None = None,
+              pytorch_kaldi_root: str | Path | None = None) -> configparser.ConfigParser:
+    """Build the PyTorch-Kaldi experiment as a ConfigParser (checks every input dir first).
+
+    Args:
+        out_folder: PyTorch-Kaldi's `[exp] out_folder` (made absolute).
+        train/dev/test: features data dir + alignment dir of each set.
+        graph: Kaldi graph dir (HCLG.fst, words.txt), e.g. exp/tri4b/graph_tgsmall.
+        upstream_ckpt: our upstream checkpoint; required when cfg.type == "upstream".
+        pytorch_kaldi_root: the PyTorch-Kaldi checkout; its proto/ and kaldi_decoding_scripts/
+            paths are written absolute under it (relative to its root otherwise, which is where
+            utils/run_pytorch_kaldi.sh runs run_exp.py).
+    Raises UserError naming the missing dir/file or the bad option.
+    """
+    sets = {"train": train, "dev": dev, "test": test}
+    for ds in sets.values():
+        ds.feats_dir, ds.ali_dir = _abs(ds.feats_dir), _abs(ds.ali_dir)
+        ds.text_dir = _abs(ds.text_dir) if ds.text_dir is not None else None
+        check_feats_dir(ds.feats_dir, cfg.features)
+        check_ali_dir(ds.ali_dir)
+        if ds.text_dir is not None and not (ds.text_dir / "text").is_file():
+            raise UserError(f"{ds.text_dir}: no text file (needed to score the WER)")
+    graph = _abs(graph)
+    check_graph_dir(graph)
+    ckpt = None
+    if cfg.type == "upstream":
+        if upstream_ckpt is None:
+            raise UserError("--upstream-ckpt: required when the config's type is 'upstream'")
+        ckpt = _abs(upstream_ckpt)
+        if not ckpt.is_file():
+            raise UserError(f"{ckpt}: upstream checkpoint does not exist")
+    pk = (lambda rel: str(_abs(pytorch_kaldi_root) / rel)) if pytorch_kaldi_root else (lambda rel: rel)
+
+    c = configparser.ConfigParser(interpolation=None)
+    c.optionxform = str  # keep key case (PyTorch-Kaldi's cfgs are lower case anyway)
+    c["cfg_proto"] = {"cfg_proto": pk("proto/global.proto"),
+                      "cfg_proto_chunk": pk("proto/global_chunk.proto")}
+    e = cfg.exp
+    c["exp"] = {"cmd": e.cmd, "run_nn_script": "run_nn.py", "out_folder": str(_abs(out_folder)),
+                "seed": str(e.seed), "use_cuda": _b(e.use_cuda), "multi_gpu": _b(e.multi_gpu),
+                "save_gpumem": _b(e.save_gpumem), "n_epochs_tr": str(e.n_epochs_tr)}
+    names = {"train": cfg.data.train_name, "dev": cfg.data.dev_name, "test": cfg.data.test_name}
+    chunks = {"train": cfg.data.n_chunks_train, "dev": cfg.data.n_chunks_dev, "test": cfg.data.n_chunks_test}
+    for i, key in enumerate(("train", "dev", "test"), 1):
+        ds = sets[key]
+        c[f"dataset{i}"] = {"data_name": names[key], "fea": _fea_block(ds, cfg.features),
+                            "lab": _lab_block(ds, graph, cfg.labels), "n_chunks": str(chunks[key])}
+    c["data_use"] = {"train_with": names["train"], "valid_with": names["dev"],
+                     "forward_with": names["test"]}
+    bt = cfg.batches
+    c["batches"] = {k: (_b(v) if isinstance(v, bool) else str(v)) for k, v in vars(bt).items()}
+
+    mlp_proto = pk("proto/MLP.proto")
+    archs: list[dict[str, str]] = []
+    model: list[str] = []
+    inp = cfg.features.name
+    if cfg.type == "upstream":
+        u = cfg.upstream
+        frozen_all = u.no_grad and not u.weighted_sum   # nothing in it to train
+        sec = {"arch_name": "S3PRL_upstream", "arch_proto": str(PK_ARCH_PROTO),
+               "arch_library": PK_ARCH_LIBRARY, "arch_class": PK_ARCH_CLASS,
+               "arch_pretrain_file": "none", "arch_freeze": _b(frozen_all),
+               "arch_seq_model": "True", "upstream_ckpt": str(ckpt), "load_pretrain": "True",
+               "no_grad": _b(u.no_grad), "dropout": u.dropout, "weighted_sum": _b(u.weighted_sum),
+               "select_layer": str(u.select_layer), "spec_aug": _b(u.spec_aug),
+               "spec_aug_prev": _b(u.spec_aug_prev), "spec_aug_seed": str(u.spec_aug_seed),
+               "permute_input": "True"}
+        sec.update(_optim_fields(u.optim))
+        if frozen_all:
+            sec["arch_lr"] = "0.0"
+        archs.append(sec)
+        model.append(f"out_up=compute(S3PRL_upstream,{inp})")
+        inp = "out_up"
+    n_hidden = len(cfg.mlp.layers)
+    if n_hidden:
+        archs.append(_mlp_arch("MLP_layers1", mlp_proto, [str(n) for n in cfg.mlp.layers],
+                               cfg.mlp.dropout, cfg.mlp.batchnorm, cfg.mlp.layernorm,
+                               [cfg.mlp.act] * n_hidden, cfg.mlp.optim))
+        model.append(f"out_dnn1=compute(MLP_layers1,{inp})")
+        inp = "out_dnn1"
+    archs.append(_mlp_arch("MLP_cd", mlp_proto, ["N_out_lab_cd"], 0.0, False, False,
+                           ["softmax"], cfg.output))
+    model.append(f"out_cd=compute(MLP_cd,{inp})")
+    model.append("loss_cd=cost_nll(out_cd,lab_cd)")
+    if cfg.labels.mono:
+        archs.append(_mlp_arch("MLP_mono", mlp_proto, ["N_out_lab_mono"], 0.0, False, False,
+                               ["softmax"], cfg.output))
+        model += [f"out_mono=compute(MLP_mono,{inp})", "loss_mono=cost_nll(out_mono,lab_mono)",
+                  f"loss_mono_w=mult_constant(loss_mono,{cfg.labels.mono_weight!r})",
+                  "loss_final=sum(loss_cd,loss_mono_w)"]
+    else:
+        model.append("loss_final=mult_constant(loss_cd,1.0)")
+    model.append("err_final=cost_err(out_cd,lab_cd)")
+    for i, sec in enumerate(archs, 1):
+        c[f"architecture{i}"] = sec
+    c["model"] = {"model_proto": pk("proto/model.proto"), "model": _block(model)}
+    f = cfg.forward
+    c["forward"] = {"forward_out": "out_cd", "normalize_posteriors": _b(f.normalize_posteriors),
+                    "normalize_with_counts_from": "lab_cd", "save_out_file": _b(f.save_out_file),
+                    "require_decoding": _b(f.require_decoding)}
+    d = cfg.decoding
+    c["decoding"] = {"decoding_script_folder": pk("kaldi_decoding_scripts/"),
+                     "decoding_script": "decode_dnn.sh", "decoding_proto": pk("proto/decoding.proto"),
+                     "min_active": str(d.min_active), "max_active": str(d.max_active),
+                     "max_mem": str(d.max_mem), "beam": repr(d.beam), "latbeam": repr(d.latbeam),
+                     "acwt": repr(d.acwt), "max_arcs": str(d.max_arcs),
+                     "skip_scoring": _b(d.skip_scoring).lower(), "scoring_script": d.scoring_script,
+                     "scoring_opts": f'"{d.scoring_opts}"', "norm_vars": _b(d.norm_vars),
+                     "num_threads": str(d.num_threads)}
+    return c
+
+
+def cfg_to_text(c: configparser.ConfigParser) -> str:
+    buf = io.StringIO()
+    c.write(buf)
+    return buf.getvalue()
