@@ -96,7 +96,7 @@ def _split_cells(line: str) -> list[str]:
     return cells
 
 
-def _table(rows: list[list[str]]) -> str:
+def format_table(rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -126,7 +126,7 @@ def parse_results_table(text: str, source: str = "RESULTS.md") -> list[list[str]
 def render_results_md(text: str, rows: list[list[str]]) -> str:
     """`text` with the downstream table (between the markers) replaced by `rows`, sorted by key."""
     rows = sorted(rows, key=lambda r: tuple(r[:KEY_COLUMNS]))
-    block = f"{BEGIN}\n{_table(rows)}\n{END}"
+    block = f"{BEGIN}\n{format_table(rows)}\n{END}"
     if BEGIN in text:
         start = text.index(BEGIN)
         end = text.index(END, start) + len(END)
