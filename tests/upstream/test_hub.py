@@ -1,0 +1,240 @@
+"""Tests of s3prl.upstream.hub and s3prl.upstream.featurizer on tiny random checkpoints."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from s3prl.errors import UserError
+from s3prl.features import compute_features
+from s3prl.features.config import FeatureConfig
+from s3prl.upstream.checkpoint import load_checkpoint, save_upstream_checkpoint
+from s3prl.upstream.config import APCConfig, TransformerConfig, UpstreamConfig
+from s3prl.upstream.featurizer import Featurizer
+from s3prl.upstream.hub import load_upstream, pad_features, upsample_frames
+from s3prl.upstream.objectives import APCObjective, MaskedReconstruction
+
+
+def make_ckpt(path, model="tera", dr=1, audio=None, seq=1500, input_dim=80):
+    """A tiny random checkpoint (hidden 32, 2 layers) written by our own checkpoint code."""
+    torch.manual_seed(0)
+    if model == "apc":
+        cfg = UpstreamConfig(model="apc", apc=APCConfig(hidden_size=32, num_layers=3))
+        obj = APCObjective(cfg, input_dim)
+        audio = FeatureConfig().to_apc_audio() if audio is None else audio
+    else:
+        tcfg = TransformerConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                 intermediate_size=64, downsample_rate=dr, sequence_length=seq)
+        cfg = UpstreamConfig(model=model, transformer=tcfg)
+        obj = MaskedReconstruction(cfg, input_dim)
+        audio = FeatureConfig().to_s3prl_audio() if audio is None else audio
+    save_upstream_checkpoint(path, objective=obj, optimizer_state=None, scheduler_state=None, step=7,
+                             runner_config={}, upstream_cfg=cfg, audio=audio)
+    return str(path)
+
+
+def kaldi_frames(n):
+    return 1 + (n - 400) // 160
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ckpt")
+    return {"dr1": make_ckpt(d / "dr1.ckpt"), "dr3": make_ckpt(d / "dr3.ckpt", model="mockingjay", dr=3),
+            "apc": make_ckpt(d / "apc.ckpt", model="apc"), "dir": d}
+
+
+def wavs(lengths=(16000, 8123, 4321), seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [0.1 * torch.randn(n, generator=g) for n in lengths]
+
+
+@pytest.mark.parametrize("key,dr", [("dr1", 1), ("dr3", 3)])
+def test_frame_counts_and_contract(ckpts, key, dr):
+    up = load_upstream(ckpts[key])
+    assert up.downsample_rate == 160 and up.frame_rate == dr
+    assert up.num_hidden_states == 3 and up.hidden_size == 32
+    ws = wavs()
+    out = up(ws)
+    assert out["hidden_states"] is out.hidden_states and len(out.hidden_states) == 3
+    assert torch.equal(out.last_hidden_state, out.hidden_states[-1])
+    assert out.lengths.tolist() == [kaldi_frames(len(w)) for w in ws] == [98, 49, 25]
+    for h in out.hidden_states:
+        assert h.shape == (3, 98, 32)
+        assert torch.all(h[1, 49:] == 0) and torch.all(h[2, 25:] == 0)
+    # Padded (B, N) + lengths input gives the same result.
+    padded = torch.zeros(3, 16000)
+    for i, w in enumerate(ws):
+        padded[i, : len(w)] = w
+    out2 = up(padded, torch.tensor([len(w) for w in ws]))
+    for a, b in zip(out.hidden_states, out2.hidden_states):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_equals_direct_model_forward_and_upsampling(ckpts):
+    """Output = the checkpoint model's forward on the same features, each stacked vector repeated
+    dr times and the leftover frames replicating the last one."""
+    up = load_upstream(ckpts["dr3"])
+    w = wavs((8123,))[0]
+    feats = compute_features(w, up.feature_config)[:48]  # (48, 80)
+    feats = torch.cat([feats, feats[:2]])  # 50 frames: 16 stacked + 2 leftover
+    out = up.forward_features(feats[None], torch.tensor([50]))
+    with torch.no_grad():
+        ref = up.model(feats[None], torch.tensor([50]))
+    assert ref.hidden_states[0].shape[1] == 16
+    for h, r in zip(out.hidden_states, ref.hidden_states):
+        assert h.shape == (1, 50, 32)
+        for t in range(50):
+            torch.testing.assert_close(h[0, t], r[0, min(t // 3, 15)], atol=1e-5, rtol=0)
+
+
+def test_upsample_frames_numbers():
+    h = torch.arange(2 * 3 * 1, dtype=torch.float32).view(2, 3, 1)  # utt0: 0,1,2  utt1: 3,4,(5 pad)
+    out = upsample_frames(h, torch.tensor([3, 2]), torch.tensor([8, 7]), 2, 8)
+    assert out[0, :, 0].tolist() == [0, 0, 1, 1, 2, 2, 2, 2]
+    assert out[1, :, 0].tolist() == [3, 3, 4, 4, 4, 4, 4, 0]
+
+
+def test_batch_equals_single(ckpts):
+    up = load_upstream(ckpts["dr1"])
+    ws = wavs()
+    out = up(ws)
+    for i, w in enumerate(ws):
+        single = up([w])
+        n = int(single.lengths[0])
+        for a, b in zip(out.hidden_states, single.hidden_states):
+            torch.testing.assert_close(a[i, :n], b[0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dr", [1, 3])
+def test_chunking(ckpts, dr):
+    up = load_upstream(ckpts["dr1" if dr == 1 else "dr3"])
+    w = wavs((32000,))[0]
+    feats = compute_features(w, up.feature_config)[None]  # 198 frames
+    T = feats.shape[1]
+    lens = torch.tensor([T])
+    one = up.forward_features(feats, lens)
+    # A chunk size >= the length takes the one-pass path: identical.
+    up.sequence_length = T // dr
+    same = up.forward_features(feats, lens)
+    for a, b in zip(one.hidden_states, same.hidden_states):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    # Shorter chunks: exact frame count, and each piece equals a one-pass run of that piece.
+    up.sequence_length = 20
+    chunked = up.forward_features(feats, lens)
+    assert chunked.lengths.tolist() == [T] and all(h.shape == (1, T, 32) for h in chunked.hidden_states)
+    n_stacked = T // dr
+    sizes = [p.shape[0] for p in torch.chunk(torch.arange(n_stacked), math.ceil(n_stacked / 20))]
+    up.sequence_length = 0
+    start = 0
+    for s in sizes:
+        piece = feats[:, start * dr:(start + s) * dr]
+        ref = up.forward_features(piece, torch.tensor([piece.shape[1]]))
+        for a, b in zip(chunked.hidden_states, ref.hidden_states):
+            torch.testing.assert_close(a[:, start * dr:(start + s) * dr], b, atol=1e-5, rtol=0)
+        start += s
+    # Leftover frames (T mod dr) replicate the last vector.
+    for h in chunked.hidden_states:
+        for t in range(n_stacked * dr, T):
+            torch.testing.assert_close(h[0, t], h[0, n_stacked * dr - 1])
+    # Chunking stays away from anything one pass can do: the max length is the config's.
+    assert load_upstream(ckpts["dr1"]).sequence_length == 1500
+
+
+def test_featurizer_weighted_sum_and_selection(ckpts):
+    up = load_upstream(ckpts["dr1"])
+    out = up(wavs((8000, 6000)))
+    fz = Featurizer(up)
+    assert fz.out_dim == 32 and torch.equal(fz.weights.data, torch.zeros(3))
+    mixed = fz(out)
+    torch.testing.assert_close(mixed, sum(out.hidden_states) / 3, atol=1e-6, rtol=0)
+    mixed.pow(2).mean().backward()  # frozen upstream output is usable under autograd
+    assert fz.weights.grad is not None and fz.weights.grad.abs().sum() > 0
+    with torch.no_grad():
+        fz.weights.copy_(torch.tensor([0.0, math.log(3.0), 0.0]))
+    torch.testing.assert_close(fz(out), 0.2 * out.hidden_states[0] + 0.6 * out.hidden_states[1]
+                               + 0.2 * out.hidden_states[2], atol=1e-6, rtol=0)
+    assert torch.equal(Featurizer(up, layer=1)(out), out.hidden_states[1])
+    assert torch.equal(Featurizer(up, layer="last")(out.hidden_states), out.hidden_states[2])
+    normed = Featurizer(up, layer=2, normalize=True)(out)
+    torch.testing.assert_close(normed[0, :10].mean(-1), torch.zeros(10), atol=1e-5, rtol=0)
+    with pytest.raises(UserError, match="layer 3 is out of range"):
+        Featurizer(up, layer=3)
+
+
+def test_frozen_vs_fine_tune(ckpts):
+    ws = wavs((8000,))
+    frozen = load_upstream(ckpts["dr1"])
+    frozen.train()
+    assert not frozen.training and not frozen.model.training
+    assert not any(p.requires_grad for p in frozen.parameters())
+    out = frozen(ws)
+    assert not out.last_hidden_state.requires_grad
+    tuned = load_upstream(ckpts["dr1"], fine_tune=True)
+    tuned.train()
+    assert tuned.model.training and all(p.requires_grad for p in tuned.parameters())
+    tuned.eval()
+    out2 = tuned(ws)
+    assert out2.last_hidden_state.requires_grad
+    out2.last_hidden_state.sum().backward()
+    grads = [p.grad for p in tuned.model.parameters()]
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+    torch.testing.assert_close(out.last_hidden_state, out2.last_hidden_state.detach(), atol=1e-5, rtol=0)
+
+
+def test_apc(ckpts):
+    up = load_upstream(ckpts["apc"])
+    ws = wavs((8000, 5000))
+    out = up(ws)
+    assert up.num_hidden_states == 3 and out.lengths.tolist() == [kaldi_frames(8000), kaldi_frames(5000)]
+    feats, lens = pad_features([compute_features(w, up.feature_config) for w in ws])
+    with torch.no_grad():
+        _, ref = up.model(feats, lens)
+    for h, r in zip(out.hidden_states, ref):
+        torch.testing.assert_close(h, r, atol=1e-5, rtol=0)
+
+
+def test_baselines():
+    ws = wavs((8000, 5000))
+    for name, dim, shift in (("fbank", 80, 160), ("mfcc", 39, 160), ("mel160", 160, 200)):
+        up = load_upstream(name)
+        out = up(ws)
+        assert up.num_hidden_states == 1 and up.hidden_size == dim and up.downsample_rate == shift
+        ref = compute_features(ws[1], FeatureConfig(feat_type=name))
+        torch.testing.assert_close(out.last_hidden_state[1, : ref.shape[0]], ref)
+        assert int(out.lengths[1]) == ref.shape[0]
+    assert load_upstream("fbank")(ws).lengths.tolist() == [kaldi_frames(8000), kaldi_frames(5000)]
+
+
+def test_2020_layout_external_features(ckpts, tmp_path):
+    """A 2020 checkpoint (Settings/Config, no audio section) takes external features; a wrong
+    feature dim names both dims."""
+    ours = load_checkpoint(ckpts["dr1"])
+    sec = dict(ours["Upstream_Config"]["transformer"])
+    sec["input_dim"] = 80
+    old = {"Transformer": ours["Transformer"], "SpecHead": ours["SpecHead"], "Global_step": 7,
+           "Settings": {"Config": {"transformer": sec}, "Paras": None}}
+    path = tmp_path / "states-7.ckpt"
+    torch.save(old, path)
+    up = load_upstream(path)
+    assert up.external_features and up.input_dim == 80 and up.step == 7
+    ref = load_upstream(ckpts["dr1"])
+    feats = compute_features(wavs((8000,))[0], ref.feature_config)[None]
+    a = up.forward_features(feats, torch.tensor([feats.shape[1]]))
+    b = ref.forward_features(feats, torch.tensor([feats.shape[1]]))
+    torch.testing.assert_close(a.last_hidden_state, b.last_hidden_state, atol=1e-5, rtol=0)
+    with pytest.raises(UserError, match="feature dim 40 does not match the upstream's input dim 80"):
+        up.forward_features(torch.zeros(1, 10, 40), torch.tensor([10]))
+    with pytest.raises(UserError, match="external features"):
+        up(wavs((8000,)))
+
+
+def test_bad_inputs(ckpts, tmp_path):
+    with pytest.raises(UserError, match="no such checkpoint"):
+        load_upstream(tmp_path / "missing.ckpt")
+    up = load_upstream(ckpts["dr3"])
+    with pytest.raises(UserError, match="shorter than one analysis window"):
+        up([torch.zeros(100)])
+    with pytest.raises(UserError, match="utterance u1 has 2 feature frames"):
+        up.forward_features(torch.zeros(1, 2, 80), torch.tensor([2]), utt_ids=["u1"])
