@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 
 from s3prl.data.alignments import compare_lengths, read_alignment_lengths
+from s3prl.data.kaldi_dir import DataDir
 from s3prl.errors import UserError, cli_main
 from s3prl.log import setup_logging
 
@@ -24,19 +25,9 @@ def read_frame_counts(data_dir: str | Path) -> tuple[dict[str, int], str]:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise UserError(f"{data_dir}: feature data directory does not exist")
-    u2nf = data_dir / "utt2num_frames"
-    if u2nf.is_file():
-        counts: dict[str, int] = {}
-        for lineno, line in enumerate(u2nf.read_text().splitlines(), 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 2 or not parts[1].isdigit():
-                raise UserError(f"{u2nf}:{lineno}: expected 'UTT NUM_FRAMES', got {line!r}")
-            if parts[0] in counts:
-                raise UserError(f"{u2nf}:{lineno}: duplicate utterance {parts[0]}")
-            counts[parts[0]] = int(parts[1])
-        return counts, str(u2nf)
+    dd = DataDir(data_dir)
+    if dd.utt2num_frames is not None:
+        return dict(dd.utt2num_frames), str(data_dir / "utt2num_frames")
     scp = data_dir / "feats.scp"
     if not scp.is_file():
         raise UserError(f"{data_dir}: neither utt2num_frames nor feats.scp exists")
