@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# LibriSpeech recipe: self-supervised pre-training (Mockingjay, TERA, Audio ALBERT, APC), dumping
+# representations to Kaldi ark/scp, and the standard downstream evaluations (CPC phone and speaker
+# classification), results in RESULTS.md.
+#
+# Without --corpus-dir it runs on our synthetic LibriSpeech stand-in (tools/synth), generated
+# reproducibly into downloads/; with --corpus-dir /path/LibriSpeech --cpc-dir /path/cpc_labels the
+# same code runs on the real corpus.
+#
+#   ./run.sh                                   # everything, synthetic corpus, tiny configs
+#   ./run.sh --stage 2 --stop-stage 2          # features only
+#   ./run.sh --corpus-dir /data/LibriSpeech --cpc-dir /data/cpc --size base --nj 16
+#
+# Stages: 0 corpus | 1 data dirs | 2 features | 3 pre-training | 4 dump | 5 downstream | 6 results
+set -euo pipefail
+
+# Begin configuration section.
+stage=0
+stop_stage=100
+nj=4                       # parallel jobs for features and dumping (clamped to #speakers)
+corpus_dir=                # directory holding LibriSpeech/ (empty: the synthetic corpus)
+cpc_dir=                   # CPC labels (converted_aligned_phones.txt, train/test_split.txt)
+synth_preset=default       # synthetic corpus size: tiny | default | large
+synth_seed=1
+train_set=train-clean-100
+eval_sets=""               # extra subsets to prepare (e.g. "dev-clean test-clean")
+feat_config=conf/fbank.yaml
+size=tiny                  # pre-training configs: tiny (demo) or base (the papers')
+upstreams="mockingjay tera aalbert apc"
+ngpu=0                     # >1: pre-training through torchrun on this machine
+layer=last                 # layer to dump and evaluate: last | all | N
+phone_heads="linear"       # any of: linear 1hidden concat
+speaker_heads="utterance"  # any of: frame utterance rnn
+downstream_size=tiny       # downstream configs: tiny (demo) or base
+device=auto
+# End configuration section.
+
+help_message="Usage: $0 [options]
+  --stage N --stop-stage M   run stages N..M (0 corpus, 1 data, 2 feats, 3 pretrain, 4 dump, 5 downstream, 6 results)
+  --corpus-dir DIR           real LibriSpeech (default: synthetic corpus in downloads/)
+  --cpc-dir DIR              CPC phone labels for the real corpus
+  --synth-preset P           tiny | default | large (synthetic corpus)
+  --size S                   tiny | base pre-training configs
+  --upstreams \"LIST\"         upstreams to pre-train (mockingjay tera aalbert apc)
+  --nj N                     parallel jobs
+  --ngpu N                   GPUs for pre-training (torchrun when > 1)
+  --layer L                  representation layer to dump/evaluate (last, all, or an index)
+  --phone-heads \"LIST\"       linear 1hidden concat
+  --speaker-heads \"LIST\"     frame utterance rnn"
+
+caller_pwd=$PWD
+cd "$(dirname "$0")"
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+if [ $# -ne 0 ]; then
+  echo "$0: unexpected argument: $1" >&2
+  echo "$help_message" >&2
+  exit 1
+fi
+. utils/log.sh
+
+abspath() { case "$1" in /*) echo "$1" ;; *) echo "$caller_pwd/$1" ;; esac; }
+if [ -z "$corpus_dir" ]; then
+  corpus_dir=downloads/synth_${synth_preset}_seed${synth_seed}
+  synthetic=true
+else
+  corpus_dir=$(abspath "$corpus_dir")
+  synthetic=false
+fi
+if [ -z "$cpc_dir" ]; then
+  cpc_dir=$corpus_dir/cpc
+else
+  cpc_dir=$(abspath "$cpc_dir")
+fi
+sets="$train_set $eval_sets"
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  if $synthetic; then
+    log "Stage 0: synthetic LibriSpeech (preset $synth_preset, seed $synth_seed) -> $corpus_dir"
+    ../../tools/make_synthetic_corpus.sh --preset "$synth_preset" --seed "$synth_seed" "$corpus_dir"
+  else
+    log "Stage 0: using the LibriSpeech corpus at $corpus_dir"
+    [ -d "$corpus_dir" ] || { log "error: --corpus-dir $corpus_dir: no such directory"; exit 1; }
+  fi
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "Stage 1: Kaldi data dirs for: $sets"
+  for x in $sets; do
+    python -m s3prl.bin.prepare_librispeech "$corpus_dir" "$x" "data/$x"
+  done
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "Stage 2: features ($feat_config) with $nj jobs"
+  for x in $sets; do
+    utils/compute_feats.sh --nj "$nj" --cmd "$train_cmd" --config "$feat_config" \
+      "data/$x" "exp/make_feats/$x" "feats/$x"
+  done
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  for u in $upstreams; do
+    name=${u}_${size}
+    log "Stage 3: pre-training $name on data/$train_set -> exp/$name"
+    utils/pretrain.sh --ngpu "$ngpu" --cmd "$cuda_cmd" --config "conf/$name.yaml" \
+      "data/$train_set" "exp/$name"
+  done
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  for u in $upstreams; do
+    name=${u}_${size}
+    log "Stage 4: dumping $name representations ($layer) for $train_set"
+    utils/dump_feats.sh --nj "$nj" --cmd "$train_cmd" --layer "$layer" --device "$device" \
+      "exp/$name" "data/$train_set" "dump/$name"
+  done
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  for u in fbank $upstreams; do
+    if [ "$u" = fbank ]; then name=fbank; feats=data/$train_set; else name=${u}_${size}; feats=dump/$name/$layer/$train_set; fi
+    for head in $phone_heads; do
+      log "Stage 5: phone classification, $name, $head head"
+      utils/train_downstream.sh --cmd "$cuda_cmd" --task phone --upstream "$name" \
+        --config "conf/downstream/phone_${head}_${downstream_size}.yaml" \
+        "$feats" "$cpc_dir" "exp/downstream/phone_${head}_${name}"
+    done
+    for head in $speaker_heads; do
+      log "Stage 5: speaker classification, $name, $head head"
+      utils/train_downstream.sh --cmd "$cuda_cmd" --task speaker --upstream "$name" \
+        --config "conf/downstream/speaker_${head}_${downstream_size}.yaml" \
+        "$feats" "$cpc_dir" "exp/downstream/speaker_${head}_${name}"
+    done
+  done
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  log "Stage 6: results"
+  python -m s3prl.bin.results_table RESULTS.md
+fi
