@@ -19,6 +19,7 @@ frame labels with ``IGNORE_INDEX`` (-100), which the loss and the accuracy skip.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from s3prl.data.labels import MAX_FRAME_MISMATCH, aligned_length
 from s3prl.errors import UserError
 
 IGNORE_INDEX = -100
-DUMP_INFO_FILES = ("dump_info.json", "upstream.json")
+DUMP_INFO_FILES = ("upstream.json",)
 
 
 @dataclass
@@ -117,9 +118,11 @@ def collate_labeled(items: list[dict]) -> LabeledBatch:
 
 
 def read_dump_info(feats_dir: str | Path) -> dict | None:
-    """What a dump dir records about how it was made ({"upstream": ..., "layer": ...}), or None.
+    """What a dump dir records about how it was made, or None (plain Kaldi feature dirs).
 
-    ``utils/dump_feats.sh`` writes this next to feats.scp; plain Kaldi feature dirs have none.
+    ``utils/dump_feats.sh`` (s3prl.bin.extract) writes ``upstream.json`` into every layer dir:
+    ``{"path", "size", "mtime", "sha256", "layer"}`` for a checkpoint or ``{"name", "features",
+    "layer"}`` for a baseline. Returned with "upstream" set to the path or name.
     """
     d = Path(feats_dir)
     for name in DUMP_INFO_FILES:
@@ -131,30 +134,40 @@ def read_dump_info(feats_dir: str | Path) -> dict | None:
                 raise UserError(f"{p}: malformed JSON: {e}") from None
             if not isinstance(info, dict):
                 raise UserError(f"{p}: expected a JSON object")
-            return info
-    p = d / "upstream"
-    if p.is_file():
-        words = p.read_text(encoding="utf-8").split()
-        return {"upstream": words[0]} if words else None
+            up = info.get("upstream", info.get("path", info.get("name")))
+            return {**info, "upstream": str(up)} if up is not None else dict(info)
     return None
 
 
-def same_upstream(named: str, recorded: str) -> bool:
-    """Whether an upstream named on the command line is the one a dump recorded.
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
-    True for the same string, the same file once paths are resolved, or a name that is a path
-    component (or file stem) of the recorded checkpoint path: ``tera_tiny`` matches
-    ``exp/tera_tiny/states-1000.ckpt``, and ``exp/tera_tiny`` matches it too.
+
+def same_upstream(named: str, info: dict) -> bool:
+    """Whether an upstream named on the command line is the one a dump recorded (`info` from
+    `read_dump_info`).
+
+    A named checkpoint file must have the recorded sha256 (or resolve to the recorded path when
+    none is recorded). A name is otherwise accepted if it equals the recorded name/path, or is a
+    path component (or file stem) of the recorded checkpoint path: ``tera_tiny`` and
+    ``exp/tera_tiny`` match ``/abs/exp/tera_tiny/states-1000.ckpt``; ``apc_tiny`` does not.
     """
+    recorded = str(info.get("upstream"))
+    a, b = Path(named), Path(recorded)
+    if a.is_file():
+        if info.get("sha256"):
+            return _sha256(a) == info["sha256"]
+        return b.exists() and a.resolve() == b.resolve()
     if named == recorded:
         return True
-    a, b = Path(named), Path(recorded)
-    if a.exists() and b.exists() and a.resolve() == b.resolve():
+    if a.is_dir() and b.exists() and b.resolve().is_relative_to(a.resolve()):
         return True
-    rec_parts = b.parts
-    named_parts = a.parts
+    named_parts = tuple(p for p in a.parts if p not in (".", ""))
     n = len(named_parts)
-    for i in range(len(rec_parts) - n + 1):
-        if rec_parts[i:i + n] == named_parts:
-            return True
+    if n and any(b.parts[i:i + n] == named_parts for i in range(len(b.parts) - n + 1)):
+        return True
     return a.name == b.stem

@@ -183,6 +183,21 @@ def _check_frame_rate(upstream, where: str) -> None:
                         f"samples; the CPC labels need 10 ms frames (160 samples at 16 kHz)")
 
 
+def _check_dump_frame_shift(feats_dir: str, upstream: str | None) -> None:
+    """Refuse features that are not at 10 ms (the dir's `frame_shift` file, in seconds; mel160)."""
+    if upstream == "mel160":
+        raise UserError(f"{feats_dir}: mel160 features run at 12.5 ms and do not line up with the 10 ms CPC "
+                        f"labels (S3PRL issue #44)")
+    p = Path(feats_dir) / "frame_shift"
+    if p.is_file():
+        try:
+            shift = float(p.read_text().split()[0])
+        except (ValueError, IndexError):
+            raise UserError(f"{p}: expected the frame shift in seconds") from None
+        if abs(shift - 0.01) > 1e-6:
+            raise UserError(f"{p}: frame shift {shift:g} s; the CPC labels need 10 ms frames")
+
+
 def build_run(cfg: DownstreamConfig, inputs: RunInputs, device: str = "cpu"):
     """-> (task, {split: LabeledFeatureDataset}, info dict with upstream/layer names)."""
     splits = cpc_splits(inputs.label_dir, cfg.labels.split_seed, cfg.labels.train_proportion)
@@ -202,12 +217,10 @@ def build_run(cfg: DownstreamConfig, inputs: RunInputs, device: str = "cpu"):
     if inputs.feats_dir:
         info = read_dump_info(inputs.feats_dir) or {}
         recorded = info.get("upstream")
-        if inputs.upstream and recorded and not same_upstream(inputs.upstream, str(recorded)):
+        if inputs.upstream and recorded and not same_upstream(inputs.upstream, info):
             raise UserError(f"{inputs.feats_dir}: dumped from upstream '{recorded}', not '{inputs.upstream}'")
-        if recorded == "mel160" or (inputs.upstream == "mel160"):
-            raise UserError(f"{inputs.feats_dir}: mel160 features run at 12.5 ms and do not line up with the "
-                            f"10 ms CPC labels (S3PRL issue #44)")
-        upstream_name = upstream_label(str(recorded or inputs.upstream or Path(inputs.feats_dir).name))
+        _check_dump_frame_shift(inputs.feats_dir, recorded or inputs.upstream)
+        upstream_name = upstream_label(str(inputs.upstream or recorded or Path(inputs.feats_dir).name))
         layer = str(info.get("layer", cfg.input.layer))
         data_dir = inputs.feats_dir
     else:
