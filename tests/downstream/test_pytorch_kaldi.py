@@ -1,0 +1,420 @@
+"""PyTorch-Kaldi hand-off: the cfg writer, the alignment frame-count check and the S3PRLUpstream
+architecture, exercised the way PyTorch-Kaldi uses them (configparser, string options, (T, B, D))."""
+from __future__ import annotations
+
+import configparser
+import gzip
+import subprocess
+import sys
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import pytest
+import torch
+
+from s3prl.bin import check_alignments as check_cli
+from s3prl.bin import make_pytorch_kaldi_cfg as cfg_cli
+from s3prl.config import load_config
+from s3prl.data.alignments import compare_lengths, read_alignment_lengths, write_alignments
+from s3prl.downstream.pk_arch import S3PRLUpstream
+from s3prl.downstream.pytorch_kaldi import PK_ARCH_PROTO, PyTorchKaldiConfig
+from s3prl.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
+DIM = 12
+FRAMES = {"spka-u1": 30, "spka-u2": 25, "spkb-u1": 41}
+
+
+def make_feats_dir(d: Path, frames: dict[str, int] = FRAMES, dim: int = DIM) -> Path:
+    """A dumped-representation data dir: feats.scp (absolute), cmvn.scp per speaker, utt2spk,
+    spk2utt, utt2num_frames, text."""
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    feats = {u: rng.standard_normal((n, dim)).astype(np.float32) for u, n in sorted(frames.items())}
+    kaldiio.save_ark(str(d / "feats.ark"), feats, scp=str(d / "feats.scp"))
+    utt2spk = {u: u.split("-")[0] for u in feats}
+    stats = {}
+    for spk in sorted(set(utt2spk.values())):
+        m = np.concatenate([feats[u] for u in feats if utt2spk[u] == spk])
+        s = np.zeros((2, dim + 1))
+        s[0, :dim], s[0, dim], s[1, :dim] = m.sum(0), len(m), (m.astype(np.float64) ** 2).sum(0)
+        stats[spk] = s
+    kaldiio.save_ark(str(d / "cmvn.ark"), stats, scp=str(d / "cmvn.scp"))
+    (d / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in utt2spk.items()))
+    spk2utt: dict[str, list[str]] = {}
+    for u, s in utt2spk.items():
+        spk2utt.setdefault(s, []).append(u)
+    (d / "spk2utt").write_text("".join(f"{s} {' '.join(us)}\n" for s, us in spk2utt.items()))
+    (d / "utt2num_frames").write_text("".join(f"{u} {n}\n" for u, n in sorted(frames.items())))
+    (d / "text").write_text("".join(f"{u} sil ah sil\n" for u in sorted(frames)))
+    return d
+
+
+def make_ali_dir(d: Path, lengths: dict[str, int]) -> Path:
+    """A Kaldi alignment dir: final.mdl, num_jobs and two gzip'ed int32-vector archives."""
+    d.mkdir(parents=True)
+    (d / "final.mdl").write_bytes(b"\0Bfake transition model")
+    keys = sorted(lengths)
+    half = len(keys) // 2 or 1
+    for job, part in ((1, keys[:half]), (2, keys[half:])):
+        write_alignments(d / f"ali.{job}.gz", {k: np.arange(lengths[k]) % 7 + 1 for k in part})
+    (d / "num_jobs").write_text("2\n")
+    return d
+
+
+def make_graph_dir(d: Path) -> Path:
+    d.mkdir(parents=True)
+    (d / "HCLG.fst").write_bytes(b"fst")
+    (d / "words.txt").write_text("<eps> 0\nsil 1\n")
+    return d
+
+
+def make_pk_root(d: Path) -> Path:
+    """The parts of a PyTorch-Kaldi checkout the cfg names (for the path-existence check)."""
+    (d / "proto").mkdir(parents=True)
+    for name in ("global", "global_chunk", "MLP", "model", "decoding"):
+        (d / "proto" / f"{name}.proto").write_text("[proto]\n")
+    (d / "kaldi_decoding_scripts").mkdir()
+    return d
+
+
+@pytest.fixture()
+def setup(tmp_path):
+    dirs = {}
+    for s in ("train", "dev", "test"):
+        dirs[f"{s}_feats"] = make_feats_dir(tmp_path / "dump" / "tera" / "layer" / s)
+        dirs[f"ali_{s}"] = make_ali_dir(tmp_path / "exp" / f"tri4b_ali_{s}", FRAMES)
+    dirs["graph"] = make_graph_dir(tmp_path / "exp" / "tri4b" / "graph_tgsmall")
+    dirs["pk"] = make_pk_root(tmp_path / "tools" / "pytorch-kaldi")
+    return tmp_path, dirs
+
+
+def _args(dirs, out, extra=()):
+    a = []
+    for s in ("train", "dev", "test"):
+        a += [f"--{s}-feats", str(dirs[f"{s}_feats"]), f"--ali-{s}", str(dirs[f"ali_{s}"])]
+    a += ["--graph", str(dirs["graph"]), "--pytorch-kaldi-root", str(dirs["pk"]), *extra, str(out)]
+    return a
+
+
+def _run(argv):
+    with pytest.raises(SystemExit) as e:
+        from s3prl.errors import cli_main
+        cli_main(cfg_cli.main, argv)
+    return e.value.code
+
+
+def _read(path: Path) -> configparser.ConfigParser:
+    c = configparser.ConfigParser()  # PyTorch-Kaldi's own reader (default interpolation)
+    c.read(path)
+    return c
+
+
+REQUIRED = {
+    "cfg_proto": ["cfg_proto", "cfg_proto_chunk"],
+    "exp": ["cmd", "run_nn_script", "out_folder", "seed", "use_cuda", "multi_gpu", "save_gpumem", "n_epochs_tr"],
+    "data_use": ["train_with", "valid_with", "forward_with"],
+    "batches": ["batch_size_train", "max_seq_length_train", "increase_seq_length_train", "start_seq_len_train",
+                "multply_factor_seq_len_train", "batch_size_valid", "max_seq_length_valid"],
+    "model": ["model_proto", "model"],
+    "forward": ["forward_out", "normalize_posteriors", "normalize_with_counts_from", "save_out_file",
+                "require_decoding"],
+    "decoding": ["decoding_script_folder", "decoding_script", "decoding_proto", "min_active", "max_active",
+                 "max_mem", "beam", "latbeam", "acwt", "max_arcs", "skip_scoring", "scoring_script",
+                 "scoring_opts", "norm_vars"],
+}
+ARCH_FIELDS = ["arch_name", "arch_proto", "arch_library", "arch_class", "arch_pretrain_file", "arch_freeze",
+               "arch_seq_model", "arch_lr", "arch_halving_factor", "arch_improvement_threshold", "arch_opt"]
+
+
+def _groups(value: str) -> list[dict[str, str]]:
+    """Split a multi-line fea/lab value into its `key=value` groups (blank line between groups)."""
+    groups, cur = [], {}
+    for line in value.split("\n"):
+        line = line.strip()
+        if not line:
+            if cur:
+                groups.append(cur)
+            cur = {}
+            continue
+        k, v = line.split("=", 1)
+        if k in cur:
+            groups.append(cur)
+            cur = {}
+        cur[k] = v
+    if cur:
+        groups.append(cur)
+    return groups
+
+
+def test_cfg_has_every_section_field_and_existing_path(setup):
+    tmp, dirs = setup
+    out = tmp / "exp" / "pk_tera" / "pytorch_kaldi.cfg"
+    conf = ROOT / "egs" / "librispeech" / "conf" / "pytorch_kaldi.yaml"
+    assert _run(["--config", str(conf), *_args(dirs, out, ["--check-frames"])]) == 0
+    c = _read(out)
+    for sec, keys in REQUIRED.items():
+        assert sec in c, sec
+        for k in keys:
+            assert k in c[sec], f"[{sec}] {k}"
+    assert c["exp"]["out_folder"] == str((tmp / "exp" / "pk_tera").resolve())
+    cfg = load_config(PyTorchKaldiConfig, conf)
+    names = [cfg.data.train_name, cfg.data.dev_name, cfg.data.test_name]
+    assert [c["data_use"][k] for k in ("train_with", "valid_with", "forward_with")] == names
+    paths = [c["cfg_proto"]["cfg_proto"], c["cfg_proto"]["cfg_proto_chunk"], c["model"]["model_proto"],
+             c["decoding"]["decoding_proto"], c["decoding"]["decoding_script_folder"]]
+    for i, s in enumerate(("train", "dev", "test"), 1):
+        sec = c[f"dataset{i}"]
+        assert sec["data_name"] == names[i - 1] and int(sec["n_chunks"]) >= 1
+        (fea,) = _groups(sec["fea"])
+        feats_dir = dirs[f"{s}_feats"].resolve()
+        assert fea["fea_name"] == cfg.features.name and fea["fea_name"].isalnum()
+        assert fea["fea_lst"] == str(feats_dir / "feats.scp")
+        assert fea["fea_opts"] == (f"apply-cmvn --utt2spk=ark:{feats_dir}/utt2spk scp:{feats_dir}/cmvn.scp "
+                                   f"ark:- ark:- | add-deltas --delta-order=0 ark:- ark:- |")
+        assert (fea["cw_left"], fea["cw_right"]) == (str(cfg.features.cw_left), str(cfg.features.cw_right))
+        labs = _groups(sec["lab"])
+        assert labs[0]["lab_name"] == "lab_cd" and labs[0]["lab_opts"] == "ali-to-pdf"
+        assert labs[0]["lab_count_file"] == "auto"
+        assert labs[0]["lab_folder"] == str(dirs[f"ali_{s}"].resolve())
+        assert labs[0]["lab_graph"] == str(dirs["graph"].resolve())
+        assert labs[0]["lab_data_folder"].rstrip("/") == str(feats_dir)
+        paths += [fea["fea_lst"], labs[0]["lab_folder"], labs[0]["lab_data_folder"], labs[0]["lab_graph"]]
+        paths += [p.split(":", 1)[1] for p in fea["fea_opts"].split() if p.startswith(("ark:/", "scp:/"))]
+    archs = [s for s in c.sections() if s.startswith("architecture")]
+    assert archs == [f"architecture{i}" for i in range(1, len(archs) + 1)]
+    for a in archs:
+        for k in ARCH_FIELDS:
+            assert k in c[a], f"[{a}] {k}"
+        paths.append(c[a]["arch_proto"])
+    assert c[archs[-1]]["dnn_lay"] == "N_out_lab_cd" and c[archs[-1]]["dnn_act"] == "softmax"
+    model = [ln.strip() for ln in c["model"]["model"].split("\n") if ln.strip()]
+    assert model[0] == f"out_dnn1=compute(MLP_layers1,{cfg.features.name})"
+    assert "loss_cd=cost_nll(out_cd,lab_cd)" in model and model[-1] == "err_final=cost_err(out_cd,lab_cd)"
+    assert any(m.startswith("loss_final=") for m in model)
+    assert c["forward"]["forward_out"] == "out_cd" and c["forward"]["normalize_with_counts_from"] == "lab_cd"
+    for p in paths:
+        assert Path(p).is_absolute() and Path(p).exists(), p
+    # A second identical run leaves the file alone.
+    mtime = out.stat().st_mtime_ns
+    assert _run(["--config", str(conf), *_args(dirs, out)]) == 0
+    assert out.stat().st_mtime_ns == mtime
+
+
+def test_cfg_options_from_yaml_and_overrides(setup):
+    tmp, dirs = setup
+    out = tmp / "x.cfg"
+    conf = ROOT / "egs" / "timit" / "conf" / "pytorch_kaldi.yaml"
+    ov = ["--override", "features.norm_vars=true", "--override", "features.delta_order=2",
+          "--override", "features.cw_left=3", "--override", "labels.mono=true", "--override", "exp.n_epochs_tr=3"]
+    assert _run(["--config", str(conf), *ov, *_args(dirs, out)]) == 0
+    c = _read(out)
+    assert c["exp"]["n_epochs_tr"] == "3"
+    (fea,) = _groups(c["dataset1"]["fea"])
+    assert fea["fea_opts"].startswith("apply-cmvn --norm-vars=true --utt2spk=ark:")
+    assert "add-deltas --delta-order=2 ark:- ark:- |" in fea["fea_opts"] and fea["cw_left"] == "3"
+    labs = _groups(c["dataset2"]["lab"])
+    assert [g["lab_name"] for g in labs] == ["lab_cd", "lab_mono"]
+    assert labs[1]["lab_opts"] == "ali-to-phones --per-frame=true" and labs[1]["lab_count_file"] == "none"
+    model = c["model"]["model"]
+    assert "loss_final=sum(loss_cd,loss_mono_w)" in model and "cost_nll(out_mono,lab_mono)" in model
+
+
+@pytest.mark.parametrize("missing,what", [("ali_dev", "alignment directory does not exist"),
+                                          ("graph", "decoding graph directory does not exist")])
+def test_missing_dirs_are_one_line_errors(setup, missing, what, capsys):
+    tmp, dirs = setup
+    import shutil
+    shutil.rmtree(dirs[missing])
+    assert _run(_args(dirs, tmp / "x.cfg")) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(dirs[missing].resolve()) in err and what in err
+    assert not (tmp / "x.cfg").exists()
+
+
+def test_bad_config_key_and_feature_name(setup, tmp_path, capsys):
+    _, dirs = setup
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("features:\n  name: fb_ank\n")
+    assert _run(["--config", str(bad), *_args(dirs, tmp_path / "x.cfg")]) == 1
+    assert "fb_ank" in capsys.readouterr().err
+    bad.write_text("exp:\n  n_epoch: 3\n")
+    assert _run(["--config", str(bad), *_args(dirs, tmp_path / "x.cfg")]) == 1
+    assert "exp.n_epoch" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- alignment frame counts
+def test_alignment_archives_round_trip(tmp_path):
+    d = make_ali_dir(tmp_path / "ali", FRAMES)
+    assert read_alignment_lengths(d) == FRAMES
+    # Independent reader: gunzip + kaldiio, int32 vectors with Kaldi's per-element size byte.
+    with gzip.open(d / "ali.1.gz", "rb") as f:
+        raw = f.read()
+    assert raw.startswith(b"spka-u1 \0B\x04") and len(raw) == len(b"spka-u1 \0B") + 5 + 5 * 30
+    vecs = dict(kaldiio.load_ark(gzip.open(d / "ali.1.gz", "rb")))
+    assert vecs["spka-u1"].dtype == np.int32 and vecs["spka-u1"][:8].tolist() == [1, 2, 3, 4, 5, 6, 7, 1]
+
+
+@pytest.mark.parametrize("delta,ok", [(0, True), (1, True), (-1, True), (3, False)])
+def test_check_alignments_tolerance(tmp_path, delta, ok):
+    feats = make_feats_dir(tmp_path / "feats")
+    ali = dict(FRAMES)
+    ali["spkb-u1"] += delta
+    make_ali_dir(tmp_path / "ali", ali)
+    if ok:
+        assert check_cli.check_alignments(feats, tmp_path / "ali") == {"utterances": 3, "missing": 0}
+    else:
+        with pytest.raises(UserError, match=r"utterance spkb-u1: 41 feature frames .* but 44 alignment frames"):
+            check_cli.check_alignments(feats, tmp_path / "ali")
+
+
+def test_check_alignments_missing_and_cli(tmp_path):
+    feats = make_feats_dir(tmp_path / "feats")
+    make_ali_dir(tmp_path / "ali", {k: v for k, v in FRAMES.items() if k != "spka-u2"})
+    with pytest.raises(UserError, match="utterance spka-u2: has features .* but no alignment"):
+        check_cli.check_alignments(feats, tmp_path / "ali")
+    assert check_cli.check_alignments(feats, tmp_path / "ali", allow_missing=True)["missing"] == 1
+    with pytest.raises(UserError, match="aligned in .* but has no features"):
+        compare_lengths({"a-1": 3}, {"a-1": 3, "a-2": 4})
+    r = subprocess.run([sys.executable, "-m", "s3prl.bin.check_alignments", str(feats), str(tmp_path / "ali")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "spka-u2" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "s3prl.bin.check_alignments", str(feats), str(tmp_path / "no")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "alignment directory does not exist" in r.stderr
+    # Without utt2num_frames the counts come from feats.scp itself.
+    (feats / "utt2num_frames").unlink()
+    make_ali_dir(tmp_path / "ali2", FRAMES)
+    assert check_cli.check_alignments(feats, tmp_path / "ali2")["utterances"] == 3
+
+
+# ---------------------------------------------------------------- the PyTorch-Kaldi architecture
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    from s3prl.upstream.checkpoint import save_upstream_checkpoint
+    from s3prl.upstream.config import TransformerConfig, UpstreamConfig
+    from s3prl.upstream.objectives import MaskedReconstruction
+
+    torch.manual_seed(0)
+    cfg = UpstreamConfig(model="tera", transformer=TransformerConfig(
+        hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32))
+    obj = MaskedReconstruction(cfg, DIM)
+    path = tmp_path_factory.mktemp("ckpt") / "states-1.ckpt"
+    # An empty audio section marks a checkpoint trained on external (Kaldi feats.scp) features.
+    save_upstream_checkpoint(path, objective=obj, optimizer_state=None, scheduler_state=None, step=1,
+                             runner_config={}, upstream_cfg=cfg, audio={})
+    return path
+
+
+def _opts(ckpt, **kw):
+    o = {"upstream_ckpt": str(ckpt), "load_pretrain": "True", "no_grad": "True", "dropout": "default",
+         "weighted_sum": "False", "select_layer": "-1", "spec_aug": "False", "spec_aug_prev": "True",
+         "permute_input": "True", "use_cuda": "False", "to_do": "train"}
+    o.update({k: str(v) for k, v in kw.items()})
+    return o
+
+
+def _batch(T=9, B=3, lens=(9, 6, 4)):
+    torch.manual_seed(3)
+    x = torch.randn(T, B, DIM)
+    for b, n in enumerate(lens):
+        x[n:, b] = 0  # PyTorch-Kaldi zero-pads shorter sequences
+    return x
+
+
+def test_arch_frozen_time_major(tiny_ckpt):
+    from s3prl.upstream.hub import load_upstream
+
+    m = S3PRLUpstream(_opts(tiny_ckpt), DIM)
+    assert m.out_dim == 16
+    x = _batch()
+    y = m(x)
+    assert y.shape == (9, 3, 16)
+    assert torch.all(y[6:, 1] == 0) and torch.all(y[4:, 2] == 0) and y[:4, 2].abs().sum() > 0
+    # Same numbers as the hub on the unpadded sequence: the last hidden state.
+    ref = load_upstream(tiny_ckpt).forward_features(x[:6, 1].unsqueeze(0), torch.tensor([6]))
+    torch.testing.assert_close(y[:6, 1], ref.last_hidden_state[0], rtol=1e-5, atol=1e-5)
+    # Frozen: no parameter takes a gradient, and none is trainable.
+    y.sum().backward() if y.requires_grad else None
+    assert all(not p.requires_grad for p in m.parameters())
+    assert all(p.grad is None for p in m.parameters())
+
+
+def test_arch_fine_tune_weighted_sum_batch_major(tiny_ckpt):
+    m = S3PRLUpstream(_opts(tiny_ckpt, no_grad=False, weighted_sum=True, dropout=0.3, permute_input=False), DIM)
+    m.train()
+    drops = [mod.p for mod in m.upstream.modules() if isinstance(mod, torch.nn.Dropout)]
+    assert drops and all(p == 0.3 for p in drops)
+    x = _batch().transpose(0, 1).contiguous()  # (B, T, D)
+    y = m(x)
+    assert y.shape == (3, 9, 16)
+    y.pow(2).sum().backward()
+    up = [p for p in m.upstream.parameters()]
+    assert up and all(p.grad is not None for p in up)
+    assert sum(p.grad.abs().sum() for p in up) > 0
+    assert m.featurizer.weights.grad is not None and m.featurizer.weights.numel() == 3
+
+
+def test_arch_frozen_weighted_sum_trains_only_weights_and_select_layer(tiny_ckpt):
+    m = S3PRLUpstream(_opts(tiny_ckpt, weighted_sum=True), DIM)
+    m(_batch()).sum().backward()
+    trainable = [n for n, p in m.named_parameters() if p.requires_grad]
+    assert trainable == ["featurizer.weights"] and m.featurizer.weights.grad is not None
+    m0 = S3PRLUpstream(_opts(tiny_ckpt, select_layer=0), DIM)
+    m2 = S3PRLUpstream(_opts(tiny_ckpt, select_layer=2), DIM)
+    x = _batch()
+    last = S3PRLUpstream(_opts(tiny_ckpt), DIM)(x)
+    torch.testing.assert_close(m2(x), last)
+    assert not torch.allclose(m0(x), last)
+    with pytest.raises(UserError, match="select_layer"):
+        S3PRLUpstream(_opts(tiny_ckpt, select_layer=5), DIM)
+    with pytest.raises(UserError, match="12-dim features"):
+        S3PRLUpstream(_opts(tiny_ckpt), 40)
+    with pytest.raises(UserError, match="no_grad: 'maybe' is not a boolean"):
+        S3PRLUpstream(_opts(tiny_ckpt, no_grad="maybe"), DIM)
+
+
+def test_arch_spec_aug_is_seeded_and_train_only(tiny_ckpt):
+    a = S3PRLUpstream(_opts(tiny_ckpt, spec_aug=True, spec_aug_seed=7), DIM)
+    b = S3PRLUpstream(_opts(tiny_ckpt, spec_aug=True, spec_aug_seed=7), DIM)
+    plain = S3PRLUpstream(_opts(tiny_ckpt), DIM)
+    x = _batch()
+    a.train(), b.train()
+    torch.testing.assert_close(a(x), b(x))
+    a.eval()
+    torch.testing.assert_close(a(x), plain(x))
+
+
+def test_arch_built_from_generated_cfg_section(setup, tiny_ckpt):
+    """PyTorch-Kaldi's path: check the section against pk_arch.proto, then arch_class(section, inp_dim)."""
+    tmp, dirs = setup
+    out = tmp / "ft.cfg"
+    ov = ["--override", "type=upstream", "--override", "upstream.no_grad=false"]
+    assert _run([*ov, "--upstream-ckpt", str(tiny_ckpt), *_args(dirs, out)]) == 0
+    c = _read(out)
+    sec = c["architecture1"]
+    assert sec["arch_library"] == "s3prl.downstream.pk_arch" and sec["arch_class"] == "S3PRLUpstream"
+    assert sec["arch_seq_model"] == "True" and sec["arch_freeze"] == "False"
+    assert Path(sec["arch_proto"]) == PK_ARCH_PROTO
+    proto = configparser.ConfigParser()
+    proto.read(sec["arch_proto"])
+    for field in proto["proto"]:
+        assert field in sec, field
+    assert Path(sec["upstream_ckpt"]).is_file()
+    model = c["model"]["model"]
+    assert "out_up=compute(S3PRL_upstream,s3prl)" in model and "out_dnn1=compute(MLP_layers1,out_up)" in model
+    import importlib
+    cls = getattr(importlib.import_module(sec["arch_library"]), sec["arch_class"])
+    net = cls(sec, DIM)
+    assert net(_batch()).shape == (9, 3, net.out_dim)
+    assert any(p.requires_grad for p in net.upstream.parameters())
+    # type upstream without a checkpoint is refused.
+    assert _run([*ov, *_args(dirs, tmp / "y.cfg")]) == 1
+
+
+def test_shipped_configs_load():
+    for conf in sorted(ROOT.glob("egs/*/conf/pytorch_kaldi*.yaml")):
+        load_config(PyTorchKaldiConfig, conf)
+    assert (ROOT / "egs/librispeech/conf/pytorch_kaldi.yaml").is_file()
+    assert (ROOT / "egs/timit/conf/pytorch_kaldi.yaml").is_file()
