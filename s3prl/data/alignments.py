@@ -120,9 +120,46 @@ def compare_lengths(frames: dict[str, int], ali: dict[str, int], *, tolerance: i
     extra = sorted(set(ali) - set(frames))
     missing = sorted(set(frames) - set(ali))
     if missing and not allow_missing:
+        hint = ""
+        if missing[0] in {kaldi_to_dash_id(k) for k in extra}:
+            hint = "; the alignments use Kaldi's spk_utt ids: re-key them (check_alignments --rekey-into DIR)"
         raise UserError(f"utterance {missing[0]}: has features ({feats_where}) but no alignment in "
-                        f"{ali_where} ({len(missing)} of {len(frames)} utterances missing)")
+                        f"{ali_where} ({len(missing)} of {len(frames)} utterances missing){hint}")
     if extra and not allow_missing:
         raise UserError(f"utterance {extra[0]}: aligned in {ali_where} but has no features in "
                         f"{feats_where} ({len(extra)} such utterances)")
     return missing
+
+
+def kaldi_to_dash_id(key: str) -> str:
+    """Kaldi TIMIT/WSJ-style `spk_utt` ids -> our `spk-utt` (the first '_' becomes '-')."""
+    return key.replace("_", "-", 1) if "-" not in key else key
+
+
+def rekey_ali_dir(src: str | Path, dst: str | Path, key_fn=kaldi_to_dash_id) -> Path:
+    """Copy a Kaldi alignment dir with every utterance id passed through `key_fn` (e.g. Kaldi's
+    TIMIT `fcjf0_si1027` -> our `fcjf0-si1027`), so PyTorch-Kaldi can join it with our features.
+
+    `ali.N.gz` are rewritten (keys sorted); the other files (final.mdl, tree, num_jobs,
+    phones.txt ...) are copied. The dir is built under a temporary name and renamed when complete.
+    """
+    import shutil
+
+    from s3prl.atomic import atomic_dir
+
+    src, dst = Path(src), Path(dst)
+    archives = alignment_archives(src)
+    with atomic_dir(dst) as tmp:
+        for path in archives:
+            vecs: dict[str, np.ndarray] = {}
+            with gzip.open(path, "rb") as f:
+                for key, vec in kaldiio.load_ark(f):
+                    new = key_fn(key)
+                    if new in vecs:
+                        raise UserError(f"{path}: utterance ids {key} and another map to the same id {new}")
+                    vecs[new] = np.asarray(vec)
+            write_alignments(tmp / path.name, vecs)
+        for p in src.iterdir():
+            if p.is_file() and not _ALI_RE.match(p.name):
+                shutil.copy2(p, tmp / p.name)
+    return dst

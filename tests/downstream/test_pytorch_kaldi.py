@@ -418,3 +418,16 @@ def test_shipped_configs_load():
         load_config(PyTorchKaldiConfig, conf)
     assert (ROOT / "egs/librispeech/conf/pytorch_kaldi.yaml").is_file()
     assert (ROOT / "egs/timit/conf/pytorch_kaldi.yaml").is_file()
+
+
+def test_rekey_kaldi_timit_ids(tmp_path):
+    """Kaldi's own TIMIT recipe keys alignments `spk_utt`; ours are `spk-utt`."""
+    feats = make_feats_dir(tmp_path / "feats")
+    kaldi = make_ali_dir(tmp_path / "ali", {k.replace("-", "_"): v for k, v in FRAMES.items()})
+    with pytest.raises(UserError, match="spk_utt ids: re-key them"):
+        check_cli.check_alignments(feats, kaldi)
+    r = subprocess.run([sys.executable, "-m", "s3prl.bin.check_alignments", "--rekey-into",
+                        str(tmp_path / "ali_rekeyed"), str(feats), str(kaldi)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert read_alignment_lengths(tmp_path / "ali_rekeyed") == FRAMES
+    assert (tmp_path / "ali_rekeyed" / "final.mdl").read_bytes() == (kaldi / "final.mdl").read_bytes()
