@@ -82,6 +82,9 @@ python -m s3prl.bin.extract --mode merge --nj "$nj" "${opts[@]}" "$data" "$dump"
 
 for d in "$dump"/layer-*/"$name"; do
   [ -f "$d/feats.scp" ] || continue
-  "$utils_dir/validate_data_dir.sh" "$d" >/dev/null
+  vopts=()
+  [ -f "$d/text" ] || vopts+=(--no-text)
+  [ -f "$d/wav.scp" ] || vopts+=(--no-wav)
+  "$utils_dir/validate_data_dir.sh" ${vopts[@]+"${vopts[@]}"} "$d" >/dev/null
 done
 echo "$prog: succeeded for $data -> $dump/layer-*/$name"

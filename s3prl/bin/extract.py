@@ -394,7 +394,8 @@ def merge(upstream_name: str, data: str | Path, dump: str | Path, nj: int, layer
             (tmp / "frame_shift").write_text(f"{frame_shift:g}\n", encoding="utf-8")
             (tmp / INFO).write_text(json.dumps({**ident, "layer": k}, indent=1, sort_keys=True) + "\n",
                                     encoding="utf-8")
-            validate_data_dir(tmp, no_feats=False)
+            validate_data_dir(tmp, no_feats=False, no_text=not (tmp / "text").is_file(),
+                              no_wav=not (tmp / "wav.scp").is_file())
         log.info("%s: %d utterances, dim %d", final, len(utt2spk), up.hidden_size)
         made.append(final)
     return made

@@ -1,0 +1,202 @@
+"""Tests of s3prl.bin.extract and utils/dump_feats.sh: dump with nj=2, validate, read back with
+kaldiio and the independent reader, equality with the direct forward, skip, wrong upstream, bad input."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from s3prl.data.kaldi_dir import read_kv, validate_data_dir
+from s3prl.errors import UserError
+from s3prl.upstream.hub import load_upstream
+from tests.conftest import write_data_dir
+from tests.kaldi_binary import read_ark, read_scp_entry
+from tests.upstream.test_hub import make_ckpt
+
+REPO = Path(__file__).resolve().parents[2]
+LENGTHS = [8000, 6123, 9999, 4400, 7010, 5555]  # samples per utterance, in C order of utt ids
+
+
+def env():
+    e = dict(os.environ)
+    e["PATH"] = f"{REPO / 'utils'}:{Path(sys.executable).parent}:{e['PATH']}"
+    e["LC_ALL"] = "C"
+    e["PYTHONPATH"] = f"{REPO}:{e.get('PYTHONPATH', '')}"
+    return e
+
+
+def run(args, **kw):
+    return subprocess.run(args, env=env(), capture_output=True, text=True, **kw)
+
+
+def make_data(path: Path) -> Path:
+    d = write_data_dir(path, speakers=("1001", "1002", "1003"), utts_per_speaker=2)
+    rng = np.random.default_rng(3)
+    wav_scp = read_kv(d / "wav.scp")
+    dur = {}
+    for utt, n in zip(sorted(wav_scp), LENGTHS):
+        sf.write(wav_scp[utt], (0.2 * rng.standard_normal(n)).astype(np.float32), 16000, subtype="PCM_16")
+        dur[utt] = f"{n / 16000:g}"
+    (d / "utt2dur").write_text("".join(f"{u} {dur[u]}\n" for u in sorted(dur)))
+    return d
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dump")
+    ckpt = make_ckpt(root / "dir with space" / "tera.ckpt", dr=3)
+    data = make_data(root / "data" / "train")
+    return root, ckpt, data
+
+
+@pytest.fixture(scope="module")
+def dumped(setup):
+    root, ckpt, data = setup
+    dump = root / "dump" / "tera_tiny"
+    r = run([str(REPO / "utils" / "dump_feats.sh"), "--nj", "2", "--batch-size", "2", ckpt, str(data), str(dump)])
+    assert r.returncode == 0, r.stderr
+    return dump
+
+
+def test_dump_nj2_layout_and_interop(setup, dumped):
+    root, ckpt, data = setup
+    up = load_upstream(ckpt)
+    utts = sorted(read_kv(data / "utt2spk"))
+    assert sorted((dumped / "log" / "train").glob("extract.*.log")) == \
+        [dumped / "log" / "train" / f"extract.{j}.log" for j in (1, 2)]
+    assert json.loads((dumped / "upstream.json").read_text())["path"] == str(Path(ckpt).resolve())
+    from s3prl.data.audio import load_audio
+
+    wavs = {u: torch.from_numpy(load_audio(e, utt_id=u)) for u, e in read_kv(data / "wav.scp").items()}
+    direct = {u: up([wavs[u]]) for u in utts}
+    for k in range(3):
+        d = dumped / f"layer-{k}" / "train"
+        validate_data_dir(d)
+        for name in ("utt2spk", "spk2utt", "text", "wav.scp", "utt2dur"):
+            assert (d / name).read_bytes() == (data / name).read_bytes()
+        assert (d / "feats_dim").read_text() == "32\n" and (d / "frame_shift").read_text() == "0.01\n"
+        nframes = {u: int(v) for u, v in read_kv(d / "utt2num_frames").items()}
+        assert nframes == {u: 1 + (n - 400) // 160 for u, n in zip(utts, LENGTHS)}
+        scp_text = (d / "feats.scp").read_text()
+        keys = [ln.split()[0] for ln in scp_text.splitlines()]
+        assert keys == sorted(keys, key=str.encode) == utts
+        by_kaldiio = dict(kaldiio.load_scp_sequential(str(d / "feats.scp")))
+        for line in scp_text.splitlines():
+            utt, entry = line.split(" ", 1)
+            assert os.path.isabs(entry.split(":")[0])
+            mine = read_scp_entry(entry)
+            assert mine.shape == (nframes[utt], 32)
+            np.testing.assert_array_equal(mine, by_kaldiio[utt])
+            np.testing.assert_allclose(mine, direct[utt].hidden_states[k][0].numpy(), atol=1e-5, rtol=0)
+        # Per-speaker CMVN stats = sums and sums of squares of that speaker's frames.
+        cmvn = read_kv(d / "cmvn.scp")
+        assert sorted(cmvn) == ["1001", "1002", "1003"]
+        for spk in cmvn:
+            st = read_scp_entry(cmvn[spk])
+            frames = np.concatenate([by_kaldiio[u] for u in utts if u.startswith(spk + "-")]).astype(np.float64)
+            assert st.dtype == np.float64 and st.shape == (2, 33)
+            np.testing.assert_allclose(st[0, :32], frames.sum(0), rtol=1e-5, atol=1e-3)
+            np.testing.assert_allclose(st[1, :32], (frames ** 2).sum(0), rtol=1e-5, atol=1e-3)
+            assert st[0, 32] == len(frames)
+    # The per-job arks are read by the independent reader too.
+    ark = read_ark(dumped / "ark" / "train" / "raw.1.layer-2.ark")
+    assert len(ark) > 0 and all(m.shape[1] == 32 for m in ark.values())
+    r = run([str(REPO / "utils" / "validate_data_dir.sh"), str(dumped / "layer-2" / "train")])
+    assert r.returncode == 0, r.stderr
+
+
+def test_rerun_skips_and_wrong_upstream(setup, dumped):
+    root, ckpt, data = setup
+    scp = dumped / "layer-1" / "train" / "feats.scp"
+    before = scp.stat().st_mtime_ns
+    r = run([str(REPO / "utils" / "dump_feats.sh"), "--nj", "2", ckpt, str(data), str(dumped)])
+    assert r.returncode == 0 and "skip" in r.stdout, r.stderr
+    assert scp.stat().st_mtime_ns == before
+    other = make_ckpt(root / "other.ckpt", dr=1, seq=100)
+    r = run([str(REPO / "utils" / "dump_feats.sh"), "--nj", "2", other, str(data), str(dumped)])
+    assert r.returncode != 0
+    err = r.stderr.strip().splitlines()[-1]
+    assert "other.ckpt" in err and "tera.ckpt" in err and "made from upstream" in err
+    assert scp.stat().st_mtime_ns == before
+
+
+def test_extract_single_job_last_layer_compressed(setup, tmp_path):
+    root, ckpt, data = setup
+    from s3prl.bin.extract import extract
+
+    layers = extract(ckpt, data, tmp_path / "out" / "raw", layers="last", batch_size=4, compress=True)
+    assert layers == [2]
+    scp = tmp_path / "out" / "raw.layer-2.scp"
+    assert not (tmp_path / "out" / "raw.layer-0.scp").exists()
+    up = load_upstream(ckpt)
+    ref = up([torch.from_numpy(sf.read(read_kv(data / "wav.scp")["1001-100-0000"], dtype="float32")[0])])
+    got = read_scp_entry(read_kv(scp)["1001-100-0000"])  # CM, lossy
+    np.testing.assert_allclose(got, ref.last_hidden_state[0].numpy(), atol=0.05 * float(ref.last_hidden_state.abs().max()))
+
+
+def test_bad_inputs(setup, tmp_path):
+    root, ckpt, data = setup
+    # An utterance whose audio cannot be read: one-line error naming it, no scp left behind.
+    bad = make_data(tmp_path / "bad")
+    wav_scp = read_kv(bad / "wav.scp")
+    Path(wav_scp["1002-101-0001"]).write_bytes(b"not a wav file")
+    r = run([sys.executable, "-m", "s3prl.bin.extract", "--upstream", ckpt, str(bad), str(tmp_path / "o" / "raw")])
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert "error: utterance 1002-101-0001: cannot read audio" in last
+    assert not list((tmp_path / "o").glob("*.scp")) and not list((tmp_path / "o").glob("*.ark"))
+    # Layer out of range.
+    with pytest.raises(UserError, match="layer 5 is out of range; this upstream has 3 hidden states"):
+        from s3prl.bin.extract import extract
+        extract(ckpt, data, tmp_path / "o2" / "raw", layers="5")
+    # Empty data dir.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "utt2spk").write_text("")
+    (empty / "wav.scp").write_text("")
+    with pytest.raises(UserError, match="empty"):
+        extract(ckpt, empty, tmp_path / "o3" / "raw")
+    r = run([str(REPO / "utils" / "dump_feats.sh"), ckpt, str(empty), str(tmp_path / "d0")])
+    assert r.returncode != 0 and "empty" in r.stderr
+    # nj larger than the number of speakers.
+    r = run([str(REPO / "utils" / "dump_feats.sh"), "--nj", "4", "fbank", str(data), str(tmp_path / "d1")])
+    assert r.returncode != 0 and "--nj 4 is more than the number of speakers (3)" in r.stderr
+    assert not list((tmp_path / "d1").rglob("feats.scp"))
+
+
+def test_external_features_dim_mismatch(setup, tmp_path):
+    """A checkpoint without an audio section reads the data dir's feats.scp; 39-dim features for
+    an 80-dim model is an error naming both dims."""
+    root, ckpt, data = setup
+    from s3prl.bin.extract import extract
+    from s3prl.data.ark import ArkWriter
+
+    ext = make_ckpt(tmp_path / "fmllr.ckpt", dr=1, audio={}, input_dim=40)
+    d = tmp_path / "fm"
+    d.mkdir()
+    for name in ("utt2spk", "spk2utt"):
+        (d / name).write_bytes((data / name).read_bytes())
+    rng = np.random.default_rng(0)
+    utts = sorted(read_kv(data / "utt2spk"))
+    with ArkWriter(tmp_path / "fm.ark", d / "feats.scp") as w:
+        for u in utts:
+            w.write(u, rng.standard_normal((30, 40)).astype(np.float32))
+    extract(ext, d, tmp_path / "x" / "raw", layers="last", apply_cmvn=False)
+    up = load_upstream(ext)
+    feats = torch.from_numpy(read_scp_entry(read_kv(d / "feats.scp")[utts[0]]).copy())
+    ref = up.forward_features(feats[None], torch.tensor([30])).last_hidden_state[0].numpy()
+    np.testing.assert_allclose(read_scp_entry(read_kv(tmp_path / "x" / "raw.layer-2.scp")[utts[0]]), ref, atol=1e-5)
+    with ArkWriter(tmp_path / "fm39.ark", d / "feats.scp") as w:
+        for u in utts:
+            w.write(u, rng.standard_normal((30, 39)).astype(np.float32))
+    with pytest.raises(UserError, match="feature dim 39 does not match the upstream's input dim 40"):
+        extract(ext, d, tmp_path / "y" / "raw")
+    assert not list((tmp_path / "y").glob("*.scp"))
