@@ -253,8 +253,9 @@ def _parse_segments(path: Path) -> dict[str, tuple[str, float, float]]:
 
 # --------------------------------------------------------------------------- validation
 
-def _check_table(path: Path) -> list[tuple[int, str, str]]:
-    """Kaldi's per-file checks: final newline, non-empty keys, keys sorted (C order) and unique.
+def _check_table(path: Path, allow_empty_value: bool = False) -> list[tuple[int, str, str]]:
+    """Kaldi's per-file checks: final newline, non-empty keys, keys sorted (C order) and unique,
+    a value on every line (unless `allow_empty_value`, as for text).
 
     Returns (line number, key, value) triples.
     """
@@ -273,6 +274,8 @@ def _check_table(path: Path) -> list[tuple[int, str, str]]:
             if c_key(key) < c_key(prev):
                 raise UserError(f"{path}:{lineno}: key '{key}' is not sorted (C locale) after '{prev}'; "
                                 f"run fix_data_dir.sh")
+        if not value and not allow_empty_value:
+            raise UserError(f"{path}:{lineno}: key '{key}' has no value")
         prev = key
         rows.append((lineno, key, value))
     return rows
@@ -307,7 +310,7 @@ def validate_data_dir(path: str | Path, *, no_feats: bool = False, no_text: bool
         if not (d / name).is_file() or (d / name).stat().st_size == 0:
             raise UserError(f"{d / name}: missing or empty (every data directory needs utt2spk and spk2utt)")
 
-    u2s_rows = _check_table(d / "utt2spk")
+    u2s_rows = _check_table(d / "utt2spk", allow_empty_value=True)
     for lineno, key, value in u2s_rows:
         if len(value.split()) != 1:
             raise UserError(f"{d / 'utt2spk'}:{lineno}: expected 2 fields '<utt> <spk>', got {1 + len(value.split())}")
@@ -323,12 +326,14 @@ def validate_data_dir(path: str | Path, *, no_feats: bool = False, no_text: bool
     if len(speakers) == 1:
         logger.warning("%s: only one speaker; CMVN becomes global and splitting per speaker is impossible", d)
 
-    s2u_rows = _check_table(d / "spk2utt")
+    s2u_rows = _check_table(d / "spk2utt", allow_empty_value=True)
     back: dict[str, str] = {}
     for lineno, spk, value in s2u_rows:
         if not value:
             raise UserError(f"{d / 'spk2utt'}:{lineno}: speaker '{spk}' has no utterances")
         for utt in value.split():
+            if utt in back:
+                raise UserError(f"{d / 'spk2utt'}:{lineno}: utterance '{utt}' is listed twice")
             if utt2spk.get(utt) != spk:
                 raise UserError(f"{d / 'spk2utt'}:{lineno}: utterance '{utt}' of speaker '{spk}' disagrees with "
                                 f"utt2spk; regenerate spk2utt with utt2spk_to_spk2utt.pl")
@@ -341,7 +346,7 @@ def validate_data_dir(path: str | Path, *, no_feats: bool = False, no_text: bool
     rows = {}
     for name in UTT_FILES + SPK_FILES + RECO_FILES:
         if name not in ("utt2spk", "spk2utt") and (d / name).is_file():
-            rows[name] = _check_table(d / name)
+            rows[name] = _check_table(d / name, allow_empty_value=(name == "text"))
 
     # text
     if "text" in rows:

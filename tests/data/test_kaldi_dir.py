@@ -124,6 +124,9 @@ def _rewrite(p: Path, old: str, new: str) -> None:
     ("bad_utt2num_frames", r"utt2num_frames:2: '1001-100-0001' needs a positive integer, got '0'"),
     ("bad_frame_shift", r"frame_shift:1: expected a single number, got 'ten'"),
     ("bad_gender", r"spk2gender:2: gender must be 'm' or 'f', got 'x'"),
+    ("utt2spk_one_field", r"utt2spk:1: expected 2 fields '<utt> <spk>', got 1"),
+    ("feats_no_value", r"feats.scp:2: key '1001-100-0001' has no value"),
+    ("spk2utt_twice", r"spk2utt:2: utterance '1001-100-0000' is listed twice"),
 ])
 def test_validate_broken_dirs(tmp_path, make_data_dir, case, pattern):
     d = _dir(tmp_path, make_data_dir)
@@ -175,6 +178,13 @@ def test_validate_broken_dirs(tmp_path, make_data_dir, case, pattern):
         (d / "frame_shift").write_text("ten\n")
     elif case == "bad_gender":
         (d / "spk2gender").write_text("1001 m\n1002 x\n")
+    elif case == "utt2spk_one_field":
+        _rewrite(u2s, "1001-100-0000 1001\n", "1001-100-0000\n")
+    elif case == "feats_no_value":
+        (d / "feats.scp").write_text("".join(f"{u} {'' if i == 1 else '/f.ark:9'}\n"
+                                             for i, u in enumerate(kd.read_kv(u2s))))
+    elif case == "spk2utt_twice":
+        _rewrite(d / "spk2utt", "1002 1002-101-0000", "1002 1001-100-0000 1002-101-0000")
     with pytest.raises(UserError, match=pattern):
         kd.validate_data_dir(d, no_feats=True)
 
