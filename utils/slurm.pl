@@ -68,6 +68,8 @@ while (@ARGV >= 2) {
     }
   } elsif ($arg eq "-tc") {
     shift @ARGV; $max_jobs_run = shift @ARGV;
+    $max_jobs_run =~ /^\d+$/ && $max_jobs_run > 0
+      or die "slurm.pl: invalid value '$max_jobs_run' for -tc (expected a positive integer)\n";
   } elsif ($arg =~ /^([A-Za-z_]\w*)=(\d+):(\d+)$/) {
     ($jobname, $jobstart, $jobend) = ($1, $2, $3);
     $array_job = 1; shift @ARGV;
