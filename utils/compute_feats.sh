@@ -19,7 +19,9 @@ cmd=run.pl
 compress=false
 help_message="Usage: $0 [--nj N] [--cmd run.pl] [--config conf/fbank.yaml] [--compress false] <data-dir> <log-dir> <feat-dir>"
 
-utils_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+utils_dir=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+. "$utils_dir/lib.sh"
+py=$S3PRL_PYTHON
 prog=${0##*/}
 
 # --config names a YAML file here, so take it before parse_options.sh (which sources --config
@@ -56,16 +58,17 @@ else
 fi
 case "$nj" in ''|*[!0-9]*|0) echo "$prog: --nj must be a positive integer, got '$nj'" >&2; exit 1 ;; esac
 
-# Resolved config; the same effective options give the same text.
-cfg_text=$(python -m s3prl.bin.compute_feats ${cfg_opt[@]+"${cfg_opt[@]}"} --dump-config)
-feat_type=$(printf '%s\n' "$cfg_text" | sed -n 's/^feat_type: *//p')
-frame_shift_ms=$(printf '%s\n' "$cfg_text" | sed -n 's/^frame_shift: *//p')
-
-status=$(python -m s3prl.bin.compute_feats ${cfg_opt[@]+"${cfg_opt[@]}"} --check-done "$data")
-if [ "$status" = done ]; then
+mkdir -p "$logdir"
+# The resolved config (the same effective options give the same text), for the jobs and, at the
+# end, for $data/conf/feats.yaml.
+cfg_copy="$logdir/feats.yaml"
+read -r status feat_type feat_dim frame_shift < <("$py" -m s3prl.bin.compute_feats \
+  ${cfg_opt[@]+"${cfg_opt[@]}"} --plan "$data" --write-config "$cfg_copy") || true
+if [ "${status:-}" = done ]; then
   echo "$prog: skip: $data/feats.scp is complete and made with the same config"
   exit 0
 fi
+[ "${status:-}" = todo ] || exit 1  # the verb printed the error
 
 nspk=$(cut -d' ' -f2 "$data/utt2spk" | LC_ALL=C sort -u | wc -l)
 if [ "$nj" -gt "$nspk" ]; then
@@ -73,7 +76,7 @@ if [ "$nj" -gt "$nspk" ]; then
   exit 1
 fi
 
-mkdir -p "$logdir" "$featdir" "$data/conf"
+mkdir -p "$featdir" "$data/conf"
 featdir=$(cd "$featdir" && pwd)
 name=$(basename "$(cd "$data" && pwd)")
 
@@ -82,13 +85,13 @@ rm -f "$data/conf/feats.yaml" "$data/feats.scp" "$data/cmvn.scp"
 
 "$utils_dir/split_data.sh" "$data" "$nj"
 
-# A copy of the resolved config for the jobs, so they all use the same options.
-cfg_copy="$logdir/feats.yaml"
-printf '%s' "$cfg_text" > "$cfg_copy.tmp.$$"
-mv "$cfg_copy.tmp.$$" "$cfg_copy"
-
-$cmd JOB=1:"$nj" "$logdir/compute_feats.JOB.log" \
-  python -m s3prl.bin.compute_feats --config "$cfg_copy" --compress "$compress" \
+# $cmd may carry options ("run.pl --mem 4G"); find run.pl next to this script if not on PATH.
+read -r -a cmd_arr <<< "$cmd"
+if ! command -v "${cmd_arr[0]}" > /dev/null && [ -x "$utils_dir/${cmd_arr[0]}" ]; then
+  cmd_arr[0]="$utils_dir/${cmd_arr[0]}"
+fi
+"${cmd_arr[@]}" JOB=1:"$nj" "$logdir/compute_feats.JOB.log" \
+  "$py" -m s3prl.bin.compute_feats --config "$cfg_copy" --compress "$compress" \
     --write-utt2num-frames true "$data/split$nj/JOB" "$featdir/raw_${feat_type}_${name}.JOB"
 
 tmp=".tmp.$$"
@@ -107,20 +110,24 @@ if [ "$nfeat" -ne "$nutt" ]; then
   exit 1
 fi
 
-python -m s3prl.bin.compute_feats --config "$cfg_copy" --print-dim > "$data/feats_dim$tmp"
-awk -v ms="$frame_shift_ms" 'BEGIN { printf "%g\n", ms / 1000 }' > "$data/frame_shift$tmp"
+echo "$feat_dim" > "$data/feats_dim$tmp"
+echo "$frame_shift" > "$data/frame_shift$tmp"
 
 mv "$data/feats.scp$tmp" "$data/feats.scp"
 mv "$data/utt2num_frames$tmp" "$data/utt2num_frames"
 mv "$data/feats_dim$tmp" "$data/feats_dim"
 mv "$data/frame_shift$tmp" "$data/frame_shift"
 
-python -m s3prl.bin.compute_cmvn_stats "$data" "$featdir" 2> "$logdir/compute_cmvn_stats.log" || {
+"$py" -m s3prl.bin.compute_cmvn_stats "$data" "$featdir" 2> "$logdir/compute_cmvn_stats.log" || {
   echo "$prog: computing CMVN stats failed; see $logdir/compute_cmvn_stats.log" >&2; exit 1; }
 
-"$utils_dir/validate_data_dir.sh" "$data"
+if [ -f "$data/text" ]; then
+  "$utils_dir/validate_data_dir.sh" "$data"
+else
+  "$utils_dir/validate_data_dir.sh" --no-text "$data"
+fi
 
 # Last: the config copy that marks the features as complete.
-printf '%s' "$cfg_text" > "$data/conf/feats.yaml$tmp"
+cp "$cfg_copy" "$data/conf/feats.yaml$tmp"
 mv "$data/conf/feats.yaml$tmp" "$data/conf/feats.yaml"
 echo "$prog: succeeded for $data ($nfeat utterances, $feat_type)"

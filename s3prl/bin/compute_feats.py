@@ -52,11 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compress", type=parse_compress, default=None, help="false (default), true or 1-7")
     p.add_argument("--write-utt2num-frames", type=parse_bool, default=True)
     p.add_argument("--verbose", "-v", action="count", default=0)
-    p.add_argument("--dump-config", action="store_true",
-                   help="print the resolved config as YAML and exit (no positional arguments)")
-    p.add_argument("--print-dim", action="store_true", help="print the feature dimension and exit")
-    p.add_argument("--check-done", metavar="DATA_DIR", default=None,
-                   help="print 'done' if DATA_DIR has complete features made with this config, else 'todo'")
+    p.add_argument("--plan", metavar="DATA_DIR", default=None,
+                   help="print 'done' if DATA_DIR has complete features made with this config, else "
+                        "'todo FEAT_TYPE DIM FRAME_SHIFT_SECONDS'; with --write-config PATH also write the "
+                        "resolved config there (used by utils/compute_feats.sh; imports no torch)")
+    p.add_argument("--write-config", metavar="PATH", default=None)
     p.add_argument("data_dir", nargs="?")
     p.add_argument("out_prefix", nargs="?", help="writes OUT_PREFIX.ark, .scp and .utt2num_frames")
     return p
@@ -102,16 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     from s3prl.features import FeatureConfig
 
     cfg = load_config(FeatureConfig, args.config, args.override)
-    if args.dump_config:
-        print(config_yaml(cfg), end="")
-        return 0
-    if args.print_dim:
-        from s3prl.features import feature_dim
+    if args.plan is not None:
+        from s3prl.features import feature_dim, frame_shift_seconds
 
-        print(feature_dim(cfg))
-        return 0
-    if args.check_done is not None:
-        print("done" if features_done(args.check_done, cfg) else "todo")
+        if args.write_config:
+            atomic_write_text(args.write_config, config_yaml(cfg))
+        if features_done(args.plan, cfg):
+            print("done")
+        else:
+            print(f"todo {cfg.feat_type} {feature_dim(cfg)} {frame_shift_seconds(cfg):g}")
         return 0
     if args.data_dir is None or args.out_prefix is None:
         raise UserError("expected DATA_DIR and OUT_PREFIX (see --help)")
@@ -134,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def config_yaml(cfg) -> str:
-    """The resolved config as YAML (what utils/compute_feats.sh stores in DATA_DIR/conf/feats.yaml)."""
+    """The resolved config as YAML (utils/compute_feats.sh stores it as DATA_DIR/conf/feats.yaml)."""
     import yaml
 
     from s3prl.config import to_dict

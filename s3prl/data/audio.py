@@ -150,6 +150,8 @@ def load_utterance(datadir: Any, utt: str, **kw) -> np.ndarray:
     """
     segments = getattr(datadir, "segments", None)
     wav_scp = datadir.wav_scp
+    if wav_scp is None:
+        raise UserError(f"{getattr(datadir, 'path', datadir)}/wav.scp: no such file")
     if segments and utt in segments and segments[utt] is not None:
         reco, start, end = segments[utt]
         if reco not in wav_scp:

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 from typing import Iterable
 
+import sys
+
 import numpy as np
-import torch
 
 from s3prl.errors import UserError
 
 
+def _is_tensor(x) -> bool:
+    # torch is imported lazily: without it in sys.modules nothing can be a tensor.
+    return "torch" in sys.modules and isinstance(x, sys.modules["torch"].Tensor)
+
+
 def _as_numpy(feats) -> np.ndarray:
-    if isinstance(feats, torch.Tensor):
+    if _is_tensor(feats):
         return feats.detach().cpu().numpy()
     return np.asarray(feats)
 
@@ -61,7 +67,7 @@ def apply_cmvn(feats, stats: np.ndarray, norm_vars: bool = False, norm_means: bo
     count = stats[0, dim]
     if count < 1.0:
         raise UserError(f"CMVN: insufficient sample count {count} in stats")
-    is_torch = isinstance(feats, torch.Tensor)
+    is_torch = _is_tensor(feats)
     x = _as_numpy(feats)
     if x.shape[1] != dim:
         raise UserError(f"CMVN: feature dim {x.shape[1]} does not match stats dim {dim}")
@@ -76,10 +82,10 @@ def apply_cmvn(feats, stats: np.ndarray, norm_vars: bool = False, norm_means: bo
         raise UserError("CMVN: cannot normalise variances without means (as apply-cmvn)")
     out = (x.astype(np.float64) - mean) * scale if norm_means else x.copy()
     out = out.astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32)
-    return torch.from_numpy(out) if is_torch else out
+    return sys.modules["torch"].from_numpy(out) if is_torch else out
 
 
-def utterance_cmvn(feats: torch.Tensor, eps: float = 1e-16) -> torch.Tensor:
+def utterance_cmvn(feats, eps: float = 1e-16):
     """Mockingjay 2020 per-utterance CMVN on (T, D): each dim minus its mean over time, divided
     by its (population) std + eps."""
     if feats.shape[0] == 0:

@@ -25,6 +25,7 @@ OnlinePreprocessor style for mel160/linear1025) and `to_apc_audio` / `from_apc_a
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
@@ -272,3 +273,46 @@ def _build(cls, source: str, **kw) -> FeatureConfig:
     except ConfigError as e:
         raise UserError(str(e)) from None
 
+
+
+def base_dim(cfg: FeatureConfig) -> int:
+    """Dimension before deltas."""
+    if cfg.feat_type == "fbank":
+        return cfg.num_mel_bins + int(cfg.use_energy)
+    if cfg.feat_type == "mfcc":
+        return cfg.num_ceps
+    if cfg.feat_type == "mel160":
+        return cfg.num_mel_bins
+    return cfg.n_fft // 2 + 1
+
+
+def feature_dim(cfg: FeatureConfig) -> int:
+    """D of `compute_features` (fbank 80, mfcc 39, mel160 160, linear1025 1025 by default)."""
+    return base_dim(cfg) * (cfg.delta_order + 1)
+
+
+def num_frames(num_samples: int, cfg: FeatureConfig) -> int:
+    """T of `compute_features` for `num_samples` samples.
+
+    Kaldi types: 0 if shorter than a window (in both snip-edges modes), else 1 + (N - L) // S with
+    snip-edges and (N + S // 2) // S without. mel160/linear1025 (centred STFT): 1 + N // hop.
+    """
+    if num_samples <= 0:
+        return 0
+    L, S = cfg.window_samples(), cfg.shift_samples()
+    if cfg.feat_type in MOCKINGJAY_TYPES:
+        return 1 + num_samples // S
+    if num_samples < L:
+        return 0
+    if cfg.snip_edges:
+        return 1 + (num_samples - L) // S
+    return (num_samples + S // 2) // S
+
+
+def frame_shift_seconds(cfg: FeatureConfig) -> float:
+    return cfg.frame_shift / 1000.0
+
+
+def utterance_seed(cfg: FeatureConfig, utt_id: str) -> int:
+    """Seed for an utterance's dither noise: the config seed mixed with a hash of the id."""
+    return (cfg.seed * 1000003 + zlib.crc32(utt_id.encode())) % (2**63)
