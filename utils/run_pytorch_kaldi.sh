@@ -26,8 +26,6 @@ if [ $# -ne 1 ]; then
   exit 1
 fi
 cfg=$1
-[ -f "$cfg" ] || { echo "$prog: $cfg: no such cfg file (run s3prl.bin.make_pytorch_kaldi_cfg first)" >&2; exit 1; }
-cfg=$(cd "$(dirname "$cfg")" && pwd)/$(basename "$cfg")
 pk=${pytorch_kaldi_root:-$S3PRL_ROOT/tools/pytorch-kaldi}
 
 if [ -z "${KALDI_ROOT:-}" ] || [ ! -d "${KALDI_ROOT:-}/src" ]; then
@@ -38,6 +36,9 @@ if [ ! -f "$pk/run_exp.py" ]; then
   echo "$prog: no PyTorch-Kaldi checkout at $pk: run tools/install_pytorch_kaldi.sh (or pass --pytorch-kaldi-root)" >&2
   exit 1
 fi
+
+[ -f "$cfg" ] || { echo "$prog: $cfg: no such cfg file (run s3prl.bin.make_pytorch_kaldi_cfg first)" >&2; exit 1; }
+cfg=$(cd "$(dirname "$cfg")" && pwd)/$(basename "$cfg")
 
 # Kaldi's binaries, as Kaldi's path.sh puts them on PATH.
 for d in "$KALDI_ROOT"/src/*bin "$KALDI_ROOT/tools/openfst/bin"; do

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# TIMIT recipe: Kaldi-convention data dirs (SA removed, 50-speaker dev, 24-speaker core test,
+# 48 phones), features, an upstream (pre-trained here, or any checkpoint such as one from
+# egs/librispeech), representation dumps, and the hybrid DNN/HMM hand-off to PyTorch-Kaldi
+# (reference/s3prl.md §5; the TIMIT setup of the 2020 S3PRL papers).
+#
+# The PyTorch-Kaldi stages need a finished Kaldi egs/timit/s5 run for the alignments of train,
+# dev and test and the decoding graph (--kaldi-exp), a compiled Kaldi (KALDI_ROOT) and
+# tools/install_pytorch_kaldi.sh.
+#
+#   ./run.sh --timit-dir /data/TIMIT --stop-stage 3                 # data, features, pre-training, dump
+#   ./run.sh --timit-dir /data/TIMIT --upstream-ckpt ../librispeech/exp/tera_base/states-best.ckpt \
+#            --kaldi-exp /kaldi/egs/timit/s5/exp --stage 3
+#
+# Stages: 0 data | 1 features | 2 pre-training | 3 dump | 4 alignment check | 5 cfg | 6 PyTorch-Kaldi
+set -euo pipefail
+
+# Begin configuration section.
+stage=0
+stop_stage=100
+nj=4
+timit_dir=                 # TIMIT corpus (TIMIT/TRAIN/DR1/FCJF0/SA1.WAV ..., any case)
+wav_format=path            # path | sph2pipe | sox   (wav.scp entries)
+feat_config=conf/fbank.yaml
+pretrain_config=conf/tera_tiny.yaml
+upstream_ckpt=             # use this checkpoint instead of pre-training (stage 2 skipped)
+ngpu=0
+layer=last                 # representation layer handed to PyTorch-Kaldi: last | N
+device=auto
+kaldi_exp=                 # exp/ of a finished Kaldi egs/timit/s5 run
+ali_train=                 # default $kaldi_exp/tri3_ali
+ali_dev=                   # default $kaldi_exp/tri3_ali_dev
+ali_test=                  # default $kaldi_exp/tri3_ali_test
+graph=                     # default $kaldi_exp/tri3/graph
+pk_config=conf/pytorch_kaldi.yaml
+# End configuration section.
+
+help_message="Usage: $0 --timit-dir DIR [options]
+  --stage N --stop-stage M   run stages N..M (0 data, 1 feats, 2 pretrain, 3 dump, 4 ali check, 5 cfg, 6 pytorch-kaldi)
+  --timit-dir DIR            the TIMIT corpus
+  --wav-format F             path | sph2pipe | sox
+  --upstream-ckpt CKPT       an existing upstream checkpoint (skips pre-training)
+  --pretrain-config YAML     pre-training config (default conf/tera_tiny.yaml)
+  --layer L                  layer to hand over: last | N
+  --kaldi-exp DIR            Kaldi TIMIT s5 exp/ dir (alignments tri3_ali{,_dev,_test}, graph tri3/graph)
+  --ali-train/--ali-dev/--ali-test/--graph DIR   override those dirs one by one
+  --pk-config YAML           PyTorch-Kaldi cfg options (default conf/pytorch_kaldi.yaml)"
+
+caller_pwd=$PWD
+cd "$(dirname "$0")"
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+if [ $# -ne 0 ]; then
+  echo "$0: unexpected argument: $1" >&2
+  echo "$help_message" >&2
+  exit 1
+fi
+. utils/log.sh
+
+abspath() { case "$1" in /*|"") echo "$1" ;; *) echo "$caller_pwd/$1" ;; esac; }
+timit_dir=$(abspath "$timit_dir")
+upstream_ckpt=$(abspath "$upstream_ckpt")
+kaldi_exp=$(abspath "$kaldi_exp")
+ali_train=$(abspath "${ali_train:-${kaldi_exp:+$kaldi_exp/tri3_ali}}")
+ali_dev=$(abspath "${ali_dev:-${kaldi_exp:+$kaldi_exp/tri3_ali_dev}}")
+ali_test=$(abspath "${ali_test:-${kaldi_exp:+$kaldi_exp/tri3_ali_test}}")
+graph=$(abspath "${graph:-${kaldi_exp:+$kaldi_exp/tri3/graph}}")
+sets="train dev test"
+name=$(basename "$pretrain_config" .yaml)
+upstream=${upstream_ckpt:-exp/$name}
+if [ -n "$upstream_ckpt" ]; then name=$(basename "$(dirname "$upstream_ckpt")"); fi
+pk_exp=exp/pytorch_kaldi_${name}_${layer}
+
+need_kaldi_dirs() {
+  for d in "$ali_train" "$ali_dev" "$ali_test" "$graph"; do
+    [ -n "$d" ] || { log "error: give --kaldi-exp (or --ali-train/--ali-dev/--ali-test/--graph)"; exit 1; }
+  done
+}
+# The dump dir of the chosen layer: layer-N, or the highest layer-* for "last".
+layer_dir() {
+  local n best=-1
+  if [ "$layer" != last ]; then echo "dump/$name/layer-$layer"; return; fi
+  for d in dump/"$name"/layer-*; do
+    n=${d##*/layer-}
+    [ -d "$d" ] && [ "$n" -gt "$best" ] && best=$n
+  done
+  [ "$best" -ge 0 ] || { log "error: no dump/$name/layer-* (run stage 3)"; exit 1; }
+  echo "dump/$name/layer-$best"
+}
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  [ -n "$timit_dir" ] || { log "error: --timit-dir is required for stage 0"; exit 1; }
+  log "Stage 0: Kaldi data dirs data/{train,dev,test} from $timit_dir"
+  python -m s3prl.bin.prepare_timit --wav-format "$wav_format" "$timit_dir" data
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "Stage 1: features ($feat_config) with $nj jobs"
+  for x in $sets; do
+    utils/compute_feats.sh --nj "$nj" --cmd "$train_cmd" --config "$feat_config" \
+      "data/$x" "exp/make_feats/$x" "feats/$x"
+  done
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  if [ -n "$upstream_ckpt" ]; then
+    log "Stage 2: using the upstream $upstream_ckpt (no pre-training)"
+  else
+    log "Stage 2: pre-training $name on data/train -> exp/$name"
+    utils/pretrain.sh --ngpu "$ngpu" --cmd "$cuda_cmd" --config "$pretrain_config" data/train "exp/$name"
+  fi
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  for x in $sets; do
+    log "Stage 3: dumping $name representations ($layer) for $x"
+    utils/dump_feats.sh --nj "$nj" --cmd "$train_cmd" --layer "$layer" --device "$device" \
+      "$upstream" "data/$x" "dump/$name"
+  done
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  need_kaldi_dirs
+  dump=$(layer_dir)
+  log "Stage 4: frame counts of $dump against the Kaldi alignments"
+  python -m s3prl.bin.check_alignments --rekey-into "exp/ali_train" "$dump/train" "$ali_train"
+  python -m s3prl.bin.check_alignments --rekey-into "exp/ali_dev" "$dump/dev" "$ali_dev"
+  python -m s3prl.bin.check_alignments --rekey-into "exp/ali_test" "$dump/test" "$ali_test"
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  need_kaldi_dirs
+  dump=$(layer_dir)
+  log "Stage 5: PyTorch-Kaldi cfg $pk_exp/pytorch_kaldi.cfg"
+  python -m s3prl.bin.make_pytorch_kaldi_cfg --config "$pk_config" \
+    --pytorch-kaldi-root "$S3PRL_ROOT/tools/pytorch-kaldi" \
+    --train-feats "$dump/train" --dev-feats "$dump/dev" --test-feats "$dump/test" \
+    --ali-train exp/ali_train --ali-dev exp/ali_dev --ali-test exp/ali_test --graph "$graph" \
+    "$pk_exp/pytorch_kaldi.cfg"
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  log "Stage 6: PyTorch-Kaldi training, forward and decoding in $pk_exp"
+  utils/run_pytorch_kaldi.sh "$pk_exp/pytorch_kaldi.cfg"
+fi
