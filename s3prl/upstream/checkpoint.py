@@ -53,15 +53,17 @@ _CKPT_RE = re.compile(r"^states-(\d+)\.ckpt$")
 # ------------------------------------------------------------------------------------------ writing
 def _check_plain(value: Any, where: str) -> None:
     """Refuse anything torch.load(weights_only=True) would not read back (numpy, dataclasses, ...)."""
-    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor, torch.dtype, torch.device)):
+    # Exact types: numpy.float64 subclasses float but needs numpy to unpickle.
+    if value is None or type(value) in (bool, int, float, str) or \
+            isinstance(value, (torch.Tensor, torch.dtype, torch.device)):
         return
-    if isinstance(value, (list, tuple)):
+    if type(value) in (list, tuple):
         for i, v in enumerate(value):
             _check_plain(v, f"{where}[{i}]")
         return
-    if isinstance(value, dict):
+    if type(value) is dict:
         for k, v in value.items():
-            if not isinstance(k, (str, int)):
+            if type(k) not in (str, int):
                 raise TypeError(f"checkpoint key {where}.{k!r} is not a str or int")
             _check_plain(v, f"{where}.{k}")
         return
