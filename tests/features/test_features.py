@@ -141,3 +141,16 @@ def test_label_rate_check():
     FeatureConfig().check_label_rate(10.0)
     with pytest.raises(UserError, match="mel160.*12.5 ms"):
         FeatureConfig(feat_type="mel160").check_label_rate(10.0)
+
+
+def test_shipped_feature_configs_load():
+    from pathlib import Path
+
+    from s3prl.config import load_config
+
+    conf = Path(__file__).resolve().parents[2] / "egs" / "librispeech" / "conf"
+    dims = {"fbank": 80, "mfcc": 39, "mel160": 160, "linear1025": 1025}
+    for name, dim in dims.items():
+        cfg = load_config(FeatureConfig, conf / f"{name}.yaml")
+        assert cfg.feat_type == name and feature_dim(cfg) == dim
+        assert cfg == FeatureConfig(feat_type=name)  # the YAMLs spell out the defaults
