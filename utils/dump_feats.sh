@@ -56,17 +56,17 @@ mkdir -p "$dump"
 dump=$(cd "$dump" && pwd)
 name=$(basename "$data")
 
+nspk=$(cut -d' ' -f2 "$data/utt2spk" | LC_ALL=C sort -u | wc -l)
+if [ "$nj" -gt "$nspk" ]; then
+  echo "$prog: --nj $nj is more than the number of speakers ($nspk) in $data" >&2
+  exit 1
+fi
+
 opts=(--upstream "$upstream" --layer "$layer")
 status=$(python -m s3prl.bin.extract --mode check "${opts[@]}" "$data" "$dump")
 if [ "$status" = complete ]; then
   echo "$prog: skip: $dump/layer-*/$name are complete and made with $upstream"
   exit 0
-fi
-
-nspk=$(cut -d' ' -f2 "$data/utt2spk" | LC_ALL=C sort -u | wc -l)
-if [ "$nj" -gt "$nspk" ]; then
-  echo "$prog: --nj $nj is more than the number of speakers ($nspk) in $data" >&2
-  exit 1
 fi
 
 "$utils_dir/split_data.sh" "$data" "$nj"
