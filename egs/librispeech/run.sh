@@ -17,7 +17,7 @@ set -euo pipefail
 # Begin configuration section.
 stage=0
 stop_stage=100
-nj=4                       # parallel jobs for features and dumping (clamped to #speakers)
+nj=4                       # parallel jobs for features and dumping (at most the number of speakers)
 corpus_dir=                # directory holding LibriSpeech/ (empty: the synthetic corpus)
 cpc_dir=                   # CPC labels (converted_aligned_phones.txt, train/test_split.txt)
 synth_preset=default       # synthetic corpus size: tiny | default | large
@@ -100,11 +100,20 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   done
 fi
 
+# conf/<upstream>_<size>.yaml; the base presets keep the papers' names.
+pretrain_config() {
+  case "$1:$size" in
+    aalbert:base) echo conf/aalbert_3l.yaml ;;
+    apc:base) echo conf/apc.yaml ;;
+    *) echo "conf/$1_$size.yaml" ;;
+  esac
+}
+
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   for u in $upstreams; do
     name=${u}_${size}
     log "Stage 3: pre-training $name on data/$train_set -> exp/$name"
-    utils/pretrain.sh --ngpu "$ngpu" --cmd "$cuda_cmd" --config "conf/$name.yaml" \
+    utils/pretrain.sh --ngpu "$ngpu" --cmd "$cuda_cmd" --config "$(pretrain_config "$u")" \
       "data/$train_set" "exp/$name"
   done
 fi
@@ -112,7 +121,7 @@ fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   for u in $upstreams; do
     name=${u}_${size}
-    log "Stage 4: dumping $name representations ($layer) for $train_set"
+    log "Stage 4: dumping $name representations ($layer) of $train_set -> dump/$name"
     utils/dump_feats.sh --nj "$nj" --cmd "$train_cmd" --layer "$layer" --device "$device" \
       "exp/$name" "data/$train_set" "dump/$name"
   done
@@ -120,18 +129,18 @@ fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   for u in fbank $upstreams; do
-    if [ "$u" = fbank ]; then name=fbank; feats=data/$train_set; else name=${u}_${size}; feats=dump/$name/$layer/$train_set; fi
-    for head in $phone_heads; do
-      log "Stage 5: phone classification, $name, $head head"
-      utils/train_downstream.sh --cmd "$cuda_cmd" --task phone --upstream "$name" \
-        --config "conf/downstream/phone_${head}_${downstream_size}.yaml" \
-        "$feats" "$cpc_dir" "exp/downstream/phone_${head}_${name}"
-    done
-    for head in $speaker_heads; do
-      log "Stage 5: speaker classification, $name, $head head"
-      utils/train_downstream.sh --cmd "$cuda_cmd" --task speaker --upstream "$name" \
-        --config "conf/downstream/speaker_${head}_${downstream_size}.yaml" \
-        "$feats" "$cpc_dir" "exp/downstream/speaker_${head}_${name}"
+    if [ "$u" = fbank ]; then
+      name=fbank; feats=data/$train_set; upstream=fbank
+    else
+      name=${u}_${size}; feats=dump/$name/$layer/$train_set; upstream=exp/$name
+    fi
+    for task_head in $(for h in $phone_heads; do echo "phone:$h"; done; for h in $speaker_heads; do echo "speaker:$h"; done); do
+      task=${task_head%%:*}; head=${task_head#*:}
+      dir=exp/downstream/${task}_${head}_${name}
+      log "Stage 5: $task classification, $name, $head head -> $dir"
+      $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream \
+        --config "conf/downstream/${task}_${head}_${downstream_size}.yaml" --task "$task" \
+        --labels "$cpc_dir" --feats "$feats" --upstream "$upstream" --results-md RESULTS.md "$dir"
     done
   done
 fi

@@ -287,8 +287,9 @@ def _baseline(name: str, fine_tune: bool) -> Upstream:
 
 def _feature_config(loaded: Any, path: str) -> FeatureConfig | None:
     audio = loaded.audio
-    # No (or an empty) audio section: the model was trained on external features (fMLLR ...).
-    if not audio or (isinstance(audio, dict) and "external" in audio):
+    # No (or an empty) audio section: the model was trained on external features (fMLLR ...);
+    # s3prl.train.pretrain marks such checkpoints with {"external_features": true, "feat_dim": D}.
+    if not audio or (isinstance(audio, dict) and ("external" in audio or audio.get("external_features"))):
         return None
     if isinstance(audio, FeatureConfig):
         return audio
