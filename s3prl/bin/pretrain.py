@@ -32,7 +32,7 @@ log = logging.getLogger("s3prl.pretrain")
 
 # Keys that may change between a run and its resumption (they do not change the result).
 FREE_KEYS = {"runner.log_step", "runner.save_step", "runner.max_keep", "runner.plot_step", "runner.dev_step",
-             "runner.amp", "data.num_workers"}
+             "runner.amp", "data.num_workers", "data.cache_features"}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -74,7 +74,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="continue from the newest checkpoint (automatic when one exists); "
                         "also allows a larger runner.total_steps")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bar and no TensorBoard")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     p.add_argument("data_dir", help="Kaldi data directory (wav.scp or feats.scp)")
     p.add_argument("exp_dir", help="output directory")
     return p
@@ -140,7 +140,8 @@ def _run(args, cfg, exp_dir: Path, total: int, info) -> int:
         raise UserError("data.cmvn=speaker reads the data dir's cmvn.scp and needs --input external")
     data = FeatureDataset(args.data_dir, features=None if external else cfg.features, target_features=tfeat,
                           cmvn=d.cmvn, norm_vars=d.norm_vars, max_timestep=d.max_timestep,
-                          max_timestep_policy=d.max_timestep_policy, seed=d.seed)
+                          max_timestep_policy=d.max_timestep_policy, seed=d.seed,
+                          cache=d.cache_features)
     log.info("%s: %d utterances, %s features of dim %d", args.data_dir, len(data),
              "external" if external else cfg.features.feat_type, data.dim)
     sampler = BucketBatchSampler(data.bucket_lengths(), d.batch_size, seed=d.seed, shuffle=True,

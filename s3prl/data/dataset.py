@@ -64,11 +64,6 @@ def collate_features(items: list[dict]) -> FeatureBatch:
                         [it["utt"] for it in items], target)
 
 
-def _read_kv(path: Path) -> dict[str, str]:
-    from s3prl.data.kaldi_dir import read_kv
-    return read_kv(path)
-
-
 class FeatureDataset(torch.utils.data.Dataset):
     """Per-utterance features of a Kaldi data dir (see the module docstring).
 
@@ -80,11 +75,13 @@ class FeatureDataset(torch.utils.data.Dataset):
         norm_vars: also normalise variances for speaker CMVN.
         max_timestep, max_timestep_policy, seed: see the module docstring.
         utts: restrict to these utterance ids (default: all, sorted).
+        cache: keep each utterance's (normalised) features in memory after the first read (small
+            corpora; with DataLoader workers each worker holds its own cache).
     """
 
     def __init__(self, data_dir: str | Path, *, features=None, target_features=None, cmvn: str = "none",
                  norm_vars: bool = False, max_timestep: int = 0, max_timestep_policy: str = "drop",
-                 seed: int = 0, utts: list[str] | None = None):
+                 seed: int = 0, utts: list[str] | None = None, cache: bool = False):
         from s3prl.data.kaldi_dir import DataDir
 
         self.path = Path(data_dir)
@@ -106,6 +103,8 @@ class FeatureDataset(torch.utils.data.Dataset):
         self.cmvn, self.norm_vars = cmvn, norm_vars
         self.max_timestep, self.policy, self.seed = max_timestep, max_timestep_policy, seed
         self.epoch = 0
+        self.cache = cache
+        self._cache: dict[int, tuple] = {}
         if self.external:
             if not self.dd.feats_scp:
                 raise UserError(f"{self.path}/feats.scp: missing (needed for external features)")
@@ -133,12 +132,11 @@ class FeatureDataset(torch.utils.data.Dataset):
         n2f = self.dd.utt2num_frames
         if n2f and all(u in n2f for u in self.utts) and (self.external or self._frames_match_dir()):
             return [int(n2f[u]) for u in self.utts]
-        if not self.external and (self.path / "utt2dur").is_file():
+        durs = None if self.external else self.dd.utt2dur
+        if durs and all(u in durs for u in self.utts):
             from s3prl.features import num_frames
-            durs = _read_kv(self.path / "utt2dur")
-            if all(u in durs for u in self.utts):
-                sr = self.features.sample_rate
-                return [num_frames(int(round(float(durs[u]) * sr)), self.features) for u in self.utts]
+            sr = self.features.sample_rate
+            return [num_frames(int(round(float(durs[u]) * sr)), self.features) for u in self.utts]
         log.info("%s: no usable utt2num_frames/utt2dur; reading every utterance for its length", self.path)
         return [int(self._raw(u).shape[0]) for u in self.utts]
 
@@ -157,7 +155,9 @@ class FeatureDataset(torch.utils.data.Dataset):
     def _raw(self, utt: str) -> torch.Tensor:
         if self.external:
             from s3prl.data.ark import read_scp_matrix
-            return torch.from_numpy(np.array(read_scp_matrix(self.dd.feats_scp[utt]), dtype=np.float32))
+            if utt not in self.dd.feats_scp:
+                raise UserError(f"{self.path}/feats.scp: no entry for utterance {utt}")
+            return torch.from_numpy(read_scp_matrix(self.dd.feats_scp[utt], key=utt))
         from s3prl.data.audio import load_utterance
         from s3prl.features import compute_features, utterance_seed
         wav = load_utterance(self.dd, utt, target_sr=self.features.sample_rate)
@@ -167,10 +167,10 @@ class FeatureDataset(torch.utils.data.Dataset):
         if self.cmvn == "speaker":
             spk = self._utt2spk[utt]
             if spk not in self._cmvn_stats:
-                from s3prl.data.ark import read_scp_matrix
+                from s3prl.data.ark import read_scp_stats
                 if spk not in self.dd.cmvn_scp:
                     raise UserError(f"{self.path}/cmvn.scp: no stats for speaker '{spk}'")
-                self._cmvn_stats[spk] = np.array(read_scp_matrix(self.dd.cmvn_scp[spk]), dtype=np.float64)
+                self._cmvn_stats[spk] = read_scp_stats(self.dd.cmvn_scp[spk], key=spk)
             from s3prl.features.cmvn import apply_cmvn
             feats = apply_cmvn(feats, self._cmvn_stats[spk], norm_vars=self.norm_vars)
         elif self.cmvn == "utterance":
@@ -189,7 +189,9 @@ class FeatureDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.utts)
 
-    def __getitem__(self, i: int) -> dict:
+    def _streams(self, i: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if i in self._cache:
+            return self._cache[i]
         utt = self.utts[i]
         feats = self._item_feats(i)
         target = None
@@ -200,6 +202,13 @@ class FeatureDataset(torch.utils.data.Dataset):
             target = compute_features(wav, self.target_features)
             n = min(feats.shape[0], target.shape[0])
             feats, target = feats[:n], target[:n]
+        if self.cache:
+            self._cache[i] = (feats, target)
+        return feats, target
+
+    def __getitem__(self, i: int) -> dict:
+        utt = self.utts[i]
+        feats, target = self._streams(i)
         T = feats.shape[0]
         if T == 0:
             raise UserError(f"{self.path}: utterance {utt} has no frames (audio shorter than one window?)")

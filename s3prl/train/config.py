@@ -79,7 +79,8 @@ class DataConfig:
     (`max_timestep_policy: drop`, the 2020 behaviour) or randomly cropped to it (`crop`, the
     crop offset seeded by seed, epoch and utterance). cmvn: none | utterance (per-utterance mean
     normalisation) | speaker (Kaldi apply-cmvn with the data dir's cmvn.scp); norm_vars adds
-    variance normalisation.
+    variance normalisation. cache_features keeps every utterance's features in memory after
+    the first epoch (small corpora, the tiny presets).
     """
     batch_size: int = 8
     dev_batch_size: int = 16
@@ -90,6 +91,7 @@ class DataConfig:
     seed: int = 1337
     cmvn: Literal["none", "utterance", "speaker"] = "none"
     norm_vars: bool = False
+    cache_features: bool = False
 
     def __post_init__(self):
         if self.batch_size < 1 or self.dev_batch_size < 1:

@@ -45,7 +45,7 @@ class Observer:
     """Progress bar + TensorBoard + PNG plots for one run; every method is a no-op off rank 0."""
 
     def __init__(self, exp_dir: str | Path, *, enabled: bool, total_steps: int, initial_step: int = 0,
-                 tensorboard: bool = True):
+                 tensorboard: bool = True, progress: bool = True):
         self.enabled = enabled
         self.exp_dir = Path(exp_dir)
         self.plot_dir = self.exp_dir / "plots"
@@ -59,6 +59,8 @@ class Observer:
                 self.writer = SummaryWriter(str(self.exp_dir / "tb"))
             except ImportError as e:  # tensorboard is a listed dependency; keep training anyway
                 log.warning("TensorBoard unavailable (%s); scalars go to the log only", e)
+        if not progress:
+            return
         from tqdm import tqdm
         self.bar = tqdm(total=total_steps, initial=initial_step, dynamic_ncols=True, unit="step",
                         desc="train", leave=True, mininterval=1.0)

@@ -172,7 +172,7 @@ class Trainer:
         dist: `DistInfo` from `s3prl.train.distributed.init_distributed`.
         dev_loader: optional iterable for `task.evaluate` every `runner_cfg.dev_step`.
         num_workers: DataLoader workers.
-        progress: show tqdm / write TensorBoard (rank 0).
+        progress: show the tqdm bar (rank 0; TensorBoard and plots are always written).
     """
 
     def __init__(self, task: Task, *, train_data, collate_fn, sampler, optimizer_cfg, runner_cfg,
@@ -331,8 +331,8 @@ class Trainer:
         if self.dist.is_main:
             self.exp_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_tmp(self.exp_dir)
-        obs = Observer(self.exp_dir, enabled=self.dist.is_main and self.progress, total_steps=total,
-                       initial_step=self.step)
+        obs = Observer(self.exp_dir, enabled=self.dist.is_main, total_steps=total, initial_step=self.step,
+                       progress=self.progress)
         accum = oc.gradient_accumulation_steps
         params = [p for p in self.task.model.parameters() if p.requires_grad]
         self.model.train()
