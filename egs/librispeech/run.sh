@@ -127,17 +127,29 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   done
 fi
 
+# The dumped layer dirs of upstream $1 that stage 5 evaluates (dump/<name>/layer-<k>).
+layer_dirs() {
+  local all
+  all=$(ls -d "dump/$1"/layer-* 2>/dev/null | sort -V)
+  case "$layer" in
+    all) echo "$all" ;;
+    last) echo "$all" | tail -n 1 ;;
+    *) echo "dump/$1/layer-$layer" ;;
+  esac
+}
+
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-  for u in fbank $upstreams; do
-    if [ "$u" = fbank ]; then
-      name=fbank; feats=data/$train_set; upstream=fbank
-    else
-      name=${u}_${size}; feats=dump/$name/$layer/$train_set; upstream=exp/$name
-    fi
+  inputs="fbank:data/$train_set"
+  for u in $upstreams; do
+    for d in $(layer_dirs "${u}_${size}"); do inputs="$inputs ${u}_${size}:$d/$train_set"; done
+  done
+  for input in $inputs; do
+    name=${input%%:*}; feats=${input#*:}
+    if [ "$name" = fbank ]; then upstream=fbank; tag=fbank; else upstream=exp/$name; tag=${name}_$(basename "$(dirname "$feats")"); fi
     for task_head in $(for h in $phone_heads; do echo "phone:$h"; done; for h in $speaker_heads; do echo "speaker:$h"; done); do
       task=${task_head%%:*}; head=${task_head#*:}
-      dir=exp/downstream/${task}_${head}_${name}
-      log "Stage 5: $task classification, $name, $head head -> $dir"
+      dir=exp/downstream/${task}_${head}_${tag}
+      log "Stage 5: $task classification on $feats, $head head -> $dir"
       $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream \
         --config "conf/downstream/${task}_${head}_${downstream_size}.yaml" --task "$task" \
         --labels "$cpc_dir" --feats "$feats" --upstream "$upstream" --results-md RESULTS.md "$dir"

@@ -84,8 +84,11 @@ def resolve_layers(spec: str, num_states: int) -> list[int]:
 
 def upstream_identity(name: str) -> dict:
     """What a dump records about its upstream: a baseline's name and feature config, or a
-    checkpoint's absolute path, size, mtime and sha256 (the sha256 decides identity)."""
-    p = Path(name)
+    checkpoint's absolute path, size, mtime and sha256 (the sha256 decides identity).
+    An experiment directory stands for its newest checkpoint."""
+    from s3prl.upstream.checkpoint import resolve_checkpoint
+
+    p = resolve_checkpoint(name) if name not in ("fbank", "mfcc", "mel160") else Path(name)
     if not p.is_file():
         from s3prl.features.config import FeatureConfig
         from s3prl.upstream.hub import BASELINES

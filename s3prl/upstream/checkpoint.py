@@ -400,3 +400,14 @@ def prune_checkpoints(exp_dir: str | Path, max_keep: int) -> list[Path]:
         p.unlink(missing_ok=True)
         removed.append(p)
     return removed
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file as given, or the newest `states-<step>.ckpt` of an experiment directory."""
+    p = Path(path)
+    if p.is_dir():
+        found = find_checkpoints(p)
+        if not found:
+            raise UserError(f"{p}: experiment directory holds no states-<step>.ckpt checkpoint")
+        return found[-1][1]
+    return p

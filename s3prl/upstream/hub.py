@@ -313,6 +313,9 @@ def load_upstream(ckpt_path_or_name: str | os.PathLike, *, device: str | torch.d
     name = str(ckpt_path_or_name)
     if name in BASELINES and not Path(name).exists():
         return _baseline(name, fine_tune).to(device)
+    from s3prl.upstream.checkpoint import resolve_checkpoint
+
+    name = str(resolve_checkpoint(name))  # an experiment dir stands for its newest checkpoint
     if not Path(name).is_file():
         raise UserError(f"upstream '{name}': no such checkpoint file (or use a baseline: {', '.join(BASELINES)})")
     from s3prl.upstream.checkpoint import load_upstream as load_ckpt
