@@ -153,3 +153,23 @@ def test_cli_exit_status_and_one_line_error(tmp_path, cpc):
                            "--feats", str(cpc.feats), str(tmp_path / "exp")], capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0 and "test_split.txt: cannot read split file" in proc.stderr
+
+
+def test_on_the_fly_baseline_upstream(tmp_path, make_data_dir):
+    """--data + --upstream fbank: features computed from wav.scp, the upstream inside the model."""
+    data = make_data_dir(tmp_path / "data", speakers=("103", "1034", "19"), utts_per_speaker=4, duration=0.6)
+    utts = sorted(line.split()[0] for line in (data / "utt2spk").read_text().splitlines())
+    cpc = tmp_path / "cpc"
+    cpc.mkdir()
+    test = [next(u for u in utts if u.startswith(s + "-")) for s in ("103", "1034", "19")]
+    (cpc / "train_split.txt").write_text("".join(u + "\n" for u in utts if u not in test))
+    (cpc / "test_split.txt").write_text("".join(u + "\n" for u in test))
+    cfg = load_downstream_config(None, ["head.name=utterance", *FAST, "runner.total_steps=20",
+                                        "runner.save_step=20", "dataloader.cmvn=utterance"], task="speaker")
+    rec = run_downstream(cfg, RunInputs(str(cpc), data_dir=str(data), upstream="fbank"), tmp_path / "exp",
+                         progress=False)
+    assert rec["upstream"] == "fbank" and rec["num_classes"] == 3 and rec["test_count"] == 3
+    assert 0.0 <= rec["test_accuracy"] <= 1.0
+    with pytest.raises(UserError, match="12.5 ms|10 ms"):
+        run_downstream(cfg, RunInputs(str(cpc), data_dir=str(data), upstream="mel160"), tmp_path / "exp2",
+                       progress=False)
