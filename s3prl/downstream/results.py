@@ -17,8 +17,9 @@ import fcntl
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from s3prl.atomic import atomic_path, atomic_write_text
 from s3prl.errors import UserError
@@ -39,9 +40,9 @@ def config_hash(resolved_yaml: str) -> str:
     return hashlib.sha1(resolved_yaml.encode("utf-8")).hexdigest()[:10]
 
 
-def write_results(exp_dir: str | Path, record: dict) -> Path:
-    """Write ``<exp_dir>/results.json`` atomically; `record` must hold REQUIRED_KEYS."""
-    missing = [k for k in REQUIRED_KEYS if k not in record]
+def write_results(exp_dir: str | Path, record: dict, required: tuple = REQUIRED_KEYS) -> Path:
+    """Write ``<exp_dir>/results.json`` atomically; `record` must hold the `required` keys."""
+    missing = [k for k in required if k not in record]
     if missing:
         raise ValueError(f"results record lacks {missing}")
     path = Path(exp_dir) / RESULTS_FILE
@@ -49,14 +50,14 @@ def write_results(exp_dir: str | Path, record: dict) -> Path:
     return path
 
 
-def read_results(exp_dir: str | Path) -> dict | None:
+def read_results(exp_dir: str | Path, required: tuple = REQUIRED_KEYS) -> dict | None:
     """The run's results.json, or None when absent or unreadable (an incomplete run)."""
     path = Path(exp_dir) / RESULTS_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or any(k not in data for k in REQUIRED_KEYS):
+    if not isinstance(data, dict) or any(k not in data for k in required):
         return None
     return data
 
@@ -72,6 +73,24 @@ def result_row(record: dict, exp_label: str | None = None) -> list[str]:
              str(record["steps"]), str(record["config_hash"]),
              exp_label if exp_label is not None else str(record.get("exp_dir", "-"))]
     return [c.replace("|", "\\|").replace("\n", " ") for c in cells]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One results table of RESULTS.md: its markers, section title, columns, how many leading
+    columns identify a row, the results.json keys it needs and the row builder. The default
+    (`CLASSIFICATION`) is the table above; s3prl.downstream.asr defines the ASR (WER/CER) one."""
+    begin: str
+    end: str
+    title: str
+    columns: tuple
+    key_columns: int
+    required: tuple
+    row: Callable[[dict, str | None], list[str]]
+
+
+def _spec(spec: "TableSpec | None") -> "TableSpec":
+    return CLASSIFICATION if spec is None else spec
 
 
 def _split_cells(line: str) -> list[str]:
@@ -96,14 +115,17 @@ def _split_cells(line: str) -> list[str]:
     return cells
 
 
-def format_table(rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+def format_table(rows: list[list[str]], spec: TableSpec | None = None) -> str:
+    columns = list(_spec(spec).columns)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
 
 
-def parse_results_table(text: str, source: str = "RESULTS.md") -> list[list[str]]:
+def parse_results_table(text: str, source: str = "RESULTS.md", spec: TableSpec | None = None) -> list[list[str]]:
     """Rows (lists of cells) of the downstream table inside the markers of `text` ([] if none)."""
+    spec = _spec(spec)
+    BEGIN, END, COLUMNS = spec.begin, spec.end, list(spec.columns)
     if BEGIN not in text:
         return []
     start = text.index(BEGIN) + len(BEGIN)
@@ -123,17 +145,22 @@ def parse_results_table(text: str, source: str = "RESULTS.md") -> list[list[str]
     return rows
 
 
-def render_results_md(text: str, rows: list[list[str]]) -> str:
+def render_results_md(text: str, rows: list[list[str]], spec: TableSpec | None = None) -> str:
     """`text` with the downstream table (between the markers) replaced by `rows`, sorted by key."""
-    rows = sorted(rows, key=lambda r: tuple(r[:KEY_COLUMNS]))
-    block = f"{BEGIN}\n{format_table(rows)}\n{END}"
+    spec = _spec(spec)
+    BEGIN, END = spec.begin, spec.end
+    rows = sorted(rows, key=lambda r: tuple(r[:spec.key_columns]))
+    block = f"{BEGIN}\n{format_table(rows, spec)}\n{END}"
     if BEGIN in text:
         start = text.index(BEGIN)
         end = text.index(END, start) + len(END)
         return text[:start] + block + text[end:]
     prefix = text.rstrip("\n")
     sep = "\n\n" if prefix else ""
-    return f"{prefix}{sep}{SECTION_TITLE}\n\n{block}\n"
+    return f"{prefix}{sep}{spec.title}\n\n{block}\n"
+
+
+CLASSIFICATION = TableSpec(BEGIN, END, SECTION_TITLE, tuple(COLUMNS), KEY_COLUMNS, REQUIRED_KEYS, result_row)
 
 
 @contextlib.contextmanager
@@ -148,22 +175,26 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def update_results_md(path: str | Path, record: dict, exp_label: str | None = None) -> None:
+def update_results_md(path: str | Path, record: dict, exp_label: str | None = None,
+                      spec: TableSpec | None = None) -> None:
     """Insert or replace the row of `record`'s (task, upstream, layer, head) in `path`."""
     path = Path(path)
-    row = result_row(record, exp_label)
+    spec = _spec(spec)
+    row = spec.row(record, exp_label)
+    k = spec.key_columns
     with _locked(path):
         text = path.read_text(encoding="utf-8") if path.exists() else ""
-        rows = [r for r in parse_results_table(text, str(path)) if r[:KEY_COLUMNS] != row[:KEY_COLUMNS]]
+        rows = [r for r in parse_results_table(text, str(path), spec) if r[:k] != row[:k]]
         rows.append(row)
-        new = render_results_md(text, rows)
+        new = render_results_md(text, rows, spec)
         if new != text:
             atomic_write_text(path, new)
 
 
 def plot_learning_curve(path: str | Path, train: list[tuple[int, float]], dev: list[tuple[int, float]],
-                        title: str = "", best_step: int | None = None) -> Path:
-    """Train loss (left axis) and dev accuracy (right axis, %) against the step, as a PNG."""
+                        title: str = "", best_step: int | None = None, dev_label: str = "dev accuracy %") -> Path:
+    """Train loss (left axis) and a dev metric (right axis, fraction shown as %; `dev_label`)
+    against the step, as a PNG."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -177,10 +208,10 @@ def plot_learning_curve(path: str | Path, train: list[tuple[int, float]], dev: l
     ax.grid(alpha=0.3)
     ax2 = ax.twinx()
     if dev:
-        ax2.plot([s for s, _ in dev], [100.0 * v for _, v in dev], color="tab:red", marker="o", label="dev acc")
+        ax2.plot([s for s, _ in dev], [100.0 * v for _, v in dev], color="tab:red", marker="o", label=dev_label)
     if best_step is not None:
         ax2.axvline(best_step, color="tab:red", linestyle=":", alpha=0.6)
-    ax2.set_ylabel("dev accuracy %", color="tab:red")
+    ax2.set_ylabel(dev_label, color="tab:red")
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
