@@ -184,7 +184,7 @@ def test_deterministic_across_jobs(tiny, tmp_path):
     assert librispeech.main(["--out", str(again), "--preset", "tiny", "--seed", "7", "--jobs", "1"]) == 0
     a, b = digests(tiny), digests(again)
     assert len(a) == 59 and a == b  # 32 flac, 20 trans.txt, SPEAKERS.TXT, 4 cpc, tsv, manifest
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+    assert not [p for p in tmp_path.iterdir() if ".tmp." in p.name]  # no temporary leftovers
 
 
 def test_other_seed_gives_other_audio(tiny, tmp_path):
@@ -194,6 +194,16 @@ def test_other_seed_gives_other_audio(tiny, tmp_path):
     flac = lambda root: {d for k, d in digests(root).items() if k.endswith(".flac")}  # noqa: E731
     assert flac(tiny).isdisjoint(flac(other))
     assert json.loads((other / "manifest.json").read_text())["engines"] == {"espeak": 3, "flite": 3, "hts": 0}
+
+
+def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
+    def broken_build(cfg, out, jobs):
+        (out / "LibriSpeech").mkdir()
+        raise RuntimeError("engine crashed")
+    monkeypatch.setattr(librispeech, "build", broken_build)
+    with pytest.raises(RuntimeError):
+        librispeech.main(["--out", str(tmp_path / "c"), "--preset", "tiny"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]
 
 
 def test_cli_errors_are_one_line(tmp_path):

@@ -49,7 +49,7 @@ from channel import apply_channel  # noqa: E402
 from phones import PHONES, SR, frame_labels  # noqa: E402
 from voices import Speaker, SpeakerVoice, draw_speaker, espeak_variants  # noqa: E402
 
-from s3prl.atomic import atomic_dir, remove_stale_tmp  # noqa: E402
+from s3prl.atomic import StageLock, atomic_dir, remove_stale_tmp  # noqa: E402
 from s3prl.config import ConfigError, from_dict, to_dict  # noqa: E402
 from s3prl.errors import UserError, cli_main  # noqa: E402
 from s3prl.log import setup_logging  # noqa: E402
@@ -343,13 +343,18 @@ def generate(out: str | Path, cfg: CorpusConfig, jobs: int = 1) -> bool:
         log.info("%s: complete (preset %s, seed %d), nothing to do", out, cfg.preset, cfg.seed)
         return False
     engines.check_engines(sorted(set(cfg.engines)))
-    if out.exists():
-        out.rmdir()  # existing_manifest() allowed only an empty directory
-    remove_stale_tmp(out.parent)
-    log.info("building %s: preset %s seed %d, %d+%d+%d speakers, engines %s", out, cfg.preset, cfg.seed,
-             cfg.speakers, cfg.eval_speakers, cfg.eval_speakers, ",".join(cfg.engines))
-    with atomic_dir(out) as tmp:
-        build(cfg, tmp, jobs)
+    # one generator at a time per parent directory: a second run waits for nothing, it fails at once
+    with StageLock(out.parent, f"synthetic corpus {out.name}"):
+        if existing_manifest(out, cfg):  # finished by another run meanwhile
+            log.info("%s: complete (preset %s, seed %d), nothing to do", out, cfg.preset, cfg.seed)
+            return False
+        if out.exists():
+            out.rmdir()  # existing_manifest() allowed only an empty directory
+        remove_stale_tmp(out.parent)
+        log.info("building %s: preset %s seed %d, %d+%d+%d speakers, engines %s", out, cfg.preset, cfg.seed,
+                 cfg.speakers, cfg.eval_speakers, cfg.eval_speakers, ",".join(cfg.engines))
+        with atomic_dir(out) as tmp:
+            build(cfg, tmp, jobs)
     return True
 
 
