@@ -1,0 +1,120 @@
+"""Benchmark 1: representation extraction, ours (s3prl.upstream.hub) vs s3prl 0.4.x `tera_local`.
+
+Both sides load the same checkpoint (written by our `save_upstream_checkpoint` in today's S3PRL
+layout), get the same waveforms in the same length-sorted batches, the same thread count and the
+same device. The reference runs in tools/bench-venv through bench/reference_extract.py (a
+subprocess, because that venv holds the PyPI `s3prl` package). Reported: seconds of audio per
+second for each, their ratio, and the largest |difference| of any hidden state on valid frames.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from s3prl.bench.common import SAMPLE_RATE, make_transformer_ckpt, synth_corpus
+
+REPO = Path(__file__).resolve().parents[2]
+REFERENCE_SCRIPT = REPO / "bench" / "reference_extract.py"
+DEFAULT_REF_VENV = REPO / "tools" / "bench-venv"
+INSTALL_HINT = "tools/install_bench_reference.sh"
+
+
+def sorted_batches(wavs: list, batch_size: int) -> list[list[int]]:
+    """Longest first, consecutive groups of batch_size: minimal padding inside a batch."""
+    order = sorted(range(len(wavs)), key=lambda i: (-len(wavs[i]), i))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def reference_python(venv: Path) -> Path | None:
+    py = Path(venv) / "bin" / "python"
+    return py if py.is_file() and (Path(venv) / ".s3prl-0.4.18-installed").is_file() else None
+
+
+def run_ours(ckpt: str, wavs: list, batches: dict, device: str, check: set[int]) -> tuple[dict, dict]:
+    from s3prl.upstream.hub import load_upstream
+
+    up = load_upstream(ckpt, device=device)
+    tw = [torch.from_numpy(w) for w in wavs]
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    up([tw[0]])  # warm-up, as the reference side does
+    seconds, states = {}, {}
+    for bs, blist in batches.items():
+        sync()
+        t0 = time.perf_counter()
+        outs = [(b, up([tw[i] for i in b])) for b in blist]
+        sync()
+        seconds[bs] = time.perf_counter() - t0
+        for b, out in outs:
+            for j, i in enumerate(b):
+                if i in check:
+                    n = int(out.lengths[j])
+                    for k, h in enumerate(out.hidden_states):
+                        states[f"b{bs}_u{i}_l{k}"] = h[j, :n].float().cpu().numpy()
+    return seconds, states
+
+
+def run_reference(py: Path, ckpt: str, wavs: list, batches: dict, device: str, threads: int,
+                  check: set[int], work: Path) -> tuple[dict, dict, str]:
+    np.savez(work / "wavs.npz", **{f"w{i}": w for i, w in enumerate(wavs)})
+    (work / "batches.json").write_text(json.dumps(batches))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(OMP_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
+    cmd = [str(py), str(REFERENCE_SCRIPT), "--ckpt", str(Path(ckpt).resolve()), "--wavs", str(work / "wavs.npz"),
+           "--batches", str(work / "batches.json"), "--threads", str(threads), "--device", device,
+           "--out", str(work / "ref.json"), "--states", str(work / "ref_states.npz"),
+           "--check-utts", ",".join(str(i) for i in sorted(check))]
+    # cwd = the work dir, so the toolkit's own `s3prl` is not importable from the reference side.
+    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"reference run failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    res = json.loads((work / "ref.json").read_text())
+    st = np.load(work / "ref_states.npz")
+    return res["seconds"], {k: st[k] for k in st.files}, res.get("s3prl_version", "?")
+
+
+def bench_extraction(work: Path, *, num_utts: int = 20, min_s: float = 4.0, max_s: float = 16.0,
+                     batch_sizes=(1, 8), size: str = "base", threads: int = 2, devices=None,
+                     ref_venv: Path = DEFAULT_REF_VENV, seed: int = 0, check_utts: int = 3) -> dict:
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(threads)
+    wavs = synth_corpus(num_utts, min_s, max_s, seed)
+    audio_s = sum(len(w) for w in wavs) / SAMPLE_RATE
+    ckpt = make_transformer_ckpt(work / f"tera_{size}.ckpt", size=size, seed=seed)
+    batches = {str(bs): sorted_batches(wavs, bs) for bs in batch_sizes}
+    check = set(range(min(check_utts, num_utts)))
+    devices = devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    py = reference_python(Path(ref_venv))
+    result = {"model": size, "num_utts": num_utts, "audio_seconds": audio_s, "threads": threads,
+              "reference": "s3prl 0.4.18 tera_local" if py else None, "rows": []}
+    if py is None:
+        result["note"] = (f"reference venv {ref_venv} is absent: measured ours only; install it with "
+                          f"{INSTALL_HINT}")
+    for device in devices:
+        ours_s, ours_states = run_ours(ckpt, wavs, batches, device, check)
+        ref_s = ref_states = None
+        if py is not None:
+            ref_s, ref_states, ver = run_reference(py, ckpt, wavs, batches, device, threads, check,
+                                                   work)
+            result["reference"] = f"s3prl {ver} tera_local"
+        for bs in batches:
+            row = {"device": device, "batch_size": int(bs), "ours_audio_s_per_s": audio_s / ours_s[bs]}
+            if ref_s is not None:
+                row["ref_audio_s_per_s"] = audio_s / ref_s[bs]
+                row["speedup"] = ref_s[bs] / ours_s[bs]
+                diffs = []
+                for k, a in ours_states.items():
+                    if k.startswith(f"b{bs}_"):
+                        b = ref_states[k]
+                        if a.shape != b.shape:
+                            raise RuntimeError(f"{k}: ours {a.shape} vs reference {b.shape}")
+                        diffs.append(float(np.abs(a - b).max()))
+                row["max_abs_diff"] = max(diffs)
+            result["rows"].append(row)
+    return result

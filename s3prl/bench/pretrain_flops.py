@@ -1,0 +1,77 @@
+"""Benchmark 2: compute efficiency of one pre-training step (masked reconstruction, TERA).
+
+FLOPs are counted analytically (multiply-add = 2 FLOPs) over the matmuls: input projection,
+Q/K/V/output projections, attention scores and context, the two FFN matmuls, the SpecHead's two
+matmuls; forward + backward = 3 x forward. Achieved FLOP/s = FLOPs / step time (forward, L1
+loss, backward, AdamW update), compared with the peak of a large torch.mm measured in the same
+run on the same threads. A torch.profiler table says where the rest of the step goes.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from s3prl.bench.common import SIZES, timed
+
+
+def step_flops(batch: int, frames: int, hidden: int, inter: int, layers: int, in_dim: int,
+               out_dim: int) -> dict:
+    """Analytic FLOPs of one fwd+bwd step on (batch, frames) stacked input."""
+    bt = batch * frames
+    per_layer = (2 * bt * hidden * hidden * 4          # Q, K, V, attention output
+                 + 2 * 2 * batch * frames * frames * hidden  # scores + context
+                 + 2 * 2 * bt * hidden * inter)          # FFN in + out
+    fwd = 2 * bt * in_dim * hidden + layers * per_layer + 2 * bt * hidden * hidden + 2 * bt * hidden * out_dim
+    return {"forward": fwd, "step": 3 * fwd}
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of an n x n x n float32 torch.mm (best of `repeats`)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    dt = timed(lambda: torch.mm(a, b), repeats=repeats, warmup=1)
+    return 2 * n ** 3 / dt
+
+
+def _objective(size: str, seed: int):
+    from s3prl.upstream.config import MaskConfig, TransformerConfig, UpstreamConfig
+    from s3prl.upstream.objectives import MaskedReconstruction
+
+    torch.manual_seed(seed)
+    cfg = UpstreamConfig(model="tera", transformer=TransformerConfig(**SIZES[size]),
+                         mask=MaskConfig(mask_frequency=8, noise_proportion=0.15))
+    return MaskedReconstruction(cfg, 80), cfg
+
+
+def bench_pretrain(*, sizes=("base", "tiny"), batch: int = 4, frames: int = 500, repeats: int = 3,
+                   peak_n: int = 2048, seed: int = 0, profile_top: int = 8) -> dict:
+    peak = matmul_peak(peak_n)
+    rows = []
+    for size in sizes:
+        obj, cfg = _objective(size, seed)
+        obj.train()
+        opt = torch.optim.AdamW(obj.parameters(), lr=1e-4)
+        g = torch.Generator().manual_seed(seed)
+        feats = torch.randn(batch, frames, 80, generator=g)
+        lengths = torch.full((batch,), frames, dtype=torch.long)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            out = obj(feats, lengths, g)
+            out.loss.backward()
+            opt.step()
+
+        dt = timed(step, repeats=repeats, warmup=1)
+        t = cfg.transformer
+        fl = step_flops(batch, frames, t.hidden_size, t.intermediate_size, t.num_hidden_layers, 80, 80)
+        achieved = fl["step"] / dt
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            step()
+        ka = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in ka) or 1.0
+        top = sorted(ka, key=lambda e: e.self_cpu_time_total, reverse=True)[:profile_top]
+        rows.append({"size": size, "batch": batch, "frames": frames, "step_seconds": dt,
+                     "step_gflop": fl["step"] / 1e9, "achieved_gflops": achieved / 1e9,
+                     "fraction_of_peak": achieved / peak,
+                     "top_ops": [{"op": e.key, "self_share": e.self_cpu_time_total / total} for e in top]})
+    return {"peak_gflops": peak / 1e9, "peak_matmul_n": peak_n, "rows": rows}

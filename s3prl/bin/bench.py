@@ -1,0 +1,177 @@
+"""`make bench`: run the performance benchmarks, print a table, write JSON (bench/README.md).
+
+    python -m s3prl.bin.bench [--out bench/results] [--quick] [--only extraction,fbank,...]
+        [--threads 2] [--ref-venv tools/bench-venv]
+
+Benchmarks (s3prl.bench.*): extraction (ours vs s3prl 0.4.18 tera_local), pretrain (FLOP/s of a
+training step vs the matmul peak), fbank (batched vs per-utterance torchaudio), dump (peak RSS at
+N and 4N utterances, ark write throughput vs kaldiio), scaling (cost per audio second vs length),
+downstream (share of step time waiting for data). Each writes <out>/<name>.json; summary.json
+holds all. --quick runs every benchmark at a minimal size (the smoke test). Timing is reported as
+ratios measured side by side in this one run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+from s3prl.atomic import atomic_write_text
+from s3prl.errors import UserError, cli_main
+from s3prl.log import setup_logging
+
+log = logging.getLogger("s3prl.bench")
+
+NAMES = ("extraction", "pretrain", "fbank", "dump", "scaling", "downstream")
+
+# Full sizes keep `make bench` near 10 minutes on 2 idle cores; --quick is for the smoke test.
+FULL = {
+    "extraction": dict(num_utts=10, min_s=4.0, max_s=16.0, batch_sizes=(1, 8), size="base"),
+    "pretrain": dict(sizes=("base", "tiny"), batch=4, frames=500, repeats=3, peak_n=2048),
+    "fbank": dict(num_utts=100, min_s=2.0, max_s=12.0, repeats=3),
+    "dump": dict(n=10, seconds=3.0, size="tiny"),
+    "ark": dict(num=200, frames=500, dim=768, repeats=3),
+    "scaling": dict(lengths=(5, 10, 20, 40, 80), size="base", unchunked_max_s=40.0),
+    "downstream": dict(num_utts=96, dim=768, batch_size=8, workers=(0, 2)),
+}
+QUICK = {
+    "extraction": dict(num_utts=3, min_s=1.0, max_s=2.0, batch_sizes=(1, 2), size="tiny", check_utts=2),
+    "pretrain": dict(sizes=("tiny",), batch=2, frames=50, repeats=1, peak_n=256),
+    "fbank": dict(num_utts=4, min_s=0.5, max_s=1.5, repeats=1),
+    "dump": dict(n=2, seconds=0.5, size="tiny"),
+    "ark": dict(num=4, frames=20, dim=8, repeats=1),
+    "scaling": dict(lengths=(1, 2), size="tiny", sequence_length=150, unchunked_max_s=2.0),
+    "downstream": dict(num_utts=8, dim=16, min_frames=20, max_frames=40, batch_size=4, workers=(0,)),
+}
+
+
+def run_one(name: str, work: Path, sizes: dict, threads: int, ref_venv: Path | None) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    if name == "extraction":
+        from s3prl.bench.extraction import DEFAULT_REF_VENV, bench_extraction
+        return bench_extraction(work / name, threads=threads, ref_venv=ref_venv or DEFAULT_REF_VENV,
+                                **sizes[name])
+    if name == "pretrain":
+        from s3prl.bench.pretrain_flops import bench_pretrain
+        return bench_pretrain(**sizes[name])
+    if name == "fbank":
+        from s3prl.bench.fbank import bench_fbank
+        return bench_fbank(**sizes[name])
+    if name == "dump":
+        from s3prl.bench.dump_io import bench_ark_write, bench_dump_rss
+        return {"rss": bench_dump_rss(work / name, **sizes["dump"]),
+                "ark": bench_ark_write(work / name / "ark", **sizes["ark"])}
+    if name == "scaling":
+        from s3prl.bench.scaling import bench_scaling
+        return bench_scaling(work / name, **sizes[name])
+    if name == "downstream":
+        from s3prl.bench.downstream import bench_downstream
+        return bench_downstream(work / name, **sizes[name])
+    raise UserError(f"--only: unknown benchmark '{name}' (valid: {', '.join(NAMES)})")
+
+
+def _f(x, spec=".2f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def table(results: dict) -> str:
+    """The human-readable summary, one line per measured ratio."""
+    out = [f"{'benchmark':<34} {'measure':<44} {'value':>10}  target"]
+
+    def line(b, m, v, target=""):
+        out.append(f"{b:<34} {m:<44} {v:>10}  {target}")
+
+    r = results.get("extraction")
+    if r:
+        if r.get("note"):
+            out.append(f"extraction: NOTE {r['note']}")
+        for row in r["rows"]:
+            b = f"extract {r['model']} {row['device']} bs={row['batch_size']}"
+            line(b, "ours audio-s per s", _f(row["ours_audio_s_per_s"]))
+            if "speedup" in row:
+                line(b, "reference audio-s per s", _f(row["ref_audio_s_per_s"]))
+                line(b, "speedup ours/reference", _f(row["speedup"]) + "x", ">= 1.5x")
+                line(b, "max |ours - reference| hidden states", _f(row["max_abs_diff"], ".1e"), "<= 1e-4")
+    r = results.get("pretrain")
+    if r:
+        line("pretrain", "matmul peak GFLOP/s", _f(r["peak_gflops"], ".1f"))
+        for row in r["rows"]:
+            b = f"pretrain {row['size']} B={row['batch']} T={row['frames']}"
+            line(b, "achieved GFLOP/s", _f(row["achieved_gflops"], ".1f"))
+            line(b, "fraction of matmul peak", _f(100 * row["fraction_of_peak"], ".0f") + " %",
+                 ">= 50 %" if row["size"] == "base" else "")
+            top = ", ".join(f"{o['op']} {100 * o['self_share']:.0f}%" for o in row["top_ops"][:4])
+            out.append(f"    top ops: {top}")
+    r = results.get("fbank")
+    if r:
+        line(f"fbank {r['num_utts']} utts", "speedup batched/per-utt loop", _f(r["speedup"]) + "x", ">= 1x")
+        line(f"fbank {r['num_utts']} utts", "max |diff| vs torchaudio loop", _f(r["max_abs_diff"], ".1e"))
+    r = results.get("dump")
+    if r:
+        s = r["rss"]
+        line(f"dump N={s['n']} vs 4N", "peak RSS MB (N / 4N)", f"{s['rss_mb_n']:.0f}/{s['rss_mb_4n']:.0f}")
+        line(f"dump N={s['n']} vs 4N", "RSS ratio 4N/N", _f(s["rss_ratio"], ".3f"), "<= 1.10")
+        a = r["ark"]
+        line(f"ark write {a['megabytes']:.0f} MB", "throughput ArkWriter/kaldiio", _f(a["ratio"]), ">= 0.8")
+    r = results.get("scaling")
+    if r:
+        for row in r["rows"]:
+            v = _f(row.get("chunked_ms_per_audio_s"), ".0f")
+            u = row.get("unchunked_ms_per_audio_s")
+            line(f"scaling {r['model']} {row['seconds']} s", "ms per audio-s chunked (unchunked)",
+                 v + (f" ({u:.0f})" if u is not None else ""))
+    r = results.get("downstream")
+    if r:
+        for row in r["rows"]:
+            line(f"downstream linear, workers={row['num_workers']}", "data-wait share of step time",
+                 _f(100 * row["wait_share"], ".1f") + " %", "< 20 %")
+    return "\n".join(out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m s3prl.bin.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="bench/results", help="directory for the JSON results")
+    p.add_argument("--quick", action="store_true", help="minimal sizes (smoke test), seconds not minutes")
+    p.add_argument("--only", default=",".join(NAMES), help=f"comma list of: {', '.join(NAMES)}")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads for every side")
+    p.add_argument("--ref-venv", default=None, help="venv with s3prl 0.4.18 (default tools/bench-venv)")
+    p.add_argument("--work", default=None, help="scratch dir (default: a temporary dir, removed)")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    bad = [n for n in names if n not in NAMES]
+    if bad:
+        raise UserError(f"--only: unknown benchmark '{bad[0]}' (valid: {', '.join(NAMES)})")
+    if args.threads < 1:
+        raise UserError(f"--threads: must be >= 1, got {args.threads}")
+    sizes = QUICK if args.quick else FULL
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="s3prl-bench-", dir=args.work) as tmp:
+        for name in names:
+            t0 = time.perf_counter()
+            log.info("benchmark %s ...", name)
+            res = run_one(name, Path(tmp), sizes, args.threads, Path(args.ref_venv) if args.ref_venv else None)
+            res["wall_seconds"] = time.perf_counter() - t0
+            results[name] = res
+            atomic_write_text(out / f"{name}.json", json.dumps(res, indent=1) + "\n")
+    results["_meta"] = {"quick": args.quick, "threads": args.threads,
+                        "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    atomic_write_text(out / "summary.json", json.dumps(results, indent=1) + "\n")
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    cli_main(main)
