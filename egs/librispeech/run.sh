@@ -139,6 +139,7 @@ layer_dirs() {
 }
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  ds_suffix=_$downstream_size; [ "$downstream_size" = base ] && ds_suffix=
   inputs="fbank:data/$train_set"
   for u in $upstreams; do
     for d in $(layer_dirs "${u}_${size}"); do inputs="$inputs ${u}_${size}:$d/$train_set"; done
@@ -151,7 +152,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
       dir=exp/downstream/${task}_${head}_${tag}
       log "Stage 5: $task classification on $feats, $head head -> $dir"
       $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream \
-        --config "conf/downstream/${task}_${head}_${downstream_size}.yaml" --task "$task" \
+        --config "conf/downstream/${task}_${head}${ds_suffix}.yaml" --task "$task" \
         --labels "$cpc_dir" --feats "$feats" --upstream "$upstream" --results-md RESULTS.md "$dir"
     done
   done
