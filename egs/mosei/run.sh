@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# CMU-MOSEI recipe: sentiment on spoken content (Mockingjay paper, Table 2: 2-class sentiment with
+# the one-layer RNN classifier; also 7-class and regression, and today's mean-pool + linear head),
+# on Kaldi fbank or on the representations of an upstream pre-trained elsewhere (e.g. the
+# LibriSpeech recipe's exp/tera_tiny), dumped or run on the fly. Results go to RESULTS.md.
+#
+# Without --corpus-dir it runs on our synthetic MOSEI stand-in (tools/synth/mosei.py: TTS speakers
+# whose sentences carry their sentiment in the words), generated reproducibly into downloads/.
+# Expected layout of a real corpus (--corpus-dir), as distributed by CMU-MultimodalSDK:
+#     <corpus>/Audio/Full/WAV_16000/<video_id>.wav    full-video audio, 16 kHz mono
+#         (also accepted: <corpus>/Raw/Audio/Full/WAV_16000, <corpus>/WAV_16000, or --audio-dir)
+#     <corpus>/labels.csv (or --label-csv FILE)       header + one row per segment:
+#         key,filename,start,end,sentiment            S3PRL's mosei_no_semi.csv columns: segment
+#                                                     id, video id, start/end seconds, score in [-3, 3]
+# Segments stay inside the videos (a Kaldi `segments` file); only those of 1-20 s with
+# |score| >= 0.1 are kept, split by video 90/10 train/test with seed 29, dev = 10 % of the train
+# videos (s3prl/data/mosei.py).
+#
+#   ./run.sh                                              # synthetic corpus, fbank, tiny configs
+#   ./run.sh --upstream-ckpts ../librispeech/exp/tera_tiny --label-modes "2class 7class regression"
+#   ./run.sh --corpus-dir /data/CMU_MOSEI --downstream-size base --nj 16
+#
+# Stages: 0 corpus | 1 data dir + splits | 2 features | 3 dump upstreams | 4 sentiment training | 5 results
+set -euo pipefail
+
+# Begin configuration section.
+stage=0
+stop_stage=100
+nj=4                       # parallel jobs for features and dumping (clamped to the number of videos)
+corpus_dir=                # MOSEI root (empty: the synthetic corpus in downloads/)
+label_csv=                 # label table (default <corpus>/labels.csv)
+audio_dir=                 # directory of <video>.wav (default: found under the corpus)
+synth_preset=default       # synthetic corpus size: tiny | default | large
+synth_seed=1
+split_seed=29              # video-level split seed (S3PRL: 29)
+feat_config=conf/fbank.yaml
+upstream_ckpts=""          # upstream checkpoints or exp dirs to evaluate besides fbank
+upstream_mode=dump         # dump (stage 3 features) | frozen | weighted_sum | fine_tune (on the fly)
+layer=last                 # layer dumped / used: last | N
+heads="rnn meanpool"       # rnn (Mockingjay one-layer RNN) and/or meanpool (mean-pool + linear)
+label_modes="2class"       # any of: 2class 7class regression
+downstream_size=tiny       # downstream configs: tiny (demo) or base
+device=auto
+# End configuration section.
+
+help_message="Usage: $0 [options]
+  --stage N --stop-stage M   run stages N..M (0 corpus, 1 data, 2 feats, 3 dump, 4 train, 5 results)
+  --corpus-dir DIR           real CMU-MOSEI (default: synthetic corpus in downloads/)
+  --label-csv FILE           label table (default <corpus-dir>/labels.csv)
+  --audio-dir DIR            directory of <video>.wav files (default: found under --corpus-dir)
+  --synth-preset P           tiny | default | large (synthetic corpus)
+  --upstream-ckpts \"LIST\"    upstream checkpoints (or exp dirs) to evaluate besides fbank
+  --upstream-mode M          dump | frozen | weighted_sum | fine_tune
+  --layer L                  layer to dump / use (last or an index)
+  --heads \"LIST\"             rnn meanpool
+  --label-modes \"LIST\"       2class 7class regression
+  --downstream-size S        tiny | base
+  --nj N                     parallel jobs"
+
+caller_pwd=$PWD
+cd "$(dirname "$0")"
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+if [ $# -ne 0 ]; then
+  echo "$0: unexpected argument: $1" >&2
+  echo "$help_message" >&2
+  exit 1
+fi
+. utils/log.sh
+
+abspath() { case "$1" in /*) echo "$1" ;; *) echo "$caller_pwd/$1" ;; esac; }
+if [ -z "$corpus_dir" ]; then
+  corpus_dir=downloads/mosei_synth_${synth_preset}_seed${synth_seed}
+  synthetic=true
+else
+  corpus_dir=$(abspath "$corpus_dir")
+  synthetic=false
+fi
+prep_opts=(--seed "$split_seed")
+[ -z "$label_csv" ] || prep_opts+=(--label-csv "$(abspath "$label_csv")")
+[ -z "$audio_dir" ] || prep_opts+=(--audio-dir "$(abspath "$audio_dir")")
+ckpts=()
+for c in $upstream_ckpts; do ckpts+=("$(abspath "$c")"); done
+case "$upstream_mode" in dump|frozen|weighted_sum|fine_tune) ;;
+  *) log "error: --upstream-mode '$upstream_mode' is not one of dump frozen weighted_sum fine_tune"; exit 1 ;;
+esac
+# A short, unique name per upstream: <exp dir name> for an exp dir, <exp dir>_<ckpt stem> for a file.
+upstream_name() { if [ -d "$1" ]; then basename "$1"; else echo "$(basename "$(dirname "$1")")_$(basename "${1%.*}")"; fi; }
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  if $synthetic; then
+    log "Stage 0: synthetic MOSEI (preset $synth_preset, seed $synth_seed) -> $corpus_dir"
+    python "$S3PRL_ROOT/tools/synth/mosei.py" --preset "$synth_preset" --seed "$synth_seed" --out "$corpus_dir"
+  else
+    log "Stage 0: using the CMU-MOSEI corpus at $corpus_dir"
+    [ -d "$corpus_dir" ] || { log "error: --corpus-dir $corpus_dir: no such directory"; exit 1; }
+  fi
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "Stage 1: data dir with segments (data/mosei) and video-level splits (data/sentiment)"
+  python -m s3prl.bin.prepare_mosei "${prep_opts[@]}" "$corpus_dir" data/mosei data/sentiment
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "Stage 2: features ($feat_config) with $nj jobs"
+  nvid=$(wc -l < data/mosei/wav.scp)
+  utils/compute_feats.sh --nj "$(( nj < nvid ? nj : nvid ))" --cmd "$train_cmd" --config "$feat_config" \
+    data/mosei exp/make_feats/mosei feats/mosei
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ "$upstream_mode" = dump ]; then
+  for c in ${ckpts[@]+"${ckpts[@]}"}; do
+    name=$(upstream_name "$c")
+    log "Stage 3: dumping $name ($layer) of data/mosei -> dump/$name"
+    nvid=$(wc -l < data/mosei/wav.scp)
+    utils/dump_feats.sh --nj "$(( nj < nvid ? nj : nvid ))" --cmd "$train_cmd" --layer "$layer" \
+      --device "$device" "$c" data/mosei "dump/$name"
+  done
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  # input = name|upstream|source option|source dir|extra option; fbank: per-video (speaker) CMVN.
+  inputs=("fbank|fbank|--feats|data/mosei|--override=dataloader.cmvn=speaker")
+  for c in ${ckpts[@]+"${ckpts[@]}"}; do
+    name=$(upstream_name "$c")
+    case "$upstream_mode" in
+      dump) d=$(ls -d "dump/$name"/layer-*/mosei | sort -V | tail -n 1)
+            [ "$layer" = last ] || d=dump/$name/layer-$layer/mosei
+            inputs+=("${name}_$(basename "$(dirname "$d")")|$c|--feats|$d|--layer=$layer") ;;
+      frozen) inputs+=("${name}_$layer|$c|--data|data/mosei|--layer=$layer") ;;
+      weighted_sum) inputs+=("${name}_ws|$c|--data|data/mosei|--layer=weighted_sum") ;;
+      fine_tune) inputs+=("${name}_ft|$c|--data|data/mosei|--fine-tune") ;;
+    esac
+  done
+  for input in "${inputs[@]}"; do
+    IFS='|' read -r tag upstream src_opt src extra <<< "$input"
+    for head in $heads; do
+      for mode in $label_modes; do
+        dir=exp/sentiment/${mode}_${head}_${tag}
+        log "Stage 4: sentiment $mode, $head head, on $tag -> $dir"
+        $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream --task sentiment \
+          --config "conf/downstream/sentiment_${head}_${downstream_size}.yaml" --override "labels.mode=$mode" \
+          "$extra" --labels data/sentiment "$src_opt" "$src" --upstream "$upstream" --results-md RESULTS.md \
+          --no-progress "$dir"
+      done
+    done
+  done
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  log "Stage 5: results"
+  python -m s3prl.bin.results_table --table sentiment RESULTS.md
+fi

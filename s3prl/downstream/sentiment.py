@@ -1,0 +1,446 @@
+"""Sentiment on spoken content: CMU-MOSEI 2-class, 7-class and regression on the one trainer.
+
+The Mockingjay paper (Liu et al., ICASSP 2020, Table 2) evaluates representations on CMU-MOSEI
+2-class sentiment with its one-layer RNN classifier (every 5th frame -> GRU 32 -> final state ->
+ReLU layer, dropout 0.5 -> linear; S3PRL issue #35); today's S3PRL uses mean-pool + linear
+(reference/s3prl.md §3.4, §4). Both heads come from s3prl.downstream.heads (``rnn`` and
+``utterance``), the representations from the same paths as the phone/speaker tasks
+(s3prl.downstream.task.DownstreamModel): dumped features or Kaldi features (``--feats``), or an
+upstream run on the fly (``--data`` + ``--upstream``; frozen, learned weighted sum, fine-tuned).
+
+Data: a Kaldi data dir with `segments` (s3prl.data.mosei.prepare_mosei) and its label dir
+(utt2sentiment, train/dev/test.list: a video-level split). Label modes (`labels.mode`):
+``2class`` (score > 0), ``7class`` (trunc(score) + 3), ``regression`` (the score); see
+s3prl.data.mosei for the exact boundaries. Inputs are cut to `labels.max_frames` (5000, as S3PRL).
+
+Loss and metrics: cross-entropy and accuracy (selects best-dev.ckpt) for the classes; L1 loss on
+the score, mean absolute error (selects best-dev.ckpt, lower is better), Pearson correlation and
+the accuracy of the predicted sign for regression. Test is scored at the best-dev checkpoint.
+Results: ``<exp>/results.json`` and one row per (labels, upstream, layer, head) in the sentiment
+table of RESULTS.md (`SENTIMENT_TABLE`, with s3prl.downstream.results).
+
+Config (YAML, merged over the defaults below like s3prl.downstream.config):
+
+```yaml
+task: sentiment
+labels: {mode: 2class, max_frames: 5000}
+head: {name: rnn}            # rnn | utterance
+input: {layer: last, fine_tune: false}
+optimizer: {name: Adam, lr: 4.0e-3, schedule: constant, gradient_clipping: 1.0}
+runner: {total_steps: 500000, dev_step: 10000, ...}
+dataloader: {batch_size: 6, dev_batch_size: 12, cmvn: none}
+```
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from s3prl.config import apply_overrides, from_dict, read_yaml, to_dict
+from s3prl.data.mosei import LABEL_MODES, NUM_CLASSES, read_sentiment_labels, sentiment_label
+from s3prl.downstream.config import InputConfig, _data, _frozen_optimizer, _merge, _runner
+from s3prl.downstream.data import collate_labeled, read_dump_info, same_upstream
+from s3prl.downstream.heads import HeadConfig, build_head
+from s3prl.downstream.results import (TableSpec, config_hash, plot_learning_curve, read_results,
+                                      update_results_md, write_results)
+from s3prl.downstream.task import DownstreamModel, RunInputs, resolved_config_yaml, upstream_label
+from s3prl.errors import UserError
+from s3prl.train.config import DataConfig, OptimizerConfig, RunnerConfig
+from s3prl.train.trainer import BEST_NAME, StepOutput, Task, Trainer
+
+log = logging.getLogger(__name__)
+
+HEADS = ("rnn", "utterance")
+
+
+# ------------------------------------------------------------------------------------ config
+@dataclass
+class SentimentLabelConfig:
+    """mode: 2class | 7class | regression. max_frames: inputs are cut to this many frames (S3PRL: 5000)."""
+    mode: str = "2class"
+    max_frames: int = 5000
+
+    def __post_init__(self):
+        if self.mode not in LABEL_MODES:
+            raise ValueError(f"mode {self.mode!r} is not one of {', '.join(LABEL_MODES)}")
+        if self.max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
+
+
+def _rnn_head() -> HeadConfig:
+    return HeadConfig(name="rnn")
+
+
+@dataclass
+class SentimentConfig:
+    task: Literal["sentiment"] = "sentiment"
+    head: HeadConfig = field(default_factory=_rnn_head)
+    input: InputConfig = field(default_factory=InputConfig)
+    labels: SentimentLabelConfig = field(default_factory=SentimentLabelConfig)
+    optimizer: OptimizerConfig = field(default_factory=_frozen_optimizer)
+    runner: RunnerConfig = field(default_factory=_runner)
+    dataloader: DataConfig = field(default_factory=_data)
+
+    def __post_init__(self):
+        if self.head.name not in HEADS:
+            raise ValueError(f"head.name {self.head.name!r} is not a sentiment head (valid: {', '.join(HEADS)})")
+
+
+def load_sentiment_config(path=None, overrides: list[str] | None = None) -> SentimentConfig:
+    """Load a sentiment YAML over the defaults, then `overrides` (``a.b=v``); ConfigErrors name file and key."""
+    data = read_yaml(path) if path is not None else {}
+    data = apply_overrides(data, overrides)
+    merged = _merge(to_dict(SentimentConfig()), data)
+    return from_dict(SentimentConfig, merged, str(path) if path is not None else "config")
+
+
+# ------------------------------------------------------------------------------------ data
+class SentimentDataset(torch.utils.data.Dataset):
+    """(T, D) features of a FeatureDataset with one target per utterance: an int class or a float
+    score. Features are cut to `max_frames`. Items: {"utt", "feats", "label"} for collate_labeled."""
+
+    def __init__(self, features, targets: dict[str, int | float], max_frames: int = 5000, source: str = "labels"):
+        self.features = features
+        self.utts = list(features.utts)
+        missing = [u for u in self.utts if u not in targets]
+        if missing:
+            raise UserError(f"{source}: no sentiment score for utterance '{missing[0]}' ({len(missing)} missing)")
+        self.targets = {u: targets[u] for u in self.utts}
+        self.max_frames = max_frames
+        self.lengths = [min(int(n), max_frames) for n in features.lengths]
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.features, "set_epoch"):
+            self.features.set_epoch(epoch)
+
+    def bucket_lengths(self) -> list[int]:
+        return list(self.lengths)
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.features[i]
+        utt = item["utt"]
+        y = self.targets[utt]
+        label = torch.tensor(y, dtype=torch.float32 if isinstance(y, float) else torch.long)
+        return {"utt": utt, "feats": item["feats"][: self.max_frames].contiguous(), "label": label}
+
+
+# ------------------------------------------------------------------------------------ metrics
+def pearson(x, y) -> float:
+    """Pearson correlation of two equal-length sequences; NaN when either is constant."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(x) < 2:
+        return float("nan")
+    x, y = x - x.mean(), y - y.mean()
+    den = math.sqrt(float((x * x).sum()) * float((y * y).sum()))
+    return float((x * y).sum() / den) if den > 0 else float("nan")
+
+
+def sentiment_metrics(mode: str, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    """Metrics of a whole set: outputs (N, C) logits or (N,) predicted scores, targets (N,).
+
+    Classes: accuracy. Regression: mae, pearson, accuracy (sign of prediction vs sign of score,
+    score > 0 being positive as in 2class)."""
+    n = int(targets.shape[0])
+    if n == 0:
+        raise UserError("evaluation set is empty")
+    if mode == "regression":
+        pred = outputs.reshape(-1).double()
+        t = targets.double()
+        return {"mae": float((pred - t).abs().mean()), "pearson": pearson(pred.tolist(), t.tolist()),
+                "accuracy": float(((pred > 0) == (t > 0)).double().mean()), "count": float(n)}
+    pred = outputs.argmax(dim=-1)
+    return {"accuracy": float((pred == targets).double().mean()), "count": float(n)}
+
+
+class SentimentTask(Task):
+    """Utterance-level sentiment classification or regression (the trainer's Task interface)."""
+
+    def __init__(self, model: DownstreamModel, mode: str, save_upstream: bool):
+        self.model = model
+        self.mode = mode
+        self.save_upstream = save_upstream
+        self.best_metric = "mae" if mode == "regression" else "accuracy"
+        self.metric_mode = "min" if mode == "regression" else "max"
+        self.dev_history: list[list[float]] = []
+        self.current_step = lambda: 0
+
+    def _loss(self, out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.mode == "regression":
+            return F.l1_loss(out.reshape(-1).float(), labels.float())
+        return F.cross_entropy(out.float(), labels)
+
+    def training_step(self, model: nn.Module, batch, generator: torch.Generator) -> StepOutput | None:
+        b = batch.to(self.device)
+        out = model(b.feats, b.lengths)
+        loss = self._loss(out, b.labels)
+        m = sentiment_metrics(self.mode, out.detach(), b.labels)
+        return StepOutput(loss=loss, num_elements=float(len(b)), logs={self.best_metric: m[self.best_metric]})
+
+    def predict(self, model: nn.Module, loader) -> tuple[torch.Tensor, torch.Tensor, list[str], float]:
+        """(outputs, targets, utts, mean loss) over a loader, in loader order."""
+        outs, tgts, utts, loss_sum = [], [], [], 0.0
+        with torch.no_grad():
+            for batch in loader:
+                b = batch.to(self.device)
+                out = model(b.feats, b.lengths)
+                loss_sum += float(self._loss(out, b.labels)) * len(b)
+                outs.append(out.float().cpu())
+                tgts.append(b.labels.cpu())
+                utts += list(b.utts)
+        if not utts:
+            raise UserError("evaluation set is empty")
+        return torch.cat(outs), torch.cat(tgts), utts, loss_sum / len(utts)
+
+    def evaluate(self, model: nn.Module, loader) -> dict[str, float]:
+        outs, tgts, _, loss = self.predict(model, loader)
+        m = sentiment_metrics(self.mode, outs, tgts)
+        m["loss"] = loss
+        self.dev_history.append([int(self.current_step()), m[self.best_metric]])
+        return {k: v for k, v in m.items() if v == v}   # NaN (undefined Pearson) is not logged
+
+    def checkpoint_state(self) -> dict:
+        sd = {k: v for k, v in self.model.state_dict().items()
+              if self.save_upstream or not k.startswith("upstream.")}
+        return {"model": sd, "dev_history": [list(x) for x in self.dev_history]}
+
+    def load_checkpoint_state(self, ckpt: dict) -> None:
+        missing, unexpected = self.model.load_state_dict(ckpt["model"], strict=False)
+        bad = [k for k in missing if self.save_upstream or not k.startswith("upstream.")] + list(unexpected)
+        if bad:
+            raise UserError(f"checkpoint does not match the model (e.g. key '{bad[0]}'): was it written with "
+                            f"another head, label mode or upstream?")
+        self.dev_history = [list(x) for x in ckpt.get("dev_history", [])]
+
+
+# ------------------------------------------------------------------------------------ results table
+def _pct(x) -> str:
+    return "-" if x is None else f"{100.0 * float(x):.2f}"
+
+
+def _num(x) -> str:
+    return "-" if x is None else f"{float(x):.3f}"
+
+
+def sentiment_row(record: dict, exp_label: str | None = None) -> list[str]:
+    """The RESULTS.md cells of one sentiment run."""
+    cells = [str(record["labels"]), str(record["upstream"]), str(record["layer"]), str(record["head"]),
+             _pct(record.get("dev_accuracy")), _pct(record.get("test_accuracy")), _num(record.get("dev_mae")),
+             _num(record.get("test_mae")), _num(record.get("test_pearson")), str(record["best_step"]),
+             str(record["steps"]), str(record["config_hash"]),
+             exp_label if exp_label is not None else str(record.get("exp_dir", "-"))]
+    return [c.replace("|", "\\|").replace("\n", " ") for c in cells]
+
+
+SENTIMENT_REQUIRED = ("task", "labels", "upstream", "layer", "head", "dev_accuracy", "test_accuracy", "best_step",
+                      "steps", "config_hash", "command")
+SENTIMENT_TABLE = TableSpec(
+    begin="<!-- sentiment-results:begin -->", end="<!-- sentiment-results:end -->",
+    title="## Sentiment (CMU-MOSEI protocol: segments of 1-20 s with |score| >= 0.1, video-level split, seed 29)",
+    columns=("labels", "upstream", "layer", "head", "dev acc %", "test acc % (best dev)", "dev MAE",
+             "test MAE", "test Pearson r", "best step", "steps", "config", "exp"),
+    key_columns=4, required=SENTIMENT_REQUIRED, row=sentiment_row)
+
+
+# ------------------------------------------------------------------------------------ runs
+def build_sentiment_run(cfg: SentimentConfig, inputs: RunInputs, device: str = "cpu"):
+    """-> (task, {split: SentimentDataset}, info dict with upstream/layer names)."""
+    from s3prl.data.dataset import FeatureDataset
+
+    mode = cfg.labels.mode
+    scores, splits = read_sentiment_labels(inputs.label_dir)
+    targets = {u: sentiment_label(s, mode) for u, s in scores.items()}
+    if bool(inputs.feats_dir) == bool(inputs.data_dir):
+        raise UserError("give exactly one of --feats (dumped representations) and --data (run the upstream on the fly)")
+    upstream = featurizer = features = None
+    if inputs.feats_dir:
+        info = read_dump_info(inputs.feats_dir) or {}
+        recorded = info.get("upstream")
+        if inputs.upstream and recorded and not same_upstream(inputs.upstream, info):
+            raise UserError(f"{inputs.feats_dir}: dumped from upstream '{recorded}', not '{inputs.upstream}'")
+        upstream_name = upstream_label(str(inputs.upstream or recorded or Path(inputs.feats_dir).name))
+        layer = str(info.get("layer", cfg.input.layer))
+        data_dir = inputs.feats_dir
+    else:
+        if not inputs.upstream:
+            raise UserError("--data needs --upstream (a checkpoint or a baseline: fbank, mfcc)")
+        from s3prl.upstream.hub import Featurizer, load_upstream
+
+        upstream = load_upstream(inputs.upstream, device=device, fine_tune=cfg.input.fine_tune)
+        featurizer = Featurizer(upstream, layer=cfg.input.layer, normalize=cfg.input.normalize)
+        features = upstream.feature_config   # None: the upstream reads the dir's feats.scp
+        upstream_name = upstream_label(inputs.upstream)
+        layer = str(cfg.input.layer) + ("+ft" if cfg.input.fine_tune else "")
+        data_dir = inputs.data_dir
+    dc = cfg.dataloader
+    source = str(Path(inputs.label_dir) / "utt2sentiment")
+    datasets = {}
+    for name in ("train", "dev", "test"):
+        fd = FeatureDataset(data_dir, features=features, cmvn=dc.cmvn, norm_vars=dc.norm_vars, seed=dc.seed,
+                            utts=splits[name], cache=dc.cache_features)
+        datasets[name] = SentimentDataset(fd, targets, cfg.labels.max_frames, source)
+    input_dim = upstream.hidden_size if upstream is not None else datasets["train"].features.dim
+    num_out = NUM_CLASSES[mode]
+    head = build_head(cfg.head, input_dim, num_out)
+    model = DownstreamModel(head, upstream, featurizer)
+    task = SentimentTask(model, mode, save_upstream=bool(upstream is not None and cfg.input.fine_tune))
+    info = {"upstream": upstream_name, "layer": layer, "num_outputs": num_out, "input_dim": input_dim,
+            "num_utts": {k: len(v) for k, v in datasets.items()}}
+    return task, datasets, info
+
+
+def _loader(dataset: SentimentDataset, batch_size: int, cfg: SentimentConfig):
+    from s3prl.data.sampler import BucketBatchSampler
+
+    sampler = BucketBatchSampler(dataset.bucket_lengths(), batch_size, shuffle=False,
+                                 half_batch_above=cfg.dataloader.half_batch_above)
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_labeled,
+                                       num_workers=cfg.dataloader.num_workers)
+
+
+def run_sentiment(cfg: SentimentConfig, inputs: RunInputs, exp_dir: str | Path, *,
+                  results_md: str | Path | None = None, command: str | None = None,
+                  device: str | None = None, progress: bool = True) -> dict:
+    """Train, select the best dev step, score dev and test there, write results; returns the record.
+
+    Skip-if-complete: an exp dir whose results.json carries the same config hash (config + inputs)
+    is returned as is (its RESULTS.md row is refreshed); one holding another config is refused.
+    """
+    from s3prl.atomic import StageLock, atomic_write_text
+    from s3prl.data.sampler import BucketBatchSampler
+    from s3prl.train import distributed as D
+
+    exp_dir = Path(exp_dir)
+    text = resolved_config_yaml(cfg, inputs)
+    chash = config_hash(text)
+    done = read_results(exp_dir, SENTIMENT_REQUIRED)
+    if done is not None and done.get("config_hash") == chash:
+        log.info("%s: complete (results.json, config %s)", exp_dir, chash)
+        if results_md:
+            update_results_md(results_md, done, str(exp_dir), SENTIMENT_TABLE)
+        return {**done, "skipped": True}
+    cfg_file = exp_dir / "config.yaml"
+    if cfg_file.is_file() and config_hash(cfg_file.read_text(encoding="utf-8")) != chash:
+        raise UserError(f"{cfg_file}: {exp_dir} holds a run with another config or inputs; use a new exp dir "
+                        f"or remove it")
+
+    dist = D.init_distributed(device)
+    with StageLock(exp_dir, "train_downstream") if dist.is_main else contextlib.nullcontext():
+        if dist.is_main:
+            atomic_write_text(cfg_file, text)
+        task, datasets, info = build_sentiment_run(cfg, inputs, device=dist.device)
+        log.info("sentiment %s, %s head, input dim %d, utterances %s", cfg.labels.mode, cfg.head.name,
+                 info["input_dim"], info["num_utts"])
+        train = datasets["train"]
+        sampler = BucketBatchSampler(train.bucket_lengths(), cfg.dataloader.batch_size, seed=cfg.dataloader.seed,
+                                     shuffle=True, half_batch_above=cfg.dataloader.half_batch_above,
+                                     rank=dist.rank, world_size=dist.world_size)
+        dev_loader = _loader(datasets["dev"], cfg.dataloader.dev_batch_size, cfg)
+        trainer = Trainer(task, train_data=train, collate_fn=collate_labeled, sampler=sampler,
+                          optimizer_cfg=cfg.optimizer, runner_cfg=cfg.runner, exp_dir=exp_dir, dist=dist,
+                          dev_loader=dev_loader, num_workers=cfg.dataloader.num_workers, progress=progress)
+        task.current_step = lambda: trainer.step
+        trainer.resume()
+        history = trainer.fit()
+        record = None
+        if dist.is_main:
+            record = _score(task, trainer, datasets, cfg, info, exp_dir, chash, command, history)
+            if results_md:
+                update_results_md(results_md, record, str(exp_dir), SENTIMENT_TABLE)
+        D.barrier()
+    return record or {}
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or x != x else float(x)
+
+
+def _score(task: SentimentTask, trainer: Trainer, datasets: dict, cfg: SentimentConfig, info: dict,
+           exp_dir: Path, chash: str, command: str | None, history: list[dict]) -> dict:
+    """Evaluate dev and test at the best-dev checkpoint (the final model if dev never ran)."""
+    from s3prl.atomic import atomic_write_text
+
+    best = exp_dir / BEST_NAME
+    best_step = trainer.step
+    dev_history = [list(x) for x in task.dev_history]
+    if best.is_file():
+        best_step = int(task.read_checkpoint(best)["step"])
+    task.model.to(trainer.device).eval()
+    task.current_step = lambda: best_step
+    mode = cfg.labels.mode
+    res, lines = {}, []
+    for name in ("dev", "test"):
+        outs, tgts, utts, _ = task.predict(task.model, _loader(datasets[name], cfg.dataloader.dev_batch_size, cfg))
+        res[name] = sentiment_metrics(mode, outs, tgts)
+        pred = outs.reshape(-1) if mode == "regression" else outs.argmax(-1)
+        lines += [f"{name} {u} {float(t):g} {float(p):.4g}\n" for u, t, p in zip(utts, tgts.tolist(), pred.tolist())]
+    atomic_write_text(exp_dir / "predictions.txt", "".join(sorted(lines)))
+    regression = mode == "regression"
+    record = {
+        "task": "sentiment", "labels": mode, "upstream": info["upstream"], "layer": info["layer"],
+        "head": cfg.head.name,
+        "dev_accuracy": res["dev"]["accuracy"], "test_accuracy": res["test"]["accuracy"],
+        "dev_mae": res["dev"]["mae"] if regression else None, "test_mae": res["test"]["mae"] if regression else None,
+        "test_pearson": _finite(res["test"]["pearson"]) if regression else None,
+        "dev_pearson": _finite(res["dev"]["pearson"]) if regression else None,
+        "best_step": best_step, "steps": trainer.step, "config_hash": chash,
+        "command": command if command is not None else " ".join(shlex.quote(a) for a in sys.argv),
+        "num_outputs": info["num_outputs"], "num_utts": info["num_utts"],
+        "metric": "mae" if regression else "utterance accuracy",
+        "dev_count": int(res["dev"]["count"]), "test_count": int(res["test"]["count"]), "exp_dir": str(exp_dir),
+    }
+    train_curve = [(h["step"], h["loss"]) for h in history if "loss" in h and h["loss"] == h["loss"]]
+    # plot_learning_curve shows dev values x 100 (accuracy in %); MAE is passed / 100 to plot as is.
+    dev_curve = [(int(s), v / 100.0 if regression else v) for s, v in dev_history]
+    plot_learning_curve(exp_dir / "learning_curve.png", train_curve, dev_curve,
+                        title=f"sentiment {mode} {cfg.head.name} on {info['upstream']} ({info['layer']})",
+                        best_step=best_step if best.is_file() else None,
+                        dev_label="dev MAE" if regression else "dev accuracy %")
+    write_results(exp_dir, record, SENTIMENT_REQUIRED)
+    log.info("%s", describe(record))
+    return record
+
+
+def describe(record: dict) -> str:
+    if record.get("labels") == "regression":
+        r = record.get("test_pearson")
+        return (f"sentiment regression {record['head']} {record['upstream']} ({record['layer']}): dev MAE "
+                f"{record['dev_mae']:.3f} test MAE {record['test_mae']:.3f} r {'-' if r is None else f'{r:.3f}'} "
+                f"(best-dev step {record['best_step']} of {record['steps']})")
+    return (f"sentiment {record['labels']} {record['head']} {record['upstream']} ({record['layer']}): "
+            f"dev {100 * record['dev_accuracy']:.2f} % test {100 * record['test_accuracy']:.2f} % "
+            f"(best-dev step {record['best_step']} of {record['steps']})")
+
+
+def main_from_args(args, command: str) -> int:
+    """Run `s3prl.bin.train_downstream` arguments for the sentiment task (--labels: the label dir)."""
+    overrides = list(args.override)
+    if args.layer is not None:
+        overrides.append(f"input.layer={args.layer}")
+    if args.fine_tune:
+        overrides.append("input.fine_tune=true")
+    cfg = load_sentiment_config(args.config, overrides)
+    inputs = RunInputs(label_dir=args.labels, feats_dir=args.feats, data_dir=args.data, upstream=args.upstream)
+    record = run_sentiment(cfg, inputs, args.exp_dir, results_md=args.results_md or None, command=command,
+                           device=args.device, progress=not args.no_progress)
+    if record:
+        print(("complete: " if record.get("skipped") else "") + describe(record))
+    return 0
+
+
+__all__ = ["SentimentConfig", "SentimentLabelConfig", "load_sentiment_config", "SentimentDataset", "SentimentTask",
+           "sentiment_metrics", "pearson", "SENTIMENT_TABLE", "sentiment_row", "build_sentiment_run",
+           "run_sentiment", "describe", "main_from_args"]
