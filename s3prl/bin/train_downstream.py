@@ -20,8 +20,10 @@ Arguments:
                        learning_curve.png, results.json.
     --config YAML      downstream config (s3prl.downstream.config.DownstreamConfig).
     --override K=V     change one config key (repeatable), e.g. runner.total_steps=2000.
-    --task T           phone | speaker (overrides the config's `task`).
-    --labels DIR       CPC label dir: converted_aligned_phones.txt, train_split.txt, test_split.txt.
+    --task T           phone | speaker | sentiment (overrides the config's `task`).
+    --labels DIR       CPC label dir: converted_aligned_phones.txt, train_split.txt, test_split.txt;
+                       for sentiment the MOSEI label dir of s3prl.bin.prepare_mosei
+                       (utt2sentiment, train/dev/test.list; s3prl.downstream.sentiment).
     --feats DIR        data dir whose feats.scp holds the representations (utils/dump_feats.sh
                        output or any Kaldi feature dir); it must cover train_split and test_split.
     --data DIR         data dir (wav.scp) to run --upstream on the fly (feats.scp for upstreams
@@ -53,7 +55,7 @@ def get_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="downstream YAML config")
     p.add_argument("--override", action="append", default=[], metavar="K=V", help="config override (repeatable)")
-    p.add_argument("--task", choices=("phone", "speaker"), help="task (overrides the config)")
+    p.add_argument("--task", choices=("phone", "speaker", "sentiment"), help="task (overrides the config)")
     p.add_argument("--labels", required=True, metavar="DIR", help="CPC label directory")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--feats", metavar="DIR", help="data dir with dumped representations (feats.scp)")
@@ -69,12 +71,26 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _task_of(args) -> str | None:
+    """--task, else the config's `task:` key (the sentiment task has its own config schema)."""
+    if args.task is not None or not args.config:
+        return args.task
+    from s3prl.config import read_yaml
+    data = read_yaml(args.config)
+    return data.get("task") if isinstance(data, dict) else None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     from s3prl.downstream.config import load_downstream_config
     from s3prl.downstream.task import RunInputs, describe, run_downstream
 
+    command = "python -m s3prl.bin.train_downstream " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    if _task_of(args) == "sentiment":  # CMU-MOSEI: --labels is the sentiment label dir
+        from s3prl.downstream.sentiment import main_from_args
+        return main_from_args(args, command)
     overrides = list(args.override)
     if args.layer is not None:
         overrides.append(f"input.layer={args.layer}")
@@ -82,8 +98,6 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append("input.fine_tune=true")
     cfg = load_downstream_config(args.config, overrides, task=args.task)
     inputs = RunInputs(label_dir=args.labels, feats_dir=args.feats, data_dir=args.data, upstream=args.upstream)
-    command = "python -m s3prl.bin.train_downstream " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     record = run_downstream(cfg, inputs, args.exp_dir, results_md=args.results_md or None, command=command,
                             device=args.device, progress=not args.no_progress)
     if record:
