@@ -21,29 +21,34 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="results_table", description=__doc__.split("\n")[0])
     p.add_argument("--exp", action="append", default=[], metavar="DIR", help="experiment dir with results.json")
     p.add_argument("--update", action="store_true", help="write the --exp rows into RESULTS.md")
+    p.add_argument("--table", choices=("classification", "sentiment"), default="classification",
+                   help="which table of RESULTS.md (sentiment: s3prl.downstream.sentiment)")
     p.add_argument("results_md", nargs="?", default="RESULTS.md", help="RESULTS.md (default ./RESULTS.md)")
     args = p.parse_args(argv)
     setup_logging()
     from s3prl.downstream.results import (format_table, parse_results_table, read_results, result_row,
                                           update_results_md)
 
+    spec = None
+    if args.table == "sentiment":
+        from s3prl.downstream.sentiment import SENTIMENT_TABLE as spec
     md = Path(args.results_md)
     if not args.exp:
         if args.update:
             raise UserError("--update needs at least one --exp DIR")
         if not md.is_file():
             raise UserError(f"{md}: no such file")
-        print(format_table(parse_results_table(md.read_text(encoding="utf-8"), str(md))))
+        print(format_table(parse_results_table(md.read_text(encoding="utf-8"), str(md), spec), spec))
         return 0
     rows = []
     for d in args.exp:
-        rec = read_results(d)
+        rec = read_results(d) if spec is None else read_results(d, spec.required)
         if rec is None:
             raise UserError(f"{d}/results.json: missing or incomplete (has the run finished?)")
-        rows.append(result_row(rec, d))
+        rows.append(result_row(rec, d) if spec is None else spec.row(rec, d))
         if args.update:
-            update_results_md(md, rec, d)
-    print(format_table(sorted(rows, key=lambda r: tuple(r[:4]))))
+            update_results_md(md, rec, d, spec)
+    print(format_table(sorted(rows, key=lambda r: tuple(r[:4])), spec))
     return 0
 
 
