@@ -19,8 +19,8 @@ def make_data_dir(root: Path, n_utts: int = 12, seed: int = 0, min_s: float = 1.
         t = np.arange(n) / 16000
         f0 = rng.uniform(100, 300)
         # a harmonic tone with a slowly moving pitch, amplitude envelope and a little noise
-        x = sum(np.sin(2 * np.pi * k * f0 * t * (1 + 0.1 * np.sin(2 * np.pi * 0.5 * t))) / k for k in range(1, 6))
-        x = x * (0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(1, 4) * t)) + 0.02 * rng.standard_normal(n)
+        x = sum(np.sin(2 * np.pi * k * f0 * t * (1 + 0.1 * np.sin(2 * np.pi * 0.5 * t))) / k for k in range(1, 25))
+        x = x * (0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(1, 4) * t)) + 0.002 * rng.standard_normal(n)
         x = (0.3 * x / np.abs(x).max()).astype(np.float32)
         path = wav_dir / f"{utt}.wav"
         sf.write(path, x, 16000, subtype="PCM_16")
