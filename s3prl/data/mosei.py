@@ -32,7 +32,8 @@ Output:
 
 Selection (S3PRL's Mosei_Dataset): keep segments of 1-20 s (both ends inclusive) with
 |sentiment| >= 0.1. Split: by video ("unsegmented" in S3PRL), the kept videos in C order shuffled
-with ``random.Random(seed)`` (seed 29), the first round(10 %) (at least 1) are test; of the rest,
+with ``random.Random(seed)`` (seed 29), the first round(10 %) (Python round, half to even; at
+least 1) are test; of the rest,
 shuffled again by the same generator, the first round(10 %) (at least 1) are dev and the others
 train. No video is ever on two sides.
 
