@@ -195,12 +195,12 @@ def run_speaker(job: SpeakerJob) -> tuple[int, list[dict]]:
 
 
 def _run_jobs(jobs: list[SpeakerJob], n_workers: int) -> dict[int, list]:
+    # Every speaker runs in a fresh forked process (also with one worker): the espeak library
+    # keeps state between calls in a process, so a speaker rendered after another would differ.
     cost = {"hts": 5.0, "flite": 2.0, "espeak": 1.0}
     ordered = sorted(jobs, key=lambda j: (-cost[j.speaker.engine], j.speaker.id))
-    if n_workers <= 1:
-        return dict(run_speaker(j) for j in ordered)
     out = {}
-    with multiprocessing.get_context("fork").Pool(n_workers) as pool:
+    with multiprocessing.get_context("fork").Pool(max(1, n_workers), maxtasksperchild=1) as pool:
         for sid, res in pool.imap_unordered(run_speaker, ordered, chunksize=1):
             out[sid] = res
     return out
