@@ -4,7 +4,9 @@ Stats are a float64 matrix of shape (2, D+1): row 0 holds the per-dimension sums
 count in the last column, row 1 the sums of squares with 0 in the last column
 (reference/kaldi.md §3.4). `apply_cmvn` follows ``apply-cmvn``: means are normalised by default,
 variances only on request (floored at 1e-20), and a count below 1 is an error.
-`utterance_cmvn` is the Mockingjay 2020 per-utterance standardisation ``(x - mean) / (std + 1e-16)``.
+`utterance_cmvn` is the Mockingjay 2020 per-utterance standardisation ``(x - mean) / (std + 1e-16)``
+(population std); with ``unbiased=True, eps=1e-10`` it is today's S3PRL Kaldi-style extracter
+(`upstream/baseline/extracter.py` CMVN: ``x.std()`` is the unbiased estimate).
 """
 from __future__ import annotations
 
@@ -85,11 +87,11 @@ def apply_cmvn(feats, stats: np.ndarray, norm_vars: bool = False, norm_means: bo
     return sys.modules["torch"].from_numpy(out) if is_torch else out
 
 
-def utterance_cmvn(feats, eps: float = 1e-16):
+def utterance_cmvn(feats, eps: float = 1e-16, unbiased: bool = False):
     """Mockingjay 2020 per-utterance CMVN on (T, D): each dim minus its mean over time, divided
-    by its (population) std + eps."""
+    by its (population, or with `unbiased` the T-1) std + eps."""
     if feats.shape[0] == 0:
         return feats
     mean = feats.mean(dim=0, keepdim=True)
-    std = feats.std(dim=0, unbiased=False, keepdim=True)
+    std = feats.std(dim=0, unbiased=unbiased and feats.shape[0] > 1, keepdim=True)
     return (feats - mean) / (std + eps)

@@ -43,5 +43,11 @@ def compute_features(wav, cfg: FeatureConfig, seed: int | None = None) -> torch.
             feats = spectral.linear_spectrogram(wav, cfg)
             feats = add_deltas(feats, cfg.delta_order, cfg.delta_window)
         if cfg.per_utt_cmvn:
-            feats = utterance_cmvn(feats)
+            if cfg.feat_type in ("fbank", "mfcc"):
+                # Kaldi-style `audio` sections are read by today's S3PRL extracter, whose CMVN is
+                # (x - mean) / (1e-10 + unbiased std): match it so s3prl 0.4.x's *_local hub
+                # entries see the same features from our checkpoints (bench/README.md).
+                feats = utterance_cmvn(feats, eps=1e-10, unbiased=True)
+            else:
+                feats = utterance_cmvn(feats)
     return feats.to(torch.float32).contiguous()

@@ -72,3 +72,21 @@ def test_quick_run_writes_finite_json(tmp_path, capsys):
 def test_unknown_benchmark_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="--only: unknown benchmark 'nope'"):
         bench.main(["--quick", "--only", "nope", "--out", str(tmp_path)])
+
+
+def test_kaldi_style_cmvn_matches_s3prl_extracter():
+    # Today's S3PRL Kaldi-style extracter normalises by (1e-10 + unbiased std); our fbank with
+    # per-utterance CMVN must give the same features, or tera_local disagrees (bench extraction).
+    import torch
+    import torchaudio.compliance.kaldi as ta_kaldi
+
+    from s3prl.features import compute_features
+    from s3prl.features.config import FeatureConfig
+
+    w = torch.from_numpy(synth_corpus(1, 1.0, 1.0, seed=7)[0])
+    ours = compute_features(w, FeatureConfig(feat_type="fbank", num_mel_bins=80, per_utt_cmvn=True))
+    x = ta_kaldi.fbank(w.view(1, -1), sample_frequency=16000, num_mel_bins=80, frame_length=25.0,
+                       frame_shift=10.0, dither=0.0, use_log_fbank=True, use_energy=False)
+    ref = (x - x.mean(0, keepdim=True)) / (1e-10 + x.std(0, keepdim=True))
+    assert ours.shape == ref.shape == (98, 80)
+    assert float((ours - ref).abs().max()) < 1e-4
