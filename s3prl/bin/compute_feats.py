@@ -18,7 +18,7 @@ import logging
 import os
 from pathlib import Path
 
-from s3prl.atomic import atomic_write_text
+from s3prl.atomic import atomic_write_text, remove_stale_tmp
 from s3prl.config import load_config
 from s3prl.errors import UserError, cli_main
 from s3prl.log import setup_logging
@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         if min(p.stat().st_mtime for p in outs) >= newest_in and _scp_complete(outs[1], args.data_dir):
             log.info("%s.scp is complete and up to date; skipping", args.out_prefix)
             return 0
+    remove_stale_tmp(Path(args.out_prefix).parent)  # left by a killed run (its pid is gone)
     n = extract(args.data_dir, args.out_prefix, cfg, args.compress, args.write_utt2num_frames)
     log.info("wrote %d utterances to %s.ark", n, args.out_prefix)
     return 0

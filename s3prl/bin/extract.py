@@ -47,7 +47,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from s3prl.atomic import atomic_dir, atomic_write_text
+from s3prl.atomic import atomic_dir, atomic_write_text, remove_stale_tmp
 from s3prl.errors import UserError, cli_main
 from s3prl.log import setup_logging
 
@@ -271,6 +271,7 @@ def extract(upstream_name: str, data: str | Path, out_prefix: str | Path, *, lay
     utts, tables = _data_utts(data, up.external_features)
     reader = _Reader(data, tables, up.external_features, apply_cmvn)
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(out_prefix.parent)  # left by a killed run (its pid is gone)
     base = str(out_prefix)
     unsorted = {k: Path(f"{base}.layer-{k}.scp.unsorted") for k in idx}
     stats: dict[int, dict[str, np.ndarray]] = {k: {} for k in idx}

@@ -203,6 +203,7 @@ class Trainer:
         # A private generator for the DataLoader's worker base seed: without it every new
         # iterator draws from the global torch RNG, which would break exact resume.
         self.loader_generator = torch.Generator().manual_seed(train_seed)
+        self._loader_seed = train_seed
         self.loader = torch.utils.data.DataLoader(train_data, batch_sampler=sampler, collate_fn=collate_fn,
                                                   num_workers=num_workers, generator=self.loader_generator)
         if len(sampler) == 0:
@@ -290,6 +291,9 @@ class Trainer:
             self.sampler.set_epoch(self.epoch, start=self.position)
             if hasattr(self.loader.dataset, "set_epoch"):
                 self.loader.dataset.set_epoch(self.epoch)
+            # Reseeded per epoch so a run resumed mid-epoch draws the same worker base seed and
+            # ends with the same generator state as an uninterrupted one.
+            self.loader_generator.manual_seed(self._loader_seed + 100003 * self.epoch)
             for batch in self.loader:
                 self.position += 1
                 yield batch
