@@ -216,3 +216,12 @@ def test_cli_errors_are_one_line(tmp_path):
         r = subprocess.run([sys.executable, str(SYNTH / "librispeech.py"), *args], capture_output=True, text=True)
         assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert "error:" in r.stderr
+
+
+def test_shell_wrapper(tiny, tmp_path):
+    script = REPO / "tools" / "make_synthetic_corpus.sh"
+    r = subprocess.run(["bash", str(script), "--preset", "tiny", "--seed", "7", str(tiny)],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0 and "nothing to do" in r.stderr, r.stderr
+    r = subprocess.run(["bash", str(script), "--speed", "3", str(tiny)], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 1 and "unknown option --speed" in r.stderr
