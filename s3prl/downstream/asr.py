@@ -1,0 +1,529 @@
+"""End-to-end CTC speech recognition downstream (BiLSTM + CTC, greedy decoding) on the one trainer.
+
+The model follows S3PRL's ASR downstream (its ``downstream/asr`` RNNs expert, reference/s3prl.md
+§2.5, SUPERB): representations (dumped feats.scp, or an upstream run on the fly: frozen, weighted
+sum, or fine-tuned jointly) -> optional frame downsampling (``concat``: stack k frames, or
+``drop``: keep every k-th) -> a bidirectional LSTM (2 layers, 1024 units per direction by
+default, dropout 0.2) -> Linear to the sentencepiece units (s3prl.downstream.tokenizer, blank =
+0) -> CTC loss. Decoding is greedy (best path: argmax per frame, collapse repeats, drop blanks),
+no language model. Defaults: Adam lr 1e-4, batch 32, dev WER every 2000 steps (best-dev =
+lowest WER), 200k steps.
+
+`run_asr` is the whole run: the unit set trained on the training transcripts and saved as
+``<exp>/tokenizer.model``; training with resume and best-dev selection through
+`s3prl.train.trainer.Trainer`; dev and test decoded at the best-dev checkpoint into
+``<exp>/decode_<set>/`` (hyp.txt, ref.txt in Kaldi `text` format, ``wer`` / ``cer`` with the
+compute-wer summary line and per-utterance details: s3prl.downstream.scoring); results.json, the
+learning-curve PNG and a row of the ASR table in RESULTS.md (s3prl.downstream.results).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+from s3prl.config import apply_overrides, from_dict, read_yaml, to_dict
+from s3prl.downstream.config import InputConfig
+from s3prl.downstream.results import TableSpec, config_hash, plot_learning_curve, read_results, \
+    update_results_md, write_results
+from s3prl.downstream.task import ClassificationTask, DownstreamModel, upstream_label
+from s3prl.downstream.tokenizer import BLANK_ID, MODEL_FILE, Tokenizer, TokenizerConfig, train_tokenizer
+from s3prl.errors import UserError
+from s3prl.train.config import DataConfig, OptimizerConfig, RunnerConfig
+from s3prl.train.trainer import BEST_NAME, StepOutput, Trainer
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------- config
+@dataclass
+class BiLSTMConfig:
+    """The recognizer head. hidden_size: LSTM units per direction; downsample_rate k >= 1 with
+    downsample_style concat (k frames stacked into one, kD wide) or drop (every k-th frame)."""
+    hidden_size: int = 1024
+    num_layers: int = 2
+    dropout: float = 0.2
+    downsample_rate: int = 1
+    downsample_style: Literal["concat", "drop"] = "concat"
+
+    def __post_init__(self):
+        if self.hidden_size < 1 or self.num_layers < 1 or self.downsample_rate < 1:
+            raise ValueError("hidden_size, num_layers and downsample_rate must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+def _optimizer() -> OptimizerConfig:
+    return OptimizerConfig(name="Adam", lr=1e-4, weight_decay=0.0, schedule="constant", warmup_proportion=0.0,
+                           gradient_clipping=1.0)
+
+
+def _runner() -> RunnerConfig:
+    return RunnerConfig(total_steps=200000, log_step=100, save_step=2000, dev_step=2000, max_keep=2)
+
+
+def _data() -> DataConfig:
+    return DataConfig(batch_size=32, dev_batch_size=32)
+
+
+@dataclass
+class AsrConfig:
+    """The ASR downstream YAML (conf/downstream/asr_bilstm.yaml)."""
+    task: Literal["asr"] = "asr"
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: BiLSTMConfig = field(default_factory=BiLSTMConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    optimizer: OptimizerConfig = field(default_factory=_optimizer)
+    runner: RunnerConfig = field(default_factory=_runner)
+    dataloader: DataConfig = field(default_factory=_data)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+def load_asr_config(path=None, overrides: list[str] | None = None) -> AsrConfig:
+    """The YAML merged section by section over the ASR defaults, then ``a.b=v`` overrides
+    (ConfigErrors name the file and key)."""
+    data = read_yaml(path) if path is not None else {}
+    data = apply_overrides(data, overrides)
+    return from_dict(AsrConfig, _merge(to_dict(AsrConfig()), data), str(path) if path is not None else "config")
+
+
+# -------------------------------------------------------------------------------------- model
+def downsample(x: torch.Tensor, lengths: torch.Tensor, rate: int, style: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, D), lengths (B,) -> (B, ceil(T/rate), D*rate for concat | D for drop), ceil(lengths/rate).
+
+    concat pads T with zero frames up to a multiple of `rate`; an utterance's last output frame
+    may thus hold zeros in place of missing frames."""
+    if rate == 1:
+        return x, lengths
+    b, t, d = x.shape
+    out_len = torch.div(lengths + rate - 1, rate, rounding_mode="floor")
+    if style == "drop":
+        return x[:, ::rate], out_len
+    # Frames past an utterance's end are zeroed so that whatever pads a batch never reaches it.
+    valid = torch.arange(t, device=x.device)[None, :] < lengths.to(x.device)[:, None]
+    x = x * valid[:, :, None].to(x.dtype)
+    pad = (-t) % rate
+    if pad:
+        x = F.pad(x, (0, 0, 0, pad))
+    return x.reshape(b, (t + pad) // rate, d * rate), out_len
+
+
+class BiLSTMCTCHead(nn.Module):
+    """Frames (B, T, D) + lengths (B,) -> unit logits (B, T', V) (T' = ceil(T / downsample_rate)).
+
+    Padding frames never influence valid outputs (packed sequences); `output_lengths` gives T'
+    per utterance."""
+    frame_level = True
+
+    def __init__(self, input_dim: int, vocab_size: int, cfg: BiLSTMConfig):
+        super().__init__()
+        self.cfg = cfg
+        in_dim = input_dim * (cfg.downsample_rate if cfg.downsample_style == "concat" else 1)
+        self.lstm = nn.LSTM(in_dim, cfg.hidden_size, num_layers=cfg.num_layers, bidirectional=True,
+                            batch_first=True, dropout=cfg.dropout if cfg.num_layers > 1 else 0.0)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(2 * cfg.hidden_size, vocab_size)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        r = self.cfg.downsample_rate
+        return torch.div(lengths + r - 1, r, rounding_mode="floor")
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x, out_len = downsample(x, lengths, self.cfg.downsample_rate, self.cfg.downsample_style)
+        packed = nn.utils.rnn.pack_padded_sequence(x, out_len.cpu().clamp(min=1), batch_first=True,
+                                                   enforce_sorted=False)
+        h, _ = self.lstm(packed)
+        h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=x.shape[1])
+        return self.out(self.dropout(h))
+
+
+def ctc_greedy_decode(logits: torch.Tensor, lengths: torch.Tensor, blank: int = BLANK_ID) -> list[list[int]]:
+    """Best-path CTC decoding: (B, T, V) scores + lengths (B,) -> per utterance the unit ids of
+    the argmax path with repeats collapsed and blanks removed (a blank separates repeats)."""
+    best = logits.argmax(dim=-1).cpu()
+    out = []
+    for b in range(best.shape[0]):
+        path = best[b, : int(lengths[b])].tolist()
+        ids, prev = [], None
+        for p in path:
+            if p != prev and p != blank:
+                ids.append(p)
+            prev = p
+        out.append(ids)
+    return out
+
+
+def ctc_min_frames(ids: list[int]) -> int:
+    """Fewest CTC frames that can emit `ids`: one per unit plus a blank between equal neighbours."""
+    return len(ids) + sum(1 for a, b in zip(ids, ids[1:]) if a == b)
+
+
+# --------------------------------------------------------------------------------------- data
+@dataclass
+class CTCBatch:
+    feats: torch.Tensor            # (B, T, D) zero padded
+    lengths: torch.Tensor          # (B,) valid frames
+    targets: torch.Tensor          # (B, S) unit ids, zero padded
+    target_lengths: torch.Tensor   # (B,)
+    utts: list[str]
+
+    def to(self, device) -> "CTCBatch":
+        return CTCBatch(self.feats.to(device), self.lengths.to(device), self.targets.to(device),
+                        self.target_lengths.to(device), self.utts)
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+
+class TranscribedDataset(torch.utils.data.Dataset):
+    """A FeatureDataset (s3prl.data.dataset) paired with its data dir's `text` as unit ids.
+
+    Every transcript is encoded when the dataset is built, so text outside the unit set fails
+    before training with a UserError naming the utterance."""
+
+    def __init__(self, features, tokenizer: Tokenizer):
+        self.features = features
+        self.utts = list(features.utts)
+        text_path = Path(features.path) / "text"
+        text = features.dd.text
+        if text is None:
+            raise UserError(f"{text_path}: missing (ASR needs the transcripts of {features.path})")
+        missing = [u for u in self.utts if u not in text]
+        if missing:
+            raise UserError(f"{text_path}: no transcript for utterance '{missing[0]}' ({len(missing)} missing)")
+        self.text = {u: " ".join(text[u].split()) for u in self.utts}
+        self.tokens = {u: tokenizer.encode(self.text[u], utt=u, where=str(text_path)) for u in self.utts}
+        self.lengths = list(features.lengths)
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.features, "set_epoch"):
+            self.features.set_epoch(epoch)
+
+    def bucket_lengths(self) -> list[int]:
+        return list(self.lengths)
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.features[i]
+        return {"utt": item["utt"], "feats": item["feats"],
+                "tokens": torch.tensor(self.tokens[item["utt"]], dtype=torch.long)}
+
+
+def collate_ctc(items: list[dict]) -> CTCBatch:
+    feats = [it["feats"] for it in items]
+    toks = [it["tokens"] for it in items]
+    return CTCBatch(nn.utils.rnn.pad_sequence(feats, batch_first=True),
+                    torch.tensor([f.shape[0] for f in feats], dtype=torch.long),
+                    nn.utils.rnn.pad_sequence(toks, batch_first=True) if any(len(t) for t in toks)
+                    else torch.zeros(len(items), 1, dtype=torch.long),
+                    torch.tensor([len(t) for t in toks], dtype=torch.long), [it["utt"] for it in items])
+
+
+# --------------------------------------------------------------------------------------- task
+class CTCTask(ClassificationTask):
+    """CTC training and greedy-decoding WER evaluation (the trainer's `Task`); best dev = lowest
+    WER. Checkpoint layout as the classification tasks (a frozen upstream is not saved)."""
+    best_metric = "wer"
+    metric_mode = "min"
+
+    def __init__(self, model: DownstreamModel, tokenizer: Tokenizer, save_upstream: bool):
+        super().__init__(model, tokenizer.vocab_size, save_upstream)
+        self.tokenizer = tokenizer
+
+    def _ctc(self, model: nn.Module, b: CTCBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> (summed CTC loss over the batch, logits (B, T', V), output lengths (B,))."""
+        logits = model(b.feats, b.lengths)
+        out_len = self.model.head.output_lengths(b.lengths)
+        log_probs = logits.float().log_softmax(dim=-1).transpose(0, 1)   # (T', B, V)
+        # zero_infinity: an utterance whose output is too short for its units adds nothing.
+        loss = F.ctc_loss(log_probs, b.targets, out_len, b.target_lengths, blank=BLANK_ID, reduction="sum",
+                          zero_infinity=True)
+        return loss, logits, out_len
+
+    def training_step(self, model: nn.Module, batch: CTCBatch, generator: torch.Generator) -> StepOutput | None:
+        b = batch.to(self.device)
+        n = int(b.target_lengths.sum())
+        if n == 0:
+            return None
+        loss, _, _ = self._ctc(model, b)
+        # Per-unit loss; num_elements lets a distributed run compute the same global mean.
+        return StepOutput(loss=loss / n, num_elements=float(n))
+
+    def decode(self, model: nn.Module, loader) -> tuple[dict[str, str], float, int]:
+        """Greedy hypotheses of every utterance in `loader` -> ({utt: text}, loss sum, units)."""
+        hyps: dict[str, str] = {}
+        loss_sum, units = 0.0, 0
+        with torch.no_grad():
+            for batch in loader:
+                b = batch.to(self.device)
+                loss, logits, out_len = self._ctc(model, b)
+                loss_sum += float(loss)
+                units += int(b.target_lengths.sum())
+                for utt, ids in zip(b.utts, ctc_greedy_decode(logits, out_len)):
+                    hyps[utt] = self.tokenizer.decode(ids)
+        return hyps, loss_sum, units
+
+    def evaluate(self, model: nn.Module, loader) -> dict[str, float]:
+        from s3prl.downstream.scoring import error_rate
+
+        hyps, loss_sum, units = self.decode(model, loader)
+        refs = loader.dataset.text
+        wer = error_rate(refs, hyps, "word")
+        cer = error_rate(refs, hyps, "char")
+        self.dev_history.append([int(self.current_step()), wer.rate / 100.0])
+        return {"wer": wer.rate, "cer": cer.rate, "loss": loss_sum / max(units, 1), "count": float(len(hyps))}
+
+
+# ---------------------------------------------------------------------------------------- run
+@dataclass
+class AsrInputs:
+    """Where a run's data come from. train/dev/test: Kaldi data dirs with `text`; they hold
+    ready representations in feats.scp (dump dirs, Kaldi features) unless `on_the_fly`, when
+    `upstream` runs on them (wav.scp, or feats.scp for upstreams on external features).
+    upstream: checkpoint or baseline name; with dumped features it only names (and is checked
+    against) the upstream the dump recorded."""
+    train: str
+    dev: str
+    test: str
+    upstream: str | None = None
+    on_the_fly: bool = False
+
+    def resolved(self) -> dict:
+        return {"train": str(Path(self.train).resolve()), "dev": str(Path(self.dev).resolve()),
+                "test": str(Path(self.test).resolve()), "upstream": self.upstream, "on_the_fly": self.on_the_fly}
+
+
+def resolved_config_yaml(cfg: AsrConfig, inputs: AsrInputs) -> str:
+    return yaml.safe_dump({**to_dict(cfg), "inputs": inputs.resolved()}, sort_keys=False)
+
+
+def _asr_row(record: dict, exp_label: str | None = None) -> list[str]:
+    def pct(x):
+        return "-" if x is None else f"{float(x):.2f}"
+    cells = [str(record["task"]), str(record["upstream"]), str(record["layer"]), str(record["head"]),
+             str(record.get("units", "-")), pct(record["dev_wer"]), pct(record["dev_cer"]), pct(record["test_wer"]),
+             pct(record["test_cer"]), str(record["best_step"]), str(record["steps"]), str(record["config_hash"]),
+             exp_label if exp_label is not None else str(record.get("exp_dir", "-"))]
+    return [c.replace("|", "\\|").replace("\n", " ") for c in cells]
+
+
+ASR_REQUIRED = ("task", "upstream", "layer", "head", "dev_wer", "dev_cer", "test_wer", "test_cer", "best_step",
+                "steps", "config_hash", "command")
+ASR_TABLE = TableSpec(
+    begin="<!-- asr-results:begin -->", end="<!-- asr-results:end -->",
+    title="## Speech recognition (BiLSTM CTC, greedy decoding, no LM; WER/CER %)",
+    columns=("task", "upstream", "layer", "head", "units", "dev WER", "dev CER", "test WER (best dev)",
+             "test CER", "best step", "steps", "config", "exp"),
+    key_columns=4, required=ASR_REQUIRED, row=_asr_row)
+
+
+def _dataset(data_dir: str, cfg: AsrConfig, tokenizer: Tokenizer | None, features=None, train: bool = False):
+    from s3prl.data.dataset import FeatureDataset
+
+    dc = cfg.dataloader
+    fd = FeatureDataset(data_dir, features=features, cmvn=dc.cmvn, norm_vars=dc.norm_vars,
+                        max_timestep=dc.max_timestep if train else 0, max_timestep_policy="drop", seed=dc.seed,
+                        cache=dc.cache_features)
+    return fd if tokenizer is None else TranscribedDataset(fd, tokenizer)
+
+
+def _train_text(data_dir: str) -> list[str]:
+    from s3prl.data.kaldi_dir import DataDir
+
+    d = Path(data_dir)
+    if not d.is_dir():
+        raise UserError(f"{d}: data directory does not exist")
+    text = DataDir(d).text
+    if text is None:
+        raise UserError(f"{d}/text: missing (ASR needs the training transcripts to build the unit set)")
+    return list(text.values())
+
+
+def build_asr_run(cfg: AsrConfig, inputs: AsrInputs, exp_dir: str | Path, device: str = "cpu"):
+    """-> (task, {"train"|"dev"|"test": TranscribedDataset}, info). Trains the unit set on the
+    training text (or reads ``<exp>/tokenizer.model`` of an interrupted run) and saves it."""
+    from s3prl.downstream.data import read_dump_info, same_upstream
+
+    exp_dir = Path(exp_dir)
+    model_file = exp_dir / MODEL_FILE
+    if model_file.is_file():
+        tokenizer = Tokenizer(model_file)
+    else:
+        tokenizer = train_tokenizer(_train_text(inputs.train), cfg.tokenizer, source=f"{inputs.train}/text")
+        tokenizer.save(model_file)
+        tokenizer.source = str(model_file)
+
+    upstream = featurizer = features = None
+    if not inputs.on_the_fly:
+        info = read_dump_info(inputs.train) or {}
+        recorded = info.get("upstream")
+        if inputs.upstream and recorded and not same_upstream(inputs.upstream, info):
+            raise UserError(f"{inputs.train}: dumped from upstream '{recorded}', not '{inputs.upstream}'")
+        upstream_name = upstream_label(str(inputs.upstream or recorded or Path(inputs.train).name))
+        layer = str(info.get("layer", "-"))
+    else:
+        if not inputs.upstream:
+            raise UserError("--on-the-fly needs --upstream (a checkpoint or a baseline: fbank, mfcc)")
+        from s3prl.upstream.hub import Featurizer, load_upstream
+
+        upstream = load_upstream(inputs.upstream, device=device, fine_tune=cfg.input.fine_tune)
+        featurizer = Featurizer(upstream, layer=cfg.input.layer, normalize=cfg.input.normalize)
+        features = upstream.feature_config
+        upstream_name = upstream_label(inputs.upstream)
+        layer = str(cfg.input.layer) + ("+ft" if cfg.input.fine_tune else "")
+
+    datasets = {name: _dataset(getattr(inputs, name), cfg, tokenizer, features, train=name == "train")
+                for name in ("train", "dev", "test")}
+    input_dim = upstream.hidden_size if upstream is not None else datasets["train"].features.dim
+    for name in ("dev", "test"):
+        dim = upstream.hidden_size if upstream is not None else datasets[name].features.dim
+        if dim != input_dim:
+            raise UserError(f"{getattr(inputs, name)}/feats.scp: {dim}-dim features, but the training set's "
+                            f"are {input_dim}-dim")
+    head = BiLSTMCTCHead(input_dim, tokenizer.vocab_size, cfg.model)
+    train = datasets["train"]
+    short = [u for u, n in zip(train.utts, train.lengths)
+             if int(head.output_lengths(torch.tensor([n]))) < ctc_min_frames(train.tokens[u])]
+    if short:
+        log.warning("%d training utterance(s) have fewer output frames than CTC needs for their units "
+                    "(e.g. %s); they add no loss (lower model.downsample_rate or use BPE units)",
+                    len(short), short[0])
+    model = DownstreamModel(head, upstream, featurizer)
+    task = CTCTask(model, tokenizer, save_upstream=bool(upstream is not None and cfg.input.fine_tune))
+    info = {"upstream": upstream_name, "layer": layer, "input_dim": input_dim, "vocab_size": tokenizer.vocab_size,
+            "units": f"{cfg.tokenizer.mode}{tokenizer.vocab_size}",
+            "num_utts": {k: len(v) for k, v in datasets.items()}}
+    return task, datasets, info
+
+
+def _loader(dataset, batch_size: int, cfg: AsrConfig):
+    from s3prl.data.sampler import BucketBatchSampler
+
+    sampler = BucketBatchSampler(dataset.bucket_lengths(), batch_size, shuffle=False,
+                                 half_batch_above=cfg.dataloader.half_batch_above)
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_ctc,
+                                       num_workers=cfg.dataloader.num_workers)
+
+
+def _decode_names(inputs: AsrInputs) -> dict[str, str]:
+    dev, test = Path(inputs.dev).resolve().name, Path(inputs.test).resolve().name
+    if dev == test:
+        dev, test = "dev", "test"
+    return {"dev": f"decode_{dev}", "test": f"decode_{test}"}
+
+
+def run_asr(cfg: AsrConfig, inputs: AsrInputs, exp_dir: str | Path, *, results_md: str | Path | None = None,
+            command: str | None = None, device: str | None = None, progress: bool = True) -> dict:
+    """Train, pick the lowest-dev-WER step, decode dev and test there, write results; returns the
+    record. A complete exp dir of the same config and inputs is returned as is; one holding a
+    run of another config is refused."""
+    from s3prl.atomic import StageLock, atomic_write_text
+    from s3prl.data.sampler import BucketBatchSampler
+    from s3prl.train import distributed as D
+
+    exp_dir = Path(exp_dir)
+    text = resolved_config_yaml(cfg, inputs)
+    chash = config_hash(text)
+    done = read_results(exp_dir, ASR_REQUIRED)
+    if done is not None and done.get("config_hash") == chash:
+        log.info("%s: complete (results.json, config %s)", exp_dir, chash)
+        if results_md:
+            update_results_md(results_md, done, str(exp_dir), ASR_TABLE)
+        return {**done, "skipped": True}
+    cfg_file = exp_dir / "config.yaml"
+    if cfg_file.is_file() and config_hash(cfg_file.read_text(encoding="utf-8")) != chash:
+        raise UserError(f"{cfg_file}: {exp_dir} holds a run with another config or inputs; use a new exp dir "
+                        f"or remove it")
+
+    dist = D.init_distributed(device)
+    with StageLock(exp_dir, "train_asr") if dist.is_main else contextlib.nullcontext():
+        if dist.is_main:
+            atomic_write_text(cfg_file, text)
+        D.barrier()
+        task, datasets, info = build_asr_run(cfg, inputs, exp_dir, device=dist.device)
+        log.info("asr: bilstm %dx%d, %s units (%d), input dim %d, utterances %s", cfg.model.num_layers,
+                 cfg.model.hidden_size, cfg.tokenizer.mode, info["vocab_size"], info["input_dim"], info["num_utts"])
+        train = datasets["train"]
+        sampler = BucketBatchSampler(train.bucket_lengths(), cfg.dataloader.batch_size, seed=cfg.dataloader.seed,
+                                     shuffle=True, half_batch_above=cfg.dataloader.half_batch_above,
+                                     rank=dist.rank, world_size=dist.world_size)
+        dev_loader = _loader(datasets["dev"], cfg.dataloader.dev_batch_size, cfg)
+        trainer = Trainer(task, train_data=train, collate_fn=collate_ctc, sampler=sampler,
+                          optimizer_cfg=cfg.optimizer, runner_cfg=cfg.runner, exp_dir=exp_dir, dist=dist,
+                          dev_loader=dev_loader, num_workers=cfg.dataloader.num_workers, progress=progress)
+        task.current_step = lambda: trainer.step
+        trainer.resume()
+        history = trainer.fit()
+        record = None
+        if dist.is_main:
+            record = _score(task, trainer, datasets, cfg, inputs, info, exp_dir, chash, command, history)
+            if results_md:
+                update_results_md(results_md, record, str(exp_dir), ASR_TABLE)
+        D.barrier()
+    return record or {}
+
+
+def _score(task: CTCTask, trainer: Trainer, datasets: dict, cfg: AsrConfig, inputs: AsrInputs, info: dict,
+           exp_dir: Path, chash: str, command: str | None, history: list[dict]) -> dict:
+    """Decode dev and test at the best-dev checkpoint (the final model if dev never ran)."""
+    from s3prl.downstream.scoring import write_decode_dir
+
+    dev_history = [list(x) for x in task.dev_history]
+    best = exp_dir / BEST_NAME
+    best_step = trainer.step
+    if best.is_file():
+        best_step = int(task.read_checkpoint(best)["step"])
+    task.model.to(trainer.device).eval()
+    names = _decode_names(inputs)
+    scores = {}
+    for split in ("dev", "test"):
+        ds = datasets[split]
+        hyps, _, _ = task.decode(task.model, _loader(ds, cfg.dataloader.dev_batch_size, cfg))
+        scores[split] = write_decode_dir(exp_dir / names[split], ds.text, hyps)
+    record = {
+        "task": "asr", "upstream": info["upstream"], "layer": info["layer"], "head": "bilstm",
+        "units": info["units"], "dev_wer": scores["dev"]["wer"], "dev_cer": scores["dev"]["cer"],
+        "test_wer": scores["test"]["wer"], "test_cer": scores["test"]["cer"],
+        "dev_counts": {"wer": scores["dev"]["wer_counts"], "cer": scores["dev"]["cer_counts"]},
+        "test_counts": {"wer": scores["test"]["wer_counts"], "cer": scores["test"]["cer_counts"]},
+        "decode_dirs": {k: str(exp_dir / v) for k, v in names.items()},
+        "best_step": best_step, "steps": trainer.step, "config_hash": chash,
+        "command": command if command is not None else " ".join(shlex.quote(a) for a in sys.argv),
+        "num_utts": info["num_utts"], "metric": "WER/CER % (greedy CTC, no LM)", "exp_dir": str(exp_dir),
+    }
+    train_curve = [(h["step"], h["loss"]) for h in history if "loss" in h and h["loss"] == h["loss"]]
+    plot_learning_curve(exp_dir / "learning_curve.png", train_curve, [(int(s), w) for s, w in dev_history],
+                        title=f"asr bilstm on {info['upstream']} ({info['layer']})",
+                        best_step=best_step if best.is_file() else None, dev_label="dev WER %")
+    write_results(exp_dir, record, ASR_REQUIRED)
+    log.info("asr: dev WER %.2f %% CER %.2f %%, test WER %.2f %% CER %.2f %% at best-dev step %d",
+             record["dev_wer"], record["dev_cer"], record["test_wer"], record["test_cer"], best_step)
+    return record
+
+
+def describe(record: dict) -> str:
+    return (f"asr bilstm {record['upstream']} ({record['layer']}, {record.get('units', '?')}): "
+            f"dev WER {record['dev_wer']:.2f} % CER {record['dev_cer']:.2f} %, test WER {record['test_wer']:.2f} % "
+            f"CER {record['test_cer']:.2f} % (best-dev step {record['best_step']} of {record['steps']})")
+
+
+__all__ = ["AsrConfig", "BiLSTMConfig", "load_asr_config", "BiLSTMCTCHead", "downsample", "ctc_greedy_decode",
+           "ctc_min_frames", "CTCBatch", "TranscribedDataset", "collate_ctc", "CTCTask", "AsrInputs",
+           "build_asr_run", "run_asr", "describe", "ASR_TABLE", "ASR_REQUIRED"]

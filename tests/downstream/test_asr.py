@@ -1,0 +1,315 @@
+"""Tests of the CTC ASR downstream: tokenizer, greedy decoding, head, end-to-end training on
+synthetic features that spell their transcripts, output files, bad inputs, shipped configs."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import pytest
+import torch
+
+from s3prl.data.kaldi_dir import read_kv
+from s3prl.downstream.asr import (ASR_TABLE, AsrConfig, AsrInputs, BiLSTMConfig, BiLSTMCTCHead, collate_ctc,
+                                  ctc_greedy_decode, ctc_min_frames, downsample, load_asr_config, run_asr)
+from s3prl.downstream.results import parse_results_table
+from s3prl.downstream.scoring import read_summary
+from s3prl.downstream.tokenizer import BLANK_ID, Tokenizer, TokenizerConfig, train_tokenizer
+from s3prl.errors import UserError
+
+REPO = Path(__file__).resolve().parents[2]
+LEXICON = ("AB", "CAD", "BE", "DEC", "EAB", "CE")
+
+
+# ------------------------------------------------------------------------------------ fixtures
+def write_spelled_dir(d: Path, n_utts: int, seed: int, dim: int = 10, noise: float = 0.25,
+                      spk_prefix: str = "100", text_override: dict | None = None) -> dict:
+    """A data dir whose features spell the transcript: per unit (word boundary '_' or a letter) a
+    run of 2-4 frames of that unit's mean vector plus noise. Returns utt -> transcript."""
+    rng = np.random.default_rng(seed)
+    means_rng = np.random.default_rng(123)   # the same unit means in every split
+    units = "_ABCDE"
+    means = {u: means_rng.normal(0, 1.5, dim) for u in units}
+    d.mkdir(parents=True, exist_ok=True)
+    texts, feats, utt2spk = {}, {}, {}
+    for i in range(n_utts):
+        spk = f"{spk_prefix}{i % 2}"
+        utt = f"{spk}-1-{i:04d}"
+        words = [LEXICON[int(rng.integers(len(LEXICON)))] for _ in range(int(rng.integers(2, 4)))]
+        frames = []
+        for w in words:
+            for u in "_" + w:
+                frames += [means[u] + rng.normal(0, noise, dim) for _ in range(int(rng.integers(2, 5)))]
+        feats[utt] = np.asarray(frames, dtype=np.float32)
+        texts[utt] = " ".join(words)
+        utt2spk[utt] = spk
+    if text_override:
+        texts.update(text_override)
+    keys = sorted(texts, key=str.encode)
+    with kaldiio.WriteHelper(f"ark,scp:{d / 'feats.ark'},{d / 'feats.scp'}") as w:
+        for u in keys:
+            w(u, feats[u])
+    (d / "text").write_text("".join(f"{u} {texts[u]}\n" for u in keys))
+    (d / "utt2spk").write_text("".join(f"{u} {utt2spk[u]}\n" for u in keys))
+    spks = sorted(set(utt2spk.values()))
+    (d / "spk2utt").write_text("".join(f"{s} {' '.join(u for u in keys if utt2spk[u] == s)}\n" for s in spks))
+    (d / "utt2num_frames").write_text("".join(f"{u} {len(feats[u])}\n" for u in keys))
+    return texts
+
+
+@pytest.fixture(scope="module")
+def spelled(tmp_path_factory):
+    root = tmp_path_factory.mktemp("asr")
+    write_spelled_dir(root / "train", 48, seed=1)
+    write_spelled_dir(root / "dev", 8, seed=2, spk_prefix="200")
+    write_spelled_dir(root / "test", 8, seed=3, spk_prefix="300")
+    return root
+
+
+def tiny_cfg(**over) -> AsrConfig:
+    o = [f"{k}={v}" for k, v in {
+        "model.hidden_size": 48, "model.dropout": 0.0, "optimizer.lr": 0.01, "runner.total_steps": 80,
+        "runner.log_step": 20, "runner.save_step": 40, "runner.dev_step": 20, "dataloader.batch_size": 8,
+        "dataloader.dev_batch_size": 8, **over}.items()]
+    return load_asr_config(None, o)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    # Two intra-op threads on a loaded 2-core machine make small LSTMs 10-30x slower (spinning
+    # OpenMP workers); one thread keeps the training test at a few seconds.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def trained(spelled, tmp_path_factory, one_thread):
+    exp = tmp_path_factory.mktemp("exp") / "asr_spelled"
+    md = exp.parent / "RESULTS.md"
+    inputs = AsrInputs(train=str(spelled / "train"), dev=str(spelled / "dev"), test=str(spelled / "test"),
+                       upstream="spelled")
+    rec = run_asr(tiny_cfg(), inputs, exp, results_md=md, command="test", progress=False)
+    return exp, md, rec, inputs
+
+
+# ----------------------------------------------------------------------------------- tokenizer
+def test_char_tokenizer_round_trip_and_units():
+    tok = train_tokenizer(["HELLO WORLD", "IT'S A  TEST"], TokenizerConfig("char"))
+    assert tok.pieces()[:3] == ["<blank>", "<unk>", "▁"]
+    assert set(tok.pieces()[3:]) == set("HELOWRDIT'SA")
+    assert tok.vocab_size == 3 + 12
+    for text in ("HELLO WORLD", "A TEST", "IT'S"):
+        ids = tok.encode(text)
+        assert min(ids) >= 2 and tok.decode(ids) == text
+    assert tok.decode(tok.encode("  HELLO   TEST ")) == "HELLO TEST"      # whitespace normalised
+    assert tok.decode([0, 0]) == ""
+
+
+def test_bpe_tokenizer_round_trip_save_load(tmp_path):
+    lines = ["THE CAT SAT ON THE MAT", "THE DOG SAT", "A CAT AND A DOG"] * 4
+    tok = train_tokenizer(lines, TokenizerConfig("bpe", vocab_size=40))
+    assert 4 < tok.vocab_size <= 40
+    again = train_tokenizer(lines, TokenizerConfig("bpe", vocab_size=40))
+    assert again.proto == tok.proto                                   # deterministic
+    path = tok.save(tmp_path / "tokenizer.model")
+    loaded = Tokenizer(path)
+    for text in lines[:3] + ["MAT CAT"]:
+        ids = loaded.encode(text)
+        assert ids == tok.encode(text) and loaded.decode(ids) == text
+    assert len(tok.encode("THE CAT")) < len("THE CAT")                # merged pieces
+
+
+def test_tokenizer_unknown_characters_name_the_utterance():
+    tok = train_tokenizer(["ABC AB"], TokenizerConfig("char"))
+    with pytest.raises(UserError) as e:
+        tok.encode("AB XYX", utt="103-1-0002", where="data/dev/text")
+    msg = str(e.value)
+    assert "data/dev/text" in msg and "103-1-0002" in msg and "'X'" in msg and "'Y'" in msg
+    assert "\n" not in msg
+    with pytest.raises(UserError, match="no transcripts"):
+        train_tokenizer(["", "  "], TokenizerConfig("char"))
+
+
+def test_tokenizer_rejects_foreign_model(tmp_path):
+    p = tmp_path / "x.model"
+    p.write_bytes(b"not a model")
+    with pytest.raises(UserError, match="not a sentencepiece model"):
+        Tokenizer(p)
+
+
+# ------------------------------------------------------------------------------ decoding / head
+def test_ctc_greedy_decode_hand_made_posterior():
+    # frames' argmax: 2 2 0 2 3 3 0 0 4 | padding (ignored)
+    path = [2, 2, 0, 2, 3, 3, 0, 0, 4, 4, 4]
+    logits = torch.full((2, 11, 5), -5.0)
+    for t, k in enumerate(path):
+        logits[0, t, k] = 1.0
+    logits[1, :, 0] = 1.0          # all blank
+    logits[1, 2, 3] = 2.0          # one unit
+    out = ctc_greedy_decode(logits, torch.tensor([9, 11]))
+    assert out == [[2, 2, 3, 4], [3]]
+    assert ctc_min_frames([2, 2, 3, 4]) == 5 and ctc_min_frames([]) == 0
+
+
+def test_downsample_concat_and_drop():
+    x = torch.arange(2 * 5 * 2, dtype=torch.float32).reshape(2, 5, 2)
+    lengths = torch.tensor([5, 3])
+    y, n = downsample(x, lengths, 2, "concat")
+    assert y.shape == (2, 3, 4) and n.tolist() == [3, 2]
+    assert y[0, 0].tolist() == [0, 1, 2, 3] and y[0, 2].tolist() == [8, 9, 0, 0]
+    y, n = downsample(x, lengths, 2, "drop")
+    assert y.shape == (2, 3, 2) and y[0, 1].tolist() == [4, 5] and n.tolist() == [3, 2]
+
+
+def test_head_padding_does_not_change_valid_outputs():
+    torch.manual_seed(0)
+    head = BiLSTMCTCHead(6, 9, BiLSTMConfig(hidden_size=8, dropout=0.0, downsample_rate=2)).eval()
+    a = torch.randn(1, 7, 6)
+    padded = torch.cat([a, torch.randn(1, 5, 6)], dim=1)
+    ya = head(a, torch.tensor([7]))
+    yp = head(padded, torch.tensor([7]))
+    assert ya.shape == (1, 4, 9) and yp.shape == (1, 6, 9)
+    assert torch.allclose(ya[0], yp[0, :4], atol=1e-6)
+    assert head.output_lengths(torch.tensor([7, 8, 1])).tolist() == [4, 4, 1]
+
+
+def test_collate_pads_targets():
+    b = collate_ctc([{"utt": "a", "feats": torch.ones(4, 2), "tokens": torch.tensor([3, 4, 5])},
+                     {"utt": "b", "feats": torch.ones(2, 2), "tokens": torch.tensor([6])}])
+    assert b.feats.shape == (2, 4, 2) and b.lengths.tolist() == [4, 2]
+    assert b.targets.tolist() == [[3, 4, 5], [6, 0, 0]] and b.target_lengths.tolist() == [3, 1]
+    assert BLANK_ID == 0
+
+
+# ---------------------------------------------------------------------------------- end to end
+def test_training_learns_spelled_features(trained):
+    exp, md, rec, inputs = trained
+    # An untrained model emits (almost) nothing: WER starts at 100 %. 80 steps must get far below.
+    assert rec["dev_wer"] < 40.0 and rec["test_wer"] < 40.0, rec
+    assert rec["test_cer"] < 25.0, rec
+    assert rec["task"] == "asr" and rec["head"] == "bilstm" and rec["upstream"] == "spelled"
+    assert rec["units"] == "char8"     # <blank> <unk> ▁ A B C D E
+    assert 20 <= rec["best_step"] <= 80 and rec["steps"] == 80
+    hist = json.loads((exp / "results.json").read_text())
+    assert hist["dev_wer"] == rec["dev_wer"]
+    # The same model untrained (fixed seed) scores about 100 % WER on dev.
+    from s3prl.downstream.asr import _loader, build_asr_run
+
+    torch.manual_seed(0)
+    task, datasets, _ = build_asr_run(tiny_cfg(), inputs, exp)
+    task.model.eval()
+    untrained = task.evaluate(task.model, _loader(datasets["dev"], 8, tiny_cfg()))
+    assert untrained["wer"] >= 90.0 and untrained["wer"] - rec["dev_wer"] >= 60.0
+
+
+def test_output_files_kaldi_format(trained, spelled):
+    exp, md, rec, _ = trained
+    assert (exp / "tokenizer.model").is_file() and (exp / "best-dev.ckpt").is_file()
+    assert (exp / "learning_curve.png").stat().st_size > 0
+    for split, name in (("dev", "decode_dev"), ("test", "decode_test")):
+        d = exp / name
+        ref = read_kv(d / "ref.txt", allow_empty_value=True)
+        hyp = read_kv(d / "hyp.txt", allow_empty_value=True)
+        assert ref == read_kv(spelled / split / "text")
+        assert list(hyp) == sorted(ref, key=str.encode)
+        raw = (d / "hyp.txt").read_text()
+        assert raw.endswith("\n") and all(line.split(" ", 1)[0] in ref for line in raw.splitlines())
+        wer, errors, nref, ins, dels, sub = read_summary(d / "wer")
+        assert nref == sum(len(t.split()) for t in ref.values()) and errors == ins + dels + sub
+        assert wer == pytest.approx(round(rec[f"{split}_wer"], 2), abs=0.006)
+        cer = read_summary(d / "cer")
+        assert cer[0] == pytest.approx(round(rec[f"{split}_cer"], 2), abs=0.006)
+        lines = (d / "wer").read_text().splitlines()
+        assert lines[0].startswith("%WER ") and lines[1].startswith("%SER ")
+        assert lines[2] == f"Scored {len(ref)} sentences, 0 not present in hyp."
+        first = sorted(ref, key=str.encode)[0]
+        assert any(line.startswith(f"{first} ref ") for line in lines)
+        assert any(line.startswith(f"{first} #csid ") for line in lines)
+    rows = parse_results_table(md.read_text(), spec=ASR_TABLE)
+    assert len(rows) == 1 and rows[0][:5] == ["asr", "spelled", "-", "bilstm", "char8"]
+    assert rows[0][7] == f"{rec['test_wer']:.2f}"
+
+
+def test_rerun_is_skipped_and_other_config_refused(trained):
+    exp, md, rec, inputs = trained
+    again = run_asr(tiny_cfg(), inputs, exp, results_md=None, progress=False)
+    assert again["skipped"] and again["test_wer"] == rec["test_wer"]
+    with pytest.raises(UserError, match="another config"):
+        run_asr(tiny_cfg(**{"optimizer.lr": 0.02}), inputs, exp, progress=False)
+
+
+# ---------------------------------------------------------------------------------- bad inputs
+def test_dev_text_outside_unit_set(spelled, tmp_path):
+    bad = tmp_path / "dev_bad"
+    write_spelled_dir(bad, 4, seed=5, spk_prefix="400", text_override={"4001-1-0001": "AB XQ"})
+    inputs = AsrInputs(train=str(spelled / "train"), dev=str(bad), test=str(spelled / "test"))
+    with pytest.raises(UserError) as e:
+        run_asr(tiny_cfg(), inputs, tmp_path / "exp", progress=False)
+    msg = str(e.value)
+    assert f"{bad}/text" in msg and "4001-1-0001" in msg and "'X'" in msg and "\n" not in msg
+
+
+def test_missing_text_file_is_one_line_cli_error(spelled, tmp_path):
+    import shutil
+
+    nodir = tmp_path / "test_notext"
+    shutil.copytree(spelled / "test", nodir)
+    (nodir / "text").unlink()
+    cmd = [sys.executable, "-m", "s3prl.bin.train_asr", "--config",
+           str(REPO / "egs/librispeech/conf/downstream/asr_bilstm_tiny.yaml"), "--train", str(spelled / "train"),
+           "--dev", str(spelled / "dev"), "--test", str(nodir), "--results-md", "", str(tmp_path / "exp")]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 1
+    err = [line for line in p.stderr.splitlines() if line.strip()]
+    assert err[-1].endswith(f"{nodir}/text: missing (ASR needs the transcripts of {nodir})"), p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_train_text_missing(spelled, tmp_path):
+    import shutil
+
+    tr = tmp_path / "train"
+    shutil.copytree(spelled / "train", tr)
+    (tr / "text").unlink()
+    inputs = AsrInputs(train=str(tr), dev=str(spelled / "dev"), test=str(spelled / "test"))
+    with pytest.raises(UserError, match=r"train/text: missing \(ASR needs the training transcripts"):
+        run_asr(tiny_cfg(), inputs, tmp_path / "exp", progress=False)
+
+
+def test_on_the_fly_needs_upstream(spelled, tmp_path):
+    inputs = AsrInputs(train=str(spelled / "train"), dev=str(spelled / "dev"), test=str(spelled / "test"),
+                       on_the_fly=True)
+    with pytest.raises(UserError, match="--on-the-fly needs --upstream"):
+        run_asr(tiny_cfg(), inputs, tmp_path / "exp", progress=False)
+
+
+def test_cli_layer_without_on_the_fly(spelled, tmp_path):
+    from s3prl.bin.train_asr import main
+
+    with pytest.raises(UserError, match="--layer and --fine-tune need --on-the-fly"):
+        main(["--train", str(spelled / "train"), "--dev", str(spelled / "dev"), "--test", str(spelled / "test"),
+              "--layer", "weighted_sum", str(tmp_path / "exp")])
+
+
+# ---------------------------------------------------------------------------------- configs
+@pytest.mark.parametrize("name", ["asr_bilstm.yaml", "asr_bilstm_tiny.yaml"])
+def test_shipped_configs_load(name):
+    cfg = load_asr_config(REPO / "egs/librispeech/conf/downstream" / name)
+    assert cfg.task == "asr" and cfg.tokenizer.mode == "char" and cfg.model.num_layers == 2
+    if name == "asr_bilstm.yaml":
+        assert cfg.model.hidden_size == 1024 and cfg.optimizer.lr == pytest.approx(1e-4)
+        assert cfg.dataloader.batch_size == 32 and cfg.runner.dev_step == 2000
+    else:
+        assert cfg.model.hidden_size < 1024 and cfg.runner.total_steps <= 1000
+
+
+def test_config_unknown_key(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("model:\n  hiden_size: 3\n")
+    with pytest.raises(Exception, match="hiden_size"):
+        load_asr_config(p)
