@@ -9,6 +9,7 @@ on a few thousand lines). The model is trained with
   every training character as a piece);
 * id 0 = ``<blank>`` (sentencepiece's pad piece, a control symbol that decoding skips), so the
   CTC blank is 0 and every other output index is a sentencepiece id; id 1 = ``<unk>``; no BOS/EOS;
+* ``required_chars`` (config) adds characters the training text may lack;
 * ``normalization_rule_name=identity``: transcripts are scored as written, so the units must not
   rewrite them (NFKC would, e.g. full-width letters).
 
@@ -33,9 +34,13 @@ MODEL_FILE = "tokenizer.model"
 @dataclass
 class TokenizerConfig:
     """mode: char | bpe. vocab_size: the BPE vocabulary (an upper bound on small corpora;
-    ignored in char mode, where the characters of the training text decide it)."""
+    ignored in char mode, where the characters of the training text decide it).
+    required_chars: characters that are units even when the training text lacks them
+    (sentencepiece ``required_chars``), e.g. the LibriSpeech alphabet ``A-Z'`` for a small
+    training set that never says Q; "" = exactly the training text's characters."""
     mode: Literal["char", "bpe"] = "char"
     vocab_size: int = 1000
+    required_chars: str = ""
 
     def __post_init__(self):
         if self.vocab_size < 4:
@@ -130,7 +135,8 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, source: str = "t
     lines = [t for t in lines if t]
     if not lines:
         raise UserError(f"{source}: no transcripts to train the tokenizer on (empty text?)")
-    chars = sorted({c for t in lines for c in t if not c.isspace()})
+    required = "".join(sorted({c for c in cfg.required_chars if not c.isspace()}))
+    chars = sorted({c for t in lines for c in t if not c.isspace()} | set(required))
     # char: <blank> <unk> ▁ + every character; hard_vocab_limit=False lets bpe stop early.
     vocab = len(chars) + 3 if cfg.mode == "char" else cfg.vocab_size
     model = io.BytesIO()
@@ -138,7 +144,7 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, source: str = "t
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(lines), model_writer=model, model_type=cfg.mode, vocab_size=vocab,
             character_coverage=1.0, pad_id=BLANK_ID, pad_piece="<blank>", unk_id=UNK_ID, bos_id=-1, eos_id=-1,
-            normalization_rule_name="identity", hard_vocab_limit=False, num_threads=1,
+            normalization_rule_name="identity", hard_vocab_limit=False, num_threads=1, required_chars=required,
             max_sentence_length=1 << 16, minloglevel=2)
     except RuntimeError as e:
         raise UserError(f"{source}: sentencepiece training failed: {str(e).splitlines()[0]}") from None

@@ -135,6 +135,14 @@ def test_tokenizer_unknown_characters_name_the_utterance():
         train_tokenizer(["", "  "], TokenizerConfig("char"))
 
 
+def test_required_chars_join_the_unit_set():
+    tok = train_tokenizer(["ABC AB"], TokenizerConfig("char", required_chars="QZ'"))
+    assert tok.vocab_size == 3 + 6
+    assert tok.decode(tok.encode("QZ CAB'")) == "QZ CAB'"
+    with pytest.raises(UserError, match="'X'"):
+        tok.encode("AX")
+
+
 def test_tokenizer_rejects_foreign_model(tmp_path):
     p = tmp_path / "x.model"
     p.write_bytes(b"not a model")
