@@ -57,7 +57,7 @@ from s3prl.downstream.results import (TableSpec, config_hash, plot_learning_curv
 from s3prl.downstream.task import DownstreamModel, RunInputs, resolved_config_yaml, upstream_label
 from s3prl.errors import UserError
 from s3prl.train.config import DataConfig, OptimizerConfig, RunnerConfig
-from s3prl.train.trainer import BEST_NAME, StepOutput, Task, Trainer
+from s3prl.train.trainer import BEST_NAME, StepOutput, Task, Trainer, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -341,6 +341,7 @@ def run_sentiment(cfg: SentimentConfig, inputs: RunInputs, exp_dir: str | Path, 
     with StageLock(exp_dir, "train_downstream") if dist.is_main else contextlib.nullcontext():
         if dist.is_main:
             atomic_write_text(cfg_file, text)
+        seed_everything(cfg.runner.seed)    # the head's initial weights come from the config's seed
         task, datasets, info = build_sentiment_run(cfg, inputs, device=dist.device)
         log.info("sentiment %s, %s head, input dim %d, utterances %s", cfg.labels.mode, cfg.head.name,
                  info["input_dim"], info["num_utts"])
