@@ -32,7 +32,9 @@ layer=last                 # layer to dump and evaluate: last | all | N
 phone_heads="linear"       # any of: linear 1hidden concat
 speaker_heads="utterance"  # any of: frame utterance rnn
 downstream_size=tiny       # downstream configs: tiny (demo) or base
-device=auto
+device=cpu                 # dump device: cpu | cuda
+pretrain_override=""       # space-separated K=V config overrides for every pre-training run
+downstream_override=""     # space-separated K=V config overrides for every downstream run
 # End configuration section.
 
 help_message="Usage: $0 [options]
@@ -46,7 +48,9 @@ help_message="Usage: $0 [options]
   --ngpu N                   GPUs for pre-training (torchrun when > 1)
   --layer L                  representation layer to dump/evaluate (last, all, or an index)
   --phone-heads \"LIST\"       linear 1hidden concat
-  --speaker-heads \"LIST\"     frame utterance rnn"
+  --speaker-heads \"LIST\"     frame utterance rnn
+  --pretrain-override \"K=V ...\"    e.g. \"runner.total_steps=50 optimizer.lr=1e-3\"
+  --downstream-override \"K=V ...\"  e.g. \"runner.total_steps=100\""
 
 caller_pwd=$PWD
 cd "$(dirname "$0")"
@@ -74,11 +78,13 @@ else
   cpc_dir=$(abspath "$cpc_dir")
 fi
 sets="$train_set $eval_sets"
+pretrain_args=(); for kv in $pretrain_override; do pretrain_args+=(--override "$kv"); done
+downstream_args=(); for kv in $downstream_override; do downstream_args+=(--override "$kv"); done
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   if $synthetic; then
     log "Stage 0: synthetic LibriSpeech (preset $synth_preset, seed $synth_seed) -> $corpus_dir"
-    ../../tools/make_synthetic_corpus.sh --preset "$synth_preset" --seed "$synth_seed" "$corpus_dir"
+    "$S3PRL_ROOT/tools/make_synthetic_corpus.sh" --preset "$synth_preset" --seed "$synth_seed" "$corpus_dir"
   else
     log "Stage 0: using the LibriSpeech corpus at $corpus_dir"
     [ -d "$corpus_dir" ] || { log "error: --corpus-dir $corpus_dir: no such directory"; exit 1; }
@@ -114,6 +120,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     name=${u}_${size}
     log "Stage 3: pre-training $name on data/$train_set -> exp/$name"
     utils/pretrain.sh --ngpu "$ngpu" --cmd "$cuda_cmd" --config "$(pretrain_config "$u")" \
+      ${pretrain_args[@]+"${pretrain_args[@]}"} \
       "data/$train_set" "exp/$name"
   done
 fi
@@ -153,6 +160,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
       log "Stage 5: $task classification on $feats, $head head -> $dir"
       $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream \
         --config "conf/downstream/${task}_${head}${ds_suffix}.yaml" --task "$task" \
+        ${downstream_args[@]+"${downstream_args[@]}"} \
         --labels "$cpc_dir" --feats "$feats" --upstream "$upstream" --results-md RESULTS.md "$dir"
     done
   done

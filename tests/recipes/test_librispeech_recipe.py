@@ -1,0 +1,116 @@
+"""End-to-end runs of egs/librispeech/run.sh on the tiny synthetic corpus (the ESPnet mini_an4
+pattern): stages 0-2, a rerun that does no work, then pre-training, dump, downstream and results
+for one tiny upstream with a reduced step budget. The recipe runs from a copy of the recipe
+directory under a path with spaces, so quoting and path resolution are exercised too."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import pytest
+
+from s3prl.data.kaldi_dir import DataDir, validate_data_dir
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def _recipe_copy(root: Path) -> Path:
+    """A recipe dir whose files link to the real recipe, under a path with spaces."""
+    rdir = root / "my recipes" / "egs" / "librispeech"
+    rdir.mkdir(parents=True)
+    real = REPO / "egs" / "librispeech"
+    for name in ("run.sh", "cmd.sh", "conf", "local"):
+        os.symlink(real / name, rdir / name)
+    os.symlink(REPO / "utils", rdir / "utils")
+    os.symlink(REPO / "path.sh", rdir / "path.sh")
+    return rdir
+
+
+def _run(rdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # Run from somewhere else: run.sh must find its own directory.
+    p = subprocess.run(["bash", str(rdir / "run.sh"), "--synth-preset", "tiny", "--nj", "2", *args],
+                       cwd=str(rdir.parent.parent), env=env, capture_output=True, text=True, timeout=900)
+    if check and p.returncode != 0:
+        raise AssertionError(f"run.sh {' '.join(args)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
+    return p
+
+
+def _snapshot(d: Path) -> dict[str, int]:
+    return {str(p.relative_to(d)): p.stat().st_mtime_ns for p in d.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    rdir = _recipe_copy(tmp_path_factory.mktemp("recipe"))
+    first = _run(rdir, "--stop-stage", "2")
+    return rdir, first
+
+
+def test_stages_0_to_2_and_rerun_is_noop(recipe):
+    rdir, first = recipe
+    data = rdir / "data" / "train-clean-100"
+    validate_data_dir(data)  # with features
+    dd = DataDir(data)
+    assert len(dd.utts) == 24
+    assert (data / "feats_dim").read_text().split()[0] == "80"
+    # Features read back with kaldiio; frame counts follow Kaldi framing 1 + (N - 400) // 160.
+    frames = dd.utt2num_frames
+    for utt, entry in list(dd.feats_scp.items())[:5]:
+        m = kaldiio.load_mat(entry)
+        assert m.shape == (frames[utt], 80)
+        assert np.isfinite(m).all()
+    # CPC labels of the synthetic corpus have one id per feature frame.
+    labels = {}
+    for line in (rdir / "downloads" / "synth_tiny_seed1" / "cpc" / "converted_aligned_phones.txt").read_text().splitlines():
+        utt, *ids = line.split()
+        labels[utt] = ids
+    assert set(labels) == set(dd.utts)
+    assert all(len(labels[u]) == frames[u] for u in dd.utts)
+
+    before = _snapshot(rdir / "data") | _snapshot(rdir / "downloads")
+    second = _run(rdir, "--stop-stage", "2")
+    after = _snapshot(rdir / "data") | _snapshot(rdir / "downloads")
+    assert before == after, "a rerun of finished stages rewrote files"
+    assert "skip" in (second.stdout + second.stderr).lower()
+
+
+def test_unknown_option_is_an_error(recipe):
+    rdir, _ = recipe
+    p = _run(rdir, "--no-such-option", "1", check=False)
+    assert p.returncode != 0
+    assert "no-such-option" in p.stderr or "no_such_option" in p.stderr
+
+
+def test_pretrain_dump_downstream_results(recipe):
+    rdir, _ = recipe
+    _run(rdir, "--stage", "3", "--stop-stage", "6", "--upstreams", "tera",
+         "--pretrain-override", "runner.total_steps=20 runner.save_step=10 data.max_timestep=300",
+         "--downstream-override", "runner.total_steps=20 runner.dev_step=10")
+    assert (rdir / "exp" / "tera_tiny" / "states-20.ckpt").is_file()
+    dump = rdir / "dump" / "tera_tiny" / "layer-2" / "train-clean-100"
+    validate_data_dir(dump)
+    text = (rdir / "RESULTS.md").read_text()
+    rows = [l for l in text.splitlines() if l.startswith("| phone") or l.startswith("| speaker")]
+    assert len(rows) == 4, text
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        dev, test = float(cells[4]), float(cells[5])
+        assert 0.0 <= dev <= 100.0 and 0.0 <= test <= 100.0
+    # Phone accuracy of a 20-step linear probe is above chance (1/41) for both inputs.
+    phone = [r for r in rows if r.startswith("| phone")]
+    assert all(float(r.strip("|").split("|")[5]) > 100 / 41 for r in phone), phone
+    # A rerun of the finished stages 3-6 does no work.
+    before = _snapshot(rdir / "exp") | _snapshot(rdir / "dump")
+    _run(rdir, "--stage", "3", "--stop-stage", "5", "--upstreams", "tera",
+         "--pretrain-override", "runner.total_steps=20 runner.save_step=10 data.max_timestep=300",
+         "--downstream-override", "runner.total_steps=20 runner.dev_step=10")
+    after = _snapshot(rdir / "exp") | _snapshot(rdir / "dump")
+    changed = sorted(k for k in after if before.get(k) != after[k]
+                     and "/log/" not in f"/{k}" and not k.endswith(".lock"))
+    assert not changed, changed
