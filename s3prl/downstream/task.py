@@ -291,6 +291,8 @@ def run_downstream(cfg: DownstreamConfig, inputs: RunInputs, exp_dir: str | Path
     with StageLock(exp_dir, "train_downstream") if dist.is_main else contextlib.nullcontext():
         if dist.is_main:
             atomic_write_text(cfg_file, text)
+        from s3prl.train.trainer import seed_everything
+        seed_everything(cfg.runner.seed)  # the head's initialisation comes from the config's seed
         task, datasets, info = build_run(cfg, inputs, device=dist.device)
         log.info("%s task, %s head, %d classes, input dim %d, utterances %s", cfg.task, cfg.head.name,
                  info["num_classes"], info["input_dim"], info["num_utts"])
