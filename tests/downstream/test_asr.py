@@ -19,6 +19,7 @@ from s3prl.downstream.results import parse_results_table
 from s3prl.downstream.scoring import read_summary
 from s3prl.downstream.tokenizer import BLANK_ID, Tokenizer, TokenizerConfig, train_tokenizer
 from s3prl.errors import UserError
+from s3prl.upstream.hub import load_upstream
 
 REPO = Path(__file__).resolve().parents[2]
 LEXICON = ("AB", "CAD", "BE", "DEC", "EAB", "CE")
@@ -321,3 +322,50 @@ def test_config_unknown_key(tmp_path):
     p.write_text("model:\n  hiden_size: 3\n")
     with pytest.raises(Exception, match="hiden_size"):
         load_asr_config(p)
+
+
+# ------------------------------------------------------------------------------ on the fly
+def tiny_tera(path: Path) -> str:
+    """A random 2-layer TERA checkpoint (hidden 32) over 80-dim fbank, written by our own code."""
+    from s3prl.features.config import FeatureConfig
+    from s3prl.upstream.checkpoint import save_upstream_checkpoint
+    from s3prl.upstream.config import TransformerConfig, UpstreamConfig
+    from s3prl.upstream.objectives import MaskedReconstruction
+
+    torch.manual_seed(0)
+    cfg = UpstreamConfig(model="tera", transformer=TransformerConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64))
+    save_upstream_checkpoint(path, objective=MaskedReconstruction(cfg, 80), optimizer_state=None,
+                             scheduler_state=None, step=7, runner_config={}, upstream_cfg=cfg,
+                             audio=FeatureConfig().to_s3prl_audio())
+    return str(path)
+
+
+@pytest.mark.parametrize("mode", ["weighted_sum", "fine_tune"])
+def test_on_the_fly_upstream_modes(tmp_path, make_data_dir, one_thread, mode):
+    """A tiny TERA checkpoint run inside the model over wav data dirs: frozen weighted sum (only
+    the layer weights and the head learn) or fine-tuned jointly (the upstream changes and is saved)."""
+    ckpt = tiny_tera(tmp_path / "tera.ckpt")
+    tr = make_data_dir(tmp_path / "train", speakers=("1001", "1002"), utts_per_speaker=2)
+    dv = make_data_dir(tmp_path / "dev", speakers=("2001",), utts_per_speaker=2, seed=1)
+    te = make_data_dir(tmp_path / "test", speakers=("3001",), utts_per_speaker=2, seed=2)
+    over = {"runner.total_steps": 3, "runner.dev_step": 3, "runner.save_step": 3, "input.layer": "weighted_sum"}
+    if mode == "fine_tune":
+        over["input.fine_tune"] = "true"
+    inputs = AsrInputs(train=str(tr), dev=str(dv), test=str(te), upstream=ckpt, on_the_fly=True)
+    exp = tmp_path / "exp"
+    rec = run_asr(tiny_cfg(**over), inputs, exp, progress=False)
+    assert rec["layer"] == ("weighted_sum+ft" if mode == "fine_tune" else "weighted_sum")
+    assert rec["upstream"] == f"{tmp_path.name}/tera" and rec["steps"] == 3
+    assert (exp / "decode_dev" / "hyp.txt").is_file() and (exp / "decode_test" / "wer").is_file()
+    state = torch.load(exp / "states-3.ckpt", map_location="cpu", weights_only=True)["model"]
+    assert "featurizer.weights" in state
+    assert not torch.equal(state["featurizer.weights"], torch.zeros_like(state["featurizer.weights"]))
+    up_keys = [k for k in state if k.startswith("upstream.")]
+    if mode == "fine_tune":
+        fresh = load_upstream(ckpt)
+        changed = [k for k, v in fresh.state_dict().items()
+                   if v.is_floating_point() and not torch.equal(state[f"upstream.{k}"], v)]
+        assert up_keys and changed
+    else:
+        assert not up_keys      # a frozen upstream is re-read from its own file
