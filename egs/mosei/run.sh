@@ -40,7 +40,8 @@ layer=last                 # layer dumped / used: last | N
 heads="rnn meanpool"       # rnn (Mockingjay one-layer RNN) and/or meanpool (mean-pool + linear)
 label_modes="2class"       # any of: 2class 7class regression
 downstream_size=tiny       # downstream configs: tiny (demo) or base
-device=auto
+downstream_overrides=""    # extra config overrides K=V for every run, e.g. "runner.total_steps=2000"
+device=cpu                 # cpu | cuda (dumping; training picks cuda when available)
 # End configuration section.
 
 help_message="Usage: $0 [options]
@@ -55,6 +56,7 @@ help_message="Usage: $0 [options]
   --heads \"LIST\"             rnn meanpool
   --label-modes \"LIST\"       2class 7class regression
   --downstream-size S        tiny | base
+  --downstream-overrides \"L\" config overrides K=V for every sentiment run
   --nj N                     parallel jobs"
 
 caller_pwd=$PWD
@@ -121,19 +123,22 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ "$upstream_mode" = dump ];
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  # input = name|upstream|source option|source dir|extra option; fbank: per-video (speaker) CMVN.
+  # input = tag|upstream|source option|source dir|extra option. A dump names its upstream by the
+  # exp dir name (train_downstream checks it against the dump's record); fbank: per-video CMVN.
   inputs=("fbank|fbank|--feats|data/mosei|--override=dataloader.cmvn=speaker")
   for c in ${ckpts[@]+"${ckpts[@]}"}; do
     name=$(upstream_name "$c")
     case "$upstream_mode" in
       dump) d=$(ls -d "dump/$name"/layer-*/mosei | sort -V | tail -n 1)
             [ "$layer" = last ] || d=dump/$name/layer-$layer/mosei
-            inputs+=("${name}_$(basename "$(dirname "$d")")|$c|--feats|$d|--layer=$layer") ;;
+            inputs+=("${name}_$(basename "$(dirname "$d")")|$name|--feats|$d|--layer=$layer") ;;
       frozen) inputs+=("${name}_$layer|$c|--data|data/mosei|--layer=$layer") ;;
       weighted_sum) inputs+=("${name}_ws|$c|--data|data/mosei|--layer=weighted_sum") ;;
       fine_tune) inputs+=("${name}_ft|$c|--data|data/mosei|--fine-tune") ;;
     esac
   done
+  train_opts=()
+  for o in $downstream_overrides; do train_opts+=(--override "$o"); done
   for input in "${inputs[@]}"; do
     IFS='|' read -r tag upstream src_opt src extra <<< "$input"
     for head in $heads; do
@@ -142,7 +147,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
         log "Stage 4: sentiment $mode, $head head, on $tag -> $dir"
         $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream --task sentiment \
           --config "conf/downstream/sentiment_${head}_${downstream_size}.yaml" --override "labels.mode=$mode" \
-          "$extra" --labels data/sentiment "$src_opt" "$src" --upstream "$upstream" --results-md RESULTS.md \
+          "$extra" ${train_opts[@]+"${train_opts[@]}"} --labels data/sentiment "$src_opt" "$src" --upstream "$upstream" --results-md RESULTS.md \
           --no-progress "$dir"
       done
     done
