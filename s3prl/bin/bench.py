@@ -29,16 +29,17 @@ NAMES = ("extraction", "pretrain", "fbank", "dump", "scaling", "downstream")
 
 # Full sizes keep `make bench` near 10 minutes on 2 idle cores; --quick is for the smoke test.
 FULL = {
-    "extraction": dict(num_utts=10, min_s=4.0, max_s=16.0, batch_sizes=(1, 8), size="base"),
-    "pretrain": dict(sizes=("base", "tiny"), batch=4, frames=500, repeats=3, peak_n=2048),
+    "extraction": dict(num_utts=8, min_s=4.0, max_s=12.0, batch_sizes=(1, 8), size="base", rounds=2),
+    "pretrain": dict(sizes=("base", "tiny"), batch=2, frames=400, repeats=3, peak_n=2048),
     "fbank": dict(num_utts=100, min_s=2.0, max_s=12.0, repeats=3),
     "dump": dict(n=10, seconds=3.0, size="tiny"),
     "ark": dict(num=200, frames=500, dim=768, repeats=3),
-    "scaling": dict(lengths=(5, 10, 20, 40, 80), size="base", unchunked_max_s=40.0),
+    "scaling": dict(lengths=(5, 10, 20, 40, 80), size="base", unchunked_max_s=20.0),
     "downstream": dict(num_utts=96, dim=768, batch_size=8, workers=(0, 2)),
 }
 QUICK = {
-    "extraction": dict(num_utts=3, min_s=1.0, max_s=2.0, batch_sizes=(1, 2), size="tiny", check_utts=2),
+    "extraction": dict(num_utts=3, min_s=1.0, max_s=2.0, batch_sizes=(1, 2), size="tiny", check_utts=2,
+                       rounds=1),
     "pretrain": dict(sizes=("tiny",), batch=2, frames=50, repeats=1, peak_n=256),
     "fbank": dict(num_utts=4, min_s=0.5, max_s=1.5, repeats=1),
     "dump": dict(n=2, seconds=0.5, size="tiny"),
