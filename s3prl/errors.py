@@ -6,9 +6,14 @@ non-zero exit. Code raises `UserError` (or `s3prl.config.ConfigError`) with such
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Callable
+
+
+_ENV_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+               errno.EISDIR, errno.ENAMETOOLONG}
 
 
 class UserError(Exception):
@@ -27,6 +32,15 @@ def cli_main(main: Callable[[list[str] | None], int | None], argv: list[str] | N
     except (UserError, ConfigError) as e:
         msg = " ".join(str(e).split("\n"))
         print(f"{prog}: error: {msg}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as e:
+        # The environment, not the code: disk full, file too large (RLIMIT_FSIZE), read-only or
+        # not a directory, permission. One line naming the file; the atomic writers already
+        # removed their temporary files on the way out.
+        if e.errno not in _ENV_ERRNOS:
+            raise
+        where = e.filename if e.filename is not None else "output"
+        print(f"{prog}: error: {where}: {e.strerror or e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

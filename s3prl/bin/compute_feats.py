@@ -127,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         if min(p.stat().st_mtime for p in outs) >= newest_in and _scp_complete(outs[1], args.data_dir):
             log.info("%s.scp is complete and up to date; skipping", args.out_prefix)
             return 0
+    from s3prl.data.kaldi_dir import validate_data_dir
+
+    # unsorted / duplicate keys, utterances missing from utt2spk: refused before any work
+    validate_data_dir(args.data_dir, no_feats=True, no_text=True)
     remove_stale_tmp(Path(args.out_prefix).parent)  # left by a killed run (its pid is gone)
     n = extract(args.data_dir, args.out_prefix, cfg, args.compress, args.write_utt2num_frames)
     log.info("wrote %d utterances to %s.ark", n, args.out_prefix)

@@ -77,7 +77,10 @@ class ArkWriter:
             raise UserError(f"utterance {key}: matrix contains NaN or Inf")
         arr = np.ascontiguousarray(arr, dtype=self.dtype)
         start = self._ark.tell()
-        kaldiio.save_ark(self._ark, {key: arr}, compression_method=self.compression)
+        try:
+            kaldiio.save_ark(self._ark, {key: arr}, compression_method=self.compression)
+        except OSError as e:  # disk full / file too large: name the output, not a temporary name
+            raise OSError(e.errno, e.strerror, str(self.ark_path)) from None
         offset = start + len(key.encode()) + 1
         self._scp_lines.append(f"{key} {self.ark_path}:{offset}\n")
         self._keys.add(key)
@@ -117,7 +120,10 @@ def read_scp_matrix(entry: str, key: str = "") -> np.ndarray:
         raise UserError(f"{who}cannot read matrix '{entry}': {' '.join(str(e).split())}") from None
     if isinstance(mat, tuple):  # (rate, wav) from a wav entry
         raise UserError(f"{'utterance ' + key + ': ' if key else ''}'{entry}' is audio, not a matrix")
-    return np.array(mat, dtype=np.float32, copy=True)
+    mat = np.array(mat, dtype=np.float32, copy=True)
+    if not np.all(np.isfinite(mat)):
+        raise UserError(f"{'utterance ' + key + ': ' if key else ''}matrix '{entry}' contains NaN or Inf")
+    return mat
 
 
 def read_scp_stats(entry: str, key: str = "") -> np.ndarray:
