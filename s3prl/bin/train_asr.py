@@ -23,7 +23,7 @@ Arguments:
     --train/--dev/--test DIR
                        Kaldi data dirs with `text`; feats.scp holds the representations, unless
                        --on-the-fly. The unit set is trained on --train's text; dev selects the
-                       best checkpoint (lowest WER); test is scored at it.
+                       best checkpoint (lowest WER, ties: CER); test is scored at it.
     --config YAML      s3prl.downstream.asr.AsrConfig (conf/downstream/asr_bilstm{,_tiny}.yaml).
     --override K=V     change one config key (repeatable), e.g. runner.total_steps=2000.
     --upstream U       checkpoint or baseline (fbank, mfcc, mel160): run on the fly with

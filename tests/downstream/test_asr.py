@@ -212,6 +212,9 @@ def test_training_learns_spelled_features(trained):
     task.model.eval()
     untrained = task.evaluate(task.model, _loader(datasets["dev"], 8, tiny_cfg()))
     assert untrained["wer"] >= 90.0 and untrained["wer"] - rec["dev_wer"] >= 60.0
+    # best-dev selection: WER, ties broken by CER
+    assert untrained["selection"] == pytest.approx(untrained["wer"] + 1e-6 * untrained["cer"])
+    assert task.best_metric == "selection" and task.metric_mode == "min"
 
 
 def test_output_files_kaldi_format(trained, spelled):
