@@ -59,11 +59,23 @@ fi
 case "$nj" in ''|*[!0-9]*|0) echo "$prog: --nj must be a positive integer, got '$nj'" >&2; exit 1 ;; esac
 
 mkdir -p "$logdir"
+# One run per data dir at a time (the kernel drops the lock when the holder dies); the lock file
+# names the holder for the refused run.
+exec 9>>"$data/.lock"
+if ! flock -n 9; then
+  echo "$prog: $data: locked by another run ($(cat "$data/.lock" 2>/dev/null || true))" >&2
+  exit 1
+fi
+printf 'host=%s pid=%s started=%s compute_feats.sh\n' "$(hostname)" "$$" "$(date '+%Y-%m-%d %H:%M:%S')" > "$data/.lock"
 # The resolved config (the same effective options give the same text), for the jobs and, at the
-# end, for $data/conf/feats.yaml.
+# end, for $data/conf/feats.yaml. It is replaced only when its text changes, so that jobs whose
+# outputs are complete and newer than it are not redone by a rerun.
 cfg_copy="$logdir/feats.yaml"
 read -r status feat_type feat_dim frame_shift < <("$py" -m s3prl.bin.compute_feats \
-  ${cfg_opt[@]+"${cfg_opt[@]}"} --plan "$data" --write-config "$cfg_copy") || true
+  ${cfg_opt[@]+"${cfg_opt[@]}"} --plan "$data" --write-config "$cfg_copy.new") || true
+if [ -f "$cfg_copy.new" ]; then
+  if cmp -s "$cfg_copy.new" "$cfg_copy"; then rm -f "$cfg_copy.new"; else mv "$cfg_copy.new" "$cfg_copy"; fi
+fi
 if [ "${status:-}" = done ]; then
   echo "$prog: skip: $data/feats.scp is complete and made with the same config"
   exit 0
