@@ -15,6 +15,8 @@ SAMPLE_RATE = 16000
 # recipe's tiny preset scale.
 SIZES = {
     "base": dict(hidden_size=768, num_hidden_layers=3, num_attention_heads=12, intermediate_size=3072),
+    # base width, one layer: dumps as much data per frame as base at a third of the compute
+    "wide1": dict(hidden_size=768, num_hidden_layers=1, num_attention_heads=12, intermediate_size=3072),
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256),
 }
 

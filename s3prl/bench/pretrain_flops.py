@@ -55,13 +55,17 @@ def bench_pretrain(*, sizes=("base", "tiny"), batch: int = 4, frames: int = 500,
         feats = torch.randn(batch, frames, 80, generator=g)
         lengths = torch.full((batch,), frames, dtype=torch.long)
 
-        def step():
+        def fwd_bwd():
             opt.zero_grad(set_to_none=True)
             out = obj(feats, lengths, g)
             out.loss.backward()
+
+        def step():
+            fwd_bwd()
             opt.step()
 
         dt = timed(step, repeats=repeats, warmup=1)
+        dt_fb = timed(fwd_bwd, repeats=repeats)
         t = cfg.transformer
         fl = step_flops(batch, frames, t.hidden_size, t.intermediate_size, t.num_hidden_layers, 80, 80)
         achieved = fl["step"] / dt
@@ -73,5 +77,9 @@ def bench_pretrain(*, sizes=("base", "tiny"), batch: int = 4, frames: int = 500,
         rows.append({"size": size, "batch": batch, "frames": frames, "step_seconds": dt,
                      "step_gflop": fl["step"] / 1e9, "achieved_gflops": achieved / 1e9,
                      "fraction_of_peak": achieved / peak,
+                     # the model alone (no optimizer update): what batch x frames can amortise
+                     "fwd_bwd_seconds": dt_fb, "fwd_bwd_fraction_of_peak": fl["step"] / dt_fb / peak,
+                     "optimizer_share": max(0.0, dt - dt_fb) / dt,
+                     "params": sum(p.numel() for p in obj.parameters()),
                      "top_ops": [{"op": e.key, "self_share": e.self_cpu_time_total / total} for e in top]})
     return {"peak_gflops": peak / 1e9, "peak_matmul_n": peak_n, "rows": rows}

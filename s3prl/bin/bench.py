@@ -32,7 +32,7 @@ FULL = {
     "extraction": dict(num_utts=8, min_s=4.0, max_s=12.0, batch_sizes=(1, 8), size="base", rounds=2),
     "pretrain": dict(sizes=("base", "tiny"), batch=2, frames=400, repeats=3, peak_n=2048),
     "fbank": dict(num_utts=100, min_s=2.0, max_s=12.0, repeats=3),
-    "dump": dict(n=10, seconds=3.0, size="tiny"),
+    "dump": dict(n=10, seconds=4.0, size="wide1"),
     "ark": dict(num=200, frames=500, dim=768, repeats=3),
     "scaling": dict(lengths=(5, 10, 20, 40, 80), size="base", unchunked_max_s=20.0),
     "downstream": dict(num_utts=96, dim=768, batch_size=8, workers=(0, 2)),
@@ -106,8 +106,10 @@ def table(results: dict) -> str:
         for row in r["rows"]:
             b = f"pretrain {row['size']} B={row['batch']} T={row['frames']}"
             line(b, "achieved GFLOP/s", _f(row["achieved_gflops"], ".1f"))
-            line(b, "fraction of matmul peak", _f(100 * row["fraction_of_peak"], ".0f") + " %",
+            line(b, "fraction of matmul peak (full step)", _f(100 * row["fraction_of_peak"], ".0f") + " %",
                  ">= 50 %" if row["size"] == "base" else "")
+            line(b, "fraction of peak, fwd+bwd only", _f(100 * row["fwd_bwd_fraction_of_peak"], ".0f") + " %")
+            line(b, "optimizer update share of step", _f(100 * row["optimizer_share"], ".0f") + " %")
             top = ", ".join(f"{o['op']} {100 * o['self_share']:.0f}%" for o in row["top_ops"][:4])
             out.append(f"    top ops: {top}")
     r = results.get("fbank")
@@ -121,6 +123,8 @@ def table(results: dict) -> str:
         line(f"dump N={s['n']} vs 4N", "RSS ratio 4N/N", _f(s["rss_ratio"], ".3f"), "<= 1.10")
         a = r["ark"]
         line(f"ark write {a['megabytes']:.0f} MB", "throughput ArkWriter/kaldiio", _f(a["ratio"]), ">= 0.8")
+        line(f"ark write {a['megabytes']:.0f} MB", "throughput ArkWriter/kaldiio+fsync", _f(a["ratio_vs_kaldiio_fsync"]),
+             ">= 0.8")
     r = results.get("scaling")
     if r:
         for row in r["rows"]:
@@ -161,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {}
+    if len(names) < len(NAMES) and (out / "summary.json").is_file():
+        try:  # a partial run (--only) updates the last full summary
+            results = {k: v for k, v in json.loads((out / "summary.json").read_text()).items() if k != "_meta"}
+        except ValueError:
+            results = {}
     with tempfile.TemporaryDirectory(prefix="s3prl-bench-", dir=args.work) as tmp:
         for name in names:
             t0 = time.perf_counter()
@@ -169,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             res["wall_seconds"] = time.perf_counter() - t0
             results[name] = res
             atomic_write_text(out / f"{name}.json", json.dumps(res, indent=1) + "\n")
-    results["_meta"] = {"quick": args.quick, "threads": args.threads,
+    results["_meta"] = {"quick": args.quick, "threads": args.threads, "last_run": names,
                         "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     atomic_write_text(out / "summary.json", json.dumps(results, indent=1) + "\n")
     print(table(results))
