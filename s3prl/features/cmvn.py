@@ -82,6 +82,16 @@ def apply_cmvn(feats, stats: np.ndarray, norm_vars: bool = False, norm_means: bo
         scale = np.ones(dim)
     if norm_vars and not norm_means:
         raise UserError("CMVN: cannot normalise variances without means (as apply-cmvn)")
+    if x.dtype == np.float32:
+        # As Kaldi's ApplyCmvn: offsets and scales from the double stats, applied to the float
+        # features in float (x * scale + (-mean * scale)); 13x faster than a float64 round trip,
+        # which made reading dumped features the downstream bottleneck (bench/README.md §6).
+        out = x.copy()
+        if norm_vars:
+            out *= scale.astype(np.float32)
+        if norm_means:
+            out += (-mean * scale).astype(np.float32)
+        return sys.modules["torch"].from_numpy(out) if is_torch else out
     out = (x.astype(np.float64) - mean) * scale if norm_means else x.copy()
     out = out.astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32)
     return sys.modules["torch"].from_numpy(out) if is_torch else out
