@@ -3,7 +3,7 @@
 FLOPs are counted analytically (multiply-add = 2 FLOPs) over the matmuls: input projection,
 Q/K/V/output projections, attention scores and context, the two FFN matmuls, the SpecHead's two
 matmuls; forward + backward = 3 x forward. Achieved FLOP/s = FLOPs / step time (forward, L1
-loss, backward, AdamW update), compared with the peak of a large torch.mm measured in the same
+loss, backward, BertAdam update as the base presets use), compared with the peak of a large torch.mm measured in the same
 run on the same threads. A torch.profiler table says where the rest of the step goes.
 """
 from __future__ import annotations
@@ -45,12 +45,15 @@ def _objective(size: str, seed: int):
 
 def bench_pretrain(*, sizes=("base", "tiny"), batch: int = 4, frames: int = 500, repeats: int = 3,
                    peak_n: int = 2048, seed: int = 0, profile_top: int = 8) -> dict:
+    from s3prl.train.optim import BertAdam, param_groups
+
     peak = matmul_peak(peak_n)
     rows = []
     for size in sizes:
         obj, cfg = _objective(size, seed)
         obj.train()
-        opt = torch.optim.AdamW(obj.parameters(), lr=1e-4)
+        # The optimizer of the base presets (egs/librispeech/conf/tera_base.yaml): BertAdam.
+        opt = BertAdam(param_groups(obj.named_parameters(), 0.01), lr=2e-4, eps=1e-6, max_grad_norm=1.0)
         g = torch.Generator().manual_seed(seed)
         feats = torch.randn(batch, frames, 80, generator=g)
         lengths = torch.full((batch,), frames, dtype=torch.long)
