@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 
@@ -48,11 +47,6 @@ def synth_corpus(num: int, min_s: float, max_s: float, seed: int) -> list[np.nda
     return [synth_wav(float(s), seed * 1000 + i) for i, s in enumerate(lengths)]
 
 
-def set_threads(n: int) -> None:
-    torch.set_num_threads(n)
-    os.environ["OMP_NUM_THREADS"] = str(n)
-
-
 def timed(fn, repeats: int = 1, warmup: int = 0) -> float:
     """Best wall time of `repeats` calls of fn() after `warmup` untimed calls (best-of filters
     out the noise of a shared machine)."""
@@ -84,7 +78,3 @@ def make_transformer_ckpt(path: str | Path, size: str = "base", seed: int = 0, s
                              runner_config={"runner": {"total_steps": 1}}, upstream_cfg=cfg,
                              audio=fcfg.to_s3prl_audio())
     return str(path)
-
-
-def finite(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(float(x))

@@ -55,13 +55,15 @@ def test_quick_run_writes_finite_json(tmp_path, capsys):
     pt = s["pretrain"]
     assert _finite(pt["peak_gflops"]) and pt["peak_gflops"] > 0
     for r in pt["rows"]:
-        assert all(_finite(r[k]) for k in ("step_seconds", "step_gflop", "achieved_gflops", "fraction_of_peak"))
+        assert all(_finite(r[k]) for k in ("step_seconds", "step_gflop", "achieved_gflops", "fraction_of_peak",
+                                           "fwd_bwd_fraction_of_peak", "optimizer_share"))
+        assert 0 <= r["optimizer_share"] <= 1
         assert r["top_ops"] and all(0 <= o["self_share"] <= 1 for o in r["top_ops"])
     fb = s["fbank"]
     assert fb["same_shapes"] and fb["max_abs_diff"] <= 1e-3 and _finite(fb["speedup"])
     d = s["dump"]
     assert d["rss"]["rss_mb_n"] > 0 and _finite(d["rss"]["rss_ratio"])
-    assert d["ark"]["identical_ark"] and _finite(d["ark"]["ratio"])
+    assert d["ark"]["identical_ark"] and _finite(d["ark"]["ratio"]) and _finite(d["ark"]["ratio_vs_kaldiio_fsync"])
     sc = s["scaling"]
     assert [r["seconds"] for r in sc["rows"]] == [1, 2]
     assert all(_finite(r["chunked_ms_per_audio_s"]) for r in sc["rows"])
