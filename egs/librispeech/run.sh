@@ -11,7 +11,8 @@
 #   ./run.sh --stage 2 --stop-stage 2          # features only
 #   ./run.sh --corpus-dir /data/LibriSpeech --cpc-dir /data/cpc --size base --nj 16
 #
-# Stages: 0 corpus | 1 data dirs | 2 features | 3 pre-training | 4 dump | 5 downstream | 6 results
+# Stages: 0 corpus | 1 data dirs | 2 features | 3 pre-training | 4 dump | 5 phone/speaker
+#         | 6 CTC speech recognition | 7 results | 8 hand-off to PyTorch-Kaldi (with --kaldi-exp)
 set -euo pipefail
 
 # Begin configuration section.
@@ -23,7 +24,8 @@ cpc_dir=                   # CPC labels (converted_aligned_phones.txt, train/tes
 synth_preset=default       # synthetic corpus size: tiny | default | large
 synth_seed=1
 train_set=train-clean-100
-eval_sets=""               # extra subsets to prepare (e.g. "dev-clean test-clean")
+dev_set=dev-clean          # ASR dev (best checkpoint) and test sets; "" skips ASR
+test_set=test-clean
 feat_config=conf/fbank.yaml
 size=tiny                  # pre-training configs: tiny (demo) or base (the papers')
 upstreams="mockingjay tera aalbert apc"
@@ -32,13 +34,17 @@ layer=last                 # layer to dump and evaluate: last | all | N
 phone_heads="linear"       # any of: linear 1hidden concat
 speaker_heads="utterance"  # any of: frame utterance rnn
 downstream_size=tiny       # downstream configs: tiny (demo) or base
+asr=true                   # stage 6: CTC recognizer for fbank and each upstream
 device=cpu                 # dump device: cpu | cuda
+kaldi_exp=                 # stage 8: exp/ of a Kaldi LibriSpeech s5 system (tri4b alignments, graph)
+pk_config=conf/pytorch_kaldi.yaml
 pretrain_override=""       # space-separated K=V config overrides for every pre-training run
 downstream_override=""     # space-separated K=V config overrides for every downstream run
 # End configuration section.
 
 help_message="Usage: $0 [options]
-  --stage N --stop-stage M   run stages N..M (0 corpus, 1 data, 2 feats, 3 pretrain, 4 dump, 5 downstream, 6 results)
+  --stage N --stop-stage M   run stages N..M (0 corpus, 1 data, 2 feats, 3 pretrain, 4 dump,
+                             5 phone/speaker, 6 ASR, 7 results, 8 PyTorch-Kaldi)
   --corpus-dir DIR           real LibriSpeech (default: synthetic corpus in downloads/)
   --cpc-dir DIR              CPC phone labels for the real corpus
   --synth-preset P           tiny | default | large (synthetic corpus)
@@ -49,6 +55,8 @@ help_message="Usage: $0 [options]
   --layer L                  representation layer to dump/evaluate (last, all, or an index)
   --phone-heads \"LIST\"       linear 1hidden concat
   --speaker-heads \"LIST\"     frame utterance rnn
+  --asr true|false           stage 6 (CTC recognizer on $train_set, $dev_set, $test_set)
+  --kaldi-exp DIR            Kaldi exp/ with tri4b_ali_{clean_100,dev_clean,test_clean}, tri4b/graph_tgsmall (stage 8)
   --pretrain-override \"K=V ...\"    e.g. \"runner.total_steps=50 optimizer.lr=1e-3\"
   --downstream-override \"K=V ...\"  e.g. \"runner.total_steps=100\""
 
@@ -77,7 +85,8 @@ if [ -z "$cpc_dir" ]; then
 else
   cpc_dir=$(abspath "$cpc_dir")
 fi
-sets="$train_set $eval_sets"
+sets="$train_set"
+if $asr; then sets="$sets $dev_set $test_set"; fi
 pretrain_args=(); for kv in $pretrain_override; do pretrain_args+=(--override "$kv"); done
 downstream_args=(); for kv in $downstream_override; do downstream_args+=(--override "$kv"); done
 
@@ -128,9 +137,11 @@ fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   for u in $upstreams; do
     name=${u}_${size}
-    log "Stage 4: dumping $name representations ($layer) of $train_set -> dump/$name"
-    utils/dump_feats.sh --nj "$nj" --cmd "$train_cmd" --layer "$layer" --device "$device" \
-      "exp/$name" "data/$train_set" "dump/$name"
+    for x in $sets; do
+      log "Stage 4: dumping $name representations ($layer) of $x -> dump/$name"
+      utils/dump_feats.sh --nj "$nj" --cmd "$train_cmd" --layer "$layer" --device "$device" \
+        "exp/$name" "data/$x" "dump/$name"
+    done
   done
 fi
 
@@ -166,7 +177,44 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   done
 fi
 
-if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
-  log "Stage 6: results"
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && $asr; then
+  ds_suffix=_$downstream_size; [ "$downstream_size" = base ] && ds_suffix=
+  inputs="fbank:data"
+  for u in $upstreams; do
+    for d in $(layer_dirs "${u}_${size}"); do inputs="$inputs ${u}_${size}:$d"; done
+  done
+  for input in $inputs; do
+    name=${input%%:*}; root=${input#*:}
+    if [ "$name" = fbank ]; then upstream=fbank; tag=fbank; else upstream=exp/$name; tag=${name}_$(basename "$root"); fi
+    dir=exp/downstream/asr_bilstm_${tag}
+    log "Stage 6: CTC recognizer on $root/{$train_set,$dev_set,$test_set} -> $dir"
+    $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_asr \
+      --config "conf/downstream/asr_bilstm${ds_suffix}.yaml" ${downstream_args[@]+"${downstream_args[@]}"} \
+      --upstream "$upstream" --train "$root/$train_set" --dev "$root/$dev_set" --test "$root/$test_set" \
+      --results-md RESULTS.md "$dir"
+  done
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  log "Stage 7: results (RESULTS.md)"
   python -m s3prl.bin.results_table RESULTS.md
+  if $asr; then python -m s3prl.bin.results_table --table asr RESULTS.md; fi
+fi
+
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+  if [ -z "$kaldi_exp" ]; then
+    log "Stage 8: skipped: the PyTorch-Kaldi hand-off needs --kaldi-exp (a Kaldi LibriSpeech s5 exp/ dir)"
+  else
+    kaldi_exp=$(abspath "$kaldi_exp")
+    name=$(echo "$upstreams" | awk '{print $1}')_${size}
+    feats=$(layer_dirs "$name" | tail -n 1)
+    pk_exp=exp/pytorch_kaldi_${name}_$(basename "$feats")
+    log "Stage 8: PyTorch-Kaldi experiment $pk_exp over $feats"
+    python -m s3prl.bin.make_pytorch_kaldi_cfg --config "$pk_config" --check-frames \
+      --train-feats "$feats/$train_set" --dev-feats "$feats/$dev_set" --test-feats "$feats/$test_set" \
+      --ali-train "$kaldi_exp/tri4b_ali_clean_100" --ali-dev "$kaldi_exp/tri4b_ali_dev_clean" \
+      --ali-test "$kaldi_exp/tri4b_ali_test_clean" --graph "$kaldi_exp/tri4b/graph_tgsmall" \
+      "$pk_exp/pytorch_kaldi.cfg"
+    utils/run_pytorch_kaldi.sh "$pk_exp/pytorch_kaldi.cfg"
+  fi
 fi

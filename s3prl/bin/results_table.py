@@ -21,8 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="results_table", description=__doc__.split("\n")[0])
     p.add_argument("--exp", action="append", default=[], metavar="DIR", help="experiment dir with results.json")
     p.add_argument("--update", action="store_true", help="write the --exp rows into RESULTS.md")
-    p.add_argument("--table", choices=("classification", "sentiment"), default="classification",
-                   help="which table of RESULTS.md (sentiment: s3prl.downstream.sentiment)")
+    p.add_argument("--table", choices=("classification", "sentiment", "asr"), default="classification",
+                   help="which table of RESULTS.md (sentiment: s3prl.downstream.sentiment, asr: s3prl.downstream.asr)")
     p.add_argument("results_md", nargs="?", default="RESULTS.md", help="RESULTS.md (default ./RESULTS.md)")
     args = p.parse_args(argv)
     setup_logging()
@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = None
     if args.table == "sentiment":
         from s3prl.downstream.sentiment import SENTIMENT_TABLE as spec
+    elif args.table == "asr":
+        from s3prl.downstream.asr import ASR_TABLE as spec
     md = Path(args.results_md)
     if not args.exp:
         if args.update:
