@@ -30,6 +30,7 @@ feat_config=conf/fbank.yaml
 size=tiny                  # pre-training configs: tiny (demo) or base (the papers')
 upstreams="mockingjay tera aalbert apc"
 ngpu=0                     # >1: pre-training through torchrun on this machine
+max_parallel=$(nproc 2>/dev/null || echo 1)  # training runs side by side (one thread each, see path.sh)
 layer=last                 # layer to dump and evaluate: last | all | N
 phone_heads="linear"       # any of: linear 1hidden concat
 speaker_heads="utterance"  # any of: frame utterance rnn
@@ -52,6 +53,7 @@ help_message="Usage: $0 [options]
   --upstreams \"LIST\"         upstreams to pre-train (mockingjay tera aalbert apc)
   --nj N                     parallel jobs
   --ngpu N                   GPUs for pre-training (torchrun when > 1)
+  --max-parallel N           pre-training / downstream runs side by side (default: number of CPUs)
   --layer L                  representation layer to dump/evaluate (last, all, or an index)
   --phone-heads \"LIST\"       linear 1hidden concat
   --speaker-heads \"LIST\"     frame utterance rnn
@@ -71,6 +73,7 @@ if [ $# -ne 0 ]; then
   exit 1
 fi
 . utils/log.sh
+. utils/parallel.sh
 
 abspath() { case "$1" in /*) echo "$1" ;; *) echo "$caller_pwd/$1" ;; esac; }
 if [ -z "$corpus_dir" ]; then
@@ -128,10 +131,11 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   for u in $upstreams; do
     name=${u}_${size}
     log "Stage 3: pre-training $name on data/$train_set -> exp/$name"
-    utils/pretrain.sh --ngpu "$ngpu" --cmd "$cuda_cmd" --config "$(pretrain_config "$u")" \
+    bg_run utils/pretrain.sh --ngpu "$ngpu" --cmd "$cuda_cmd" --config "$(pretrain_config "$u")" \
       ${pretrain_args[@]+"${pretrain_args[@]}"} \
       "data/$train_set" "exp/$name"
   done
+  bg_wait
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
@@ -169,12 +173,13 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
       task=${task_head%%:*}; head=${task_head#*:}
       dir=exp/downstream/${task}_${head}_${tag}
       log "Stage 5: $task classification on $feats, $head head -> $dir"
-      $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream \
+      bg_run $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream \
         --config "conf/downstream/${task}_${head}${ds_suffix}.yaml" --task "$task" \
         ${downstream_args[@]+"${downstream_args[@]}"} \
         --labels "$cpc_dir" --feats "$feats" --upstream "$upstream" --results-md RESULTS.md "$dir"
     done
   done
+  bg_wait
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && $asr; then
@@ -188,11 +193,12 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && $asr; then
     if [ "$name" = fbank ]; then upstream=fbank; tag=fbank; else upstream=exp/$name; tag=${name}_$(basename "$root"); fi
     dir=exp/downstream/asr_bilstm_${tag}
     log "Stage 6: CTC recognizer on $root/{$train_set,$dev_set,$test_set} -> $dir"
-    $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_asr \
+    bg_run $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_asr \
       --config "conf/downstream/asr_bilstm${ds_suffix}.yaml" ${downstream_args[@]+"${downstream_args[@]}"} \
       --upstream "$upstream" --train "$root/$train_set" --dev "$root/$dev_set" --test "$root/$test_set" \
       --results-md RESULTS.md "$dir"
   done
+  bg_wait
 fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
