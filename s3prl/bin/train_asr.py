@@ -71,24 +71,19 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     from s3prl.downstream.asr import AsrInputs, describe, load_asr_config, run_asr
+    from s3prl.downstream.runner import cli_overrides, print_record
     from s3prl.errors import UserError
 
-    overrides = list(args.override)
-    if args.layer is not None:
-        overrides.append(f"input.layer={args.layer}")
-    if args.fine_tune:
-        overrides.append("input.fine_tune=true")
     if (args.layer is not None or args.fine_tune) and not args.on_the_fly:
         raise UserError("--layer and --fine-tune need --on-the-fly (dumped features are one fixed layer)")
-    cfg = load_asr_config(args.config, overrides)
+    cfg = load_asr_config(args.config, cli_overrides(args))
     inputs = AsrInputs(train=args.train, dev=args.dev, test=args.test, upstream=args.upstream,
                        on_the_fly=args.on_the_fly)
     command = "python -m s3prl.bin.train_asr " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     record = run_asr(cfg, inputs, args.exp_dir, results_md=args.results_md or None, command=command,
                      device=args.device, progress=not args.no_progress)
-    if record:
-        print(("complete: " if record.get("skipped") else "") + describe(record))
+    print_record(record, describe)
     return 0
 
 

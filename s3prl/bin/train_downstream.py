@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     from s3prl.downstream.config import load_downstream_config
+    from s3prl.downstream.runner import cli_overrides, print_record
     from s3prl.downstream.task import RunInputs, describe, run_downstream
 
     command = "python -m s3prl.bin.train_downstream " + " ".join(
@@ -91,17 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     if _task_of(args) == "sentiment":  # CMU-MOSEI: --labels is the sentiment label dir
         from s3prl.downstream.sentiment import main_from_args
         return main_from_args(args, command)
-    overrides = list(args.override)
-    if args.layer is not None:
-        overrides.append(f"input.layer={args.layer}")
-    if args.fine_tune:
-        overrides.append("input.fine_tune=true")
-    cfg = load_downstream_config(args.config, overrides, task=args.task)
+    cfg = load_downstream_config(args.config, cli_overrides(args), task=args.task)
     inputs = RunInputs(label_dir=args.labels, feats_dir=args.feats, data_dir=args.data, upstream=args.upstream)
     record = run_downstream(cfg, inputs, args.exp_dir, results_md=args.results_md or None, command=command,
                             device=args.device, progress=not args.no_progress)
-    if record:
-        print(("complete: " if record.get("skipped") else "") + describe(record))
+    print_record(record, describe)
     return 0
 
 
