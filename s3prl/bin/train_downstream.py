@@ -61,14 +61,8 @@ def get_parser() -> argparse.ArgumentParser:
     src.add_argument("--feats", metavar="DIR", help="data dir with dumped representations (feats.scp)")
     src.add_argument("--data", metavar="DIR", help="data dir to run --upstream on the fly")
     p.add_argument("--upstream", help="checkpoint path or baseline name (fbank, mfcc)")
-    p.add_argument("--layer", help="last | weighted_sum | <index>")
-    p.add_argument("--fine-tune", action="store_true", help="train the upstream jointly (input.fine_tune)")
-    p.add_argument("--results-md", default="RESULTS.md", help="RESULTS.md to update ('' = none)")
-    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar / TensorBoard")
-    p.add_argument("-v", "--verbose", action="count", default=0)
-    p.add_argument("exp_dir", help="experiment directory")
-    return p
+    from s3prl.downstream.runner import add_run_arguments
+    return add_run_arguments(p)
 
 
 def _task_of(args) -> str | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -371,6 +372,8 @@ def build_asr_run(cfg: AsrConfig, inputs: AsrInputs, exp_dir: str | Path, device
     info = {"upstream": rep.name, "layer": rep.layer, "input_dim": input_dim, "vocab_size": tokenizer.vocab_size,
             "units": f"{cfg.tokenizer.mode}{tokenizer.vocab_size}",
             "num_utts": {k: len(v) for k, v in datasets.items()}}
+    log.info("asr: bilstm %dx%d, %s units (%d), input dim %d, utterances %s", cfg.model.num_layers,
+             cfg.model.hidden_size, cfg.tokenizer.mode, info["vocab_size"], info["input_dim"], info["num_utts"])
     return task, datasets, info
 
 
@@ -391,26 +394,17 @@ def run_asr(cfg: AsrConfig, inputs: AsrInputs, exp_dir: str | Path, *, results_m
     record. A complete exp dir of the same config and inputs is returned as is; one holding a
     run of another config is refused (the scaffolding is s3prl.downstream.runner.run_task)."""
     exp_dir = Path(exp_dir)
-
-    def build(dev):
-        task, datasets, info = build_asr_run(cfg, inputs, exp_dir, device=dev)
-        log.info("asr: bilstm %dx%d, %s units (%d), input dim %d, utterances %s", cfg.model.num_layers,
-                 cfg.model.hidden_size, cfg.tokenizer.mode, info["vocab_size"], info["input_dim"], info["num_utts"])
-        return task, datasets, info
-
-    def score(task, trainer, datasets, info, chash, history):
-        return _score(task, trainer, datasets, cfg, inputs, info, exp_dir, chash, command, history)
-
     # No seed before build: the ASR head has always drawn its initial weights from the global RNG
     # as it stands (seeding here would change the numbers of runs already reported).
-    spec = RunSpec(build=build, score=score, collate_fn=collate_ctc, required=ASR_REQUIRED, table=ASR_TABLE,
-                   lock_name="train_asr", barrier_after_config=True)
+    spec = RunSpec(build=partial(build_asr_run, cfg, inputs, exp_dir), collate_fn=collate_ctc,
+                   score=partial(_score, cfg=cfg, inputs=inputs, exp_dir=exp_dir, command=command),
+                   required=ASR_REQUIRED, table=ASR_TABLE, lock_name="train_asr", barrier_after_config=True)
     return run_task(spec, resolved_config_yaml(cfg, inputs), cfg, exp_dir, results_md=results_md, device=device,
                     progress=progress)
 
 
-def _score(task: CTCTask, trainer: Trainer, datasets: dict, cfg: AsrConfig, inputs: AsrInputs, info: dict,
-           exp_dir: Path, chash: str, command: str | None, history: list[dict]) -> dict:
+def _score(task: CTCTask, trainer: Trainer, datasets: dict, info: dict, chash: str, history: list[dict], *,
+           cfg: AsrConfig, inputs: AsrInputs, exp_dir: Path, command: str | None) -> dict:
     """Decode dev and test at the best-dev checkpoint (the final model if dev never ran)."""
     from s3prl.downstream.scoring import write_decode_dir
 

@@ -166,6 +166,19 @@ def run_task(spec: RunSpec, config_text: str, cfg, exp_dir: str | Path, *, resul
     return record or {}
 
 
+def add_run_arguments(p):
+    """The options every training CLI ends with (read by `cli_overrides` and `run_task`):
+    --layer, --fine-tune, --results-md, --device, --no-progress, -v, and the exp dir. Returns `p`."""
+    p.add_argument("--layer", help="last | weighted_sum | <index>")
+    p.add_argument("--fine-tune", action="store_true", help="train the upstream jointly (input.fine_tune)")
+    p.add_argument("--results-md", default="RESULTS.md", help="RESULTS.md to update ('' = none)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar / TensorBoard")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument("exp_dir", help="experiment directory")
+    return p
+
+
 def cli_overrides(args) -> list[str]:
     """The config overrides of a training CLI's arguments: ``--override a.b=v`` as given, then
     ``--layer`` (input.layer) and ``--fine-tune`` (input.fine_tune=true)."""
@@ -184,4 +197,4 @@ def print_record(record: dict, describe: Callable[[dict], str]) -> None:
 
 
 __all__ = ["RunSpec", "run_task", "BestDev", "load_best_dev", "run_fields", "finish_run", "eval_loader",
-           "command_line", "cli_overrides", "print_record"]
+           "command_line", "add_run_arguments", "cli_overrides", "print_record"]

@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -247,6 +248,7 @@ def build_sentiment_run(cfg: SentimentConfig, inputs: RunInputs, device: str = "
     task = SentimentTask(rep.model(head), mode, save_upstream=rep.save_upstream)
     info = {"upstream": rep.name, "layer": rep.layer, "num_outputs": num_out, "input_dim": input_dim,
             "num_utts": {k: len(v) for k, v in datasets.items()}}
+    log.info("sentiment %s, %s head, input dim %d, utterances %s", mode, cfg.head.name, input_dim, info["num_utts"])
     return task, datasets, info
 
 
@@ -264,17 +266,8 @@ def run_sentiment(cfg: SentimentConfig, inputs: RunInputs, exp_dir: str | Path, 
     (The scaffolding is s3prl.downstream.runner.run_task.)
     """
     exp_dir = Path(exp_dir)
-
-    def build(dev):
-        task, datasets, info = build_sentiment_run(cfg, inputs, device=dev)
-        log.info("sentiment %s, %s head, input dim %d, utterances %s", cfg.labels.mode, cfg.head.name,
-                 info["input_dim"], info["num_utts"])
-        return task, datasets, info
-
-    def score(task, trainer, datasets, info, chash, history):
-        return _score(task, trainer, datasets, cfg, info, exp_dir, chash, command, history)
-
-    spec = RunSpec(build=build, score=score, collate_fn=collate_labeled, required=SENTIMENT_REQUIRED,
+    spec = RunSpec(build=partial(build_sentiment_run, cfg, inputs), collate_fn=collate_labeled,
+                   score=partial(_score, cfg=cfg, exp_dir=exp_dir, command=command), required=SENTIMENT_REQUIRED,
                    table=SENTIMENT_TABLE, seed=cfg.runner.seed)
     return run_task(spec, resolved_config_yaml(cfg, inputs), cfg, exp_dir, results_md=results_md, device=device,
                     progress=progress)
@@ -284,8 +277,8 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or x != x else float(x)
 
 
-def _score(task: SentimentTask, trainer: Trainer, datasets: dict, cfg: SentimentConfig, info: dict,
-           exp_dir: Path, chash: str, command: str | None, history: list[dict]) -> dict:
+def _score(task: SentimentTask, trainer: Trainer, datasets: dict, info: dict, chash: str, history: list[dict],
+           *, cfg: SentimentConfig, exp_dir: Path, command: str | None) -> dict:
     """Evaluate dev and test at the best-dev checkpoint (the final model if dev never ran)."""
     from s3prl.atomic import atomic_write_text
 

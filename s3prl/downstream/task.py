@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -302,6 +303,8 @@ def build_run(cfg: DownstreamConfig, inputs: RunInputs, device: str = "cpu"):
     task = ClassificationTask(rep.model(head), num_classes, save_upstream=rep.save_upstream)
     info = {"upstream": rep.name, "layer": rep.layer, "num_classes": num_classes, "input_dim": input_dim,
             "num_utts": {k: len(v) for k, v in datasets.items()}}
+    log.info("%s task, %s head, %d classes, input dim %d, utterances %s", cfg.task, cfg.head.name,
+             info["num_classes"], info["input_dim"], info["num_utts"])
     return task, datasets, info
 
 
@@ -319,23 +322,14 @@ def run_downstream(cfg: DownstreamConfig, inputs: RunInputs, exp_dir: str | Path
     (The scaffolding is s3prl.downstream.runner.run_task.)
     """
     exp_dir = Path(exp_dir)
-
-    def build(dev):
-        task, datasets, info = build_run(cfg, inputs, device=dev)
-        log.info("%s task, %s head, %d classes, input dim %d, utterances %s", cfg.task, cfg.head.name,
-                 info["num_classes"], info["input_dim"], info["num_utts"])
-        return task, datasets, info
-
-    def score(task, trainer, datasets, info, chash, history):
-        return _score(task, trainer, datasets, cfg, info, exp_dir, chash, command, history)
-
-    spec = RunSpec(build=build, score=score, collate_fn=collate_labeled, seed=cfg.runner.seed)
+    spec = RunSpec(build=partial(build_run, cfg, inputs), collate_fn=collate_labeled, seed=cfg.runner.seed,
+                   score=partial(_score, cfg=cfg, exp_dir=exp_dir, command=command))
     return run_task(spec, resolved_config_yaml(cfg, inputs), cfg, exp_dir, results_md=results_md, device=device,
                     progress=progress)
 
 
-def _score(task: ClassificationTask, trainer: Trainer, datasets: dict, cfg: DownstreamConfig, info: dict,
-           exp_dir: Path, chash: str, command: str | None, history: list[dict]) -> dict:
+def _score(task: ClassificationTask, trainer: Trainer, datasets: dict, info: dict, chash: str, history: list[dict],
+           *, cfg: DownstreamConfig, exp_dir: Path, command: str | None) -> dict:
     """Evaluate dev and test at the best-dev checkpoint (the final model if dev was never run)."""
     best = load_best_dev(task, trainer, exp_dir)
     dev = task.evaluate(task.model, _loader(datasets["dev"], cfg.dataloader.dev_batch_size, cfg))

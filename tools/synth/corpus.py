@@ -10,7 +10,8 @@ holds the parts that do not depend on the corpus:
   generator's ``build(cfg, tmp, jobs)`` (s3prl.atomic: the corpus appears complete or not at all);
 - `espeak_scratch`: the scratch dir with the espeak-ng voice data the speakers need;
 - `run_jobs`: speaker jobs, longest first, in forked worker processes;
-- `write_manifest`, `write_speakers_tsv`, `apply_args`, `base_parser`: output files and the CLI.
+- `check_voice_options`, `write_manifest`, `write_speakers_tsv`, `apply_args`, `base_parser`,
+  `finish_parser`: option checks, output files and the CLI.
 """
 from __future__ import annotations
 
@@ -34,6 +35,17 @@ from s3prl.config import ConfigError, from_dict
 from s3prl.errors import UserError
 
 log = logging.getLogger("synth")
+
+
+def check_voice_options(difficulty: float, engine_names: list[str]) -> None:
+    """UserError unless --difficulty is in (0, 2] and --engines names known engines (engines.ENGINES)."""
+    if not 0.0 < difficulty <= 2.0:
+        raise UserError(f"--difficulty must be in (0, 2], got {difficulty}")
+    if not engine_names:
+        raise UserError("--engines is empty")
+    for e in engine_names:
+        if e not in engines.ENGINES:
+            raise UserError(f"--engines: unknown engine '{e}' (choose from {', '.join(engines.ENGINES)})")
 
 
 def existing_manifest(out: Path, cfg, *, what: str = "synthetic corpus", generator: str | None = None,

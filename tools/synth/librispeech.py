@@ -78,13 +78,7 @@ class CorpusConfig:
             raise UserError(f"--utts must be >= 2 (every speaker is on both sides of the CPC split), got {self.utts}")
         if self.chapters > min(self.utts, self.eval_utts):
             raise UserError(f"--chapters {self.chapters} exceeds the utterances per speaker")
-        if not 0.0 < self.difficulty <= 2.0:
-            raise UserError(f"--difficulty must be in (0, 2], got {self.difficulty}")
-        if not self.engines:
-            raise UserError("--engines is empty")
-        for e in self.engines:
-            if e not in engines.ENGINES:
-                raise UserError(f"--engines: unknown engine '{e}' (choose from {', '.join(engines.ENGINES)})")
+        corpus.check_voice_options(self.difficulty, self.engines)
 
 
 # Presets. default = reference/corpus.md §5 (difficulty 0.5, 2 chapters, 100 speakers x 10 utts).

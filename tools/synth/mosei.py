@@ -95,13 +95,7 @@ class MoseiConfig:
             raise UserError(f"--opinions must be >= 2 (one positive and one negative), got {self.opinions}")
         if self.neutral < 0 or self.fillers < 0:
             raise UserError("neutral and fillers must be >= 0")
-        if not 0.0 < self.difficulty <= 2.0:
-            raise UserError(f"--difficulty must be in (0, 2], got {self.difficulty}")
-        if not self.engines:
-            raise UserError("--engines is empty")
-        for e in self.engines:
-            if e not in engines.ENGINES:
-                raise UserError(f"--engines: unknown engine '{e}' (choose from {', '.join(engines.ENGINES)})")
+        corpus.check_voice_options(self.difficulty, self.engines)
 
 
 PRESETS = {
