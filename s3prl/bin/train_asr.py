@@ -40,8 +40,6 @@ same config hash (config + inputs) prints "complete" and does no work.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
 from s3prl.errors import cli_main
 from s3prl.log import setup_logging
@@ -65,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     from s3prl.downstream.asr import AsrInputs, describe, load_asr_config, run_asr
-    from s3prl.downstream.runner import cli_overrides, print_record
+    from s3prl.downstream.runner import cli_command, cli_overrides, print_record
     from s3prl.errors import UserError
 
     if (args.layer is not None or args.fine_tune) and not args.on_the_fly:
@@ -73,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_asr_config(args.config, cli_overrides(args))
     inputs = AsrInputs(train=args.train, dev=args.dev, test=args.test, upstream=args.upstream,
                        on_the_fly=args.on_the_fly)
-    command = "python -m s3prl.bin.train_asr " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = cli_command("train_asr", argv)
     record = run_asr(cfg, inputs, args.exp_dir, results_md=args.results_md or None, command=command,
                      device=args.device, progress=not args.no_progress)
     print_record(record, describe)

@@ -43,8 +43,6 @@ config hash (config + inputs) prints "complete" and does no work.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
 from s3prl.errors import cli_main
 from s3prl.log import setup_logging
@@ -78,11 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     from s3prl.downstream.config import load_downstream_config
-    from s3prl.downstream.runner import cli_overrides, print_record
+    from s3prl.downstream.runner import cli_command, cli_overrides, print_record
     from s3prl.downstream.task import RunInputs, describe, run_downstream
 
-    command = "python -m s3prl.bin.train_downstream " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = cli_command("train_downstream", argv)
     if _task_of(args) == "sentiment":  # CMU-MOSEI: --labels is the sentiment label dir
         from s3prl.downstream.sentiment import main_from_args
         return main_from_args(args, command)

@@ -190,6 +190,11 @@ def cli_overrides(args) -> list[str]:
     return overrides
 
 
+def cli_command(verb: str, argv: list[str] | None) -> str:
+    """The command line of ``python -m s3prl.bin.<verb>`` with `argv` (None: this process's), quoted."""
+    return f"python -m s3prl.bin.{verb} " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+
+
 def print_record(record: dict, describe: Callable[[dict], str]) -> None:
     """A training CLI's one-line summary of its run ("complete: ..." when it was already done)."""
     if record:
@@ -197,4 +202,4 @@ def print_record(record: dict, describe: Callable[[dict], str]) -> None:
 
 
 __all__ = ["RunSpec", "run_task", "BestDev", "load_best_dev", "run_fields", "finish_run", "eval_loader",
-           "command_line", "add_run_arguments", "cli_overrides", "print_record"]
+           "command_line", "add_run_arguments", "cli_command", "cli_overrides", "print_record"]
