@@ -40,8 +40,6 @@ same config hash (config + inputs) prints "complete" and does no work.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
 from s3prl.errors import cli_main
 from s3prl.log import setup_logging
@@ -57,38 +55,26 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", required=True, metavar="DIR", help="test data dir (scored at best dev)")
     p.add_argument("--upstream", help="checkpoint path or baseline name (fbank, mfcc, mel160)")
     p.add_argument("--on-the-fly", action="store_true", help="run --upstream on the data dirs inside the model")
-    p.add_argument("--layer", help="last | weighted_sum | <index>")
-    p.add_argument("--fine-tune", action="store_true", help="train the upstream jointly (input.fine_tune)")
-    p.add_argument("--results-md", default="RESULTS.md", help="RESULTS.md to update ('' = none)")
-    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar / TensorBoard")
-    p.add_argument("-v", "--verbose", action="count", default=0)
-    p.add_argument("exp_dir", help="experiment directory")
-    return p
+    from s3prl.downstream.runner import add_run_arguments
+    return add_run_arguments(p)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     from s3prl.downstream.asr import AsrInputs, describe, load_asr_config, run_asr
+    from s3prl.downstream.runner import cli_command, cli_overrides, print_record
     from s3prl.errors import UserError
 
-    overrides = list(args.override)
-    if args.layer is not None:
-        overrides.append(f"input.layer={args.layer}")
-    if args.fine_tune:
-        overrides.append("input.fine_tune=true")
     if (args.layer is not None or args.fine_tune) and not args.on_the_fly:
         raise UserError("--layer and --fine-tune need --on-the-fly (dumped features are one fixed layer)")
-    cfg = load_asr_config(args.config, overrides)
+    cfg = load_asr_config(args.config, cli_overrides(args))
     inputs = AsrInputs(train=args.train, dev=args.dev, test=args.test, upstream=args.upstream,
                        on_the_fly=args.on_the_fly)
-    command = "python -m s3prl.bin.train_asr " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = cli_command("train_asr", argv)
     record = run_asr(cfg, inputs, args.exp_dir, results_md=args.results_md or None, command=command,
                      device=args.device, progress=not args.no_progress)
-    if record:
-        print(("complete: " if record.get("skipped") else "") + describe(record))
+    print_record(record, describe)
     return 0
 
 

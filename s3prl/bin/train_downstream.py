@@ -43,8 +43,6 @@ config hash (config + inputs) prints "complete" and does no work.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
 from s3prl.errors import cli_main
 from s3prl.log import setup_logging
@@ -61,14 +59,8 @@ def get_parser() -> argparse.ArgumentParser:
     src.add_argument("--feats", metavar="DIR", help="data dir with dumped representations (feats.scp)")
     src.add_argument("--data", metavar="DIR", help="data dir to run --upstream on the fly")
     p.add_argument("--upstream", help="checkpoint path or baseline name (fbank, mfcc)")
-    p.add_argument("--layer", help="last | weighted_sum | <index>")
-    p.add_argument("--fine-tune", action="store_true", help="train the upstream jointly (input.fine_tune)")
-    p.add_argument("--results-md", default="RESULTS.md", help="RESULTS.md to update ('' = none)")
-    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar / TensorBoard")
-    p.add_argument("-v", "--verbose", action="count", default=0)
-    p.add_argument("exp_dir", help="experiment directory")
-    return p
+    from s3prl.downstream.runner import add_run_arguments
+    return add_run_arguments(p)
 
 
 def _task_of(args) -> str | None:
@@ -84,24 +76,18 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     from s3prl.downstream.config import load_downstream_config
+    from s3prl.downstream.runner import cli_command, cli_overrides, print_record
     from s3prl.downstream.task import RunInputs, describe, run_downstream
 
-    command = "python -m s3prl.bin.train_downstream " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = cli_command("train_downstream", argv)
     if _task_of(args) == "sentiment":  # CMU-MOSEI: --labels is the sentiment label dir
         from s3prl.downstream.sentiment import main_from_args
         return main_from_args(args, command)
-    overrides = list(args.override)
-    if args.layer is not None:
-        overrides.append(f"input.layer={args.layer}")
-    if args.fine_tune:
-        overrides.append("input.fine_tune=true")
-    cfg = load_downstream_config(args.config, overrides, task=args.task)
+    cfg = load_downstream_config(args.config, cli_overrides(args), task=args.task)
     inputs = RunInputs(label_dir=args.labels, feats_dir=args.feats, data_dir=args.data, upstream=args.upstream)
     record = run_downstream(cfg, inputs, args.exp_dir, results_md=args.results_md or None, command=command,
                             device=args.device, progress=not args.no_progress)
-    if record:
-        print(("complete: " if record.get("skipped") else "") + describe(record))
+    print_record(record, describe)
     return 0
 
 

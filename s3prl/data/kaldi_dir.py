@@ -119,6 +119,20 @@ def write_kv(path: str | Path, mapping: Mapping[str, str | Sequence[str]]) -> No
         f.writelines(lines)
 
 
+def write_data_dir(path: str | Path, tables: Mapping[str, Mapping[str, str | Sequence[str]]], *,
+                   no_feats: bool = True, no_text: bool = False) -> Path:
+    """Write the Kaldi data dir `path` atomically: every table of `tables` (file name -> mapping,
+    e.g. wav.scp, text, utt2spk) plus the spk2utt of tables["utt2spk"]; the dir is validated
+    (`validate_data_dir` with `no_feats` / `no_text`) before it appears."""
+    path = Path(path)
+    with atomic_dir(path) as tmp:
+        for name, mapping in tables.items():
+            write_kv(tmp / name, mapping)
+        write_kv(tmp / "spk2utt", {s: " ".join(u) for s, u in utt2spk_to_spk2utt(tables["utt2spk"]).items()})
+        validate_data_dir(tmp, no_feats=no_feats, no_text=no_text)
+    return path
+
+
 def utt2spk_to_spk2utt(utt2spk: Mapping[str, str]) -> dict[str, list[str]]:
     """Invert utt2spk: speaker -> its utterances (C-sorted), speakers in C order."""
     out: dict[str, list[str]] = {}

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from s3prl.data.kaldi_dir import utt2spk_to_spk2utt, validate_data_dir, write_kv
-from s3prl.atomic import atomic_dir
+from s3prl.data.kaldi_dir import validate_data_dir, write_data_dir
 from s3prl.errors import UserError
 
 _UTT_RE = re.compile(r"^(\d+)-(\d+)-(\d+)$")
@@ -117,12 +116,6 @@ def prepare_librispeech(corpus_dir: str | Path, subset: str, data_dir: str | Pat
             if reader not in genders and genders:
                 raise UserError(f"{root / 'SPEAKERS.TXT'}: reader {reader} (utterance {utt}) is not listed")
             spk2gender[spk] = genders.get(reader, "m")
-    with atomic_dir(data_dir) as tmp:
-        write_kv(tmp / "wav.scp", wav)
-        write_kv(tmp / "text", text)
-        write_kv(tmp / "utt2spk", utt2spk)
-        write_kv(tmp / "spk2utt", {s: " ".join(u) for s, u in utt2spk_to_spk2utt(utt2spk).items()})
-        write_kv(tmp / "spk2gender", spk2gender)
-        write_kv(tmp / "utt2dur", utt2dur)
-        validate_data_dir(tmp, no_feats=True)
+    write_data_dir(data_dir, {"wav.scp": wav, "text": text, "utt2spk": utt2spk, "spk2gender": spk2gender,
+                              "utt2dur": utt2dur})
     return data_dir

@@ -58,7 +58,7 @@ from pathlib import Path
 import soundfile as sf
 
 from s3prl.atomic import atomic_dir
-from s3prl.data.kaldi_dir import read_kv, sorted_c, utt2spk_to_spk2utt, validate_data_dir, write_kv
+from s3prl.data.kaldi_dir import read_kv, sorted_c, validate_data_dir, write_data_dir, write_kv
 from s3prl.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -365,14 +365,9 @@ def prepare_mosei(corpus_dir: str | Path, data_dir: str | Path, label_dir: str |
               **{name: len(lists[name]) for name in SPLITS},
               **{f"{name}_videos": len(split[name]) for name in SPLITS}}
 
-    with atomic_dir(data_dir) as tmp:
-        write_kv(tmp / "wav.scp", {v: str(paths[v]) for v in videos})
-        write_kv(tmp / "segments", segments)
-        write_kv(tmp / "utt2spk", utt2spk)
-        write_kv(tmp / "spk2utt", {s: " ".join(u) for s, u in utt2spk_to_spk2utt(utt2spk).items()})
-        write_kv(tmp / "utt2dur", utt2dur)
-        write_kv(tmp / "reco2dur", {v: f"{durations[v]:.4f}" for v in videos})
-        validate_data_dir(tmp, no_feats=True, no_text=True)
+    write_data_dir(data_dir, {"wav.scp": {v: str(paths[v]) for v in videos}, "segments": segments,
+                              "utt2spk": utt2spk, "utt2dur": utt2dur,
+                              "reco2dur": {v: f"{durations[v]:.4f}" for v in videos}}, no_text=True)
     with atomic_dir(label_dir) as tmp:
         write_kv(tmp / SCORE_FILE, scores)
         write_kv(tmp / KEY_FILE, keys)

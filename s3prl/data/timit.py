@@ -32,8 +32,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from s3prl.atomic import atomic_dir
-from s3prl.data.kaldi_dir import utt2spk_to_spk2utt, validate_data_dir, write_kv
+from s3prl.data.kaldi_dir import validate_data_dir, write_data_dir
 from s3prl.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -294,13 +293,7 @@ def prepare_timit(timit_dir: str | Path, data_root: str | Path, *, wav_format: s
                 spk2gender[spk] = spk[0]
         if not wav:
             raise UserError(f"{root}: the {name} set has no SI/SX utterances")
-        with atomic_dir(d) as tmp:
-            write_kv(tmp / "wav.scp", wav)
-            write_kv(tmp / "text", text)
-            write_kv(tmp / "utt2spk", utt2spk)
-            write_kv(tmp / "spk2utt", {s: " ".join(u) for s, u in utt2spk_to_spk2utt(utt2spk).items()})
-            write_kv(tmp / "spk2gender", spk2gender)
-            write_kv(tmp / "utt2dur", utt2dur)
-            validate_data_dir(tmp, no_feats=True)
+        write_data_dir(d, {"wav.scp": wav, "text": text, "utt2spk": utt2spk, "spk2gender": spk2gender,
+                           "utt2dur": utt2dur})
         log.info("%s: %d speakers, %d utterances", d, len(spk2gender), len(wav))
     return out

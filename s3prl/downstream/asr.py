@@ -18,28 +18,26 @@ learning-curve PNG and a row of the ASR table in RESULTS.md (s3prl.downstream.re
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import shlex
-import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
-from s3prl.config import apply_overrides, from_dict, read_yaml, to_dict
-from s3prl.downstream.config import InputConfig
-from s3prl.downstream.results import TableSpec, config_hash, plot_learning_curve, read_results, \
-    update_results_md, write_results
-from s3prl.downstream.task import ClassificationTask, DownstreamModel, upstream_label
+from s3prl.downstream.config import InputConfig, load_task_config
+from s3prl.downstream.data import FeatureView
+from s3prl.downstream.results import TableSpec
+from s3prl.downstream.runner import RunSpec, eval_loader, finish_run, load_best_dev, run_fields, run_task
+from s3prl.downstream.task import (ClassificationTask, DownstreamModel, dumped_representation,
+                                   on_the_fly_representation, resolved_config_yaml)
 from s3prl.downstream.tokenizer import BLANK_ID, MODEL_FILE, Tokenizer, TokenizerConfig, train_tokenizer
 from s3prl.errors import UserError
 from s3prl.train.config import DataConfig, OptimizerConfig, RunnerConfig
-from s3prl.train.trainer import BEST_NAME, StepOutput, Trainer
+from s3prl.train.trainer import StepOutput, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -87,19 +85,10 @@ class AsrConfig:
     dataloader: DataConfig = field(default_factory=_data)
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-    return out
-
-
 def load_asr_config(path=None, overrides: list[str] | None = None) -> AsrConfig:
     """The YAML merged section by section over the ASR defaults, then ``a.b=v`` overrides
     (ConfigErrors name the file and key)."""
-    data = read_yaml(path) if path is not None else {}
-    data = apply_overrides(data, overrides)
-    return from_dict(AsrConfig, _merge(to_dict(AsrConfig()), data), str(path) if path is not None else "config")
+    return load_task_config(AsrConfig, path, overrides)
 
 
 # -------------------------------------------------------------------------------------- model
@@ -190,7 +179,7 @@ class CTCBatch:
         return len(self.utts)
 
 
-class TranscribedDataset(torch.utils.data.Dataset):
+class TranscribedDataset(FeatureView):
     """A FeatureDataset (s3prl.data.dataset) paired with its data dir's `text` as unit ids.
 
     Every transcript is encoded when the dataset is built, so text outside the unit set fails
@@ -209,16 +198,6 @@ class TranscribedDataset(torch.utils.data.Dataset):
         self.text = {u: " ".join(text[u].split()) for u in self.utts}
         self.tokens = {u: tokenizer.encode(self.text[u], utt=u, where=str(text_path)) for u in self.utts}
         self.lengths = list(features.lengths)
-
-    def __len__(self) -> int:
-        return len(self.utts)
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.features, "set_epoch"):
-            self.features.set_epoch(epoch)
-
-    def bucket_lengths(self) -> list[int]:
-        return list(self.lengths)
 
     def __getitem__(self, i: int) -> dict:
         item = self.features[i]
@@ -314,10 +293,6 @@ class AsrInputs:
                 "test": str(Path(self.test).resolve()), "upstream": self.upstream, "on_the_fly": self.on_the_fly}
 
 
-def resolved_config_yaml(cfg: AsrConfig, inputs: AsrInputs) -> str:
-    return yaml.safe_dump({**to_dict(cfg), "inputs": inputs.resolved()}, sort_keys=False)
-
-
 def _asr_row(record: dict, exp_label: str | None = None) -> list[str]:
     def pct(x):
         return "-" if x is None else f"{float(x):.2f}"
@@ -363,8 +338,6 @@ def _train_text(data_dir: str) -> list[str]:
 def build_asr_run(cfg: AsrConfig, inputs: AsrInputs, exp_dir: str | Path, device: str = "cpu"):
     """-> (task, {"train"|"dev"|"test": TranscribedDataset}, info). Trains the unit set on the
     training text (or reads ``<exp>/tokenizer.model`` of an interrupted run) and saves it."""
-    from s3prl.downstream.data import read_dump_info, same_upstream
-
     exp_dir = Path(exp_dir)
     model_file = exp_dir / MODEL_FILE
     if model_file.is_file():
@@ -374,30 +347,16 @@ def build_asr_run(cfg: AsrConfig, inputs: AsrInputs, exp_dir: str | Path, device
         tokenizer.save(model_file)
         tokenizer.source = str(model_file)
 
-    upstream = featurizer = features = None
-    if not inputs.on_the_fly:
-        info = read_dump_info(inputs.train) or {}
-        recorded = info.get("upstream")
-        if inputs.upstream and recorded and not same_upstream(inputs.upstream, info):
-            raise UserError(f"{inputs.train}: dumped from upstream '{recorded}', not '{inputs.upstream}'")
-        upstream_name = upstream_label(str(inputs.upstream or recorded or Path(inputs.train).name))
-        layer = str(info.get("layer", "-"))
+    if inputs.on_the_fly:
+        rep = on_the_fly_representation(inputs.upstream, cfg.input, device, "--on-the-fly")
     else:
-        if not inputs.upstream:
-            raise UserError("--on-the-fly needs --upstream (a checkpoint or a baseline: fbank, mfcc)")
-        from s3prl.upstream.hub import Featurizer, load_upstream
+        rep = dumped_representation(inputs.train, inputs.upstream, "-")
 
-        upstream = load_upstream(inputs.upstream, device=device, fine_tune=cfg.input.fine_tune)
-        featurizer = Featurizer(upstream, layer=cfg.input.layer, normalize=cfg.input.normalize)
-        features = upstream.feature_config
-        upstream_name = upstream_label(inputs.upstream)
-        layer = str(cfg.input.layer) + ("+ft" if cfg.input.fine_tune else "")
-
-    datasets = {name: _dataset(getattr(inputs, name), cfg, tokenizer, features, train=name == "train")
+    datasets = {name: _dataset(getattr(inputs, name), cfg, tokenizer, rep.features, train=name == "train")
                 for name in ("train", "dev", "test")}
-    input_dim = upstream.hidden_size if upstream is not None else datasets["train"].features.dim
+    input_dim = rep.input_dim(datasets["train"])
     for name in ("dev", "test"):
-        dim = upstream.hidden_size if upstream is not None else datasets[name].features.dim
+        dim = rep.input_dim(datasets[name])
         if dim != input_dim:
             raise UserError(f"{getattr(inputs, name)}/feats.scp: {dim}-dim features, but the training set's "
                             f"are {input_dim}-dim")
@@ -409,21 +368,17 @@ def build_asr_run(cfg: AsrConfig, inputs: AsrInputs, exp_dir: str | Path, device
         log.warning("%d training utterance(s) have fewer output frames than CTC needs for their units "
                     "(e.g. %s); they add no loss (lower model.downsample_rate or use BPE units)",
                     len(short), short[0])
-    model = DownstreamModel(head, upstream, featurizer)
-    task = CTCTask(model, tokenizer, save_upstream=bool(upstream is not None and cfg.input.fine_tune))
-    info = {"upstream": upstream_name, "layer": layer, "input_dim": input_dim, "vocab_size": tokenizer.vocab_size,
+    task = CTCTask(rep.model(head), tokenizer, save_upstream=rep.save_upstream)
+    info = {"upstream": rep.name, "layer": rep.layer, "input_dim": input_dim, "vocab_size": tokenizer.vocab_size,
             "units": f"{cfg.tokenizer.mode}{tokenizer.vocab_size}",
             "num_utts": {k: len(v) for k, v in datasets.items()}}
+    log.info("asr: bilstm %dx%d, %s units (%d), input dim %d, utterances %s", cfg.model.num_layers,
+             cfg.model.hidden_size, cfg.tokenizer.mode, info["vocab_size"], info["input_dim"], info["num_utts"])
     return task, datasets, info
 
 
 def _loader(dataset, batch_size: int, cfg: AsrConfig):
-    from s3prl.data.sampler import BucketBatchSampler
-
-    sampler = BucketBatchSampler(dataset.bucket_lengths(), batch_size, shuffle=False,
-                                 half_batch_above=cfg.dataloader.half_batch_above)
-    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_ctc,
-                                       num_workers=cfg.dataloader.num_workers)
+    return eval_loader(dataset, batch_size, cfg.dataloader, collate_ctc)
 
 
 def _decode_names(inputs: AsrInputs) -> dict[str, str]:
@@ -437,64 +392,23 @@ def run_asr(cfg: AsrConfig, inputs: AsrInputs, exp_dir: str | Path, *, results_m
             command: str | None = None, device: str | None = None, progress: bool = True) -> dict:
     """Train, pick the lowest-dev-WER step, decode dev and test there, write results; returns the
     record. A complete exp dir of the same config and inputs is returned as is; one holding a
-    run of another config is refused."""
-    from s3prl.atomic import StageLock, atomic_write_text
-    from s3prl.data.sampler import BucketBatchSampler
-    from s3prl.train import distributed as D
-
+    run of another config is refused (the scaffolding is s3prl.downstream.runner.run_task)."""
     exp_dir = Path(exp_dir)
-    text = resolved_config_yaml(cfg, inputs)
-    chash = config_hash(text)
-    done = read_results(exp_dir, ASR_REQUIRED)
-    if done is not None and done.get("config_hash") == chash:
-        log.info("%s: complete (results.json, config %s)", exp_dir, chash)
-        if results_md:
-            update_results_md(results_md, done, str(exp_dir), ASR_TABLE)
-        return {**done, "skipped": True}
-    cfg_file = exp_dir / "config.yaml"
-    if cfg_file.is_file() and config_hash(cfg_file.read_text(encoding="utf-8")) != chash:
-        raise UserError(f"{cfg_file}: {exp_dir} holds a run with another config or inputs; use a new exp dir "
-                        f"or remove it")
-
-    dist = D.init_distributed(device)
-    with StageLock(exp_dir, "train_asr") if dist.is_main else contextlib.nullcontext():
-        if dist.is_main:
-            atomic_write_text(cfg_file, text)
-        D.barrier()
-        task, datasets, info = build_asr_run(cfg, inputs, exp_dir, device=dist.device)
-        log.info("asr: bilstm %dx%d, %s units (%d), input dim %d, utterances %s", cfg.model.num_layers,
-                 cfg.model.hidden_size, cfg.tokenizer.mode, info["vocab_size"], info["input_dim"], info["num_utts"])
-        train = datasets["train"]
-        sampler = BucketBatchSampler(train.bucket_lengths(), cfg.dataloader.batch_size, seed=cfg.dataloader.seed,
-                                     shuffle=True, half_batch_above=cfg.dataloader.half_batch_above,
-                                     rank=dist.rank, world_size=dist.world_size)
-        dev_loader = _loader(datasets["dev"], cfg.dataloader.dev_batch_size, cfg)
-        trainer = Trainer(task, train_data=train, collate_fn=collate_ctc, sampler=sampler,
-                          optimizer_cfg=cfg.optimizer, runner_cfg=cfg.runner, exp_dir=exp_dir, dist=dist,
-                          dev_loader=dev_loader, num_workers=cfg.dataloader.num_workers, progress=progress)
-        task.current_step = lambda: trainer.step
-        trainer.resume()
-        history = trainer.fit()
-        record = None
-        if dist.is_main:
-            record = _score(task, trainer, datasets, cfg, inputs, info, exp_dir, chash, command, history)
-            if results_md:
-                update_results_md(results_md, record, str(exp_dir), ASR_TABLE)
-        D.barrier()
-    return record or {}
+    # No seed before build: the ASR head has always drawn its initial weights from the global RNG
+    # as it stands (seeding here would change the numbers of runs already reported).
+    spec = RunSpec(build=partial(build_asr_run, cfg, inputs, exp_dir), collate_fn=collate_ctc,
+                   score=partial(_score, cfg=cfg, inputs=inputs, exp_dir=exp_dir, command=command),
+                   required=ASR_REQUIRED, table=ASR_TABLE, lock_name="train_asr", barrier_after_config=True)
+    return run_task(spec, resolved_config_yaml(cfg, inputs), cfg, exp_dir, results_md=results_md, device=device,
+                    progress=progress)
 
 
-def _score(task: CTCTask, trainer: Trainer, datasets: dict, cfg: AsrConfig, inputs: AsrInputs, info: dict,
-           exp_dir: Path, chash: str, command: str | None, history: list[dict]) -> dict:
+def _score(task: CTCTask, trainer: Trainer, datasets: dict, info: dict, chash: str, history: list[dict], *,
+           cfg: AsrConfig, inputs: AsrInputs, exp_dir: Path, command: str | None) -> dict:
     """Decode dev and test at the best-dev checkpoint (the final model if dev never ran)."""
     from s3prl.downstream.scoring import write_decode_dir
 
-    dev_history = [list(x) for x in task.dev_history]
-    best = exp_dir / BEST_NAME
-    best_step = trainer.step
-    if best.is_file():
-        best_step = int(task.read_checkpoint(best)["step"])
-    task.model.to(trainer.device).eval()
+    best = load_best_dev(task, trainer, exp_dir)
     names = _decode_names(inputs)
     scores = {}
     for split in ("dev", "test"):
@@ -508,17 +422,14 @@ def _score(task: CTCTask, trainer: Trainer, datasets: dict, cfg: AsrConfig, inpu
         "dev_counts": {"wer": scores["dev"]["wer_counts"], "cer": scores["dev"]["cer_counts"]},
         "test_counts": {"wer": scores["test"]["wer_counts"], "cer": scores["test"]["cer_counts"]},
         "decode_dirs": {k: str(exp_dir / v) for k, v in names.items()},
-        "best_step": best_step, "steps": trainer.step, "config_hash": chash,
-        "command": command if command is not None else " ".join(shlex.quote(a) for a in sys.argv),
-        "num_utts": info["num_utts"], "metric": "WER/CER % (greedy CTC, no LM)", "exp_dir": str(exp_dir),
+        **run_fields(best, chash, command, exp_dir),
+        "num_utts": info["num_utts"], "metric": "WER/CER % (greedy CTC, no LM)",
     }
-    train_curve = [(h["step"], h["loss"]) for h in history if "loss" in h and h["loss"] == h["loss"]]
-    plot_learning_curve(exp_dir / "learning_curve.png", train_curve, [(int(s), w) for s, w in dev_history],
-                        title=f"asr bilstm on {info['upstream']} ({info['layer']})",
-                        best_step=best_step if best.is_file() else None, dev_label="dev WER %")
-    write_results(exp_dir, record, ASR_REQUIRED)
+    finish_run(exp_dir, record, history, [(int(s), w) for s, w in best.dev_history], best,
+               title=f"asr bilstm on {info['upstream']} ({info['layer']})", dev_label="dev WER %",
+               required=ASR_REQUIRED)
     log.info("asr: dev WER %.2f %% CER %.2f %%, test WER %.2f %% CER %.2f %% at best-dev step %d",
-             record["dev_wer"], record["dev_cer"], record["test_wer"], record["test_cer"], best_step)
+             record["dev_wer"], record["dev_cer"], record["test_wer"], record["test_cer"], best.step)
     return record
 
 

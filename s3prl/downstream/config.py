@@ -112,14 +112,19 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def load_task_config(cls: type, path=None, overrides: list[str] | None = None, set_keys: dict | None = None):
+    """A task's YAML (`path`, or none) merged section by section over the defaults of the config
+    dataclass `cls`, then `overrides` (``a.b=v``), then `set_keys` (top-level keys that win over
+    the file). Keys unknown to the schema are still reported by from_dict (ConfigErrors name the
+    file and key): only known sections are merged."""
+    data = read_yaml(path) if path is not None else {}
+    data = apply_overrides(data, overrides)
+    data.update(set_keys or {})
+    return from_dict(cls, _merge(to_dict(cls()), data), str(path) if path is not None else "config")
+
+
 def load_downstream_config(path=None, overrides: list[str] | None = None,
                            task: str | None = None) -> DownstreamConfig:
     """Load a downstream YAML over the protocol defaults, then `overrides` (``a.b=v``), then
     `task` (the CLI's --task, which wins over the file). Errors are ConfigErrors naming file and key."""
-    data = read_yaml(path) if path is not None else {}
-    data = apply_overrides(data, overrides)
-    if task is not None:
-        data["task"] = task
-    # Keys unknown to the schema must still be reported by from_dict: merge only known sections.
-    merged = _merge(to_dict(DownstreamConfig()), data)
-    return from_dict(DownstreamConfig, merged, str(path) if path is not None else "config")
+    return load_task_config(DownstreamConfig, path, overrides, {"task": task} if task is not None else None)

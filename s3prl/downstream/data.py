@@ -48,7 +48,26 @@ class LabeledBatch:
         return len(self.utts)
 
 
-class LabeledFeatureDataset(torch.utils.data.Dataset):
+class FeatureView(torch.utils.data.Dataset):
+    """Base of the downstream datasets: a FeatureDataset (`self.features`) seen through per-task
+    targets. Subclasses set `utts` (the features' utterances, in order) and `lengths` (frames
+    per utterance as batched) and define `__getitem__`."""
+    features: object
+    utts: list[str]
+    lengths: list[int]
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.features, "set_epoch"):
+            self.features.set_epoch(epoch)
+
+    def bucket_lengths(self) -> list[int]:
+        return list(self.lengths)
+
+
+class LabeledFeatureDataset(FeatureView):
     """Features of `features` (a FeatureDataset) with labels.
 
     Args:
@@ -78,16 +97,6 @@ class LabeledFeatureDataset(torch.utils.data.Dataset):
                     raise UserError(f"{label_source}: utterance '{u}' has frame labels but the head is utterance-level")
                 n = aligned_length(u, int(n), len(lab), max_mismatch)
             self.lengths.append(int(n))
-
-    def __len__(self) -> int:
-        return len(self.utts)
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.features, "set_epoch"):
-            self.features.set_epoch(epoch)
-
-    def bucket_lengths(self) -> list[int]:
-        return list(self.lengths)
 
     def __getitem__(self, i: int) -> dict:
         item = self.features[i]

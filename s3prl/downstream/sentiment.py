@@ -33,12 +33,10 @@ dataloader: {batch_size: 6, dev_batch_size: 12, cmvn: none}
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import shlex
-import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -47,17 +45,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s3prl.config import apply_overrides, from_dict, read_yaml, to_dict
 from s3prl.data.mosei import LABEL_MODES, NUM_CLASSES, read_sentiment_labels, sentiment_label
-from s3prl.downstream.config import InputConfig, _data, _frozen_optimizer, _merge, _runner
-from s3prl.downstream.data import collate_labeled, read_dump_info, same_upstream
+from s3prl.downstream.config import InputConfig, _data, _frozen_optimizer, _runner, load_task_config
+from s3prl.downstream.data import FeatureView, collate_labeled
 from s3prl.downstream.heads import HeadConfig, build_head
-from s3prl.downstream.results import (TableSpec, config_hash, plot_learning_curve, read_results,
-                                      update_results_md, write_results)
-from s3prl.downstream.task import DownstreamModel, RunInputs, resolved_config_yaml, upstream_label
+from s3prl.downstream.results import TableSpec
+from s3prl.downstream.runner import (RunSpec, cli_overrides, eval_loader, finish_run, load_best_dev, print_record,
+                                    run_fields, run_task)
+from s3prl.downstream.task import DownstreamModel, DownstreamTask, RunInputs, representation_of, resolved_config_yaml
 from s3prl.errors import UserError
 from s3prl.train.config import DataConfig, OptimizerConfig, RunnerConfig
-from s3prl.train.trainer import BEST_NAME, StepOutput, Task, Trainer, seed_everything
+from s3prl.train.trainer import StepOutput, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +97,11 @@ class SentimentConfig:
 
 def load_sentiment_config(path=None, overrides: list[str] | None = None) -> SentimentConfig:
     """Load a sentiment YAML over the defaults, then `overrides` (``a.b=v``); ConfigErrors name file and key."""
-    data = read_yaml(path) if path is not None else {}
-    data = apply_overrides(data, overrides)
-    merged = _merge(to_dict(SentimentConfig()), data)
-    return from_dict(SentimentConfig, merged, str(path) if path is not None else "config")
+    return load_task_config(SentimentConfig, path, overrides)
 
 
 # ------------------------------------------------------------------------------------ data
-class SentimentDataset(torch.utils.data.Dataset):
+class SentimentDataset(FeatureView):
     """(T, D) features of a FeatureDataset with one target per utterance: an int class or a float
     score. Features are cut to `max_frames`. Items: {"utt", "feats", "label"} for collate_labeled."""
 
@@ -119,16 +114,6 @@ class SentimentDataset(torch.utils.data.Dataset):
         self.targets = {u: targets[u] for u in self.utts}
         self.max_frames = max_frames
         self.lengths = [min(int(n), max_frames) for n in features.lengths]
-
-    def __len__(self) -> int:
-        return len(self.utts)
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.features, "set_epoch"):
-            self.features.set_epoch(epoch)
-
-    def bucket_lengths(self) -> list[int]:
-        return list(self.lengths)
 
     def __getitem__(self, i: int) -> dict:
         item = self.features[i]
@@ -166,17 +151,15 @@ def sentiment_metrics(mode: str, outputs: torch.Tensor, targets: torch.Tensor) -
     return {"accuracy": float((pred == targets).double().mean()), "count": float(n)}
 
 
-class SentimentTask(Task):
+class SentimentTask(DownstreamTask):
     """Utterance-level sentiment classification or regression (the trainer's Task interface)."""
+    mismatch_hint = "another head, label mode or upstream"
 
     def __init__(self, model: DownstreamModel, mode: str, save_upstream: bool):
-        self.model = model
+        super().__init__(model, save_upstream)
         self.mode = mode
-        self.save_upstream = save_upstream
         self.best_metric = "mae" if mode == "regression" else "accuracy"
         self.metric_mode = "min" if mode == "regression" else "max"
-        self.dev_history: list[list[float]] = []
-        self.current_step = lambda: 0
 
     def _loss(self, out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.mode == "regression":
@@ -211,19 +194,6 @@ class SentimentTask(Task):
         m["loss"] = loss
         self.dev_history.append([int(self.current_step()), m[self.best_metric]])
         return {k: v for k, v in m.items() if v == v}   # NaN (undefined Pearson) is not logged
-
-    def checkpoint_state(self) -> dict:
-        sd = {k: v for k, v in self.model.state_dict().items()
-              if self.save_upstream or not k.startswith("upstream.")}
-        return {"model": sd, "dev_history": [list(x) for x in self.dev_history]}
-
-    def load_checkpoint_state(self, ckpt: dict) -> None:
-        missing, unexpected = self.model.load_state_dict(ckpt["model"], strict=False)
-        bad = [k for k in missing if self.save_upstream or not k.startswith("upstream.")] + list(unexpected)
-        if bad:
-            raise UserError(f"checkpoint does not match the model (e.g. key '{bad[0]}'): was it written with "
-                            f"another head, label mode or upstream?")
-        self.dev_history = [list(x) for x in ckpt.get("dev_history", [])]
 
 
 # ------------------------------------------------------------------------------------ results table
@@ -263,52 +233,27 @@ def build_sentiment_run(cfg: SentimentConfig, inputs: RunInputs, device: str = "
     mode = cfg.labels.mode
     scores, splits = read_sentiment_labels(inputs.label_dir)
     targets = {u: sentiment_label(s, mode) for u, s in scores.items()}
-    if bool(inputs.feats_dir) == bool(inputs.data_dir):
-        raise UserError("give exactly one of --feats (dumped representations) and --data (run the upstream on the fly)")
-    upstream = featurizer = features = None
-    if inputs.feats_dir:
-        info = read_dump_info(inputs.feats_dir) or {}
-        recorded = info.get("upstream")
-        if inputs.upstream and recorded and not same_upstream(inputs.upstream, info):
-            raise UserError(f"{inputs.feats_dir}: dumped from upstream '{recorded}', not '{inputs.upstream}'")
-        upstream_name = upstream_label(str(inputs.upstream or recorded or Path(inputs.feats_dir).name))
-        layer = str(info.get("layer", cfg.input.layer))
-        data_dir = inputs.feats_dir
-    else:
-        if not inputs.upstream:
-            raise UserError("--data needs --upstream (a checkpoint or a baseline: fbank, mfcc)")
-        from s3prl.upstream.hub import Featurizer, load_upstream
-
-        upstream = load_upstream(inputs.upstream, device=device, fine_tune=cfg.input.fine_tune)
-        featurizer = Featurizer(upstream, layer=cfg.input.layer, normalize=cfg.input.normalize)
-        features = upstream.feature_config   # None: the upstream reads the dir's feats.scp
-        upstream_name = upstream_label(inputs.upstream)
-        layer = str(cfg.input.layer) + ("+ft" if cfg.input.fine_tune else "")
-        data_dir = inputs.data_dir
+    rep = representation_of(inputs, cfg.input, device)
+    data_dir = inputs.feats_dir or inputs.data_dir
     dc = cfg.dataloader
     source = str(Path(inputs.label_dir) / "utt2sentiment")
     datasets = {}
     for name in ("train", "dev", "test"):
-        fd = FeatureDataset(data_dir, features=features, cmvn=dc.cmvn, norm_vars=dc.norm_vars, seed=dc.seed,
+        fd = FeatureDataset(data_dir, features=rep.features, cmvn=dc.cmvn, norm_vars=dc.norm_vars, seed=dc.seed,
                             utts=splits[name], cache=dc.cache_features)
         datasets[name] = SentimentDataset(fd, targets, cfg.labels.max_frames, source)
-    input_dim = upstream.hidden_size if upstream is not None else datasets["train"].features.dim
+    input_dim = rep.input_dim(datasets["train"])
     num_out = NUM_CLASSES[mode]
     head = build_head(cfg.head, input_dim, num_out)
-    model = DownstreamModel(head, upstream, featurizer)
-    task = SentimentTask(model, mode, save_upstream=bool(upstream is not None and cfg.input.fine_tune))
-    info = {"upstream": upstream_name, "layer": layer, "num_outputs": num_out, "input_dim": input_dim,
+    task = SentimentTask(rep.model(head), mode, save_upstream=rep.save_upstream)
+    info = {"upstream": rep.name, "layer": rep.layer, "num_outputs": num_out, "input_dim": input_dim,
             "num_utts": {k: len(v) for k, v in datasets.items()}}
+    log.info("sentiment %s, %s head, input dim %d, utterances %s", mode, cfg.head.name, input_dim, info["num_utts"])
     return task, datasets, info
 
 
 def _loader(dataset: SentimentDataset, batch_size: int, cfg: SentimentConfig):
-    from s3prl.data.sampler import BucketBatchSampler
-
-    sampler = BucketBatchSampler(dataset.bucket_lengths(), batch_size, shuffle=False,
-                                 half_batch_above=cfg.dataloader.half_batch_above)
-    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_labeled,
-                                       num_workers=cfg.dataloader.num_workers)
+    return eval_loader(dataset, batch_size, cfg.dataloader, collate_labeled)
 
 
 def run_sentiment(cfg: SentimentConfig, inputs: RunInputs, exp_dir: str | Path, *,
@@ -318,69 +263,26 @@ def run_sentiment(cfg: SentimentConfig, inputs: RunInputs, exp_dir: str | Path, 
 
     Skip-if-complete: an exp dir whose results.json carries the same config hash (config + inputs)
     is returned as is (its RESULTS.md row is refreshed); one holding another config is refused.
+    (The scaffolding is s3prl.downstream.runner.run_task.)
     """
-    from s3prl.atomic import StageLock, atomic_write_text
-    from s3prl.data.sampler import BucketBatchSampler
-    from s3prl.train import distributed as D
-
     exp_dir = Path(exp_dir)
-    text = resolved_config_yaml(cfg, inputs)
-    chash = config_hash(text)
-    done = read_results(exp_dir, SENTIMENT_REQUIRED)
-    if done is not None and done.get("config_hash") == chash:
-        log.info("%s: complete (results.json, config %s)", exp_dir, chash)
-        if results_md:
-            update_results_md(results_md, done, str(exp_dir), SENTIMENT_TABLE)
-        return {**done, "skipped": True}
-    cfg_file = exp_dir / "config.yaml"
-    if cfg_file.is_file() and config_hash(cfg_file.read_text(encoding="utf-8")) != chash:
-        raise UserError(f"{cfg_file}: {exp_dir} holds a run with another config or inputs; use a new exp dir "
-                        f"or remove it")
-
-    dist = D.init_distributed(device)
-    with StageLock(exp_dir, "train_downstream") if dist.is_main else contextlib.nullcontext():
-        if dist.is_main:
-            atomic_write_text(cfg_file, text)
-        seed_everything(cfg.runner.seed)    # the head's initial weights come from the config's seed
-        task, datasets, info = build_sentiment_run(cfg, inputs, device=dist.device)
-        log.info("sentiment %s, %s head, input dim %d, utterances %s", cfg.labels.mode, cfg.head.name,
-                 info["input_dim"], info["num_utts"])
-        train = datasets["train"]
-        sampler = BucketBatchSampler(train.bucket_lengths(), cfg.dataloader.batch_size, seed=cfg.dataloader.seed,
-                                     shuffle=True, half_batch_above=cfg.dataloader.half_batch_above,
-                                     rank=dist.rank, world_size=dist.world_size)
-        dev_loader = _loader(datasets["dev"], cfg.dataloader.dev_batch_size, cfg)
-        trainer = Trainer(task, train_data=train, collate_fn=collate_labeled, sampler=sampler,
-                          optimizer_cfg=cfg.optimizer, runner_cfg=cfg.runner, exp_dir=exp_dir, dist=dist,
-                          dev_loader=dev_loader, num_workers=cfg.dataloader.num_workers, progress=progress)
-        task.current_step = lambda: trainer.step
-        trainer.resume()
-        history = trainer.fit()
-        record = None
-        if dist.is_main:
-            record = _score(task, trainer, datasets, cfg, info, exp_dir, chash, command, history)
-            if results_md:
-                update_results_md(results_md, record, str(exp_dir), SENTIMENT_TABLE)
-        D.barrier()
-    return record or {}
+    spec = RunSpec(build=partial(build_sentiment_run, cfg, inputs), collate_fn=collate_labeled,
+                   score=partial(_score, cfg=cfg, exp_dir=exp_dir, command=command), required=SENTIMENT_REQUIRED,
+                   table=SENTIMENT_TABLE, seed=cfg.runner.seed)
+    return run_task(spec, resolved_config_yaml(cfg, inputs), cfg, exp_dir, results_md=results_md, device=device,
+                    progress=progress)
 
 
 def _finite(x: float | None) -> float | None:
     return None if x is None or x != x else float(x)
 
 
-def _score(task: SentimentTask, trainer: Trainer, datasets: dict, cfg: SentimentConfig, info: dict,
-           exp_dir: Path, chash: str, command: str | None, history: list[dict]) -> dict:
+def _score(task: SentimentTask, trainer: Trainer, datasets: dict, info: dict, chash: str, history: list[dict],
+           *, cfg: SentimentConfig, exp_dir: Path, command: str | None) -> dict:
     """Evaluate dev and test at the best-dev checkpoint (the final model if dev never ran)."""
     from s3prl.atomic import atomic_write_text
 
-    best = exp_dir / BEST_NAME
-    best_step = trainer.step
-    dev_history = [list(x) for x in task.dev_history]
-    if best.is_file():
-        best_step = int(task.read_checkpoint(best)["step"])
-    task.model.to(trainer.device).eval()
-    task.current_step = lambda: best_step
+    best = load_best_dev(task, trainer, exp_dir)
     mode = cfg.labels.mode
     res, lines = {}, []
     for name in ("dev", "test"):
@@ -397,20 +299,16 @@ def _score(task: SentimentTask, trainer: Trainer, datasets: dict, cfg: Sentiment
         "dev_mae": res["dev"]["mae"] if regression else None, "test_mae": res["test"]["mae"] if regression else None,
         "test_pearson": _finite(res["test"]["pearson"]) if regression else None,
         "dev_pearson": _finite(res["dev"]["pearson"]) if regression else None,
-        "best_step": best_step, "steps": trainer.step, "config_hash": chash,
-        "command": command if command is not None else " ".join(shlex.quote(a) for a in sys.argv),
+        **run_fields(best, chash, command, exp_dir),
         "num_outputs": info["num_outputs"], "num_utts": info["num_utts"],
         "metric": "mae" if regression else "utterance accuracy",
-        "dev_count": int(res["dev"]["count"]), "test_count": int(res["test"]["count"]), "exp_dir": str(exp_dir),
+        "dev_count": int(res["dev"]["count"]), "test_count": int(res["test"]["count"]),
     }
-    train_curve = [(h["step"], h["loss"]) for h in history if "loss" in h and h["loss"] == h["loss"]]
     # plot_learning_curve shows dev values x 100 (accuracy in %); MAE is passed / 100 to plot as is.
-    dev_curve = [(int(s), v / 100.0 if regression else v) for s, v in dev_history]
-    plot_learning_curve(exp_dir / "learning_curve.png", train_curve, dev_curve,
-                        title=f"sentiment {mode} {cfg.head.name} on {info['upstream']} ({info['layer']})",
-                        best_step=best_step if best.is_file() else None,
-                        dev_label="dev MAE" if regression else "dev accuracy %")
-    write_results(exp_dir, record, SENTIMENT_REQUIRED)
+    dev_curve = [(int(s), v / 100.0 if regression else v) for s, v in best.dev_history]
+    finish_run(exp_dir, record, history, dev_curve, best,
+               title=f"sentiment {mode} {cfg.head.name} on {info['upstream']} ({info['layer']})",
+               dev_label="dev MAE" if regression else "dev accuracy %", required=SENTIMENT_REQUIRED)
     log.info("%s", describe(record))
     return record
 
@@ -428,17 +326,11 @@ def describe(record: dict) -> str:
 
 def main_from_args(args, command: str) -> int:
     """Run `s3prl.bin.train_downstream` arguments for the sentiment task (--labels: the label dir)."""
-    overrides = list(args.override)
-    if args.layer is not None:
-        overrides.append(f"input.layer={args.layer}")
-    if args.fine_tune:
-        overrides.append("input.fine_tune=true")
-    cfg = load_sentiment_config(args.config, overrides)
+    cfg = load_sentiment_config(args.config, cli_overrides(args))
     inputs = RunInputs(label_dir=args.labels, feats_dir=args.feats, data_dir=args.data, upstream=args.upstream)
     record = run_sentiment(cfg, inputs, args.exp_dir, results_md=args.results_md or None, command=command,
                            device=args.device, progress=not args.no_progress)
-    if record:
-        print(("complete: " if record.get("skipped") else "") + describe(record))
+    print_record(record, describe)
     return 0
 
 

@@ -9,12 +9,11 @@ learning-curve PNG.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import shlex
-import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,11 +27,10 @@ from s3prl.downstream.data import (IGNORE_INDEX, LabeledFeatureDataset, collate_
                                    same_upstream)
 from s3prl.downstream.heads import build_head
 from s3prl.downstream.phone import phone_labels
-from s3prl.downstream.results import (config_hash, plot_learning_curve, read_results, update_results_md,
-                                      write_results)
+from s3prl.downstream.runner import RunSpec, eval_loader, finish_run, load_best_dev, run_fields, run_task
 from s3prl.downstream.speaker import speaker_task_labels
 from s3prl.errors import UserError
-from s3prl.train.trainer import BEST_NAME, StepOutput, Task, Trainer
+from s3prl.train.trainer import StepOutput, Task, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +69,40 @@ def accuracy_counts(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, in
     return int(((pred == labels) & valid).sum()), int(valid.sum())
 
 
-class ClassificationTask(Task):
+class DownstreamTask(Task):
+    """What the downstream tasks' `Task`s share: a `DownstreamModel`, the dev history ([step,
+    value] per dev evaluation, for the learning curve) and the checkpoint layout (a frozen
+    upstream is not saved with every checkpoint: it is re-read from its own file)."""
+    mismatch_hint = "another head or upstream"   # what a checkpoint that does not fit may differ in
+
+    def __init__(self, model: DownstreamModel, save_upstream: bool):
+        self.model = model
+        self.save_upstream = save_upstream
+        self.dev_history: list[list[float]] = []
+        self.current_step = lambda: 0
+
+    def checkpoint_state(self) -> dict:
+        sd = {k: v for k, v in self.model.state_dict().items()
+              if self.save_upstream or not k.startswith("upstream.")}
+        return {"model": sd, "dev_history": [list(x) for x in self.dev_history]}
+
+    def load_checkpoint_state(self, ckpt: dict) -> None:
+        missing, unexpected = self.model.load_state_dict(ckpt["model"], strict=False)
+        bad = [k for k in missing if self.save_upstream or not k.startswith("upstream.")] + list(unexpected)
+        if bad:
+            raise UserError(f"checkpoint does not match the model (e.g. key '{bad[0]}'): was it written with "
+                            f"{self.mismatch_hint}?")
+        self.dev_history = [list(x) for x in ckpt.get("dev_history", [])]
+
+
+class ClassificationTask(DownstreamTask):
     """Frame- or utterance-level classification (the `Task` interface of the trainer)."""
     best_metric = "accuracy"
     metric_mode = "max"
 
     def __init__(self, model: DownstreamModel, num_classes: int, save_upstream: bool):
-        self.model = model
+        super().__init__(model, save_upstream)
         self.num_classes = num_classes
-        self.save_upstream = save_upstream
-        self.dev_history: list[list[float]] = []   # [step, accuracy] per dev evaluation
-        self.current_step = lambda: 0
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
         flat_logits = logits.reshape(-1, logits.shape[-1]).float()
@@ -117,20 +138,6 @@ class ClassificationTask(Task):
         self.dev_history.append([int(self.current_step()), acc])
         return {"accuracy": acc, "loss": loss_sum / counted, "count": float(counted)}
 
-    def checkpoint_state(self) -> dict:
-        # A frozen upstream is not saved with every checkpoint: it is re-read from its own file.
-        sd = {k: v for k, v in self.model.state_dict().items()
-              if self.save_upstream or not k.startswith("upstream.")}
-        return {"model": sd, "dev_history": [list(x) for x in self.dev_history]}
-
-    def load_checkpoint_state(self, ckpt: dict) -> None:
-        missing, unexpected = self.model.load_state_dict(ckpt["model"], strict=False)
-        bad = [k for k in missing if self.save_upstream or not k.startswith("upstream.")] + list(unexpected)
-        if bad:
-            raise UserError(f"checkpoint does not match the model (e.g. key '{bad[0]}'): was it written with "
-                            f"another head or upstream?")
-        self.dev_history = [list(x) for x in ckpt.get("dev_history", [])]
-
 
 # ------------------------------------------------------------------------------------------------
 @dataclass
@@ -165,6 +172,76 @@ def upstream_label(name: str) -> str:
     if p.suffix in (".ckpt", ".pt", ".pth") or p.is_file():
         return f"{p.parent.name}/{p.stem}" if p.parent.name else p.stem
     return name
+
+
+@dataclass
+class Representation:
+    """Where a run's frames come from, as `build_*_run` uses it.
+
+    name / layer: the upstream and layer as the results tables show them. upstream / featurizer:
+    the model run on the fly (None for dumped or Kaldi features). features: the upstream's input
+    feature config for FeatureDataset (None: the data dir's feats.scp). recorded: the upstream a
+    dump dir recorded (None on the fly or for plain Kaldi feature dirs). fine_tune: the upstream
+    trains with the head (and is then saved in every checkpoint).
+    """
+    name: str
+    layer: str
+    upstream: nn.Module | None = None
+    featurizer: nn.Module | None = None
+    features: object = None
+    recorded: str | None = None
+    fine_tune: bool = False
+
+    @property
+    def save_upstream(self) -> bool:
+        return bool(self.upstream is not None and self.fine_tune)
+
+    def input_dim(self, dataset) -> int:
+        """Width of the head's input: the upstream's hidden size, or the dataset's feature dim."""
+        return self.upstream.hidden_size if self.upstream is not None else dataset.features.dim
+
+    def model(self, head: nn.Module) -> DownstreamModel:
+        return DownstreamModel(head, self.upstream, self.featurizer)
+
+
+def dumped_representation(feats_dir: str, upstream: str | None, default_layer) -> Representation:
+    """Ready representations in `feats_dir`/feats.scp; a named `upstream` must be the one the dump
+    recorded (s3prl.downstream.data.same_upstream). `default_layer`: shown when none is recorded."""
+    info = read_dump_info(feats_dir) or {}
+    recorded = info.get("upstream")
+    if upstream and recorded and not same_upstream(upstream, info):
+        raise UserError(f"{feats_dir}: dumped from upstream '{recorded}', not '{upstream}'")
+    return Representation(name=upstream_label(str(upstream or recorded or Path(feats_dir).name)),
+                          layer=str(info.get("layer", default_layer)), recorded=recorded)
+
+
+def on_the_fly_representation(upstream: str | None, input_cfg, device: str, option: str,
+                              check: Callable | None = None) -> Representation:
+    """`upstream` (checkpoint or baseline name) loaded to run inside the model, frozen or
+    fine-tuned per `input_cfg` (InputConfig); `check(upstream)` may refuse it. `option`: the
+    command-line option that asked for on-the-fly features (named when --upstream is missing)."""
+    if not upstream:
+        raise UserError(f"{option} needs --upstream (a checkpoint or a baseline: fbank, mfcc)")
+    from s3prl.upstream.hub import Featurizer, load_upstream
+
+    model = load_upstream(upstream, device=device, fine_tune=input_cfg.fine_tune)
+    if check is not None:
+        check(model)
+    featurizer = Featurizer(model, layer=input_cfg.layer, normalize=input_cfg.normalize)
+    return Representation(name=upstream_label(upstream),
+                          layer=str(input_cfg.layer) + ("+ft" if input_cfg.fine_tune else ""),
+                          upstream=model, featurizer=featurizer,
+                          features=model.feature_config,   # None: the upstream reads the dir's feats.scp
+                          fine_tune=input_cfg.fine_tune)
+
+
+def representation_of(inputs: RunInputs, input_cfg, device: str, check: Callable | None = None) -> Representation:
+    """The representation `inputs` asks for: dumped (--feats) or on the fly (--data + --upstream)."""
+    if bool(inputs.feats_dir) == bool(inputs.data_dir):
+        raise UserError("give exactly one of --feats (dumped representations) and --data (run the upstream on the fly)")
+    if inputs.feats_dir:
+        return dumped_representation(inputs.feats_dir, inputs.upstream, input_cfg.layer)
+    return on_the_fly_representation(inputs.upstream, input_cfg, device, "--data", check)
 
 
 def _feature_dataset(data_dir: str, utts: list[str], cfg: DownstreamConfig, features=None, train: bool = False):
@@ -209,56 +286,30 @@ def build_run(cfg: DownstreamConfig, inputs: RunInputs, device: str = "cpu"):
         labels, speakers = speaker_task_labels(splits, inputs.label_dir)
         num_classes = len(speakers)
         label_source = str(Path(inputs.label_dir))
-    if bool(inputs.feats_dir) == bool(inputs.data_dir):
-        raise UserError("give exactly one of --feats (dumped representations) and --data (run the upstream on the fly)")
-
-    upstream = featurizer = None
-    features = None
+    rep = representation_of(inputs, cfg.input, device, check=lambda up: _check_frame_rate(up, "--upstream"))
     if inputs.feats_dir:
-        info = read_dump_info(inputs.feats_dir) or {}
-        recorded = info.get("upstream")
-        if inputs.upstream and recorded and not same_upstream(inputs.upstream, info):
-            raise UserError(f"{inputs.feats_dir}: dumped from upstream '{recorded}', not '{inputs.upstream}'")
-        _check_dump_frame_shift(inputs.feats_dir, recorded or inputs.upstream)
-        upstream_name = upstream_label(str(inputs.upstream or recorded or Path(inputs.feats_dir).name))
-        layer = str(info.get("layer", cfg.input.layer))
-        data_dir = inputs.feats_dir
-    else:
-        if not inputs.upstream:
-            raise UserError("--data needs --upstream (a checkpoint or a baseline: fbank, mfcc)")
-        from s3prl.upstream.hub import Featurizer, load_upstream
-
-        upstream = load_upstream(inputs.upstream, device=device, fine_tune=cfg.input.fine_tune)
-        _check_frame_rate(upstream, "--upstream")
-        featurizer = Featurizer(upstream, layer=cfg.input.layer, normalize=cfg.input.normalize)
-        features = upstream.feature_config   # None: the upstream reads the dir's feats.scp
-        upstream_name = upstream_label(inputs.upstream)
-        layer = str(cfg.input.layer) + ("+ft" if cfg.input.fine_tune else "")
-        data_dir = inputs.data_dir
+        _check_dump_frame_shift(inputs.feats_dir, rep.recorded or inputs.upstream)
+    data_dir = inputs.feats_dir or inputs.data_dir
 
     frame_labels = cfg.head.name in ("linear", "1hidden", "concat", "frame")
     datasets = {}
     for name in ("train", "dev", "test"):
-        fd = _feature_dataset(data_dir, splits[name], cfg, features, train=name == "train")
+        fd = _feature_dataset(data_dir, splits[name], cfg, rep.features, train=name == "train")
         datasets[name] = LabeledFeatureDataset(fd, labels[name], frame_labels=frame_labels,
                                                max_mismatch=cfg.labels.max_frame_mismatch,
                                                label_source=label_source)
-    input_dim = upstream.hidden_size if upstream is not None else datasets["train"].features.dim
+    input_dim = rep.input_dim(datasets["train"])
     head = build_head(cfg.head, input_dim, num_classes)
-    model = DownstreamModel(head, upstream, featurizer)
-    task = ClassificationTask(model, num_classes, save_upstream=bool(upstream is not None and cfg.input.fine_tune))
-    info = {"upstream": upstream_name, "layer": layer, "num_classes": num_classes, "input_dim": input_dim,
+    task = ClassificationTask(rep.model(head), num_classes, save_upstream=rep.save_upstream)
+    info = {"upstream": rep.name, "layer": rep.layer, "num_classes": num_classes, "input_dim": input_dim,
             "num_utts": {k: len(v) for k, v in datasets.items()}}
+    log.info("%s task, %s head, %d classes, input dim %d, utterances %s", cfg.task, cfg.head.name,
+             info["num_classes"], info["input_dim"], info["num_utts"])
     return task, datasets, info
 
 
 def _loader(dataset: LabeledFeatureDataset, batch_size: int, cfg: DownstreamConfig):
-    from s3prl.data.sampler import BucketBatchSampler
-
-    sampler = BucketBatchSampler(dataset.bucket_lengths(), batch_size, shuffle=False,
-                                 half_batch_above=cfg.dataloader.half_batch_above)
-    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_labeled,
-                                       num_workers=cfg.dataloader.num_workers)
+    return eval_loader(dataset, batch_size, cfg.dataloader, collate_labeled)
 
 
 def run_downstream(cfg: DownstreamConfig, inputs: RunInputs, exp_dir: str | Path, *,
@@ -268,84 +319,33 @@ def run_downstream(cfg: DownstreamConfig, inputs: RunInputs, exp_dir: str | Path
 
     Skip-if-complete: an exp dir whose results.json carries the same config hash is returned as
     is (its RESULTS.md row is refreshed). An exp dir holding a run of another config is refused.
+    (The scaffolding is s3prl.downstream.runner.run_task.)
     """
-    from s3prl.atomic import StageLock, atomic_write_text
-    from s3prl.data.sampler import BucketBatchSampler
-    from s3prl.train import distributed as D
-
     exp_dir = Path(exp_dir)
-    text = resolved_config_yaml(cfg, inputs)
-    chash = config_hash(text)
-    done = read_results(exp_dir)
-    if done is not None and done.get("config_hash") == chash:
-        log.info("%s: complete (results.json, config %s)", exp_dir, chash)
-        if results_md:
-            update_results_md(results_md, done, str(exp_dir))
-        return {**done, "skipped": True}
-    cfg_file = exp_dir / "config.yaml"
-    if cfg_file.is_file() and config_hash(cfg_file.read_text(encoding="utf-8")) != chash:
-        raise UserError(f"{cfg_file}: {exp_dir} holds a run with another config or inputs; use a new exp dir "
-                        f"or remove it")
-
-    dist = D.init_distributed(device)
-    with StageLock(exp_dir, "train_downstream") if dist.is_main else contextlib.nullcontext():
-        if dist.is_main:
-            atomic_write_text(cfg_file, text)
-        from s3prl.train.trainer import seed_everything
-        seed_everything(cfg.runner.seed)  # the head's initialisation comes from the config's seed
-        task, datasets, info = build_run(cfg, inputs, device=dist.device)
-        log.info("%s task, %s head, %d classes, input dim %d, utterances %s", cfg.task, cfg.head.name,
-                 info["num_classes"], info["input_dim"], info["num_utts"])
-        train = datasets["train"]
-        sampler = BucketBatchSampler(train.bucket_lengths(), cfg.dataloader.batch_size, seed=cfg.dataloader.seed,
-                                     shuffle=True, half_batch_above=cfg.dataloader.half_batch_above,
-                                     rank=dist.rank, world_size=dist.world_size)
-        dev_loader = _loader(datasets["dev"], cfg.dataloader.dev_batch_size, cfg)
-        trainer = Trainer(task, train_data=train, collate_fn=collate_labeled, sampler=sampler,
-                          optimizer_cfg=cfg.optimizer, runner_cfg=cfg.runner, exp_dir=exp_dir, dist=dist,
-                          dev_loader=dev_loader, num_workers=cfg.dataloader.num_workers, progress=progress)
-        task.current_step = lambda: trainer.step
-        trainer.resume()
-        history = trainer.fit()
-        record = None
-        if dist.is_main:
-            record = _score(task, trainer, datasets, cfg, info, exp_dir, chash, command, history)
-            if results_md:
-                update_results_md(results_md, record, str(exp_dir))
-        D.barrier()
-    return record or {}
+    spec = RunSpec(build=partial(build_run, cfg, inputs), collate_fn=collate_labeled, seed=cfg.runner.seed,
+                   score=partial(_score, cfg=cfg, exp_dir=exp_dir, command=command))
+    return run_task(spec, resolved_config_yaml(cfg, inputs), cfg, exp_dir, results_md=results_md, device=device,
+                    progress=progress)
 
 
-def _score(task: ClassificationTask, trainer: Trainer, datasets: dict, cfg: DownstreamConfig, info: dict,
-           exp_dir: Path, chash: str, command: str | None, history: list[dict]) -> dict:
+def _score(task: ClassificationTask, trainer: Trainer, datasets: dict, info: dict, chash: str, history: list[dict],
+           *, cfg: DownstreamConfig, exp_dir: Path, command: str | None) -> dict:
     """Evaluate dev and test at the best-dev checkpoint (the final model if dev was never run)."""
-    dev_history = [list(x) for x in task.dev_history]
-    best = exp_dir / BEST_NAME
-    best_step = trainer.step
-    if best.is_file():
-        st = task.read_checkpoint(best)
-        best_step = int(st["step"])
-    task.model.to(trainer.device).eval()
-    task.current_step = lambda: best_step
+    best = load_best_dev(task, trainer, exp_dir)
     dev = task.evaluate(task.model, _loader(datasets["dev"], cfg.dataloader.dev_batch_size, cfg))
     test = task.evaluate(task.model, _loader(datasets["test"], cfg.dataloader.dev_batch_size, cfg))
     record = {
         "task": cfg.task, "upstream": info["upstream"], "layer": info["layer"], "head": cfg.head.name,
-        "dev_accuracy": dev["accuracy"], "test_accuracy": test["accuracy"], "best_step": best_step,
-        "steps": trainer.step, "config_hash": chash,
-        "command": command if command is not None else " ".join(shlex.quote(a) for a in sys.argv),
+        "dev_accuracy": dev["accuracy"], "test_accuracy": test["accuracy"],
+        **run_fields(best, chash, command, exp_dir),
         "num_classes": info["num_classes"], "num_utts": info["num_utts"],
         "metric": "frame accuracy" if task.model.frame_level else "utterance accuracy",
         "dev_count": int(dev["count"]), "test_count": int(test["count"]),
-        "exp_dir": str(exp_dir),
     }
-    train_curve = [(h["step"], h["loss"]) for h in history if "loss" in h and h["loss"] == h["loss"]]
-    plot_learning_curve(exp_dir / "learning_curve.png", train_curve, [(int(s), a) for s, a in dev_history],
-                        title=f"{cfg.task} {cfg.head.name} on {info['upstream']} ({info['layer']})",
-                        best_step=best_step if best.is_file() else None)
-    write_results(exp_dir, record)
+    finish_run(exp_dir, record, history, [(int(s), a) for s, a in best.dev_history], best,
+               title=f"{cfg.task} {cfg.head.name} on {info['upstream']} ({info['layer']})")
     log.info("%s %s: dev %.2f %%, test %.2f %% at best-dev step %d", cfg.task, cfg.head.name,
-             100 * record["dev_accuracy"], 100 * record["test_accuracy"], best_step)
+             100 * record["dev_accuracy"], 100 * record["test_accuracy"], best.step)
     return record
 
 
@@ -355,5 +355,6 @@ def describe(record: dict) -> str:
             f"(best-dev step {record['best_step']} of {record['steps']})")
 
 
-__all__ = ["DownstreamModel", "ClassificationTask", "RunInputs", "build_run", "run_downstream", "accuracy_counts",
-           "resolved_config_yaml", "describe"]
+__all__ = ["DownstreamModel", "DownstreamTask", "ClassificationTask", "RunInputs", "Representation",
+           "dumped_representation", "on_the_fly_representation", "representation_of", "build_run", "run_downstream",
+           "accuracy_counts", "resolved_config_yaml", "describe"]

@@ -106,22 +106,37 @@ class Task:
 
 # --------------------------------------------------------------------------------------------
 # Checkpoint files and RNG states
-def list_checkpoints(exp_dir: str | Path) -> list[tuple[int, Path]]:
-    """`states-<step>.ckpt` files of `exp_dir`, sorted by step."""
-    exp_dir = Path(exp_dir)
-    if not exp_dir.is_dir():
+def checkpoint_name(step: int) -> str:
+    """File name of the checkpoint at `step` (S3PRL's `states-<step>.ckpt`)."""
+    return f"states-{int(step)}.ckpt"
+
+
+def find_checkpoints(exp_dir: str | Path) -> list[tuple[int, Path]]:
+    """`states-<step>.ckpt` files in `exp_dir`, sorted by step (oldest first)."""
+    d = Path(exp_dir)
+    if not d.is_dir():
         return []
-    out = []
-    for p in exp_dir.iterdir():
+    found = []
+    for p in d.iterdir():
         m = CKPT_RE.match(p.name)
         if m and p.is_file():
-            out.append((int(m.group(1)), p))
-    return sorted(out)
+            found.append((int(m.group(1)), p))
+    return sorted(found)
 
 
-def prune(exp_dir: str | Path, max_keep: int) -> None:
-    for _, p in list_checkpoints(exp_dir)[:-max_keep]:
-        p.unlink()
+def prune_checkpoints(exp_dir: str | Path, max_keep: int) -> list[Path]:
+    """Delete all but the newest `max_keep` checkpoints (max_keep <= 0 keeps all); returns the removed."""
+    if max_keep <= 0:
+        return []
+    removed = []
+    for _, p in find_checkpoints(exp_dir)[:-max_keep]:
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+list_checkpoints = find_checkpoints   # the names the trainer's callers have used
+prune = prune_checkpoints
 
 
 def seed_everything(seed: int) -> None:
@@ -268,7 +283,7 @@ class Trainer:
     def resume(self, path: str | Path | None = None) -> bool:
         """Load `path` or the newest `states-<step>.ckpt` of exp_dir; False if there is none."""
         if path is None:
-            ckpts = list_checkpoints(self.exp_dir)
+            ckpts = find_checkpoints(self.exp_dir)
             if not ckpts:
                 return False
             path = ckpts[-1][1]
@@ -398,9 +413,9 @@ class Trainer:
                 if rc.dev_step and self.dev_loader is not None and self.step % rc.dev_step == 0:
                     self._evaluate(obs)
                 if self.step % rc.save_step == 0 or self.step == total:
-                    self.save(self.exp_dir / f"states-{self.step}.ckpt")
+                    self.save(self.exp_dir / checkpoint_name(self.step))
                     if self.dist.is_main:
-                        prune(self.exp_dir, rc.max_keep)
+                        prune_checkpoints(self.exp_dir, rc.max_keep)
                     D.barrier()
         finally:
             obs.learning_curve(self.history)

@@ -33,6 +33,7 @@ from torch import nn
 from s3prl.atomic import atomic_path
 from s3prl.config import ConfigError, from_dict, to_dict
 from s3prl.errors import UserError
+from s3prl.train.trainer import checkpoint_name, find_checkpoints, prune_checkpoints  # one copy: the trainer writes them
 from s3prl.upstream.apc import APC
 from s3prl.upstream.config import APCConfig, MaskConfig, TransformerConfig, UpstreamConfig
 from s3prl.upstream.transformer import SpecHead, TransformerModel
@@ -47,7 +48,6 @@ TRANSFORMER_FAMILY = ("mockingjay", "tera", "aalbert")
 _HUB_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "hidden_act", "intermediate_size",
              "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "layer_norm_eps",
              "share_layer", "pre_layer_norm")
-_CKPT_RE = re.compile(r"^states-(\d+)\.ckpt$")
 
 
 # ------------------------------------------------------------------------------------------ writing
@@ -372,36 +372,6 @@ def restore_objective(objective: nn.Module, ckpt: dict, path: str | Path = "chec
 
 
 # ------------------------------------------------------------------------------------------ files
-def checkpoint_name(step: int) -> str:
-    """File name of the checkpoint at `step` (S3PRL's `states-<step>.ckpt`)."""
-    return f"states-{int(step)}.ckpt"
-
-
-def find_checkpoints(exp_dir: str | Path) -> list[tuple[int, Path]]:
-    """`states-<step>.ckpt` files in `exp_dir`, sorted by step (oldest first)."""
-    d = Path(exp_dir)
-    if not d.is_dir():
-        return []
-    found = []
-    for p in d.iterdir():
-        m = _CKPT_RE.match(p.name)
-        if m and p.is_file():
-            found.append((int(m.group(1)), p))
-    return sorted(found)
-
-
-def prune_checkpoints(exp_dir: str | Path, max_keep: int) -> list[Path]:
-    """Delete all but the newest `max_keep` checkpoints (max_keep <= 0 keeps all); returns the removed."""
-    if max_keep <= 0:
-        return []
-    found = find_checkpoints(exp_dir)
-    removed = []
-    for _, p in found[:-max_keep]:
-        p.unlink(missing_ok=True)
-        removed.append(p)
-    return removed
-
-
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint file as given, or the newest `states-<step>.ckpt` of an experiment directory."""
     p = Path(path)

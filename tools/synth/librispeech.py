@@ -26,14 +26,9 @@ complete; a complete OUT with the same settings is left alone.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
-import multiprocessing
-import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,14 +38,14 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import corpus  # noqa: E402
 import engines  # noqa: E402
 import text as textlib  # noqa: E402
 from channel import apply_channel  # noqa: E402
 from phones import PHONES, SR, frame_labels  # noqa: E402
-from voices import Speaker, SpeakerVoice, draw_speaker, espeak_variants  # noqa: E402
+from voices import Speaker, SpeakerVoice, draw_speaker  # noqa: E402
 
-from s3prl.atomic import StageLock, atomic_dir, remove_stale_tmp  # noqa: E402
-from s3prl.config import ConfigError, from_dict, to_dict  # noqa: E402
+from s3prl.config import to_dict  # noqa: E402
 from s3prl.errors import UserError, cli_main  # noqa: E402
 from s3prl.log import setup_logging  # noqa: E402
 
@@ -83,13 +78,7 @@ class CorpusConfig:
             raise UserError(f"--utts must be >= 2 (every speaker is on both sides of the CPC split), got {self.utts}")
         if self.chapters > min(self.utts, self.eval_utts):
             raise UserError(f"--chapters {self.chapters} exceeds the utterances per speaker")
-        if not 0.0 < self.difficulty <= 2.0:
-            raise UserError(f"--difficulty must be in (0, 2], got {self.difficulty}")
-        if not self.engines:
-            raise UserError("--engines is empty")
-        for e in self.engines:
-            if e not in engines.ENGINES:
-                raise UserError(f"--engines: unknown engine '{e}' (choose from {', '.join(engines.ENGINES)})")
+        corpus.check_voice_options(self.difficulty, self.engines)
 
 
 # Presets. default = reference/corpus.md §5 (difficulty 0.5, 2 chapters, 100 speakers x 10 utts).
@@ -193,18 +182,7 @@ def _job_cost(job: SpeakerJob) -> float:
 
 
 def _run_jobs(jobs: list[SpeakerJob], n_workers: int) -> dict[int, list]:
-    # longest jobs first for load balance; results are keyed by speaker, so order never matters
-    ordered = sorted(jobs, key=lambda j: (-_job_cost(j), j.speaker.id))
-    out = {}
-    if n_workers <= 1:
-        for job in ordered:
-            sid, res = run_speaker(job)
-            out[sid] = res
-        return out
-    with multiprocessing.get_context("fork").Pool(n_workers) as pool:
-        for sid, res in pool.imap_unordered(run_speaker, ordered, chunksize=1):
-            out[sid] = res
-    return out
+    return corpus.run_jobs(run_speaker, jobs, n_workers, _job_cost)
 
 
 def speakers_txt(rows: list[tuple[Speaker, str, float]]) -> str:
@@ -240,12 +218,7 @@ def build(cfg: CorpusConfig, out: Path, jobs: int) -> dict:
     text_rng = np.random.default_rng([cfg.seed, 1])
     n_texts = [(cfg.utts if subset == TRAIN else cfg.eval_utts) + spare for subset, _, _ in plan]
     all_texts = textlib.make_texts(sentences, text_rng, sum(n_texts))
-    scratch = Path(tempfile.mkdtemp(prefix="synth_work_"))
-    try:
-        espeak_data = None
-        variants = espeak_variants([sp for _, sp, _ in plan])
-        if variants:
-            espeak_data = str(engines.make_espeak_data(scratch, variants))
+    with corpus.espeak_scratch("synth_work_", [sp for _, sp, _ in plan]) as (scratch, espeak_data):
         job_list, k = [], 0
         for (subset, sp, chapters), n in zip(plan, n_texts):
             job_list.append(SpeakerJob(
@@ -254,11 +227,9 @@ def build(cfg: CorpusConfig, out: Path, jobs: int) -> dict:
                 espeak_data=espeak_data, with_labels=subset == TRAIN))
             k += n
         results = _run_jobs(job_list, jobs)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
     rows, subset_stats, label_lines, by_speaker = [], {}, [], {}
-    tsv = ["speaker\tsubset\tengine\tsex\tchapters\tparams"]
+    tsv = []
     for subset, sp, chapters in plan:
         res = results[sp.id]
         seconds = sum(n for _, _, _, n in res) / SR
@@ -279,7 +250,7 @@ def build(cfg: CorpusConfig, out: Path, jobs: int) -> dict:
     (cpc / "test_split.txt").write_text("".join(u + "\n" for u in test), encoding="utf-8")
     (cpc / "phones.txt").write_text("".join(f"{i} {p}\n" for i, p in enumerate(PHONES)), encoding="utf-8")
     (out / "LibriSpeech" / "SPEAKERS.TXT").write_text(speakers_txt(rows), encoding="utf-8")
-    (out / "speakers.tsv").write_text("\n".join(tsv) + "\n", encoding="utf-8")
+    corpus.write_speakers_tsv(out, "speaker\tsubset\tengine\tsex\tchapters\tparams", tsv)
     for st in subset_stats.values():
         st["seconds"] = round(st["seconds"], 3)
     cfg_dict = to_dict(cfg)
@@ -291,7 +262,7 @@ def build(cfg: CorpusConfig, out: Path, jobs: int) -> dict:
         "engines": {e: sum(1 for _, sp, _ in plan if sp.engine == e) for e in engines.ENGINES},
         "sentences": len(sentences), "packages": engines.package_versions(),
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    corpus.write_manifest(out, manifest)
     log.info("built %d utterances (%.1f min of audio) in %.1f s with %d jobs",
              sum(st["utterances"] for st in subset_stats.values()), manifest["total_seconds"] / 60,
              time.time() - t0, jobs)
@@ -300,77 +271,30 @@ def build(cfg: CorpusConfig, out: Path, jobs: int) -> dict:
 
 def existing_manifest(out: Path, cfg: CorpusConfig) -> bool:
     """True if `out` is a complete corpus with the same settings; UserError if it holds anything else."""
-    man = out / "manifest.json"
-    if not out.exists():
-        return False
-    if not man.is_file():
-        if out.is_dir() and not any(out.iterdir()):
-            return False
-        raise UserError(f"{out}: exists but is not a complete synthetic corpus (no manifest.json); remove it")
-    try:
-        data = json.loads(man.read_text(encoding="utf-8"))
-        old = from_dict(CorpusConfig, data["config"], str(man))
-    except (ValueError, KeyError, ConfigError) as e:
-        raise UserError(f"{man}: unreadable manifest ({e}); remove {out}") from None
-    if old != cfg:
-        diff = [f"{f.name}={getattr(old, f.name)!r} (asked {getattr(cfg, f.name)!r})"
-                for f in dataclasses.fields(cfg) if getattr(old, f.name) != getattr(cfg, f.name)]
-        raise UserError(f"{out}: already holds a corpus built with {', '.join(diff)}; use another --out or remove it")
-    return True
+    return corpus.existing_manifest(out, cfg)
 
 
 def make_config(args: argparse.Namespace) -> CorpusConfig:
     """The preset with the command-line overrides applied."""
-    cfg = dataclasses.replace(PRESETS[args.preset], seed=args.seed)
-    for name in ("speakers", "utts", "difficulty", "chapters"):
-        if getattr(args, name) is not None:
-            cfg = dataclasses.replace(cfg, **{name: getattr(args, name)})
-    if args.engines is not None:
-        cfg = dataclasses.replace(cfg, engines=[e.strip() for e in args.engines.split(",") if e.strip()])
-    cfg.check()
-    return cfg
+    return corpus.apply_args(PRESETS, args, ("speakers", "utts", "difficulty", "chapters"))
 
 
 def generate(out: str | Path, cfg: CorpusConfig, jobs: int = 1) -> bool:
     """Build the corpus `cfg` at `out` unless it is already complete with the same settings.
 
     Returns True if a corpus was built, False if `out` was already complete (nothing done)."""
-    cfg.check()
-    if jobs < 1:
-        raise UserError(f"--jobs must be >= 1, got {jobs}")
-    out = Path(out).absolute()
-    if existing_manifest(out, cfg):
-        log.info("%s: complete (preset %s, seed %d), nothing to do", out, cfg.preset, cfg.seed)
-        return False
-    engines.check_engines(sorted(set(cfg.engines)))
-    # one generator at a time per parent directory: a second run waits for nothing, it fails at once
-    with StageLock(out.parent, f"synthetic corpus {out.name}"):
-        if existing_manifest(out, cfg):  # finished by another run meanwhile
-            log.info("%s: complete (preset %s, seed %d), nothing to do", out, cfg.preset, cfg.seed)
-            return False
-        if out.exists():
-            out.rmdir()  # existing_manifest() allowed only an empty directory
-        remove_stale_tmp(out.parent)
-        log.info("building %s: preset %s seed %d, %d+%d+%d speakers, engines %s", out, cfg.preset, cfg.seed,
-                 cfg.speakers, cfg.eval_speakers, cfg.eval_speakers, ",".join(cfg.engines))
-        with atomic_dir(out) as tmp:
-            build(cfg, tmp, jobs)
-    return True
+    summary = (f"preset {cfg.preset} seed {cfg.seed}, {cfg.speakers}+{cfg.eval_speakers}+{cfg.eval_speakers} "
+               f"speakers, engines {','.join(cfg.engines)}")
+    return corpus.generate_corpus(out, cfg, jobs, build, lambda o: existing_manifest(o, cfg), summary)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="librispeech.py", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="output corpus directory")
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="default")
-    ap.add_argument("--seed", type=int, default=1)
+    ap = corpus.base_parser("librispeech.py", __doc__, PRESETS)
     ap.add_argument("--speakers", type=int, help="train-clean-100 speakers")
     ap.add_argument("--utts", type=int, help="utterances per train speaker")
-    ap.add_argument("--engines", help="comma list over which speakers are spread round robin "
-                                      "(repeat a name to weight it), from: " + ",".join(engines.ENGINES))
-    ap.add_argument("--difficulty", type=float, help="spread of speaker parameters (smaller = harder)")
     ap.add_argument("--chapters", type=int, help="recording sessions per speaker")
-    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel speaker jobs")
+    corpus.finish_parser(ap, "comma list over which speakers are spread round robin (repeat a name to weight it), "
+                             "from: ")
     args = ap.parse_args(argv)
     setup_logging()
     generate(args.out, make_config(args), args.jobs)

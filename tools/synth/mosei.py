@@ -35,15 +35,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import io
-import json
 import logging
-import multiprocessing
-import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,14 +48,14 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import corpus  # noqa: E402
 import engines  # noqa: E402
 import sentiment_text  # noqa: E402
 from channel import apply_channel  # noqa: E402
 from phones import SR  # noqa: E402
-from voices import Speaker, SpeakerVoice, draw_speaker, espeak_variants  # noqa: E402
+from voices import Speaker, SpeakerVoice, draw_speaker  # noqa: E402
 
-from s3prl.atomic import atomic_dir, remove_stale_tmp  # noqa: E402
-from s3prl.config import ConfigError, from_dict, to_dict  # noqa: E402
+from s3prl.config import to_dict  # noqa: E402
 from s3prl.errors import UserError, cli_main  # noqa: E402
 from s3prl.log import setup_logging  # noqa: E402
 
@@ -100,13 +95,7 @@ class MoseiConfig:
             raise UserError(f"--opinions must be >= 2 (one positive and one negative), got {self.opinions}")
         if self.neutral < 0 or self.fillers < 0:
             raise UserError("neutral and fillers must be >= 0")
-        if not 0.0 < self.difficulty <= 2.0:
-            raise UserError(f"--difficulty must be in (0, 2], got {self.difficulty}")
-        if not self.engines:
-            raise UserError("--engines is empty")
-        for e in self.engines:
-            if e not in engines.ENGINES:
-                raise UserError(f"--engines: unknown engine '{e}' (choose from {', '.join(engines.ENGINES)})")
+        corpus.check_voice_options(self.difficulty, self.engines)
 
 
 PRESETS = {
@@ -194,16 +183,13 @@ def run_speaker(job: SpeakerJob) -> tuple[int, list[dict]]:
     return sp.id, videos
 
 
+JOB_COST = {"hts": 5.0, "flite": 2.0, "espeak": 1.0}
+
+
 def _run_jobs(jobs: list[SpeakerJob], n_workers: int) -> dict[int, list]:
     # Every speaker runs in a fresh forked process (also with one worker): the espeak library
     # keeps state between calls in a process, so a speaker rendered after another would differ.
-    cost = {"hts": 5.0, "flite": 2.0, "espeak": 1.0}
-    ordered = sorted(jobs, key=lambda j: (-cost[j.speaker.engine], j.speaker.id))
-    out = {}
-    with multiprocessing.get_context("fork").Pool(max(1, n_workers), maxtasksperchild=1) as pool:
-        for sid, res in pool.imap_unordered(run_speaker, ordered, chunksize=1):
-            out[sid] = res
-    return out
+    return corpus.run_jobs(run_speaker, jobs, n_workers, lambda j: JOB_COST[j.speaker.engine], fresh_process=True)
 
 
 def labels_csv(rows: list[tuple[str, str, float, float, float]]) -> str:
@@ -222,19 +208,12 @@ def build(cfg: MoseiConfig, out: Path, jobs: int) -> dict:
     speakers = plan(cfg)
     (out / AUDIO_DIR).mkdir(parents=True)
     (out / TRANSCRIPT_DIR).mkdir(parents=True)
-    scratch = Path(tempfile.mkdtemp(prefix="synth_mosei_"))
-    try:
-        espeak_data = None
-        variants = espeak_variants([sp for sp, _ in speakers])
-        if variants:
-            espeak_data = str(engines.make_espeak_data(scratch, variants))
+    with corpus.espeak_scratch("synth_mosei_", [sp for sp, _ in speakers]) as (scratch, espeak_data):
         job_list = [SpeakerJob(sp, vids, cfg, str(out), str(scratch), espeak_data) for sp, vids in speakers]
         results = _run_jobs(job_list, jobs)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
     rows, kinds, seconds = [], {}, 0.0
-    tsv = ["speaker\tengine\tsex\tvideos\tparams"]
+    tsv = []
     for sp, vids in speakers:
         tsv.append(f"{sp.id}\t{sp.engine}\t{sp.sex}\t{','.join(vids)}\t{sp.params_json()}")
         for v in results[sp.id]:
@@ -243,7 +222,7 @@ def build(cfg: MoseiConfig, out: Path, jobs: int) -> dict:
                 rows.append((key, v["video"], start, end, score))
                 kinds[kind] = kinds.get(kind, 0) + 1
     (out / LABELS_FILE).write_text(labels_csv(rows), encoding="utf-8")
-    (out / "speakers.tsv").write_text("\n".join(tsv) + "\n", encoding="utf-8")
+    corpus.write_speakers_tsv(out, "speaker\tengine\tsex\tvideos\tparams", tsv)
     manifest = {
         "generator": "tools/synth/mosei.py", "format_version": FORMAT_VERSION,
         "preset": cfg.preset, "seed": cfg.seed, "config": to_dict(cfg),
@@ -252,7 +231,7 @@ def build(cfg: MoseiConfig, out: Path, jobs: int) -> dict:
         "engines": {e: sum(1 for sp, _ in speakers if sp.engine == e) for e in engines.ENGINES},
         "packages": engines.package_versions(),
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    corpus.write_manifest(out, manifest)
     log.info("built %d videos, %d segments (%.1f min of audio) in %.1f s with %d jobs", manifest["videos"],
              len(rows), seconds / 60, time.time() - t0, jobs)
     return manifest
@@ -260,75 +239,30 @@ def build(cfg: MoseiConfig, out: Path, jobs: int) -> dict:
 
 def existing_manifest(out: Path, cfg: MoseiConfig) -> bool:
     """True if `out` is a complete corpus with the same settings; UserError if it holds anything else."""
-    man = out / "manifest.json"
-    if not out.exists():
-        return False
-    if not man.is_file():
-        if out.is_dir() and not any(out.iterdir()):
-            return False
-        raise UserError(f"{out}: exists but is not a complete synthetic MOSEI corpus (no manifest.json); remove it")
-    try:
-        data = json.loads(man.read_text(encoding="utf-8"))
-        if data.get("generator") != "tools/synth/mosei.py":
-            raise KeyError("generator")
-        old = from_dict(MoseiConfig, data["config"], str(man))
-    except (ValueError, KeyError, ConfigError) as e:
-        raise UserError(f"{man}: not a synthetic MOSEI manifest ({e}); remove {out}") from None
-    if old != cfg:
-        diff = [f"{f.name}={getattr(old, f.name)!r} (asked {getattr(cfg, f.name)!r})"
-                for f in dataclasses.fields(cfg) if getattr(old, f.name) != getattr(cfg, f.name)]
-        raise UserError(f"{out}: already holds a corpus built with {', '.join(diff)}; use another --out or remove it")
-    return True
+    return corpus.existing_manifest(out, cfg, what="synthetic MOSEI corpus", generator="tools/synth/mosei.py",
+                                    bad_manifest="not a synthetic MOSEI manifest")
 
 
 def generate(out: str | Path, cfg: MoseiConfig, jobs: int = 1) -> bool:
     """Build the corpus `cfg` at `out` unless it is already complete with the same settings.
 
     Returns True if a corpus was built, False if `out` was already complete (nothing done)."""
-    cfg.check()
-    if jobs < 1:
-        raise UserError(f"--jobs must be >= 1, got {jobs}")
-    out = Path(out).absolute()
-    if existing_manifest(out, cfg):
-        log.info("%s: complete (preset %s, seed %d), nothing to do", out, cfg.preset, cfg.seed)
-        return False
-    engines.check_engines(sorted(set(cfg.engines)))
-    if out.exists():
-        out.rmdir()  # existing_manifest() allowed only an empty directory
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_tmp(out.parent)
-    log.info("building %s: preset %s seed %d, %d speakers x %d videos, engines %s", out, cfg.preset, cfg.seed,
-             cfg.speakers, cfg.videos, ",".join(cfg.engines))
-    with atomic_dir(out) as tmp:
-        build(cfg, tmp, jobs)
-    return True
+    summary = (f"preset {cfg.preset} seed {cfg.seed}, {cfg.speakers} speakers x {cfg.videos} videos, "
+               f"engines {','.join(cfg.engines)}")
+    return corpus.generate_corpus(out, cfg, jobs, build, lambda o: existing_manifest(o, cfg), summary, lock=False)
 
 
 def make_config(args: argparse.Namespace) -> MoseiConfig:
     """The preset with the command-line overrides applied."""
-    cfg = dataclasses.replace(PRESETS[args.preset], seed=args.seed)
-    for name in ("speakers", "videos", "opinions", "difficulty"):
-        if getattr(args, name) is not None:
-            cfg = dataclasses.replace(cfg, **{name: getattr(args, name)})
-    if args.engines is not None:
-        cfg = dataclasses.replace(cfg, engines=[e.strip() for e in args.engines.split(",") if e.strip()])
-    cfg.check()
-    return cfg
+    return corpus.apply_args(PRESETS, args, ("speakers", "videos", "opinions", "difficulty"))
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="mosei.py", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="output corpus directory")
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="default")
-    ap.add_argument("--seed", type=int, default=1)
+    ap = corpus.base_parser("mosei.py", __doc__, PRESETS)
     ap.add_argument("--speakers", type=int, help="number of speakers")
     ap.add_argument("--videos", type=int, help="videos per speaker")
     ap.add_argument("--opinions", type=int, help="opinion sentences per video")
-    ap.add_argument("--engines", help="comma list over which speakers are spread round robin, from: "
-                                      + ",".join(engines.ENGINES))
-    ap.add_argument("--difficulty", type=float, help="spread of speaker parameters (smaller = harder)")
-    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel speaker jobs")
+    corpus.finish_parser(ap, "comma list over which speakers are spread round robin, from: ")
     args = ap.parse_args(argv)
     setup_logging()
     generate(args.out, make_config(args), args.jobs)
