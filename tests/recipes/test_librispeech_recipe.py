@@ -63,6 +63,8 @@ def test_stages_0_to_2_and_rerun_is_noop(recipe):
     assert (data / "feats_dim").read_text().split()[0] == "80"
     # Features read back with kaldiio; frame counts follow Kaldi framing 1 + (N - 400) // 160.
     frames = dd.utt2num_frames
+    # Absolute ark paths, through the directory with a space in its name.
+    assert all(e.startswith("/") and "my recipes" in e for e in dd.feats_scp.values())
     for utt, entry in list(dd.feats_scp.items())[:5]:
         m = kaldiio.load_mat(entry)
         assert m.shape == (frames[utt], 80)
