@@ -91,11 +91,20 @@ def test_unknown_option_is_an_error(recipe):
     assert "no-such-option" in p.stderr or "no_such_option" in p.stderr
 
 
-def test_pretrain_dump_downstream_results(recipe):
-    rdir, _ = recipe
-    _run(rdir, "--stage", "3", "--stop-stage", "6", "--upstreams", "tera",
+SMALL = ("--upstreams", "tera",
          "--pretrain-override", "runner.total_steps=20 runner.save_step=10 data.max_timestep=300",
          "--downstream-override", "runner.total_steps=20 runner.dev_step=10")
+
+
+@pytest.fixture(scope="module")
+def full_run(recipe):
+    rdir, _ = recipe
+    _run(rdir, "--stage", "3", "--stop-stage", "7", *SMALL)
+    return rdir
+
+
+def test_pretrain_dump_downstream_results(full_run):
+    rdir = full_run
     assert (rdir / "exp" / "tera_tiny" / "states-20.ckpt").is_file()
     dumps = sorted((rdir / "dump" / "tera_tiny").glob("layer-*/train-clean-100"))
     assert dumps, "no dumped layer dir"
@@ -113,9 +122,42 @@ def test_pretrain_dump_downstream_results(recipe):
     assert all(float(r.strip("|").split("|")[5]) > 100 / 41 for r in phone), phone
     # A rerun of the finished stages 3-6 does no work.
     before = _snapshot(rdir / "exp") | _snapshot(rdir / "dump")
-    _run(rdir, "--stage", "3", "--stop-stage", "5", "--upstreams", "tera",
-         "--pretrain-override", "runner.total_steps=20 runner.save_step=10 data.max_timestep=300",
-         "--downstream-override", "runner.total_steps=20 runner.dev_step=10")
+    _run(rdir, "--stage", "3", "--stop-stage", "6", *SMALL)
     after = _snapshot(rdir / "exp") | _snapshot(rdir / "dump")
     changed = sorted(k for k in after if before.get(k) != after[k] and "/log/" not in f"/{k}")
     assert not changed, changed
+
+
+def _ark_contents(scp: Path) -> dict[str, np.ndarray]:
+    return {k: np.array(v) for k, v in kaldiio.load_scp(str(scp)).items()}
+
+
+def test_same_seed_same_outputs(full_run, tmp_path):
+    """A second copy of the recipe (stages 1-5 on the same corpus) gives identical features,
+    checkpoint tensors, dumps and results (CPU, same seeds)."""
+    import json
+
+    import torch
+
+    first = full_run
+    second = _recipe_copy(tmp_path)
+    corpus = first / "downloads" / "synth_tiny_seed1"
+    _run(second, "--stage", "1", "--stop-stage", "5", "--asr", "false", "--corpus-dir", str(corpus), *SMALL)
+    layers = [p.relative_to(first) for p in (first / "dump" / "tera_tiny").glob("layer-*/train-clean-100")]
+    assert layers
+    for scp in [Path("data/train-clean-100/feats.scp")] + [d / "feats.scp" for d in layers]:
+        a, b = _ark_contents(first / scp), _ark_contents(second / scp)
+        assert a.keys() == b.keys()
+        assert all(np.array_equal(a[k], b[k]) for k in a), scp
+    ca = torch.load(first / "exp/tera_tiny/states-20.ckpt", weights_only=True)
+    cb = torch.load(second / "exp/tera_tiny/states-20.ckpt", weights_only=True)
+    for key in ("Transformer", "SpecHead"):
+        assert ca[key].keys() == cb[key].keys()
+        assert all(torch.equal(ca[key][k], cb[key][k]) for k in ca[key]), key
+    runs = sorted((first / "exp" / "downstream").glob("phone_*")) + sorted((first / "exp" / "downstream").glob("speaker_*"))
+    assert len(runs) == 4
+    for exp in runs:
+        ra = json.loads((exp / "results.json").read_text())
+        rb = json.loads((second / "exp" / "downstream" / exp.name / "results.json").read_text())
+        for k in ("dev_accuracy", "test_accuracy", "best_step"):
+            assert ra[k] == rb[k], (exp.name, k)
