@@ -56,6 +56,15 @@ mkdir -p "$dump"
 dump=$(cd "$dump" && pwd)
 name=$(basename "$data")
 
+# One dump of a set into one dump dir at a time (the kernel drops the lock when the holder dies).
+lockfile="$dump/.$name.lock"
+exec 9>>"$lockfile"
+if ! flock -n 9; then
+  echo "$prog: $dump ($name): locked by another run ($(cat "$lockfile" 2>/dev/null || true))" >&2
+  exit 1
+fi
+printf 'host=%s pid=%s started=%s dump_feats.sh\n' "$(hostname)" "$$" "$(date '+%Y-%m-%d %H:%M:%S')" > "$lockfile"
+
 nspk=$(cut -d' ' -f2 "$data/utt2spk" | LC_ALL=C sort -u | wc -l)
 if [ "$nj" -gt "$nspk" ]; then
   echo "$prog: --nj $nj is more than the number of speakers ($nspk) in $data" >&2

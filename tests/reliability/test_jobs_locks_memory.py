@@ -101,3 +101,19 @@ def test_long_utterance_memory_is_bounded(tmp_path, tiny_ckpt):
     for k in range(2):
         ratio = peaks[600][k] / peaks[150][k]
         assert ratio < 2.0, (k, peaks)
+
+
+def test_dump_refused_while_another_dump_holds_the_lock(tmp_path, wav_dir, tiny_ckpt):
+    import fcntl
+
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    lock = dump / f".{wav_dir.name}.lock"
+    with open(lock, "a+") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        holder.write("host=elsewhere pid=4242 started=now dump_feats.sh\n")
+        holder.flush()
+        r = cli(["bash", REPO / "utils/dump_feats.sh", "--nj", "1", tiny_ckpt, wav_dir, dump])
+    assert r.returncode == 1, r.stderr
+    assert "locked by another run" in r.stderr and "pid=4242" in r.stderr, r.stderr
+    assert not list(dump.glob("layer-*")), "a refused run wrote output"
