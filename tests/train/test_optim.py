@@ -76,3 +76,44 @@ def test_scheduler_lrs_per_update():
     assert seen == pytest.approx(expect)
     const = build_scheduler(torch.optim.Adam([p], lr=1e-3), OptimizerConfig(schedule="constant", lr=1e-3), 10)
     assert const.get_last_lr() == [1e-3]
+
+
+def _bert_adam_loop_reference(params, grads, states, lr, b1, b2, eps, wd, clip):
+    """The per-parameter loop BertAdam was first written as (pytorch-pretrained-bert order)."""
+    for p, g, (m, v) in zip(params, grads, states):
+        g = g.clone()
+        if clip > 0:
+            n = torch.linalg.vector_norm(g, 2)
+            g.mul_(torch.clamp(clip / (n + 1e-6), max=1.0))
+        m.mul_(b1).add_(g, alpha=1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        upd = m / (v.sqrt() + eps)
+        if wd > 0:
+            upd.add_(p, alpha=wd)
+        p.add_(upd, alpha=-lr)
+
+
+def test_bert_adam_foreach_is_bit_identical_to_per_parameter_loop():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(7, 5), nn.LayerNorm(5), nn.Linear(5, 3))
+    ref = [p.detach().clone() for p in model.parameters()]
+    states = [(torch.zeros_like(p), torch.zeros_like(p)) for p in ref]
+    opt = BertAdam(model.parameters(), lr=0.05, eps=1e-6, weight_decay=0.01, max_grad_norm=1.0)
+    g = torch.Generator().manual_seed(1)
+    for step in range(4):
+        # mixes gradients above and below the clip norm
+        grads = [torch.randn(p.shape, generator=g) * (3.0 if step % 2 else 0.1) for p in ref]
+        for p, gr in zip(model.parameters(), grads):
+            p.grad = gr.clone()
+        opt.step()
+        _bert_adam_loop_reference(ref, grads, states, 0.05, 0.9, 0.999, 1e-6, 0.01, 1.0)
+        for p, r in zip(model.parameters(), ref):
+            assert torch.equal(p.detach(), r)
+    assert all(opt.state[p]["step"] == 4 for p in model.parameters())
+
+
+def test_torch_optimizers_are_multi_tensor():
+    model = nn.Linear(3, 2)
+    for name in ("AdamW", "Adam"):
+        opt = build_optimizer(model, OptimizerConfig(name=name))
+        assert opt.defaults["foreach"] is True
