@@ -9,7 +9,8 @@ writes OUT_PREFIX.ark, OUT_PREFIX.scp (absolute ark paths, sorted like DATA_DIR/
 with --write-utt2num-frames true (the default), OUT_PREFIX.utt2num_frames. Audio comes from
 wav.scp (paths or pipes) and segments (s3prl.data.audio). Every output appears only when complete.
 If all outputs exist, are complete and newer than the config, it says so and does no work.
-An unreadable utterance or one shorter than a frame is an error naming it.
+An unreadable utterance or one shorter than a frame is an error naming it. Utterances are
+featurised 32 at a time with the batched fbank (output identical to one at a time).
 """
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ from s3prl.errors import UserError, cli_main
 from s3prl.log import setup_logging
 
 log = logging.getLogger("compute_feats")
+
+# Utterances featurised together (s3prl.features.compute_features_batch); bounds the memory of
+# one batched FFT to CHUNK utterances' frames.
+CHUNK = 32
 
 
 def parse_bool(s: str) -> bool:
@@ -70,7 +75,7 @@ def extract(data_dir: str, out_prefix: str, cfg, compression: int | None = None,
     from s3prl.data.ark import ArkWriter
     from s3prl.data.audio import load_utterance
     from s3prl.data.kaldi_dir import DataDir
-    from s3prl.features import compute_features, feature_dim, utterance_seed
+    from s3prl.features import compute_features_batch, feature_dim, utterance_seed
 
     dd = DataDir(data_dir)
     utts = list(dd.utts)
@@ -80,17 +85,22 @@ def extract(data_dir: str, out_prefix: str, cfg, compression: int | None = None,
     frames: list[str] = []
     dim = feature_dim(cfg)
     disable = not os.isatty(2) or logging.getLogger().level > logging.INFO
-    with ArkWriter(f"{prefix}.ark", f"{prefix}.scp", compression=compression) as writer:
-        for utt in tqdm(utts, desc=f"features {Path(data_dir).name}", unit="utt", disable=disable):
-            wav = load_utterance(dd, utt, target_sr=cfg.sample_rate)
-            feats = compute_features(wav, cfg, seed=utterance_seed(cfg, utt))
-            if feats.shape[0] == 0:
-                raise UserError(f"utterance {utt}: {len(wav)} samples is shorter than one "
-                                f"{cfg.frame_length:g} ms frame")
-            if feats.shape[1] != dim:
-                raise RuntimeError(f"feature dim {feats.shape[1]} != expected {dim}")
-            writer.write(utt, feats.numpy())
-            frames.append(f"{utt} {feats.shape[0]}\n")
+    with ArkWriter(f"{prefix}.ark", f"{prefix}.scp", compression=compression) as writer, \
+            tqdm(total=len(utts), desc=f"features {Path(data_dir).name}", unit="utt", disable=disable) as bar:
+        # CHUNK utterances at a time: one batched fbank (same output as per utterance) per chunk
+        for start in range(0, len(utts), CHUNK):
+            chunk = utts[start:start + CHUNK]
+            wavs = [load_utterance(dd, utt, target_sr=cfg.sample_rate) for utt in chunk]
+            feats_list = compute_features_batch(wavs, cfg, seeds=[utterance_seed(cfg, u) for u in chunk])
+            for utt, wav, feats in zip(chunk, wavs, feats_list):
+                if feats.shape[0] == 0:
+                    raise UserError(f"utterance {utt}: {len(wav)} samples is shorter than one "
+                                    f"{cfg.frame_length:g} ms frame")
+                if feats.shape[1] != dim:
+                    raise RuntimeError(f"feature dim {feats.shape[1]} != expected {dim}")
+                writer.write(utt, feats.numpy())
+                frames.append(f"{utt} {feats.shape[0]}\n")
+            bar.update(len(chunk))
     if write_utt2num_frames:
         atomic_write_text(f"{prefix}.utt2num_frames", "".join(frames))
     return len(utts)

@@ -3,7 +3,8 @@
 `compute_features(wav, cfg)` turns (N,) float samples in [-1, 1] into (T, D) float32 features:
 base features (s3prl.features.kaldi or s3prl.features.spectral), then deltas (Kaldi add-deltas
 for fbank/mfcc, librosa's delta for mel160), then the optional per-utterance CMVN.
-`num_frames(N, cfg)` predicts T without computing anything and `feature_dim(cfg)` gives D.
+`compute_features_batch(wavs, cfg)` does a list of utterances (batched fbank when the config
+allows it, same output). `num_frames(N, cfg)` predicts T without computing anything and `feature_dim(cfg)` gives D.
 
 Names are imported lazily, so `FeatureConfig`, `feature_dim` and `num_frames` do not import torch
 (shell verbs that only read configs start fast).
@@ -15,7 +16,7 @@ import importlib
 _EXPORTS = {
     "FeatureConfig": "config", "feature_dim": "config", "num_frames": "config", "base_dim": "config",
     "frame_shift_seconds": "config", "utterance_seed": "config",
-    "compute_features": "compute",
+    "compute_features": "compute", "compute_features_batch": "compute",
     "compute_fbank_batch": "kaldi",
     "cmvn_stats": "cmvn", "accumulate": "cmvn", "apply_cmvn": "cmvn", "init_stats": "cmvn",
     "utterance_cmvn": "cmvn",

@@ -1,11 +1,17 @@
-"""The feature pipeline: base features, deltas, optional per-utterance CMVN (see s3prl.features)."""
+"""The feature pipeline: base features, deltas, optional per-utterance CMVN (see s3prl.features).
+
+`compute_features` does one utterance; `compute_features_batch` does a list of them, taking the
+base Kaldi fbank of the whole list from `s3prl.features.kaldi.compute_fbank_batch` (one framing,
+FFT and mel matmul) when the config allows it (fbank, dither 0, no energy) and otherwise calling
+`compute_features` per utterance; its output is bit-identical to the per-utterance path's.
+"""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
 from s3prl.features.cmvn import utterance_cmvn
-from s3prl.features.config import FeatureConfig, feature_dim
+from s3prl.features.config import FeatureConfig, feature_dim, num_frames
 from s3prl.features.deltas import add_deltas, librosa_delta
 
 
@@ -51,3 +57,57 @@ def compute_features(wav, cfg: FeatureConfig, seed: int | None = None) -> torch.
             else:
                 feats = utterance_cmvn(feats)
     return feats.to(torch.float32).contiguous()
+
+
+# Utterances with fewer frames than this are featurised one by one (see compute_features_batch).
+MIN_BATCH_FRAMES = 8
+
+
+def _fbank_batchable(cfg: FeatureConfig) -> bool:
+    return cfg.feat_type == "fbank" and cfg.dither == 0.0 and not cfg.use_energy
+
+
+def _finish(feats: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
+    """Deltas and per-utterance CMVN of Kaldi base features, as in `compute_features`."""
+    feats = add_deltas(feats, cfg.delta_order, cfg.delta_window)
+    if cfg.per_utt_cmvn:
+        feats = utterance_cmvn(feats, eps=1e-10, unbiased=True)
+    return feats.to(torch.float32).contiguous()
+
+
+def compute_features_batch(wavs, cfg: FeatureConfig, seeds=None) -> list[torch.Tensor]:
+    """A list of (N_i,) waveforms in [-1, 1] -> list of (T_i, feature_dim(cfg)) float32.
+
+    Equal to ``[compute_features(w, cfg, seed=s) for w, s in zip(wavs, seeds)]``; Kaldi fbank
+    without dither or energy is computed for the whole list at once (`compute_fbank_batch`).
+    `seeds` (one per utterance, default `cfg.seed`) only matter for dither, which takes the
+    per-utterance path. Callers bound the list's size (memory grows with its total length).
+    """
+    from s3prl.features.kaldi import compute_fbank_batch
+
+    if seeds is None:
+        seeds = [None] * len(wavs)
+    if len(seeds) != len(wavs):
+        raise ValueError(f"compute_features_batch: {len(wavs)} waveforms but {len(seeds)} seeds")
+    if not _fbank_batchable(cfg):
+        return [compute_features(w, cfg, seed=s) for w, s in zip(wavs, seeds)]
+    tensors = []
+    for w in wavs:
+        if isinstance(w, np.ndarray):
+            w = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
+        w = w.to(torch.float32)
+        if w.dim() != 1:
+            raise ValueError(f"compute_features_batch expects 1-D waveforms, got shape {tuple(w.shape)}")
+        tensors.append(w)
+    # torch.mm rounds a product with very few rows (a gemv-like kernel) differently from the
+    # same rows inside a large product; utterances that short (< 0.1 s) take the per-utterance
+    # path so the output stays bit-identical to it. They cost nothing either way.
+    big = [i for i, w in enumerate(tensors) if num_frames(w.shape[0], cfg) >= MIN_BATCH_FRAMES]
+    out = [None] * len(tensors)
+    with torch.no_grad():
+        for i, b in zip(big, compute_fbank_batch([tensors[i] for i in big], cfg)):
+            out[i] = _finish(b, cfg)
+    for i, w in enumerate(tensors):
+        if out[i] is None:
+            out[i] = compute_features(w, cfg, seed=seeds[i])
+    return out

@@ -188,10 +188,7 @@ class Upstream(nn.Module):
         return torch.device("cpu")
 
     # --------------------------------------------------------------- features
-    def compute_features(self, wav: torch.Tensor | np.ndarray, utt_id: str | None = None) -> torch.Tensor:
-        """One 16 kHz waveform (N,) -> features (T, D) from the checkpoint's audio section."""
-        from s3prl.features import compute_features
-
+    def _checked_wav(self, wav, utt_id: str | None) -> torch.Tensor:
         if self.feature_config is None:
             raise UserError(f"{self.name}: this checkpoint was trained on external features "
                             f"({self.input_dim}-dim, e.g. fMLLR); pass features with forward_features "
@@ -204,8 +201,23 @@ class Upstream(nn.Module):
         if wav.numel() < self.feature_config.window_samples():
             raise UserError(f"{who} has {wav.numel()} samples, shorter than one analysis window "
                             f"({self.feature_config.window_samples()} samples)")
-        feats = compute_features(wav, self.feature_config)
+        return wav
+
+    def compute_features(self, wav: torch.Tensor | np.ndarray, utt_id: str | None = None) -> torch.Tensor:
+        """One 16 kHz waveform (N,) -> features (T, D) from the checkpoint's audio section."""
+        from s3prl.features import compute_features
+
+        feats = compute_features(self._checked_wav(wav, utt_id), self.feature_config)
         return torch.as_tensor(feats, dtype=torch.float32)
+
+    def compute_features_batch(self, wavs: Sequence[torch.Tensor | np.ndarray],
+                               utt_ids: Sequence[str] | None = None) -> list[torch.Tensor]:
+        """Several waveforms -> their features, equal to `compute_features` one by one; Kaldi
+        fbank is computed for the whole list at once (s3prl.features.compute_features_batch)."""
+        from s3prl.features import compute_features_batch
+
+        checked = [self._checked_wav(w, utt_ids[i] if utt_ids else None) for i, w in enumerate(wavs)]
+        return compute_features_batch(checked, self.feature_config)
 
     def _check_features(self, feats: torch.Tensor, lengths: torch.Tensor,
                         utt_ids: Sequence[str] | None) -> None:
@@ -233,7 +245,7 @@ class Upstream(nn.Module):
             wavs = [wavs]
         if len(wavs) == 0:
             raise UserError(f"{self.name}: empty batch")
-        feats = [self.compute_features(w, utt_ids[i] if utt_ids else None) for i, w in enumerate(wavs)]
+        feats = self.compute_features_batch(wavs, utt_ids)
         padded, flen = pad_features(feats)
         return self.forward_features(padded.to(self.device), flen, utt_ids=utt_ids)
 

@@ -154,3 +154,21 @@ def test_shipped_feature_configs_load():
         cfg = load_config(FeatureConfig, conf / f"{name}.yaml")
         assert cfg.feat_type == name and feature_dim(cfg) == dim
         assert cfg == FeatureConfig(feat_type=name)  # the YAMLs spell out the defaults
+
+
+@pytest.mark.parametrize("cfg", [FeatureConfig(), FeatureConfig(num_mel_bins=40, snip_edges=False),
+                                 FeatureConfig(delta_order=2, per_utt_cmvn=True),
+                                 FeatureConfig(feat_type="mfcc"), FeatureConfig(dither=1.0, seed=5)])
+def test_compute_features_batch_is_bit_identical(cfg):
+    from s3prl.features import compute_features_batch
+
+    # 0, 1, 2, 3, ~50 and ~1000-frame utterances: the short ones hit torch.mm's few-row kernel
+    lens = [300, 400, 560, 720, 8000, 160000, 1234]
+    wavs = [_wav(n, seed=n) for n in lens]
+    seeds = list(range(len(wavs)))
+    batch = compute_features_batch(wavs, cfg, seeds=seeds)
+    for w, s, b in zip(wavs, seeds, batch):
+        single = compute_features(w, cfg, seed=s)
+        assert b.shape == single.shape and b.dtype == torch.float32
+        assert torch.equal(b, single)
+    assert batch[0].shape == (0, feature_dim(cfg))

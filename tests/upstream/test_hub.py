@@ -238,3 +238,13 @@ def test_bad_inputs(ckpts, tmp_path):
         up([torch.zeros(100)])
     with pytest.raises(UserError, match="utterance u1 has 2 feature frames"):
         up.forward_features(torch.zeros(1, 2, 80), torch.tensor([2]), utt_ids=["u1"])
+
+
+def test_compute_features_batch_equals_single(ckpts):
+    up = load_upstream(ckpts["dr1"])
+    ws = wavs()
+    batch = up.compute_features_batch(ws)
+    for w, b in zip(ws, batch):
+        assert torch.equal(b, up.compute_features(w))
+    with pytest.raises(UserError, match="utterance u2 has 10 samples"):
+        up.compute_features_batch([ws[0], torch.zeros(10)], utt_ids=["u1", "u2"])
