@@ -75,3 +75,30 @@ def test_nan_is_refused_and_nothing_written(tmp_path):
             w.write("a b", np.ones((2, 2)))
     with pytest.raises(UserError, match="utterance x: cannot read matrix"):
         read_scp_matrix(f"{tmp_path}/none.ark:8", key="x")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_write_is_byte_identical_to_kaldiio(tmp_path, dtype):
+    rng = np.random.default_rng(1)
+    m = {"a": rng.standard_normal((7, 5)).astype(dtype), "b": np.zeros((0, 5), dtype=dtype),
+         "c": rng.standard_normal((1, 5)).astype(">f4" if dtype == np.float32 else ">f8"),  # big-endian in
+         "d": np.asfortranarray(rng.standard_normal((4, 3)))}
+    with ArkWriter(tmp_path / "o.ark", tmp_path / "o.scp", dtype=dtype) as w:
+        for k, v in m.items():
+            w.write(k, v)
+    with kaldiio.WriteHelper(f"ark:{tmp_path / 'k.ark'}") as kw:
+        for k, v in m.items():
+            kw(k, np.ascontiguousarray(v, dtype=dtype))
+    assert (tmp_path / "o.ark").read_bytes() == (tmp_path / "k.ark").read_bytes()
+    back = read_scp(tmp_path / "o.scp")
+    assert np.array_equal(back["c"], m["c"]) and back["b"].shape == (0, 5)
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_inf_and_nan_anywhere_are_refused(tmp_path, value):
+    bad = np.zeros((4, 3), dtype=np.float32)
+    bad[3, 2] = value
+    with pytest.raises(UserError, match="utterance u: matrix contains NaN or Inf"):
+        with ArkWriter(tmp_path / "n.ark", tmp_path / "n.scp") as w:
+            w.write("u", bad)
+    assert list(tmp_path.iterdir()) == []
