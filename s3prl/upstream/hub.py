@@ -33,7 +33,10 @@ state is the feature matrix itself, so baselines go through the same code as lea
 Modes: frozen (``fine_tune=False``, the default) puts the model in eval mode, freezes its
 parameters and runs under `torch.inference_mode()`; the returned tensors are ordinary tensors
 (cloned out of inference mode) so a learned `Featurizer` can sit on top. ``fine_tune=True``
-keeps the train/eval switch with the caller and records gradients.
+keeps the train/eval switch with the caller and records gradients. A frozen upstream given a
+batch of mixed lengths runs it as groups of similar length (`length_groups`, at most 10 %
+padding each), each cropped to its longest member: the outputs are the same (padded frames are
+zero either way) and padded frames cost no matmul or attention work.
 """
 from __future__ import annotations
 
@@ -89,6 +92,30 @@ def pad_features(feats: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
     for i, f in enumerate(feats):
         out[i, : f.shape[0]] = f
     return out, lengths
+
+
+# A frozen upstream splits a batch so that no group pads more than this fraction of its frames.
+MAX_PADDING = 0.1
+
+
+def length_groups(lengths: torch.Tensor, max_padding: float = MAX_PADDING) -> list[torch.Tensor]:
+    """Split batch indices into groups of similar length (longest first): an item joins the
+    current group while the group's padded frames stay within (1 + max_padding) x its valid
+    frames. Returns index tensors; one group (the whole batch) when padding is already small."""
+    order = sorted(range(len(lengths)), key=lambda i: (-int(lengths[i]), i))
+    groups: list[list[int]] = []
+    for i in order:
+        g = groups[-1] if groups else None
+        if g is not None:
+            top = int(lengths[g[0]])
+            valid = sum(int(lengths[j]) for j in g) + int(lengths[i])
+            if top * (len(g) + 1) <= (1 + max_padding) * valid:
+                g.append(i)
+                continue
+        groups.append([i])
+    if len(groups) == 1:
+        groups[0].sort()
+    return [torch.tensor(g, dtype=torch.long) for g in groups]
 
 
 def upsample_frames(h: torch.Tensor, stacked_lengths: torch.Tensor, lengths: torch.Tensor, rate: int,
@@ -268,10 +295,26 @@ class Upstream(nn.Module):
         self._check_features(feats, lengths, utt_ids)
         feats = feats.to(self.device)
         total = feats.shape[1]
+        groups = length_groups(lengths) if (self.model is not None and not self.fine_tune) else []
         with self._context():
-            states, slen, _ = self._run(feats, lengths.to(feats.device))
-            slen = torch.as_tensor(slen).cpu()
-            hs = [upsample_frames(h, slen, lengths, self.frame_rate, total) for h in states]
+            if len(groups) <= 1:
+                states, slen, _ = self._run(feats, lengths.to(feats.device))
+                slen = torch.as_tensor(slen).cpu()
+                hs = [upsample_frames(h, slen, lengths, self.frame_rate, total) for h in states]
+            else:
+                # Frozen inference on a batch of mixed lengths: run each group of similar lengths
+                # cropped to its own longest member, so padded frames cost (almost) nothing.
+                hs = None
+                for idx in groups:
+                    glen = lengths[idx]
+                    states, slen, _ = self._run(feats[idx.to(feats.device), :int(glen.max())],
+                                                glen.to(feats.device))
+                    slen = torch.as_tensor(slen).cpu()
+                    part = [upsample_frames(h, slen, glen, self.frame_rate, total) for h in states]
+                    if hs is None:
+                        hs = [p.new_zeros((feats.shape[0],) + tuple(p.shape[1:])) for p in part]
+                    for out, p in zip(hs, part):
+                        out[idx.to(out.device)] = p
         if not self.fine_tune:
             hs = [h.clone() for h in hs]  # plain tensors, usable under autograd (e.g. a Featurizer)
         return UpstreamOutput(hidden_states=tuple(hs), last_hidden_state=hs[-1], lengths=lengths)

@@ -248,3 +248,33 @@ def test_compute_features_batch_equals_single(ckpts):
         assert torch.equal(b, up.compute_features(w))
     with pytest.raises(UserError, match="utterance u2 has 10 samples"):
         up.compute_features_batch([ws[0], torch.zeros(10)], utt_ids=["u1", "u2"])
+
+
+def test_length_groups_numbers():
+    from s3prl.upstream.hub import length_groups
+
+    g = length_groups(torch.tensor([100, 1000, 950, 300, 1000, 980]))
+    assert [x.tolist() for x in g] == [[1, 4, 5, 2], [3], [0]]
+    # little padding: one group, in batch order
+    assert [x.tolist() for x in length_groups(torch.tensor([95, 100, 99]))] == [[0, 1, 2]]
+    assert [x.tolist() for x in length_groups(torch.tensor([7]))] == [[0]]
+
+
+def test_mixed_length_batch_runs_in_groups_with_same_output(ckpts, monkeypatch):
+    up = load_upstream(ckpts["dr3"])
+    ws = wavs((32000, 6000, 20000, 31000))
+    feats = [up.compute_features(w) for w in ws]
+    padded, lens = pad_features(feats)
+    calls = []
+    run = up._run
+    monkeypatch.setattr(up, "_run", lambda f, l, **k: (calls.append(tuple(f.shape[:2])), run(f, l, **k))[1])
+    out = up.forward_features(padded, lens)
+    assert len(calls) == 3 and calls[0] == (2, int(lens.max()))    # 32000 + 31000 samples together
+    assert sum(c[0] for c in calls) == 4
+    for i, f in enumerate(feats):
+        single = up.forward_features(f[None], torch.tensor([f.shape[0]]))
+        n = f.shape[0]
+        for a, b in zip(out.hidden_states, single.hidden_states):
+            assert a.shape[1] == padded.shape[1]
+            torch.testing.assert_close(a[i, :n], b[0], atol=1e-5, rtol=0)
+            assert torch.all(a[i, n:] == 0)
