@@ -1,6 +1,6 @@
 """Optimizers and the warm-up + linear-decay learning-rate schedule of the S3PRL trainer.
 
-- `AdamW` (default) and `Adam` are torch's (multi-tensor `foreach=True`); `BertAdam` re-implements the optimizer S3PRL used in
+- `AdamW` (default) and `Adam` are torch's (fused kernel, else multi-tensor foreach); `BertAdam` re-implements the optimizer S3PRL used in
   2020 (from pytorch-pretrained-bert, see reference/s3prl.md §1.4): Adam *without* bias
   correction, eps 1e-6, decoupled weight decay (0.01; none on biases and LayerNorm parameters),
   and each parameter's gradient clipped to norm `max_grad_norm` (1.0) inside the optimizer;
@@ -73,26 +73,48 @@ class BertAdam(torch.optim.Optimizer):
                 grads.append(p.grad)
                 ms.append(state["exp_avg"])
                 vs.append(state["exp_avg_sq"])
-            if not params:
-                continue
-            if group["max_grad_norm"] > 0:
-                # Per-parameter clip, as torch.nn.utils.clip_grad_norm_(p, max) on each p alone:
-                # g *= min(1, max / (||g|| + 1e-6)).
-                norms = torch.stack(torch._foreach_norm(grads, 2.0))
-                coefs = torch.clamp(group["max_grad_norm"] / (norms + 1e-6), max=1.0)
-                torch._foreach_mul_(grads, coefs.unbind())
-            torch._foreach_mul_(ms, b1)
-            torch._foreach_add_(ms, grads, alpha=1 - b1)
-            torch._foreach_mul_(vs, b2)
-            torch._foreach_addcmul_(vs, grads, grads, value=1 - b2)
-            denom = torch._foreach_sqrt(vs)
-            torch._foreach_add_(denom, group["eps"])
-            update = torch._foreach_div(ms, denom)
-            del denom
-            if group["weight_decay"] > 0:
-                torch._foreach_add_(update, params, alpha=group["weight_decay"])
-            torch._foreach_add_(params, update, alpha=-group["lr"])
+            # Sub-lists of ~1 M elements: the temporaries (sqrt(v), the update) stay small and
+            # are recycled by the allocator instead of a fresh 2 x 4 bytes x #params every step.
+            for sl in _slices(params, CHUNK_ELEMENTS):
+                self._update(group, params[sl], grads[sl], ms[sl], vs[sl], b1, b2)
         return loss
+
+    @staticmethod
+    def _update(group, params, grads, ms, vs, b1, b2) -> None:
+        if group["max_grad_norm"] > 0:
+            # Per-parameter clip, as torch.nn.utils.clip_grad_norm_(p, max) on each p alone:
+            # g *= min(1, max / (||g|| + 1e-6)).
+            norms = torch.stack(torch._foreach_norm(grads, 2.0))
+            coefs = torch.clamp(group["max_grad_norm"] / (norms + 1e-6), max=1.0)
+            torch._foreach_mul_(grads, coefs.unbind())
+        torch._foreach_mul_(ms, b1)
+        torch._foreach_add_(ms, grads, alpha=1 - b1)
+        torch._foreach_mul_(vs, b2)
+        torch._foreach_addcmul_(vs, grads, grads, value=1 - b2)
+        denom = torch._foreach_sqrt(vs)
+        torch._foreach_add_(denom, group["eps"])
+        update = torch._foreach_div(ms, denom)
+        del denom
+        if group["weight_decay"] > 0:
+            torch._foreach_add_(update, params, alpha=group["weight_decay"])
+        torch._foreach_add_(params, update, alpha=-group["lr"])
+
+
+# BertAdam updates parameters in runs of about this many elements (see BertAdam.step).
+CHUNK_ELEMENTS = 1 << 20
+
+
+def _slices(params: list, limit: int) -> list[slice]:
+    """Consecutive runs of `params` with at most `limit` elements (a bigger tensor runs alone)."""
+    out, start, n = [], 0, 0
+    for i, p in enumerate(params):
+        if i > start and n + p.numel() > limit:
+            out.append(slice(start, i))
+            start, n = i, 0
+        n += p.numel()
+    if start < len(params):
+        out.append(slice(start, len(params)))
+    return out
 
 
 def param_groups(named_params: Iterable[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict]:
@@ -110,6 +132,16 @@ def param_groups(named_params: Iterable[tuple[str, nn.Parameter]], weight_decay:
     return groups
 
 
+def _torch_adam(cls, groups, **kw) -> torch.optim.Optimizer:
+    """torch's Adam/AdamW with the fused kernel (one pass over each parameter and its states;
+    measured 6x faster than foreach on CPU for 22 M parameters), else multi-tensor foreach
+    (parameters of a dtype or device the fused kernel does not take)."""
+    try:
+        return cls(groups, fused=True, **kw)
+    except (RuntimeError, ValueError):
+        return cls(groups, foreach=True, **kw)
+
+
 def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
     """Build the optimizer named by `cfg.name` ("AdamW" | "Adam" | "BertAdam") for `model`.
 
@@ -122,10 +154,10 @@ def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
         raise UserError("the model has no trainable parameters")
     betas = tuple(cfg.betas)
     if cfg.name == "AdamW":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=betas, eps=cfg.eps, foreach=True)
+        return _torch_adam(torch.optim.AdamW, groups, lr=cfg.lr, betas=betas, eps=cfg.eps)
     if cfg.name == "Adam":
         # Plain Adam: coupled L2 (torch semantics) per group.
-        return torch.optim.Adam(groups, lr=cfg.lr, betas=betas, eps=cfg.eps, foreach=True)
+        return _torch_adam(torch.optim.Adam, groups, lr=cfg.lr, betas=betas, eps=cfg.eps)
     if cfg.name == "BertAdam":
         return BertAdam(groups, lr=cfg.lr, betas=betas, eps=cfg.eps,
                         max_grad_norm=cfg.bert_adam_max_grad_norm)

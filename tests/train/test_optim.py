@@ -112,8 +112,31 @@ def test_bert_adam_foreach_is_bit_identical_to_per_parameter_loop():
     assert all(opt.state[p]["step"] == 4 for p in model.parameters())
 
 
-def test_torch_optimizers_are_multi_tensor():
+def test_torch_optimizers_are_fused_else_foreach():
     model = nn.Linear(3, 2)
     for name in ("AdamW", "Adam"):
         opt = build_optimizer(model, OptimizerConfig(name=name))
-        assert opt.defaults["foreach"] is True
+        assert opt.defaults["fused"] is True
+    # the fused kernel and the plain loop agree within float rounding on a step
+    torch.manual_seed(0)
+    a, b = nn.Linear(4, 3), nn.Linear(4, 3)
+    b.load_state_dict(a.state_dict())
+    oa = build_optimizer(a, OptimizerConfig(name="AdamW"))
+    ob = torch.optim.AdamW(param_groups(b.named_parameters(), 0.01), foreach=False,
+                           lr=oa.defaults["lr"], betas=oa.defaults["betas"], eps=oa.defaults["eps"])
+    for _ in range(3):
+        for m in (a, b):
+            m.zero_grad()
+            m(torch.ones(2, 4)).pow(2).sum().backward()
+        oa.step()
+        ob.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, atol=1e-7, rtol=1e-6)
+
+
+def test_bert_adam_slices_bound_the_temporaries():
+    from s3prl.train.optim import _slices
+
+    ps = [torch.zeros(n) for n in (5, 5, 20, 1, 1, 3)]
+    assert _slices(ps, 10) == [slice(0, 2), slice(2, 3), slice(3, 6)]
+    assert _slices(ps, 100) == [slice(0, 6)] and _slices([], 10) == []
