@@ -57,7 +57,8 @@ def test_quick_run_writes_finite_json(tmp_path, capsys):
     for r in pt["rows"]:
         assert all(_finite(r[k]) for k in ("step_seconds", "step_gflop", "achieved_gflops", "fraction_of_peak",
                                            "fwd_bwd_fraction_of_peak", "optimizer_share"))
-        assert 0 <= r["optimizer_share"] <= 1
+        assert 0 <= r["optimizer_share"] <= 1 and 0 < r["recipe_optimizer_share"] < r["optimizer_share"]
+        assert _finite(r["recipe_update_fraction_of_peak"]) and r["recipe_update_fraction_of_peak"] > 0
         assert r["top_ops"] and all(0 <= o["self_share"] <= 1 for o in r["top_ops"])
     fb = s["fbank"]
     assert fb["same_shapes"] and fb["max_abs_diff"] <= 1e-3 and _finite(fb["speedup"])
