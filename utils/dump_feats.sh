@@ -72,28 +72,29 @@ if [ "$nj" -gt "$nspk" ]; then
 fi
 
 opts=(--upstream "$upstream" --layer "$layer")
-status=$(python -m s3prl.bin.extract --mode check "${opts[@]}" "$data" "$dump")
+# Children get `9>&-`: only this shell holds the lock, so it is free as soon as this shell dies.
+status=$(python -m s3prl.bin.extract --mode check "${opts[@]}" "$data" "$dump" 9>&-)
 if [ "$status" = complete ]; then
   echo "$prog: skip: $dump/layer-*/$name are complete and made with $upstream"
   exit 0
 fi
 
-"$utils_dir/split_data.sh" "$data" "$nj"
+"$utils_dir/split_data.sh" "$data" "$nj" 9>&-
 
 logdir="$dump/log/$name"
 mkdir -p "$logdir" "$dump/ark/$name"
 $cmd JOB=1:"$nj" "$logdir/extract.JOB.log" \
   python -m s3prl.bin.extract "${opts[@]}" --batch-size "$batch_size" --device "$device" \
-    --compress "$compress" "$data/split$nj/JOB" "$dump/ark/$name/raw.JOB" || {
+    --compress "$compress" "$data/split$nj/JOB" "$dump/ark/$name/raw.JOB" 9>&- || {
   echo "$prog: extraction failed; see $logdir/extract.*.log" >&2; exit 1; }
 
-python -m s3prl.bin.extract --mode merge --nj "$nj" "${opts[@]}" "$data" "$dump"
+python -m s3prl.bin.extract --mode merge --nj "$nj" "${opts[@]}" "$data" "$dump" 9>&-
 
 for d in "$dump"/layer-*/"$name"; do
   [ -f "$d/feats.scp" ] || continue
   vopts=()
   [ -f "$d/text" ] || vopts+=(--no-text)
   [ -f "$d/wav.scp" ] || vopts+=(--no-wav)
-  "$utils_dir/validate_data_dir.sh" ${vopts[@]+"${vopts[@]}"} "$d" >/dev/null
+  "$utils_dir/validate_data_dir.sh" ${vopts[@]+"${vopts[@]}"} "$d" >/dev/null 9>&-
 done
 echo "$prog: succeeded for $data -> $dump/layer-*/$name"

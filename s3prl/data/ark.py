@@ -14,6 +14,7 @@ Readers return writable copies (kaldiio's binary reads are read-only views).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from pathlib import Path
@@ -115,12 +116,18 @@ class ArkWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         ark, self._ark = self._ark, None
         try:
-            if exc_type is None:
+            if exc_type is not None:
+                with contextlib.suppress(OSError):  # the buffered tail may fail too; keep the first error
+                    ark.close()
+                return
+            try:
                 ark.flush()
                 os.fsync(ark.fileno())
+            except OSError as e:  # the buffered tail hit a full disk: name the output
+                with contextlib.suppress(OSError):
+                    ark.close()
+                raise OSError(e.errno, e.strerror, str(self.ark_path)) from None
             ark.close()
-            if exc_type is not None:
-                return
             with open(self._scp_tmp, "w", encoding="utf-8") as f:
                 f.writelines(self._scp_lines)
                 f.flush()

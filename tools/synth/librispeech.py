@@ -182,7 +182,10 @@ def _job_cost(job: SpeakerJob) -> float:
 
 
 def _run_jobs(jobs: list[SpeakerJob], n_workers: int) -> dict[int, list]:
-    return corpus.run_jobs(run_speaker, jobs, n_workers, _job_cost)
+    # Every speaker runs in a fresh forked process (also with one worker): the espeak library keeps
+    # state between calls in a process, so which speakers a worker rendered before would leak into
+    # the audio and make the output depend on --jobs and on scheduling.
+    return corpus.run_jobs(run_speaker, jobs, n_workers, _job_cost, fresh_process=True)
 
 
 def speakers_txt(rows: list[tuple[Speaker, str, float]]) -> str:
