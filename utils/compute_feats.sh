@@ -66,13 +66,14 @@ if ! flock -n 9; then
   echo "$prog: $data: locked by another run ($(cat "$data/.lock" 2>/dev/null || true))" >&2
   exit 1
 fi
+# Children get `9>&-` below: only this shell holds the lock, so it is free as soon as it dies.
 printf 'host=%s pid=%s started=%s compute_feats.sh\n' "$(hostname)" "$$" "$(date '+%Y-%m-%d %H:%M:%S')" > "$data/.lock"
 # The resolved config (the same effective options give the same text), for the jobs and, at the
 # end, for $data/conf/feats.yaml. It is replaced only when its text changes, so that jobs whose
 # outputs are complete and newer than it are not redone by a rerun.
 cfg_copy="$logdir/feats.yaml"
 read -r status feat_type feat_dim frame_shift < <("$py" -m s3prl.bin.compute_feats \
-  ${cfg_opt[@]+"${cfg_opt[@]}"} --plan "$data" --write-config "$cfg_copy.new") || true
+  ${cfg_opt[@]+"${cfg_opt[@]}"} --plan "$data" --write-config "$cfg_copy.new" 9>&-) || true
 if [ -f "$cfg_copy.new" ]; then
   if cmp -s "$cfg_copy.new" "$cfg_copy"; then rm -f "$cfg_copy.new"; else mv "$cfg_copy.new" "$cfg_copy"; fi
 fi
@@ -95,7 +96,7 @@ name=$(basename "$(cd "$data" && pwd)")
 # The old outputs no longer describe what is being made.
 rm -f "$data/conf/feats.yaml" "$data/feats.scp" "$data/cmvn.scp"
 
-"$utils_dir/split_data.sh" "$data" "$nj"
+"$utils_dir/split_data.sh" "$data" "$nj" 9>&-
 
 # $cmd may carry options ("run.pl --mem 4G"); find run.pl next to this script if not on PATH.
 read -r -a cmd_arr <<< "$cmd"
@@ -104,7 +105,7 @@ if ! command -v "${cmd_arr[0]}" > /dev/null && [ -x "$utils_dir/${cmd_arr[0]}" ]
 fi
 "${cmd_arr[@]}" JOB=1:"$nj" "$logdir/compute_feats.JOB.log" \
   "$py" -m s3prl.bin.compute_feats --config "$cfg_copy" --compress "$compress" \
-    --write-utt2num-frames true "$data/split$nj/JOB" "$featdir/raw_${feat_type}_${name}.JOB"
+    --write-utt2num-frames true "$data/split$nj/JOB" "$featdir/raw_${feat_type}_${name}.JOB" 9>&-
 
 tmp=".tmp.$$"
 trap 'rm -f "$data/feats.scp$tmp" "$data/utt2num_frames$tmp" "$data/feats_dim$tmp" "$data/frame_shift$tmp" "$data/conf/feats.yaml$tmp"' EXIT
@@ -130,13 +131,13 @@ mv "$data/utt2num_frames$tmp" "$data/utt2num_frames"
 mv "$data/feats_dim$tmp" "$data/feats_dim"
 mv "$data/frame_shift$tmp" "$data/frame_shift"
 
-"$py" -m s3prl.bin.compute_cmvn_stats "$data" "$featdir" 2> "$logdir/compute_cmvn_stats.log" || {
+"$py" -m s3prl.bin.compute_cmvn_stats "$data" "$featdir" 2> "$logdir/compute_cmvn_stats.log" 9>&- || {
   echo "$prog: computing CMVN stats failed; see $logdir/compute_cmvn_stats.log" >&2; exit 1; }
 
 if [ -f "$data/text" ]; then
-  "$utils_dir/validate_data_dir.sh" "$data"
+  "$utils_dir/validate_data_dir.sh" "$data" 9>&-
 else
-  "$utils_dir/validate_data_dir.sh" --no-text "$data"
+  "$utils_dir/validate_data_dir.sh" --no-text "$data" 9>&-
 fi
 
 # Last: the config copy that marks the features as complete.
