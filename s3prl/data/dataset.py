@@ -5,7 +5,12 @@
       (s3prl.features; the config's own `per_utt_cmvn` applies), or
   (b) read from the data dir's Kaldi `feats.scp` ("external" features, e.g. fMLLR 40 made by
       Kaldi), with optional speaker-level CMVN from `cmvn.scp` (Kaldi `apply-cmvn --utt2spk`).
-`cmvn: utterance` adds the Mockingjay per-utterance CMVN on top of either.
+`cmvn: utterance` adds the Mockingjay per-utterance CMVN on top of either; `cmvn: global` adds one
+global mean (and variance) normalisation, Kaldi `compute-cmvn-stats` over a whole set then
+`apply-cmvn` with that one stats matrix (ESPnet's GlobalMVN): the statistics come from the dataset's
+own utterances or, for dev and test sets, from the training set's (`global_stats`). Unlike
+per-utterance or per-speaker CMVN it keeps what differs between speakers and utterances (the
+speaker task), while bringing features of any scale (log-mel energies around 15) to unit scale.
 An optional second stream (`target`, e.g. the linear1025 target of Mockingjay LARGE) is computed
 from the same audio and cut to the input's frame count.
 
@@ -71,8 +76,10 @@ class FeatureDataset(torch.utils.data.Dataset):
         data_dir: the Kaldi data directory.
         features: FeatureConfig for on-the-fly features, or None to read `feats.scp` (external).
         target_features: FeatureConfig of a second stream computed from the audio, or None.
-        cmvn: "none" | "utterance" | "speaker" (speaker needs cmvn.scp and utt2spk).
-        norm_vars: also normalise variances for speaker CMVN.
+        cmvn: "none" | "utterance" | "speaker" (speaker needs cmvn.scp and utt2spk) | "global".
+        norm_vars: also normalise variances for speaker and global CMVN.
+        global_stats: Kaldi (2, D+1) stats for cmvn "global" (e.g. the training set's
+            `global_stats`); None: accumulated over this dataset's utterances.
         max_timestep, max_timestep_policy, seed: see the module docstring.
         utts: restrict to these utterance ids (default: all, sorted).
         cache: keep each utterance's (normalised) features in memory after the first read (small
@@ -81,7 +88,8 @@ class FeatureDataset(torch.utils.data.Dataset):
 
     def __init__(self, data_dir: str | Path, *, features=None, target_features=None, cmvn: str = "none",
                  norm_vars: bool = False, max_timestep: int = 0, max_timestep_policy: str = "drop",
-                 seed: int = 0, utts: list[str] | None = None, cache: bool = False):
+                 seed: int = 0, utts: list[str] | None = None, cache: bool = False,
+                 global_stats: np.ndarray | None = None):
         from s3prl.data.kaldi_dir import DataDir
 
         self.path = Path(data_dir)
@@ -98,8 +106,10 @@ class FeatureDataset(torch.utils.data.Dataset):
         self.features = features
         self.target_features = target_features
         self.external = features is None
-        if cmvn not in ("none", "utterance", "speaker"):
-            raise UserError(f"cmvn: '{cmvn}' is not one of none, utterance, speaker")
+        if cmvn not in ("none", "utterance", "speaker", "global"):
+            raise UserError(f"cmvn: '{cmvn}' is not one of none, utterance, speaker, global")
+        if global_stats is not None and cmvn != "global":
+            raise ValueError("global_stats is only used with cmvn 'global'")
         self.cmvn, self.norm_vars = cmvn, norm_vars
         self.max_timestep, self.policy, self.seed = max_timestep, max_timestep_policy, seed
         self.epoch = 0
@@ -125,7 +135,20 @@ class FeatureDataset(torch.utils.data.Dataset):
             self.lengths = [self.lengths[i] for i in keep]
             if not self.utts:
                 raise UserError(f"{self.path}: every utterance is longer than max_timestep {max_timestep}")
+        self.global_stats = None
+        if cmvn == "global":
+            self.global_stats = (np.asarray(global_stats, dtype=np.float64) if global_stats is not None
+                                 else self._accumulate_global_stats())
+            dim = int(self._raw(self.utts[0]).shape[1])
+            if self.global_stats.ndim != 2 or self.global_stats.shape[1] != dim + 1:
+                raise UserError(f"{self.path}: {dim}-dim features, but the global CMVN statistics are for "
+                                f"{self.global_stats.shape[-1] - 1}-dim ones (another feature set's?)")
         self.dim = self._item_feats(0).shape[1]
+
+    def _accumulate_global_stats(self) -> np.ndarray:
+        from s3prl.features.cmvn import cmvn_stats
+        log.info("%s: global CMVN statistics over %d utterance(s)", self.path, len(self.utts))
+        return cmvn_stats(self._raw(u).numpy() for u in self.utts)
 
     # ------------------------------------------------------------------ lengths
     def _lengths(self) -> list[int]:
@@ -176,6 +199,9 @@ class FeatureDataset(torch.utils.data.Dataset):
         elif self.cmvn == "utterance":
             from s3prl.features.cmvn import utterance_cmvn
             feats = utterance_cmvn(feats)
+        elif self.cmvn == "global":
+            from s3prl.features.cmvn import apply_cmvn
+            feats = apply_cmvn(feats, self.global_stats, norm_vars=self.norm_vars)
         return feats
 
     def _item_feats(self, i: int) -> torch.Tensor:

@@ -313,13 +313,14 @@ ASR_TABLE = TableSpec(
     key_columns=4, required=ASR_REQUIRED, row=_asr_row)
 
 
-def _dataset(data_dir: str, cfg: AsrConfig, tokenizer: Tokenizer | None, features=None, train: bool = False):
+def _dataset(data_dir: str, cfg: AsrConfig, tokenizer: Tokenizer | None, features=None, train: bool = False,
+             global_stats=None):
     from s3prl.data.dataset import FeatureDataset
 
     dc = cfg.dataloader
     fd = FeatureDataset(data_dir, features=features, cmvn=dc.cmvn, norm_vars=dc.norm_vars,
                         max_timestep=dc.max_timestep if train else 0, max_timestep_policy="drop", seed=dc.seed,
-                        cache=dc.cache_features)
+                        cache=dc.cache_features, global_stats=global_stats)
     return fd if tokenizer is None else TranscribedDataset(fd, tokenizer)
 
 
@@ -352,8 +353,12 @@ def build_asr_run(cfg: AsrConfig, inputs: AsrInputs, exp_dir: str | Path, device
     else:
         rep = dumped_representation(inputs.train, inputs.upstream, "-")
 
-    datasets = {name: _dataset(getattr(inputs, name), cfg, tokenizer, rep.features, train=name == "train")
-                for name in ("train", "dev", "test")}
+    datasets, stats = {}, None   # cmvn "global": the training set's statistics normalise every set
+    for name in ("train", "dev", "test"):
+        datasets[name] = _dataset(getattr(inputs, name), cfg, tokenizer, rep.features, train=name == "train",
+                                  global_stats=stats)
+        d = datasets[name]
+        stats = (d.features if isinstance(d, TranscribedDataset) else d).global_stats
     input_dim = rep.input_dim(datasets["train"])
     for name in ("dev", "test"):
         dim = rep.input_dim(datasets[name])

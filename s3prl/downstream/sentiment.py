@@ -238,9 +238,11 @@ def build_sentiment_run(cfg: SentimentConfig, inputs: RunInputs, device: str = "
     dc = cfg.dataloader
     source = str(Path(inputs.label_dir) / "utt2sentiment")
     datasets = {}
+    stats = None   # cmvn "global": the training split's statistics normalise every split
     for name in ("train", "dev", "test"):
         fd = FeatureDataset(data_dir, features=rep.features, cmvn=dc.cmvn, norm_vars=dc.norm_vars, seed=dc.seed,
-                            utts=splits[name], cache=dc.cache_features)
+                            utts=splits[name], cache=dc.cache_features, global_stats=stats)
+        stats = fd.global_stats
         datasets[name] = SentimentDataset(fd, targets, cfg.labels.max_frames, source)
     input_dim = rep.input_dim(datasets["train"])
     num_out = NUM_CLASSES[mode]

@@ -244,13 +244,14 @@ def representation_of(inputs: RunInputs, input_cfg, device: str, check: Callable
     return on_the_fly_representation(inputs.upstream, input_cfg, device, "--data", check)
 
 
-def _feature_dataset(data_dir: str, utts: list[str], cfg: DownstreamConfig, features=None, train: bool = False):
+def _feature_dataset(data_dir: str, utts: list[str], cfg: DownstreamConfig, features=None, train: bool = False,
+                     global_stats=None):
     from s3prl.data.dataset import FeatureDataset
 
     dc = cfg.dataloader
     return FeatureDataset(data_dir, features=features, cmvn=dc.cmvn, norm_vars=dc.norm_vars,
                           max_timestep=dc.max_timestep if train else 0, max_timestep_policy="drop",
-                          seed=dc.seed, utts=utts)
+                          seed=dc.seed, utts=utts, cache=dc.cache_features, global_stats=global_stats)
 
 
 def _check_frame_rate(upstream, where: str) -> None:
@@ -293,8 +294,10 @@ def build_run(cfg: DownstreamConfig, inputs: RunInputs, device: str = "cpu"):
 
     frame_labels = cfg.head.name in ("linear", "1hidden", "concat", "frame")
     datasets = {}
+    stats = None   # cmvn "global": the training split's statistics normalise every split
     for name in ("train", "dev", "test"):
-        fd = _feature_dataset(data_dir, splits[name], cfg, rep.features, train=name == "train")
+        fd = _feature_dataset(data_dir, splits[name], cfg, rep.features, train=name == "train", global_stats=stats)
+        stats = fd.global_stats
         datasets[name] = LabeledFeatureDataset(fd, labels[name], frame_labels=frame_labels,
                                                max_mismatch=cfg.labels.max_frame_mismatch,
                                                label_source=label_source)

@@ -78,8 +78,8 @@ class DataConfig:
     epoch with `seed`. max_timestep (0 = off): utterances longer than it are dropped
     (`max_timestep_policy: drop`, the 2020 behaviour) or randomly cropped to it (`crop`, the
     crop offset seeded by seed, epoch and utterance). cmvn: none | utterance (per-utterance mean
-    normalisation) | speaker (Kaldi apply-cmvn with the data dir's cmvn.scp); norm_vars adds
-    variance normalisation. cache_features keeps every utterance's features in memory after
+    normalisation) | speaker (Kaldi apply-cmvn with the data dir's cmvn.scp) | global (one
+    mean over the training set, applied to every set); norm_vars adds variance normalisation. cache_features keeps every utterance's features in memory after
     the first epoch (small corpora, the tiny presets).
     """
     batch_size: int = 8
@@ -89,7 +89,7 @@ class DataConfig:
     half_batch_above: int = 1000
     num_workers: int = 0
     seed: int = 1337
-    cmvn: Literal["none", "utterance", "speaker"] = "none"
+    cmvn: Literal["none", "utterance", "speaker", "global"] = "none"
     norm_vars: bool = False
     cache_features: bool = False
 

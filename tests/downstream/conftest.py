@@ -8,6 +8,7 @@
 
 Phone labels come in runs of 3-8 frames over the first `num_phones` classes; utterances have
 50-100 frames. `feat_extra` adds frames to the features (within / beyond the 2-frame tolerance).
+`offset` is added to every feature (log-mel energies sit near 15, far from zero).
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def _write(path: Path, lines: list[str]) -> None:
 
 
 def build_cpc(root: Path, *, speakers=("1034", "103", "19", "2007"), utts_per_speaker=6, test_per_speaker=1,
-              dim=12, num_phones=6, noise=0.6, seed=0, feat_extra=0, label_shift=0) -> CpcFixture:
+              dim=12, num_phones=6, noise=0.6, seed=0, feat_extra=0, label_shift=0, offset=0.0) -> CpcFixture:
     rng = np.random.default_rng(seed)
     phone_means = rng.normal(0, 1.5, size=(41, dim))
     spk_means = {s: rng.normal(0, 1.0, size=dim) for s in speakers}
@@ -49,7 +50,7 @@ def build_cpc(root: Path, *, speakers=("1034", "103", "19", "2007"), utts_per_sp
             while len(lab) < T:
                 lab += [int(rng.integers(0, num_phones))] * int(rng.integers(3, 9))
             lab = np.array(lab[:T], dtype=np.int64)
-            x = phone_means[lab] + spk_means[s] + rng.normal(0, noise, size=(T, dim))
+            x = offset + phone_means[lab] + spk_means[s] + rng.normal(0, noise, size=(T, dim))
             if feat_extra > 0:
                 x = np.concatenate([x, x[-1:].repeat(feat_extra, 0)])
             utts.append(utt)

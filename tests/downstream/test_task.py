@@ -16,6 +16,7 @@ from s3prl.downstream.results import parse_results_table
 from s3prl.downstream.task import ClassificationTask, RunInputs, accuracy_counts, run_downstream
 from s3prl.errors import UserError
 
+from ..conftest import REPO_ROOT
 from .conftest import build_cpc
 
 FAST = ["runner.total_steps=40", "runner.log_step=10", "runner.save_step=20", "runner.dev_step=10",
@@ -107,6 +108,22 @@ def test_speaker_heads(tmp_path, cpc, head, metric):
         len(cpc.phone_labels[u]) for u in (tmp_path / "cpc" / "test_split.txt").read_text().split()))
     if head != "rnn":   # the 32-unit GRU with dropout needs more than 30 steps
         assert rec["test_accuracy"] >= 0.75
+
+
+def test_speaker_utterance_global_cmvn_on_offset_features(tmp_path):
+    # Log-mel-like features (every value near 15, speakers differing by ~1): the mean-pooled
+    # utterance head cannot learn them raw within the budget (the demo's fbank speaker row sat at
+    # chance); the training split's global CMVN (the shipped speaker configs) makes them learnable.
+    fx = build_cpc(tmp_path / "c", speakers=tuple(str(100 + i) for i in range(10)), offset=15.0)
+    acc = {}
+    for cmvn in ("none", "global"):
+        rec = _run(fx, tmp_path / cmvn, head="utterance", task="speaker",
+                   extra=["runner.total_steps=60", "runner.save_step=30", f"dataloader.cmvn={cmvn}",
+                          f"dataloader.norm_vars={cmvn == 'global'}"])
+        acc[cmvn] = rec["test_accuracy"]
+    assert acc["global"] >= 0.9 and acc["none"] <= 0.5, acc
+    shipped = load_downstream_config(REPO_ROOT / "egs/librispeech/conf/downstream/speaker_utterance_tiny.yaml")
+    assert shipped.dataloader.cmvn == "global" and shipped.dataloader.norm_vars
 
 
 def _cli(fx, exp, *extra):
