@@ -399,9 +399,9 @@ def run_asr(cfg: AsrConfig, inputs: AsrInputs, exp_dir: str | Path, *, results_m
     record. A complete exp dir of the same config and inputs is returned as is; one holding a
     run of another config is refused (the scaffolding is s3prl.downstream.runner.run_task)."""
     exp_dir = Path(exp_dir)
-    # No seed before build: the ASR head has always drawn its initial weights from the global RNG
-    # as it stands (seeding here would change the numbers of runs already reported).
-    spec = RunSpec(build=partial(build_asr_run, cfg, inputs, exp_dir), collate_fn=collate_ctc,
+    # Seeded before build: the head's initial weights come from runner.seed, not from whatever
+    # state the global RNG is in (two runs of one command gave different WERs).
+    spec = RunSpec(build=partial(build_asr_run, cfg, inputs, exp_dir), collate_fn=collate_ctc, seed=cfg.runner.seed,
                    score=partial(_score, cfg=cfg, inputs=inputs, exp_dir=exp_dir, command=command),
                    required=ASR_REQUIRED, table=ASR_TABLE, lock_name="train_asr", barrier_after_config=True)
     return run_task(spec, resolved_config_yaml(cfg, inputs), cfg, exp_dir, results_md=results_md, device=device,

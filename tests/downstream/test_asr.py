@@ -253,6 +253,22 @@ def test_rerun_is_skipped_and_other_config_refused(trained):
         run_asr(tiny_cfg(**{"optimizer.lr": 0.02}), inputs, exp, progress=False)
 
 
+def test_same_seed_same_result_whatever_the_global_rng(spelled, tmp_path, one_thread):
+    # The head's initial weights come from runner.seed: a different global RNG state before the
+    # run (another process, other work before it) must not change the weights or the WER.
+    inputs = AsrInputs(train=str(spelled / "train"), dev=str(spelled / "dev"), test=str(spelled / "test"),
+                       upstream="spelled")
+    cfg = tiny_cfg(**{"runner.total_steps": 20, "runner.save_step": 20})
+    recs, ckpts = [], []
+    for k in (1, 2):
+        torch.manual_seed(k)
+        recs.append(run_asr(cfg, inputs, tmp_path / f"exp{k}", progress=False))
+        ckpts.append(torch.load(tmp_path / f"exp{k}" / "states-20.ckpt", weights_only=True))
+    assert recs[0]["dev_cer"] == recs[1]["dev_cer"] and recs[0]["test_cer"] == recs[1]["test_cer"]
+    sa, sb = ckpts[0]["model"], ckpts[1]["model"]
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 # ---------------------------------------------------------------------------------- bad inputs
 def test_dev_text_outside_unit_set(spelled, tmp_path):
     bad = tmp_path / "dev_bad"
