@@ -11,6 +11,9 @@
 #   --batch-size B    utterances per forward pass (default 8; length-sorted, little padding)
 #   --device DEV      cpu (default) | cuda
 #   --compress BOOL   false (default, exact FM) | true (Kaldi CM, lossy)
+#   --chunk-context N transformers: inputs longer than the model's sequence_length are encoded in
+#                     overlapping windows giving every frame N frames of context each side
+#                     (default 0: non-overlapping chunks, as S3PRL); recorded in upstream.json
 # The upstream is a checkpoint (ours, today's S3PRL, 2020 S3PRL) or a baseline: fbank, mfcc, mel160.
 #
 # Layout of <dump-dir> (set = basename of <data-dir>):
@@ -30,7 +33,8 @@ layer=all
 batch_size=8
 device=cpu
 compress=false
-help_message="Usage: $0 [--nj N] [--cmd run.pl] [--layer all|last|N] [--batch-size 8] [--device cpu|cuda] [--compress false] <upstream-ckpt-or-name> <data-dir> <dump-dir>"
+chunk_context=0
+help_message="Usage: $0 [--nj N] [--cmd run.pl] [--layer all|last|N] [--batch-size 8] [--device cpu|cuda] [--compress false] [--chunk-context 0] <upstream-ckpt-or-name> <data-dir> <dump-dir>"
 
 utils_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 prog=${0##*/}
@@ -71,7 +75,8 @@ if [ "$nj" -gt "$nspk" ]; then
   exit 1
 fi
 
-opts=(--upstream "$upstream" --layer "$layer")
+case "$chunk_context" in ''|*[!0-9]*) echo "$prog: --chunk-context must be a non-negative integer, got '$chunk_context'" >&2; exit 1 ;; esac
+opts=(--upstream "$upstream" --layer "$layer" --chunk-context "$chunk_context")
 # Children get `9>&-`: only this shell holds the lock, so it is free as soon as this shell dies.
 status=$(python -m s3prl.bin.extract --mode check "${opts[@]}" "$data" "$dump" 9>&-)
 if [ "$status" = complete ]; then

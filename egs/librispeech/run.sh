@@ -32,6 +32,8 @@ upstreams="mockingjay tera aalbert apc"
 ngpu=0                     # >1: pre-training through torchrun on this machine
 max_parallel=$(nproc 2>/dev/null || echo 1)  # training runs side by side (one thread each, see path.sh)
 layer=last                 # layer to dump and evaluate: last | all | N
+chunk_context=12           # dump: transformer inputs longer than sequence_length go through overlapping
+                           # windows, each frame with this many frames of context (0 = S3PRL's cuts)
 phone_heads="linear"       # any of: linear 1hidden concat
 speaker_heads="utterance"  # any of: frame utterance rnn
 downstream_size=tiny       # downstream configs: tiny (demo) or base
@@ -55,6 +57,7 @@ help_message="Usage: $0 [options]
   --ngpu N                   GPUs for pre-training (torchrun when > 1)
   --max-parallel N           pre-training / downstream runs side by side (default: number of CPUs)
   --layer L                  representation layer to dump/evaluate (last, all, or an index)
+  --chunk-context N          dump: frames of context per side for long inputs to transformers (0 = S3PRL)
   --phone-heads \"LIST\"       linear 1hidden concat
   --speaker-heads \"LIST\"     frame utterance rnn
   --asr true|false           stage 6 (CTC recognizer on $train_set, $dev_set, $test_set)
@@ -128,7 +131,9 @@ pretrain_config() {
 }
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  for u in $upstreams; do
+  # APC (the longest tiny run: GRUs over 300-frame crops) starts first, the others share the
+  # remaining slots, so the stage ends sooner than in the listed order.
+  for u in $(for u in $upstreams; do [ "$u" = apc ] && echo "$u"; done; for u in $upstreams; do [ "$u" = apc ] || echo "$u"; done); do
     name=${u}_${size}
     log "Stage 3: pre-training $name on data/$train_set -> exp/$name"
     bg_run utils/pretrain.sh --ngpu "$ngpu" --cmd "$cuda_cmd" --config "$(pretrain_config "$u")" \
@@ -144,7 +149,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     for x in $sets; do
       log "Stage 4: dumping $name representations ($layer) of $x -> dump/$name"
       utils/dump_feats.sh --nj "$nj" --cmd "$train_cmd" --layer "$layer" --device "$device" \
-        "exp/$name" "data/$x" "dump/$name"
+        --chunk-context "$chunk_context" "exp/$name" "data/$x" "dump/$name"
     done
   done
 fi

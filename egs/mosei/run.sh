@@ -37,6 +37,7 @@ feat_config=conf/fbank.yaml
 upstream_ckpts=""          # upstream checkpoints or exp dirs to evaluate besides fbank
 upstream_mode=dump         # dump (stage 3 features) | frozen | weighted_sum | fine_tune (on the fly)
 layer=last                 # layer dumped / used: last | N
+chunk_context=12           # dump: frames of context per side for long transformer inputs (0 = S3PRL)
 heads="rnn meanpool"       # rnn (Mockingjay one-layer RNN) and/or meanpool (mean-pool + linear)
 label_modes="2class"       # any of: 2class 7class regression
 downstream_size=tiny       # downstream configs: tiny (demo) or base
@@ -53,6 +54,7 @@ help_message="Usage: $0 [options]
   --upstream-ckpts \"LIST\"    upstream checkpoints (or exp dirs) to evaluate besides fbank
   --upstream-mode M          dump | frozen | weighted_sum | fine_tune
   --layer L                  layer to dump / use (last or an index)
+  --chunk-context N          dump: context frames per side in overlapping windows (transformers)
   --heads \"LIST\"             rnn meanpool
   --label-modes \"LIST\"       2class 7class regression
   --downstream-size S        tiny | base
@@ -118,7 +120,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ "$upstream_mode" = dump ];
     log "Stage 3: dumping $name ($layer) of data/mosei -> dump/$name"
     nvid=$(wc -l < data/mosei/wav.scp)
     utils/dump_feats.sh --nj "$(( nj < nvid ? nj : nvid ))" --cmd "$train_cmd" --layer "$layer" \
-      --device "$device" "$c" data/mosei "dump/$name"
+      --device "$device" --chunk-context "$chunk_context" "$c" data/mosei "dump/$name"
   done
 fi
 

@@ -26,6 +26,7 @@ pretrain_config=conf/tera_tiny.yaml
 upstream_ckpt=             # use this checkpoint instead of pre-training (stage 2 skipped)
 ngpu=0
 layer=last                 # representation layer handed to PyTorch-Kaldi: last | N
+chunk_context=12           # dump: frames of context per side for long transformer inputs (0 = S3PRL)
 device=auto
 kaldi_exp=                 # exp/ of a finished Kaldi egs/timit/s5 run
 ali_train=                 # default $kaldi_exp/tri3_ali
@@ -42,6 +43,7 @@ help_message="Usage: $0 --timit-dir DIR [options]
   --upstream-ckpt CKPT       an existing upstream checkpoint (skips pre-training)
   --pretrain-config YAML     pre-training config (default conf/tera_tiny.yaml)
   --layer L                  layer to hand over: last | N
+  --chunk-context N          dump: context frames per side in overlapping windows (transformers)
   --kaldi-exp DIR            Kaldi TIMIT s5 exp/ dir (alignments tri3_ali{,_dev,_test}, graph tri3/graph)
   --ali-train/--ali-dev/--ali-test/--graph DIR   override those dirs one by one
   --pk-config YAML           PyTorch-Kaldi cfg options (default conf/pytorch_kaldi.yaml)"
@@ -116,7 +118,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   for x in $sets; do
     log "Stage 3: dumping $name representations ($layer) for $x"
     utils/dump_feats.sh --nj "$nj" --cmd "$train_cmd" --layer "$layer" --device "$device" \
-      "$upstream" "data/$x" "dump/$name"
+      --chunk-context "$chunk_context" "$upstream" "data/$x" "dump/$name"
   done
 fi
 

@@ -5,7 +5,7 @@ Three modes; `utils/dump_feats.sh` strings them together over `nj` jobs:
 ``--mode extract`` (default), one job on one (split) data dir::
 
     python -m s3prl.bin.extract --upstream CKPT_OR_NAME [--layer N|all|last|N,M] [--batch-size B]
-        [--device cpu|cuda] [--compress false|true] <data-dir> <out-prefix>
+        [--device cpu|cuda] [--compress false|true] [--chunk-context N] <data-dir> <out-prefix>
 
   Utterances are read in length-sorted batches (longest first, so a batch pads little and the
   first batch shows the peak memory), pushed through the upstream (s3prl.upstream.hub) and written
@@ -27,6 +27,12 @@ Three modes; `utils/dump_feats.sh` strings them together over `nj` jobs:
   cmvn.scp (per speaker), utt2num_frames, feats_dim, frame_shift, upstream.json and copies of the
   data dir's utt2spk, spk2utt, text, wav.scp, segments, utt2dur ... Each layer dir is built under
   a temporary name, validated, then renamed: it appears complete or not at all.
+
+``--chunk-context N`` (transformer upstreams; 0 = S3PRL's non-overlapping chunks): inputs longer
+than the model's ``sequence_length`` are encoded in overlapping windows so that every frame sees N
+frames of context on each side instead of sitting next to a hard cut
+(s3prl.upstream.transformer.TransformerModel._encode_windows). Recorded in upstream.json: a dump
+dir holds one setting, like one upstream. APC and baselines encode in one pass and ignore it.
 
 Output frames: exactly one vector per input feature frame (see s3prl.upstream.hub), so
 utt2num_frames equals the fbank frame count ``1 + (N - 400) // 160`` of 16 kHz audio.
@@ -82,10 +88,19 @@ def resolve_layers(spec: str, num_states: int) -> list[int]:
     return sorted({resolve_layer(p.strip(), num_states, "--layer") for p in parts})
 
 
-def upstream_identity(name: str) -> dict:
+def upstream_identity(name: str, chunk_context: int = 0) -> dict:
     """What a dump records about its upstream: a baseline's name and feature config, or a
-    checkpoint's absolute path, size, mtime and sha256 (the sha256 decides identity).
-    An experiment directory stands for its newest checkpoint."""
+    checkpoint's absolute path, size, mtime and sha256 (the sha256 decides identity), and the
+    chunk context when not 0. An experiment directory stands for its newest checkpoint."""
+    if chunk_context < 0:
+        raise UserError(f"--chunk-context: must be >= 0, got {chunk_context}")
+    ident = _upstream_identity(name)
+    if chunk_context:
+        ident["chunk_context"] = int(chunk_context)
+    return ident
+
+
+def _upstream_identity(name: str) -> dict:
     from s3prl.upstream.checkpoint import resolve_checkpoint
 
     p = resolve_checkpoint(name) if name not in ("fbank", "mfcc", "mel160") else Path(name)
@@ -105,15 +120,18 @@ def upstream_identity(name: str) -> dict:
 
 
 def _same_upstream(a: dict, b: dict) -> bool:
+    if int(a.get("chunk_context", 0)) != int(b.get("chunk_context", 0)):
+        return False
     if "sha256" in a or "sha256" in b:
         return a.get("sha256") == b.get("sha256")
     return a.get("name") == b.get("name") and a.get("features") == b.get("features")
 
 
 def _describe(ident: dict) -> str:
+    ctx = f" with chunk context {ident['chunk_context']}" if ident.get("chunk_context") else ""
     if "sha256" in ident:
-        return f"{ident.get('path')} (sha256 {str(ident['sha256'])[:12]})"
-    return f"baseline '{ident.get('name')}'"
+        return f"{ident.get('path')} (sha256 {str(ident['sha256'])[:12]}){ctx}"
+    return f"baseline '{ident.get('name')}'{ctx}"
 
 
 def _read_info(path: Path) -> dict | None:
@@ -257,7 +275,7 @@ def _batches(utts: Sequence[_Utt], batch_size: int) -> Iterator[list[_Utt]]:
 # ------------------------------------------------------------------------------ extract mode
 def extract(upstream_name: str, data: str | Path, out_prefix: str | Path, *, layers: str = "all",
             batch_size: int = 8, device: str = "cpu", compress: bool = False, apply_cmvn: bool = True,
-            upstream=None) -> list[int]:
+            upstream=None, chunk_context: int = 0) -> list[int]:
     """Run one extraction job (see the module docstring); returns the layer indices written."""
     from s3prl.data.ark import ArkWriter, write_cmvn_ark
     from s3prl.features.cmvn import accumulate, init_stats
@@ -267,6 +285,7 @@ def extract(upstream_name: str, data: str | Path, out_prefix: str | Path, *, lay
     if batch_size < 1:
         raise UserError(f"--batch-size: must be >= 1, got {batch_size}")
     up = upstream if upstream is not None else load_upstream(upstream_name, device=device)
+    set_chunk_context(up, chunk_context)
     idx = resolve_layers(layers, up.num_hidden_states)
     utts, tables = _data_utts(data, up.external_features)
     reader = _Reader(data, tables, up.external_features, apply_cmvn)
@@ -308,6 +327,17 @@ def extract(upstream_name: str, data: str | Path, out_prefix: str | Path, *, lay
     return idx
 
 
+def set_chunk_context(up, chunk_context: int) -> None:
+    """Apply --chunk-context to a transformer upstream; others encode in one pass (logged)."""
+    if chunk_context < 0:
+        raise UserError(f"--chunk-context: must be >= 0, got {chunk_context}")
+    if up.model_type in ("mockingjay", "tera", "aalbert"):
+        up.chunk_context = chunk_context
+    elif chunk_context:
+        log.info("%s: a %s upstream is not chunked; --chunk-context %d has no effect", up.name, up.model_type,
+                 chunk_context)
+
+
 # -------------------------------------------------------------------------------- dump layout
 def layer_dir(dump: Path, k: int, set_name: str) -> Path:
     return dump / f"layer-{k}" / set_name
@@ -325,12 +355,13 @@ def _layer_complete(d: Path, ident: dict) -> bool:
     return check_identity(d / INFO, ident)
 
 
-def check(upstream_name: str, data: str | Path, dump: str | Path, layers: str = "all") -> bool:
+def check(upstream_name: str, data: str | Path, dump: str | Path, layers: str = "all",
+          chunk_context: int = 0) -> bool:
     """True if every requested layer of `data` is already dumped under `dump` by this upstream."""
     from s3prl.upstream.hub import load_upstream
 
     data, dump = Path(data), Path(dump)
-    ident = upstream_identity(upstream_name)
+    ident = upstream_identity(upstream_name, chunk_context)
     check_identity(dump / INFO, ident)
     up = load_upstream(upstream_name)
     idx = resolve_layers(layers, up.num_hidden_states)
@@ -338,7 +369,8 @@ def check(upstream_name: str, data: str | Path, dump: str | Path, layers: str = 
     return all(done)
 
 
-def merge(upstream_name: str, data: str | Path, dump: str | Path, nj: int, layers: str = "all") -> list[Path]:
+def merge(upstream_name: str, data: str | Path, dump: str | Path, nj: int, layers: str = "all",
+          chunk_context: int = 0) -> list[Path]:
     """Build `<dump>/layer-<k>/<set>/` from the nj job outputs; returns the layer dirs made."""
     from s3prl.data.ark import read_scp_stats, write_cmvn_ark
     from s3prl.data.kaldi_dir import read_kv, validate_data_dir
@@ -347,7 +379,7 @@ def merge(upstream_name: str, data: str | Path, dump: str | Path, nj: int, layer
     data, dump = Path(data).resolve(), Path(dump).resolve()
     if nj < 1:
         raise UserError(f"--nj: must be >= 1, got {nj}")
-    ident = upstream_identity(upstream_name)
+    ident = upstream_identity(upstream_name, chunk_context)
     check_identity(dump / INFO, ident)
     up = load_upstream(upstream_name)
     idx = resolve_layers(layers, up.num_hidden_states)
@@ -424,6 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="external-feature upstreams: mean-normalise feats.scp with the data dir's cmvn.scp")
     p.add_argument("--mode", default="extract", choices=["extract", "check", "merge"])
     p.add_argument("--nj", type=int, default=1, help="merge mode: number of jobs to gather")
+    p.add_argument("--chunk-context", type=int, default=0,
+                   help="transformers: frames of context each side in overlapping windows for inputs longer "
+                        "than sequence_length (0 = non-overlapping chunks, as S3PRL)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("data_dir")
     p.add_argument("out", help="extract: output prefix; check/merge: the dump dir")
@@ -438,13 +473,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device available")
     if args.mode == "check":
-        print("complete" if check(args.upstream, args.data_dir, args.out, args.layer) else "todo")
+        print("complete" if check(args.upstream, args.data_dir, args.out, args.layer, args.chunk_context) else "todo")
         return 0
     if args.mode == "merge":
-        merge(args.upstream, args.data_dir, args.out, args.nj, args.layer)
+        merge(args.upstream, args.data_dir, args.out, args.nj, args.layer, args.chunk_context)
         return 0
     extract(args.upstream, args.data_dir, args.out, layers=args.layer, batch_size=args.batch_size,
-            device=args.device, compress=compress, apply_cmvn=apply_cmvn)
+            device=args.device, compress=compress, apply_cmvn=apply_cmvn, chunk_context=args.chunk_context)
     return 0
 
 

@@ -26,6 +26,8 @@ frames; S3PRL `task.sequence_length`) in non-overlapping `torch.chunk` pieces wh
 restart, as today's S3PRL does (`TransformerModel.encode`). Anything up to ``sequence_length``
 is one pass, so chunking never changes a result that one pass can produce; the chunk size can be
 set per upstream (`Upstream.sequence_length`). APC is a causal GRU and needs no chunking.
+`Upstream.chunk_context = N` (0 by default) encodes long inputs in overlapping windows instead,
+so that every frame sees N frames of context on each side (no output frame next to a hard cut).
 
 Baselines ``fbank``, ``mfcc`` and ``mel160`` are parameter-free upstreams whose single hidden
 state is the feature matrix itself, so baselines go through the same code as learned models.
@@ -199,6 +201,23 @@ class Upstream(nn.Module):
         if cfg is None or not hasattr(cfg, "sequence_length"):
             raise UserError(f"{self.name}: a {self.model_type} upstream has no chunk size")
         cfg.sequence_length = int(value)
+
+    @property
+    def chunk_context(self) -> int:
+        """Frames of context each side when inputs longer than `sequence_length` are encoded in
+        overlapping windows; 0 = non-overlapping chunks (S3PRL). Transformers only."""
+        return int(getattr(self.model, "chunk_context", 0) or 0)
+
+    @chunk_context.setter
+    def chunk_context(self, value: int) -> None:
+        if not hasattr(self.model, "chunk_context"):
+            raise UserError(f"{self.name}: a {self.model_type} upstream is not chunked (no chunk context)")
+        value = int(value)
+        seq = self.sequence_length
+        if value < 0 or (value and seq and 2 * value >= seq):
+            raise UserError(f"{self.name}: chunk context {value} must be >= 0 and leave frames of its "
+                            f"{seq}-frame windows (2 x context < sequence_length)")
+        self.model.chunk_context = value
 
     def get_downsample_rates(self, key: str = "hidden_states") -> int:
         """S3PRL API: samples per output frame."""

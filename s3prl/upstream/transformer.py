@@ -233,6 +233,9 @@ class TransformerModel(nn.Module):
         self.config = cfg
         self.input_dim = input_dim
         self.use_sdpa = True
+        # Inference of inputs longer than sequence_length: 0 = S3PRL's non-overlapping chunks;
+        # N > 0 = overlapping windows giving every frame N frames of context (_encode_windows).
+        self.chunk_context = 0
         self.input_representations = InputRepresentations(cfg, input_dim * cfg.downsample_rate)
         self.encoder = Encoder(cfg)
         self.apply(lambda m: _init_weights(m, cfg.initializer_range))
@@ -252,6 +255,9 @@ class TransformerModel(nn.Module):
         """Already stacked input x (B, T', D*dr), lengths (B,) in stacked frames."""
         t = x.shape[1]
         seq = self.config.sequence_length
+        ctx = int(self.chunk_context)
+        if seq > 0 and t > seq and ctx > 0:
+            return self._encode_windows(x, lengths, seq, ctx)
         if seq > 0 and t > seq:
             # Same split as today's S3PRL (torch.chunk into ceil(T/seq) pieces, positions restart).
             pieces = torch.chunk(x, math.ceil(t / seq), dim=1)
@@ -291,6 +297,32 @@ class TransformerModel(nn.Module):
                         s += n
                     attentions.append(full)
         return TransformerOutput(hidden_states=hidden, lengths=lengths, attentions=attentions)
+
+
+    def _encode_windows(self, x: torch.Tensor, lengths: torch.Tensor, seq: int, ctx: int) -> TransformerOutput:
+        """Overlapping windows of `seq` frames: frames [a, a + hop) (hop = seq - 2 ctx) come from the
+        window that sees `ctx` frames on each side of them (clamped at the edges), so no output
+        frame sits at a hard cut. Windows are batched into one forward pass."""
+        t = x.shape[1]
+        hop = seq - 2 * ctx
+        if hop < 1:
+            raise ValueError(f"chunk_context {ctx} leaves no frames of a {seq}-frame window (needs 2*ctx < seq)")
+        lengths = lengths.to(x.device)
+        cores = [(a, min(a + hop, t)) for a in range(0, t, hop)]
+        starts = [min(max(a - ctx, 0), t - seq) for a, _ in cores]
+        idx = torch.arange(seq, device=x.device)
+        win = torch.stack([x[:, w:w + seq] for w in starts], dim=0)             # (W, B, seq, D)
+        nw, b = win.shape[0], x.shape[0]
+        wl = (lengths[None, :] - torch.tensor(starts, device=x.device)[:, None]).clamp(min=0, max=seq)  # (W, B)
+        valid = idx[None, None, :] < wl[:, :, None]
+        bias = ((~valid).to(x.dtype) * MASK_VALUE).reshape(nw * b, 1, 1, seq)
+        h = self.input_representations(win.reshape(nw * b, seq, -1))
+        states, _ = self.encoder(h, bias, explicit=not self.use_sdpa, want_attn=False)
+        hidden = []
+        for st in states:
+            st = st.reshape(nw, b, seq, -1)
+            hidden.append(torch.cat([st[k, :, a - w:e - w] for k, ((a, e), w) in enumerate(zip(cores, starts))], dim=1))
+        return TransformerOutput(hidden_states=hidden, lengths=lengths, attentions=None)
 
 
 class SpecHead(nn.Module):

@@ -128,6 +128,30 @@ def test_rerun_skips_and_wrong_upstream(setup, dumped):
     assert scp.stat().st_mtime_ns == before
 
 
+def test_chunk_context_dump_is_recorded_and_kept_apart(setup, tmp_path):
+    root, ckpt, data = setup
+    short = make_ckpt(root / "short.ckpt", dr=1, seq=40)     # utterances of 27-62 frames: some chunked
+    dump = tmp_path / "dump"
+    r = run([str(REPO / "utils" / "dump_feats.sh"), "--nj", "1", "--layer", "last", "--chunk-context", "8",
+             short, str(data), str(dump)])
+    assert r.returncode == 0, r.stderr
+    info = json.loads((dump / "upstream.json").read_text())
+    assert info["chunk_context"] == 8
+    up = load_upstream(short)
+    up.chunk_context = 8
+    utt = "1002-101-0000"                                   # 9999 samples: 61 frames > 40
+    wav = torch.from_numpy(sf.read(read_kv(data / "wav.scp")[utt], dtype="float32")[0])
+    got = read_scp_entry(read_kv(dump / "layer-2" / "train" / "feats.scp")[utt])
+    np.testing.assert_allclose(got, up([wav]).last_hidden_state[0].numpy(), atol=1e-5)
+    up.chunk_context = 0
+    assert not np.allclose(got, up([wav]).last_hidden_state[0].numpy(), atol=1e-3)
+    # the same dump dir with another chunk context is another dump: refused, nothing touched
+    r = run([str(REPO / "utils" / "dump_feats.sh"), "--nj", "1", "--layer", "last", short, str(data), str(dump)])
+    assert r.returncode != 0 and "with chunk context 8" in r.stderr.strip().splitlines()[-1], r.stderr
+    r = run([str(REPO / "utils" / "dump_feats.sh"), "--nj", "1", "--chunk-context", "x", short, str(data), str(dump)])
+    assert r.returncode != 0 and "--chunk-context must be a non-negative integer" in r.stderr
+
+
 def test_extract_single_job_last_layer_compressed(setup, tmp_path):
     root, ckpt, data = setup
     from s3prl.bin.extract import extract

@@ -142,6 +142,41 @@ def test_chunking(ckpts, dr):
     assert load_upstream(ckpts["dr1"]).sequence_length == 1500
 
 
+@pytest.mark.parametrize("dr", [1, 3])
+def test_chunk_context_windows(ckpts, dr):
+    # Overlapping windows: every output frame equals a one-pass run of the window of
+    # sequence_length frames that holds it with `ctx` frames each side (clamped at the edges), so
+    # no frame sits at a cut; padded batch members equal their own runs.
+    up = load_upstream(ckpts["dr1" if dr == 1 else "dr3"])
+    ws = wavs((32000, 21000))
+    feats, lens = pad_features([compute_features(w, up.feature_config) for w in ws])
+    seq, ctx = 20, 4
+    up.sequence_length, up.chunk_context = seq, ctx
+    assert up.chunk_context == ctx
+    out = up.forward_features(feats, lens)
+    cut = up.model.chunk_context
+    up.chunk_context = 0
+    plain = up.forward_features(feats, lens)
+    up.sequence_length = 0
+    hop = seq - 2 * ctx
+    for b in range(2):
+        n = int(lens[b]) // dr                      # stacked frames of this utterance
+        assert out.lengths[b] == lens[b]
+        for a in range(0, n, hop):
+            w = min(max(a - ctx, 0), n - seq)
+            piece = feats[b:b + 1, w * dr:(w + seq) * dr]
+            ref = up.forward_features(piece, torch.tensor([piece.shape[1]]))
+            e = min(a + hop, n)
+            for h, r in zip(out.hidden_states, ref.hidden_states):
+                torch.testing.assert_close(h[b, a * dr:e * dr], r[0, (a - w) * dr:(e - w) * dr], atol=1e-5, rtol=0)
+    assert cut == ctx and not torch.allclose(out.last_hidden_state, plain.last_hidden_state, atol=1e-3)
+    with pytest.raises(UserError, match="chunk context 10 must be >= 0 and leave frames of its 20-frame"):
+        up.sequence_length = 20
+        up.chunk_context = 10
+    with pytest.raises(UserError, match="not chunked"):
+        load_upstream(ckpts["apc"]).chunk_context = 4
+
+
 def test_featurizer_weighted_sum_and_selection(ckpts):
     up = load_upstream(ckpts["dr1"])
     out = up(wavs((8000, 6000)))
