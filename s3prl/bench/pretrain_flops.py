@@ -10,6 +10,11 @@ run on the same threads. A torch.profiler table says where the rest of the step 
 utterances per step; the optimizer update is timed alone, and the recipe's update (12 x 1500
 frames, 3 accumulated forwards: conf/tera_base.yaml) is scored from the measured per-frame
 forward+backward time and the measured update (`recipe_update_fraction_of_peak`).
+
+Each size runs twice: with the presets' attention dropout (0.1) and without it. Torch's CPU
+`scaled_dot_product_attention` has a fused (flash) kernel only without dropout; with dropout it
+takes the math path that materialises the B x heads x T x T probabilities, draws a Bernoulli mask
+for every one of them and multiplies (bench/README.md §2 has the numbers).
 """
 from __future__ import annotations
 
@@ -38,25 +43,26 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n ** 3 / dt
 
 
-def _objective(size: str, seed: int):
+def _objective(size: str, seed: int, attention_dropout: float = 0.1):
     from s3prl.upstream.config import MaskConfig, TransformerConfig, UpstreamConfig
     from s3prl.upstream.objectives import MaskedReconstruction
 
     torch.manual_seed(seed)
-    cfg = UpstreamConfig(model="tera", transformer=TransformerConfig(**SIZES[size]),
+    tcfg = TransformerConfig(**SIZES[size], attention_probs_dropout_prob=attention_dropout)
+    cfg = UpstreamConfig(model="tera", transformer=tcfg,
                          mask=MaskConfig(mask_frequency=8, noise_proportion=0.15))
     return MaskedReconstruction(cfg, 80), cfg
 
 
 def bench_pretrain(*, sizes=("base", "tiny"), batch: int = 4, frames: int = 500, repeats: int = 3,
                    peak_n: int = 2048, seed: int = 0, profile_top: int = 8, recipe_batch: int = 12,
-                   accumulation: int = 3) -> dict:
+                   accumulation: int = 3, attention_dropouts=(0.1, 0.0)) -> dict:
     from s3prl.train.optim import BertAdam, param_groups
 
     peak_before = matmul_peak(peak_n)
     rows = []
-    for size in sizes:
-        obj, cfg = _objective(size, seed)
+    for size, attn_p in [(s, p) for s in sizes for p in attention_dropouts]:
+        obj, cfg = _objective(size, seed, attn_p)
         obj.train()
         # The optimizer of the base presets (egs/librispeech/conf/tera_base.yaml): BertAdam.
         opt = BertAdam(param_groups(obj.named_parameters(), 0.01), lr=2e-4, eps=1e-6, max_grad_norm=1.0)
@@ -91,7 +97,7 @@ def bench_pretrain(*, sizes=("base", "tiny"), batch: int = 4, frames: int = 500,
         ka = prof.key_averages()
         total = sum(e.self_cpu_time_total for e in ka) or 1.0
         top = sorted(ka, key=lambda e: e.self_cpu_time_total, reverse=True)[:profile_top]
-        rows.append({"size": size, "batch": batch, "frames": frames, "step_seconds": dt,
+        rows.append({"size": size, "attention_dropout": attn_p, "batch": batch, "frames": frames, "step_seconds": dt,
                      "step_gflop": fl["step"] / 1e9, "achieved_gflops": achieved / 1e9,
                      "recipe_gflop": recipe_fl / 1e9, "recipe_update_seconds": recipe_s,
                      # the model alone (no optimizer update): what batch x frames can amortise

@@ -105,14 +105,15 @@ def table(results: dict) -> str:
     if r:
         line("pretrain", "matmul peak GFLOP/s", _f(r["peak_gflops"], ".1f"))
         for row in r["rows"]:
-            b = f"pretrain {row['size']} B={row['batch']} T={row['frames']}"
+            b = f"pretrain {row['size']} B={row['batch']} T={row['frames']} attn-drop {row.get('attention_dropout', 0.1):g}"
             line(b, "achieved GFLOP/s", _f(row["achieved_gflops"], ".1f"))
             line(b, "fraction of matmul peak (full step)", _f(100 * row["fraction_of_peak"], ".0f") + " %",
                  ">= 50 %" if row["size"] == "base" else "")
             line(b, "fraction of peak, fwd+bwd only", _f(100 * row["fwd_bwd_fraction_of_peak"], ".0f") + " %")
             line(b, "optimizer update share of step", _f(100 * row["optimizer_share"], ".0f") + " %")
             if "recipe_update_fraction_of_peak" in row:
-                line(f"pretrain {row['size']} recipe {row['recipe_batch']}x{row['frames']}x{row['recipe_accumulation']}",
+                line(f"pretrain {row['size']} recipe {row['recipe_batch']}x{row['frames']}x{row['recipe_accumulation']}"
+                     f" attn-drop {row.get('attention_dropout', 0.1):g}",
                      "fraction of peak per update (fb + update)",
                      _f(100 * row["recipe_update_fraction_of_peak"], ".0f") + " %", ">= 50 %")
             top = ", ".join(f"{o['op']} {100 * o['self_share']:.0f}%" for o in row["top_ops"][:4])

@@ -54,6 +54,7 @@ def test_quick_run_writes_finite_json(tmp_path, capsys):
     assert all(_finite(r["ours_audio_s_per_s"]) and r["ours_audio_s_per_s"] > 0 for r in ex["rows"])
     pt = s["pretrain"]
     assert _finite(pt["peak_gflops"]) and pt["peak_gflops"] > 0
+    assert [r["attention_dropout"] for r in pt["rows"]] == [0.1, 0.0]   # the presets' and the fused-kernel setting
     for r in pt["rows"]:
         assert all(_finite(r[k]) for k in ("step_seconds", "step_gflop", "achieved_gflops", "fraction_of_peak",
                                            "fwd_bwd_fraction_of_peak", "optimizer_share"))

@@ -141,3 +141,52 @@ def test_bad_config():
         TransformerConfig(hidden_size=30, num_attention_heads=4)
     with pytest.raises(ValueError):
         TransformerModel(small(), 10)(torch.randn(1, 3, 11), torch.tensor([3]))
+
+
+def test_cpu_training_attention_dropout_path():
+    # CPU training with attention dropout takes SelfAttention._cpu_dropout_attention: it must equal
+    # softmax(q k^T / sqrt(d) + mask) -> where(keep) * scale -> @ v with dropout_keep_mask's mask
+    # drawn from the same seed, with and without padded keys, and keep gradients flowing.
+    from s3prl.upstream.transformer import SelfAttention, dropout_keep_mask
+
+    cfg = TransformerConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+                            attention_probs_dropout_prob=0.25)
+    torch.manual_seed(0)
+    att = SelfAttention(cfg).train()
+    x = torch.randn(2, 30, 32, requires_grad=True)
+    for padded in (False, True):
+        bias = torch.zeros(2, 1, 1, 30)
+        if padded:
+            bias[1, ..., 21:] = -10000.0
+        torch.manual_seed(5)
+        out, probs = att(x, bias, explicit=False)
+        assert probs is None and out.shape == (2, 30, 32)
+        q, k, v = att._heads(att.query(x)), att._heads(att.key(x)), att._heads(att.value(x))
+        torch.manual_seed(5)
+        keep, scale = dropout_keep_mask((8, 30, 30), 0.25, "cpu")
+        p = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(8) + bias, dim=-1)
+        ref = (torch.where(keep.view(2, 4, 30, 30), p, 0.0) * scale) @ v
+        torch.testing.assert_close(out, ref.transpose(1, 2).reshape(2, 30, 32), atol=1e-5, rtol=1e-5)
+        if padded:   # padded keys get no weight, dropped or not
+            assert float(p.detach()[1, ..., 21:].abs().max()) < 1e-6
+    out.sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+    # eval mode and p = 0 keep the fused SDPA path (no dropout)
+    att.eval()
+    a, _ = att(x, bias, explicit=False)
+    b, _ = att(x, bias, explicit=True)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_dropout_keep_mask_rate_and_scale():
+    from s3prl.upstream.transformer import dropout_keep_mask
+
+    torch.manual_seed(0)
+    keep, scale = dropout_keep_mask((400, 1000), 0.1, "cpu")
+    rate = 1.0 - keep.float().mean().item()
+    assert abs(rate - 0.1) < 0.003 and scale == pytest.approx(65536 / (65536 - 6554))
+    torch.manual_seed(0)
+    again, _ = dropout_keep_mask((400, 1000), 0.1, "cpu")
+    assert torch.equal(keep, again)
+    keep, scale = dropout_keep_mask((7,), 0.5, "cpu")     # odd sizes: the tail of the last int64
+    assert keep.shape == (7,) and scale == pytest.approx(2.0)
