@@ -75,8 +75,11 @@ def _data() -> DataConfig:
 
 @dataclass
 class AsrConfig:
-    """The ASR downstream YAML (conf/downstream/asr_bilstm.yaml)."""
+    """The ASR downstream YAML (conf/downstream/asr_bilstm.yaml). selection: the dev error rate
+    that picks the best-dev checkpoint, wer (S3PRL's) or cer (the other breaks ties); cer suits
+    short runs whose WER still sits near 100 % and moves by noise while CER falls steadily."""
     task: Literal["asr"] = "asr"
+    selection: Literal["wer", "cer"] = "wer"
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: BiLSTMConfig = field(default_factory=BiLSTMConfig)
     input: InputConfig = field(default_factory=InputConfig)
@@ -217,16 +220,19 @@ def collate_ctc(items: list[dict]) -> CTCBatch:
 
 # --------------------------------------------------------------------------------------- task
 class CTCTask(ClassificationTask):
-    """CTC training and greedy-decoding WER evaluation (the trainer's `Task`); best dev = lowest
-    WER, ties broken by CER (metric "selection": early on, and on tiny dev sets, WER sits at
-    100 % while CER already falls). Checkpoint layout as the classification tasks (a frozen
-    upstream is not saved)."""
+    """CTC training and greedy-decoding WER/CER evaluation (the trainer's `Task`); best dev =
+    lowest `selection` error rate (AsrConfig.selection: WER or CER), ties broken by the other
+    (metric "selection"). Checkpoint layout as the classification tasks (a frozen upstream is
+    not saved)."""
     best_metric = "selection"
     metric_mode = "min"
 
-    def __init__(self, model: DownstreamModel, tokenizer: Tokenizer, save_upstream: bool):
+    def __init__(self, model: DownstreamModel, tokenizer: Tokenizer, save_upstream: bool, selection: str = "wer"):
         super().__init__(model, tokenizer.vocab_size, save_upstream)
         self.tokenizer = tokenizer
+        if selection not in ("wer", "cer"):
+            raise ValueError(f"selection must be wer or cer, got {selection!r}")
+        self.selection = selection
 
     def _ctc(self, model: nn.Module, b: CTCBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> (summed CTC loss over the batch, logits (B, T', V), output lengths (B,))."""
@@ -268,9 +274,11 @@ class CTCTask(ClassificationTask):
         refs = loader.dataset.text
         wer = error_rate(refs, hyps, "word")
         cer = error_rate(refs, hyps, "char")
-        self.dev_history.append([int(self.current_step()), wer.rate / 100.0])
-        # CER * 1e-6 stays below any WER step of a dev set under 10^5 words (CER < 1000 %).
-        return {"wer": wer.rate, "cer": cer.rate, "selection": wer.rate + 1e-6 * min(cer.rate, 999.0),
+        first, second = (wer, cer) if self.selection == "wer" else (cer, wer)
+        self.dev_history.append([int(self.current_step()), first.rate / 100.0])
+        # The tie-breaker * 1e-6 stays below any step of the first rate on dev sets under 10^5
+        # words or characters (rates < 1000 %).
+        return {"wer": wer.rate, "cer": cer.rate, "selection": first.rate + 1e-6 * min(second.rate, 999.0),
                 "loss": loss_sum / max(units, 1), "count": float(len(hyps))}
 
 
@@ -373,7 +381,7 @@ def build_asr_run(cfg: AsrConfig, inputs: AsrInputs, exp_dir: str | Path, device
         log.warning("%d training utterance(s) have fewer output frames than CTC needs for their units "
                     "(e.g. %s); they add no loss (lower model.downsample_rate or use BPE units)",
                     len(short), short[0])
-    task = CTCTask(rep.model(head), tokenizer, save_upstream=rep.save_upstream)
+    task = CTCTask(rep.model(head), tokenizer, save_upstream=rep.save_upstream, selection=cfg.selection)
     info = {"upstream": rep.name, "layer": rep.layer, "input_dim": input_dim, "vocab_size": tokenizer.vocab_size,
             "units": f"{cfg.tokenizer.mode}{tokenizer.vocab_size}",
             "num_utts": {k: len(v) for k, v in datasets.items()}}
@@ -428,10 +436,11 @@ def _score(task: CTCTask, trainer: Trainer, datasets: dict, info: dict, chash: s
         "test_counts": {"wer": scores["test"]["wer_counts"], "cer": scores["test"]["cer_counts"]},
         "decode_dirs": {k: str(exp_dir / v) for k, v in names.items()},
         **run_fields(best, chash, command, exp_dir),
-        "num_utts": info["num_utts"], "metric": "WER/CER % (greedy CTC, no LM)",
+        "num_utts": info["num_utts"], "metric": "WER/CER % (greedy CTC, no LM)", "selection": cfg.selection,
     }
     finish_run(exp_dir, record, history, [(int(s), w) for s, w in best.dev_history], best,
-               title=f"asr bilstm on {info['upstream']} ({info['layer']})", dev_label="dev WER %",
+               title=f"asr bilstm on {info['upstream']} ({info['layer']})",
+               dev_label=f"dev {cfg.selection.upper()} %",
                required=ASR_REQUIRED)
     log.info("asr: dev WER %.2f %% CER %.2f %%, test WER %.2f %% CER %.2f %% at best-dev step %d",
              record["dev_wer"], record["dev_cer"], record["test_wer"], record["test_cer"], best.step)

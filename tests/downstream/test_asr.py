@@ -269,6 +269,21 @@ def test_same_seed_same_result_whatever_the_global_rng(spelled, tmp_path, one_th
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def test_selection_by_cer(spelled, tmp_path, one_thread):
+    # selection: cer picks the checkpoint of the lowest dev CER (the learning curve then shows CER)
+    inputs = AsrInputs(train=str(spelled / "train"), dev=str(spelled / "dev"), test=str(spelled / "test"),
+                       upstream="spelled")
+    rec = run_asr(tiny_cfg(**{"selection": "cer", "runner.dev_step": 10, "runner.save_step": 10,
+                              "runner.total_steps": 40}), inputs, tmp_path / "exp", progress=False)
+    assert rec["selection"] == "cer"
+    hist = torch.load(tmp_path / "exp" / "states-40.ckpt", weights_only=True)["dev_history"]
+    cers = {int(s): v for s, v in hist}
+    assert len(cers) == 4 and rec["best_step"] == min(cers, key=lambda s: (cers[s], s))
+    assert rec["dev_cer"] == pytest.approx(100 * cers[rec["best_step"]], abs=1e-6)
+    with pytest.raises(Exception, match="selection"):
+        tiny_cfg(selection="loss")
+
+
 # ---------------------------------------------------------------------------------- bad inputs
 def test_dev_text_outside_unit_set(spelled, tmp_path):
     bad = tmp_path / "dev_bad"
