@@ -297,8 +297,15 @@ class AsrInputs:
     on_the_fly: bool = False
 
     def resolved(self) -> dict:
-        return {"train": str(Path(self.train).resolve()), "dev": str(Path(self.dev).resolve()),
-                "test": str(Path(self.test).resolve()), "upstream": self.upstream, "on_the_fly": self.on_the_fly}
+        from s3prl.downstream.data import source_identity
+
+        out = {"train": str(Path(self.train).resolve()), "dev": str(Path(self.dev).resolve()),
+               "test": str(Path(self.test).resolve()), "upstream": self.upstream, "on_the_fly": self.on_the_fly}
+        made_by = ([source_identity(upstream=self.upstream)] if self.on_the_fly
+                   else [source_identity(d) for d in (self.train, self.dev, self.test)])
+        if any(made_by):
+            out["made_by"] = made_by
+        return out
 
 
 def _asr_row(record: dict, exp_label: str | None = None) -> list[str]:

@@ -126,6 +126,25 @@ def collate_labeled(items: list[dict]) -> LabeledBatch:
     return LabeledBatch(padded, lengths, labels, [it["utt"] for it in items])
 
 
+def source_identity(feats_dir: str | Path | None = None, upstream: str | None = None) -> dict | None:
+    """What made a run's inputs, for the config hash that decides skip-if-complete: a dump dir's
+    upstream.json (checkpoint sha256, layer, chunk context), or for an upstream run on the fly its
+    checkpoint's identity (an experiment dir stands for its newest checkpoint). A re-trained
+    upstream or a re-made dump then no longer matches a finished run's hash, so the run is not
+    skipped with stale results. None for plain Kaldi feature dirs and baselines' names."""
+    if feats_dir is not None:
+        info = read_dump_info(feats_dir)
+        return {k: v for k, v in info.items() if k != "upstream"} if info else None
+    if upstream:
+        from s3prl.bin.extract import upstream_identity
+        try:
+            ident = upstream_identity(upstream)
+        except UserError:
+            return None   # not a checkpoint: the loader names the problem when the run starts
+        return ident if "sha256" in ident else None
+    return None
+
+
 def read_dump_info(feats_dir: str | Path) -> dict | None:
     """What a dump dir records about how it was made, or None (plain Kaldi feature dirs).
 

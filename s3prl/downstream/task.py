@@ -155,10 +155,16 @@ class RunInputs:
     upstream: str | None = None
 
     def resolved(self) -> dict:
-        return {"labels": str(Path(self.label_dir).resolve()),
-                "feats": str(Path(self.feats_dir).resolve()) if self.feats_dir else None,
-                "data": str(Path(self.data_dir).resolve()) if self.data_dir else None,
-                "upstream": self.upstream}
+        from s3prl.downstream.data import source_identity
+
+        out = {"labels": str(Path(self.label_dir).resolve()),
+               "feats": str(Path(self.feats_dir).resolve()) if self.feats_dir else None,
+               "data": str(Path(self.data_dir).resolve()) if self.data_dir else None,
+               "upstream": self.upstream}
+        made_by = source_identity(self.feats_dir) if self.feats_dir else source_identity(upstream=self.upstream)
+        if made_by:
+            out["made_by"] = made_by
+        return out
 
 
 def resolved_config_yaml(cfg: DownstreamConfig, inputs: RunInputs) -> str:

@@ -126,6 +126,22 @@ def test_speaker_utterance_global_cmvn_on_offset_features(tmp_path):
     assert shipped.dataloader.cmvn == "global" and shipped.dataloader.norm_vars
 
 
+def test_rerun_after_the_dump_changed_is_not_skipped(tmp_path):
+    # The config hash covers what made the dump (its upstream.json): a re-dump with another
+    # checkpoint must not be skipped as complete (stale results); the exp dir refuses it instead.
+    fx = build_cpc(tmp_path / "c")
+    info = {"path": "/x/tera.ckpt", "size": 1, "mtime": 1, "sha256": "a" * 64, "layer": 3}
+    (fx.feats / "upstream.json").write_text(json.dumps(info))
+    rec = _run(fx, tmp_path / "exp")
+    again = _run(fx, tmp_path / "exp")
+    assert again["skipped"] and again["config_hash"] == rec["config_hash"]
+    (fx.feats / "upstream.json").write_text(json.dumps({**info, "sha256": "b" * 64}))
+    with pytest.raises(UserError, match="another config or inputs"):
+        _run(fx, tmp_path / "exp")
+    other = _run(fx, tmp_path / "exp2")
+    assert other["config_hash"] != rec["config_hash"]
+
+
 def _cli(fx, exp, *extra):
     return train_downstream.main(["--labels", str(fx.labels), "--feats", str(fx.feats), "--task", "phone",
                                   "--override", "runner.total_steps=2", "--no-progress", "--results-md", "",
