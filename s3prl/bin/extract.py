@@ -102,11 +102,11 @@ def upstream_identity(name: str, chunk_context: int = 0) -> dict:
 
 def _upstream_identity(name: str) -> dict:
     from s3prl.upstream.checkpoint import resolve_checkpoint
+    from s3prl.upstream.hub import BASELINES
 
-    p = resolve_checkpoint(name) if name not in ("fbank", "mfcc", "mel160") else Path(name)
+    p = resolve_checkpoint(name) if name not in BASELINES else Path(name)
     if not p.is_file():
         from s3prl.features.config import FeatureConfig
-        from s3prl.upstream.hub import BASELINES
 
         if name in BASELINES:
             return {"name": name, "features": FeatureConfig(feat_type=name).to_s3prl_audio()}
