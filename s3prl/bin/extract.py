@@ -328,10 +328,9 @@ def extract(upstream_name: str, data: str | Path, out_prefix: str | Path, *, lay
 
 
 def set_chunk_context(up, chunk_context: int) -> None:
-    """Apply --chunk-context to a transformer upstream; others encode in one pass (logged)."""
-    if chunk_context < 0:
-        raise UserError(f"--chunk-context: must be >= 0, got {chunk_context}")
-    if up.model_type in ("mockingjay", "tera", "aalbert"):
+    """Apply --chunk-context to a chunked (transformer) upstream, which validates it; others
+    encode in one pass (logged)."""
+    if hasattr(up.model, "chunk_context"):
         up.chunk_context = chunk_context
     elif chunk_context:
         log.info("%s: a %s upstream is not chunked; --chunk-context %d has no effect", up.name, up.model_type,
@@ -472,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     apply_cmvn = _parse_bool(args.apply_cmvn, "--apply-cmvn")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device available")
+    if args.chunk_context < 0:
+        raise UserError(f"--chunk-context: must be >= 0, got {args.chunk_context}")
     if args.mode == "check":
         print("complete" if check(args.upstream, args.data_dir, args.out, args.layer, args.chunk_context) else "todo")
         return 0

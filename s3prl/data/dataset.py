@@ -135,15 +135,15 @@ class FeatureDataset(torch.utils.data.Dataset):
             self.lengths = [self.lengths[i] for i in keep]
             if not self.utts:
                 raise UserError(f"{self.path}: every utterance is longer than max_timestep {max_timestep}")
+        first = self._raw(self.utts[0])
         self.global_stats = None
         if cmvn == "global":
             self.global_stats = (np.asarray(global_stats, dtype=np.float64) if global_stats is not None
                                  else self._accumulate_global_stats())
-            dim = int(self._raw(self.utts[0]).shape[1])
-            if self.global_stats.ndim != 2 or self.global_stats.shape[1] != dim + 1:
-                raise UserError(f"{self.path}: {dim}-dim features, but the global CMVN statistics are for "
-                                f"{self.global_stats.shape[-1] - 1}-dim ones (another feature set's?)")
-        self.dim = self._item_feats(0).shape[1]
+            if self.global_stats.ndim != 2 or self.global_stats.shape[1] != first.shape[1] + 1:
+                raise UserError(f"{self.path}: {first.shape[1]}-dim features, but the global CMVN statistics "
+                                f"are for {self.global_stats.shape[-1] - 1}-dim ones (another feature set's?)")
+        self.dim = self._normalise(self.utts[0], first).shape[1]
 
     def _accumulate_global_stats(self) -> np.ndarray:
         from s3prl.features.cmvn import cmvn_stats

@@ -126,22 +126,27 @@ def collate_labeled(items: list[dict]) -> LabeledBatch:
     return LabeledBatch(padded, lengths, labels, [it["utt"] for it in items])
 
 
+# The upstream.json fields that decide what a dump holds (not where the checkpoint lies or when
+# it was touched: a copied or moved checkpoint with the same sha256 made the same states).
+IDENTITY_KEYS = ("sha256", "name", "features", "layer", "chunk_context")
+
+
 def source_identity(feats_dir: str | Path | None = None, upstream: str | None = None) -> dict | None:
     """What made a run's inputs, for the config hash that decides skip-if-complete: a dump dir's
     upstream.json (checkpoint sha256, layer, chunk context), or for an upstream run on the fly its
-    checkpoint's identity (an experiment dir stands for its newest checkpoint). A re-trained
+    checkpoint's sha256 (an experiment dir stands for its newest checkpoint). A re-trained
     upstream or a re-made dump then no longer matches a finished run's hash, so the run is not
     skipped with stale results. None for plain Kaldi feature dirs and baselines' names."""
     if feats_dir is not None:
         info = read_dump_info(feats_dir)
-        return {k: v for k, v in info.items() if k != "upstream"} if info else None
+        return {k: info[k] for k in IDENTITY_KEYS if k in info} if info else None
     if upstream:
         from s3prl.bin.extract import upstream_identity
         try:
             ident = upstream_identity(upstream)
         except UserError:
             return None   # not a checkpoint: the loader names the problem when the run starts
-        return ident if "sha256" in ident else None
+        return {"sha256": ident["sha256"]} if "sha256" in ident else None
     return None
 
 

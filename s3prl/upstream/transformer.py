@@ -339,7 +339,6 @@ class TransformerModel(nn.Module):
                     attentions.append(full)
         return TransformerOutput(hidden_states=hidden, lengths=lengths, attentions=attentions)
 
-
     def _encode_windows(self, x: torch.Tensor, lengths: torch.Tensor, seq: int, ctx: int) -> TransformerOutput:
         """Overlapping windows of `seq` frames: frames [a, a + hop) (hop = seq - 2 ctx) come from the
         window that sees `ctx` frames on each side of them (clamped at the edges), so no output

@@ -150,6 +150,9 @@ def test_chunk_context_dump_is_recorded_and_kept_apart(setup, tmp_path):
     assert r.returncode != 0 and "with chunk context 8" in r.stderr.strip().splitlines()[-1], r.stderr
     r = run([str(REPO / "utils" / "dump_feats.sh"), "--nj", "1", "--chunk-context", "x", short, str(data), str(dump)])
     assert r.returncode != 0 and "--chunk-context must be a non-negative integer" in r.stderr
+    from s3prl.bin import extract as extract_cli
+    with pytest.raises(UserError, match="--chunk-context: must be >= 0"):
+        extract_cli.main(["--upstream", short, "--chunk-context", "-1", str(data), str(tmp_path / "raw")])
 
 
 def test_extract_single_job_last_layer_compressed(setup, tmp_path):

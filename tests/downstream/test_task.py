@@ -135,6 +135,9 @@ def test_rerun_after_the_dump_changed_is_not_skipped(tmp_path):
     rec = _run(fx, tmp_path / "exp")
     again = _run(fx, tmp_path / "exp")
     assert again["skipped"] and again["config_hash"] == rec["config_hash"]
+    # the same checkpoint copied elsewhere or touched (same sha256): still the same inputs
+    (fx.feats / "upstream.json").write_text(json.dumps({**info, "path": "/y/tera.ckpt", "mtime": 2}))
+    assert _run(fx, tmp_path / "exp")["skipped"]
     (fx.feats / "upstream.json").write_text(json.dumps({**info, "sha256": "b" * 64}))
     with pytest.raises(UserError, match="another config or inputs"):
         _run(fx, tmp_path / "exp")
