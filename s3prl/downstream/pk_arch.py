@@ -18,8 +18,13 @@ PyTorch-Kaldi's check_cfg in `pk_arch.proto`, parsed with strtobool as PyTorch-K
 - `spec_aug` ('False'), `spec_aug_prev` ('True'), `spec_aug_seed`: SpecAugment in training mode,
   on the input features (prev=True: 2 time masks <= 70 frames, 2 frequency masks <= 4 bins) or on
   the output representation (prev=False: frequency masks <= 86 dims), as the 2020 wrapper did;
-  masks are drawn from a torch.Generator seeded with `spec_aug_seed`.
+  masks are drawn from a torch.Generator seeded with `spec_aug_seed + torch.initial_seed()`.
+  PyTorch-Kaldi builds the architecture anew for every chunk right after
+  `torch.manual_seed(seed + epoch + chunk)` (core.run_nn, utils.write_cfg_chunk), so every chunk
+  draws different masks and a rerun draws the same ones.
 - `permute_input` ('True'): (T, B, D) in and (T, B, out_dim) out; 'False' = (B, T, D) batch-major.
+  Both outputs are contiguous: PyTorch-Kaldi's forward_model `.view(max_len * batch, -1)`s the
+  output of a sequential architecture before a non-sequential one (the MLP above it).
 
 Padding: PyTorch-Kaldi zero-pads shorter sequences in a batch; as the 2020 wrapper did, the valid
 frames are the span between the first and the last non-zero frame of each sequence. Padded
@@ -109,7 +114,11 @@ class S3PRLUpstream(nn.Module):
         self.permute_input = _strtobool(options, "permute_input", True)
         self.spec_aug = _strtobool(options, "spec_aug", False)
         self.spec_aug_prev = _strtobool(options, "spec_aug_prev", True)
-        self.gen = torch.Generator().manual_seed(_int(options, "spec_aug_seed", 1337))
+        # Offset by torch's seed: PyTorch-Kaldi reseeds torch per chunk before building us, and a
+        # fixed seed alone would repeat the same mask sequence in every chunk of every epoch.
+        # Modulo 2**64: Generator.manual_seed takes an unsigned 64-bit seed.
+        seed = (_int(options, "spec_aug_seed", 1337) + torch.initial_seed()) % 2**64
+        self.gen = torch.Generator().manual_seed(seed)
         self.upstream = load_upstream(str(ckpt).strip(), fine_tune=not self.no_grad)
         if inp_dim is not None and int(inp_dim) > 0 and int(inp_dim) != self.upstream.input_dim:
             raise UserError(f"[architecture] {ckpt}: PyTorch-Kaldi gives {int(inp_dim)}-dim input but "
@@ -177,10 +186,17 @@ class S3PRLUpstream(nn.Module):
         h = self.featurizer(out.hidden_states)  # (B, T', H)
         if self.spec_aug and not self.spec_aug_prev and self.training:
             h = spec_augment(h, lengths, self.gen, max_freq=86)
-        y = h.new_zeros(B, T, h.shape[-1])
-        for b in range(B):
-            y[b, int(start[b]): int(end[b])] = h[b, : int(lengths[b])]
-        return y.transpose(0, 1) if self.permute_input else y
+        # Allocated in the output layout so the result is contiguous (a transposed view is not,
+        # and PyTorch-Kaldi .view()s it into (T * B, H) for the next architecture).
+        if self.permute_input:
+            y = h.new_zeros(T, B, h.shape[-1])
+            for b in range(B):
+                y[int(start[b]): int(end[b]), b] = h[b, : int(lengths[b])]
+        else:
+            y = h.new_zeros(B, T, h.shape[-1])
+            for b in range(B):
+                y[b, int(start[b]): int(end[b])] = h[b, : int(lengths[b])]
+        return y
 
 
 # The 2020 cfgs name the class TRANSFORMER; keep that spelling importable for old cfgs.

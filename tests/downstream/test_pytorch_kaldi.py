@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import gzip
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -431,3 +432,68 @@ def test_rekey_kaldi_timit_ids(tmp_path):
     assert r.returncode == 0, r.stderr
     assert read_alignment_lengths(tmp_path / "ali_rekeyed") == FRAMES
     assert (tmp_path / "ali_rekeyed" / "final.mdl").read_bytes() == (kaldi / "final.mdl").read_bytes()
+
+
+# ---------------------------------------------------------------- PyTorch-Kaldi's batch layout
+def _pk_seq_batch(lens=(9, 5, 7, 3), n_lab=1, seed=0):
+    """A batch built the way core.run_nn builds one for arch_seq_model=True: time-major
+    (max_len, B, D + labels), zeros around each sequence with a random amount on the left, and
+    the feature slice `inp[:, :, 0:D]` of it handed to the architecture. Returns (x, [(left, n)])."""
+    rnd = random.Random(seed)
+    g = torch.Generator().manual_seed(seed)
+    T, B = max(lens), len(lens)
+    inp = torch.zeros(T, B, DIM + n_lab)
+    spans = []
+    for b, n in enumerate(lens):
+        left = rnd.randint(0, T - n)
+        inp[left:left + n, b, :DIM] = torch.randn(n, DIM, generator=g)
+        inp[left:left + n, b, DIM:] = 1.0
+        spans.append((left, n))
+    return inp[:, :, 0:DIM], spans
+
+
+@pytest.mark.parametrize("no_grad", [True, False])
+def test_arch_output_viewable_like_forward_model(tiny_ckpt, no_grad):
+    """D1: forward_model does `outs_dict[out].view(max_len * batch, -1)` before the MLP above a
+    sequential architecture; that needs a contiguous (T, B, H) output."""
+    net = S3PRLUpstream(_opts(tiny_ckpt, no_grad=no_grad), DIM)
+    x, spans = _pk_seq_batch()
+    T, B = x.shape[:2]
+    assert any(left > 0 for left, _ in spans)
+    net.eval()
+    y = net(x)
+    assert y.shape == (T, B, net.out_dim) and y.is_contiguous()
+    # Left padding: each sequence's frames equal the upstream on that sequence alone; padding is 0.
+    for b, (left, n) in enumerate(spans):
+        alone = net(x[left:left + n, b:b + 1])
+        torch.testing.assert_close(y[left:left + n, b], alone[:, 0], rtol=1e-5, atol=1e-5)
+        assert torch.all(y[:left, b] == 0) and torch.all(y[left + n:, b] == 0)
+    net.train()
+    mlp = torch.nn.Linear(net.out_dim, 5)
+    out = mlp(net(x).view(T * B, -1))
+    torch.nn.functional.cross_entropy(out, torch.zeros(T * B, dtype=torch.long)).backward()
+    assert mlp.weight.grad is not None and mlp.weight.grad.abs().sum() > 0
+    up_grads = [p.grad for p in net.upstream.parameters()]
+    if no_grad:
+        assert all(g is None for g in up_grads)
+    else:
+        assert up_grads and all(g is not None for g in up_grads)
+    # Batch-major output is contiguous as well.
+    bm = S3PRLUpstream(_opts(tiny_ckpt, permute_input=False), DIM)
+    assert bm(x.transpose(0, 1)).is_contiguous()
+
+
+def test_arch_spec_aug_masks_follow_torch_seed(tiny_ckpt):
+    """D6: PyTorch-Kaldi reseeds torch per chunk (seed + epoch + chunk) before building the
+    architecture; each chunk must draw other masks, and the same chunk the same ones."""
+    x = _batch()
+
+    def masked(torch_seed):
+        torch.manual_seed(torch_seed)
+        m = S3PRLUpstream(_opts(tiny_ckpt, spec_aug=True, spec_aug_seed=7), DIM)
+        m.train()
+        return m(x)
+
+    first = masked(1234)
+    torch.testing.assert_close(masked(1234), first)
+    assert not torch.allclose(masked(1235), first)
