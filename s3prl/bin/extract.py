@@ -60,8 +60,9 @@ from s3prl.log import setup_logging
 log = logging.getLogger("s3prl.extract")
 
 # Data-dir files copied into every dumped layer dir when present (utterance/speaker keyed).
+# stm/glm: the TIMIT scorer's reference; PyTorch-Kaldi scores against the dumped dir.
 COPY_FILES = ("utt2spk", "spk2utt", "text", "wav.scp", "segments", "reco2file_and_channel", "utt2dur",
-              "spk2gender", "utt2lang")
+              "spk2gender", "utt2lang", "stm", "glm")
 INFO = "upstream.json"
 
 

@@ -3,7 +3,8 @@
 usage: python -m s3prl.bin.prepare_timit [--wav-format path|sph2pipe|sox] [--phones 48|39|60] <timit-dir> <data-root>
 
 SA sentences removed; dev = Kaldi's 50-speaker list, test = the 24-speaker core test set;
-text = phones mapped 61 -> 48 (see s3prl.data.timit). Sets already complete are skipped.
+text = phones mapped 61 -> 48 (see s3prl.data.timit); stm + glm = the sclite reference of the
+TIMIT scorer PyTorch-Kaldi runs. Sets already complete are skipped.
 """
 from __future__ import annotations
 

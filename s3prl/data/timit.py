@@ -22,7 +22,13 @@ with '-': e.g. `fcjf0-si1027`), lower case. The wav.scp value is the absolute SP
 libsndfile (our audio reader) decodes directly; `wav_format="sph2pipe"` writes Kaldi's
 `sph2pipe -f wav PATH |` and `wav_format="sox"` writes `sox PATH -t wav - |`, for Kaldi tools.
 Shorten-compressed SPHERE (some TIMIT copies) is not readable by libsndfile: use sph2pipe.
-Files written to `data/{train,dev,test}/`: wav.scp, text, utt2spk, spk2utt, spk2gender, utt2dur.
+Files written to `data/{train,dev,test}/`: wav.scp, text, utt2spk, spk2utt, spk2gender, utt2dur,
+and Kaldi's sclite reference pair for PyTorch-Kaldi's / Kaldi's TIMIT scorer (`local/score.sh`,
+which maps the reference 48 -> 39 phones and runs hubscr.pl on it):
+- `stm`: three `;; LABEL` lines (O Overall, F Female, M Male), then per utterance
+  `<utt> 1 <spk> 0.0 <duration, %f> <O,F|M> <48-phone transcription>` (always the 48-phone set,
+  whatever `phones` says, since the scorer maps from 48);
+- `glm`: Kaldi's empty GLM (one dummy `[FAKE] => %HESITATION` rule).
 """
 from __future__ import annotations
 
@@ -32,7 +38,8 @@ from pathlib import Path
 
 import soundfile as sf
 
-from s3prl.data.kaldi_dir import validate_data_dir, write_data_dir
+from s3prl.atomic import atomic_write_text
+from s3prl.data.kaldi_dir import sorted_c, validate_data_dir, write_data_dir
 from s3prl.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -225,8 +232,22 @@ def _wav_entry(path: Path, wav_format: str, shorten: bool) -> str:
     return str(path)
 
 
+# Kaldi egs/timit/s5/local/timit_data_prep.sh: the sclite label header of the stm, and the GLM.
+STM_HEADER = (';; LABEL "O" "Overall" "Overall"\n'
+              ';; LABEL "F" "Female" "Female speakers"\n'
+              ';; LABEL "M" "Male" "Male speakers"\n')
+EMPTY_GLM = ";; empty.glm\n  [FAKE]     =>  %HESITATION     / [ ] __ [ ] ;; hesitation token\n"
+
+
+def stm_text(ref48: dict[str, str], utt2spk: dict[str, str], utt2dur: dict[str, str]) -> str:
+    """The stm of a set (module docstring): utterances in C order, gender from the speaker id."""
+    lines = [f"{u} 1 {utt2spk[u]} 0.0 {float(utt2dur[u]):f} <O,{'F' if utt2spk[u].startswith('f') else 'M'}> "
+             f"{ref48[u]}\n" for u in sorted_c(ref48)]
+    return STM_HEADER + "".join(lines)
+
+
 def _set_done(d: Path) -> bool:
-    if not (d / "utt2dur").is_file():
+    if not all((d / name).is_file() for name in ("utt2dur", "stm", "glm")):
         return False
     try:
         validate_data_dir(d, no_feats=True)
@@ -274,7 +295,7 @@ def prepare_timit(timit_dir: str | Path, data_root: str | Path, *, wav_format: s
         d = out[name]
         if _set_done(d):
             continue
-        wav, text, utt2spk, utt2dur, spk2gender = {}, {}, {}, {}, {}
+        wav, text, ref48, utt2spk, utt2dur, spk2gender = {}, {}, {}, {}, {}, {}
         for spk, utts in spk_utts.items():
             for utt, path in utts.items():
                 if utt.startswith("sa"):
@@ -282,9 +303,11 @@ def prepare_timit(timit_dir: str | Path, data_root: str | Path, *, wav_format: s
                 path = path.resolve()
                 uid = f"{spk}-{utt}"
                 phn = _sibling(path, ".phn")
-                mapped = map_phones(read_phn(phn), phones, str(phn))
+                timit_phones = read_phn(phn)
+                mapped = map_phones(timit_phones, phones, str(phn))
                 if not mapped:
                     raise UserError(f"{phn}: no phones left after mapping")
+                ref48[uid] = " ".join(map_phones(timit_phones, 48, str(phn)))
                 dur, shorten = _audio_info(path)
                 wav[uid] = _wav_entry(path, wav_format, shorten)
                 text[uid] = " ".join(mapped)
@@ -295,5 +318,8 @@ def prepare_timit(timit_dir: str | Path, data_root: str | Path, *, wav_format: s
             raise UserError(f"{root}: the {name} set has no SI/SX utterances")
         write_data_dir(d, {"wav.scp": wav, "text": text, "utt2spk": utt2spk, "spk2gender": spk2gender,
                            "utt2dur": utt2dur})
+        # After the tables: _set_done needs stm and glm, so an interrupted write is redone.
+        atomic_write_text(d / "stm", stm_text(ref48, utt2spk, utt2dur))
+        atomic_write_text(d / "glm", EMPTY_GLM)
         log.info("%s: %d speakers, %d utterances", d, len(spk2gender), len(wav))
     return out

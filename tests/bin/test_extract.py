@@ -46,6 +46,9 @@ def make_data(path: Path) -> Path:
         sf.write(wav_scp[utt], (0.2 * rng.standard_normal(n)).astype(np.float32), 16000, subtype="PCM_16")
         dur[utt] = f"{n / 16000:g}"
     (d / "utt2dur").write_text("".join(f"{u} {dur[u]}\n" for u in sorted(dur)))
+    # A TIMIT-style sclite reference: PyTorch-Kaldi's TIMIT scorer reads it from the dumped dir.
+    (d / "stm").write_text("".join(f"{u} 1 {u.split('-')[0]} 0.0 {dur[u]} <O,M> a b\n" for u in sorted(dur)))
+    (d / "glm").write_text(";; empty.glm\n")
     return d
 
 
@@ -80,7 +83,7 @@ def test_dump_nj2_layout_and_interop(setup, dumped):
     for k in range(3):
         d = dumped / f"layer-{k}" / "train"
         validate_data_dir(d)
-        for name in ("utt2spk", "spk2utt", "text", "wav.scp", "utt2dur"):
+        for name in ("utt2spk", "spk2utt", "text", "wav.scp", "utt2dur", "stm", "glm"):
             assert (d / name).read_bytes() == (data / name).read_bytes()
         assert (d / "feats_dim").read_text() == "32\n" and (d / "frame_shift").read_text() == "0.01\n"
         nframes = {u: int(v) for u, v in read_kv(d / "utt2num_frames").items()}

@@ -87,10 +87,25 @@ def test_prepare_timit_fake_corpus(tmp_path, lower):
     assert Path(entry).is_absolute()
     x = load_audio(entry, utt_id="fcjf0-sx47")
     np.testing.assert_array_equal(np.round(x * 32768).astype(np.int16), audio["fcjf0-sx47"])
-    # A second run is a no-op (complete sets are not rewritten).
+    # The sclite reference of PyTorch-Kaldi's TIMIT scorer, in Kaldi's timit_data_prep.sh layout:
+    # label header, then `utt 1 spk 0.0 dur <O,gender> 48-phone transcription`.
+    stm = (out["test"] / "stm").read_text().splitlines()
+    assert stm[:3] == [';; LABEL "O" "Overall" "Overall"', ';; LABEL "F" "Female" "Female speakers"',
+                       ';; LABEL "M" "Male" "Male speakers"']
+    assert stm[3:] == [f"mdab0-{u} 1 mdab0 0.0 {(8000 + 160 * k) / RATE:f} <O,M> sil sh ix hh eh vcl er sil"
+                       for k, u in ((1, "si943"), (2, "sx47"))]
+    assert (out["dev"] / "stm").read_text().splitlines()[3].split()[:6] == \
+        ["faks0-si943", "1", "faks0", "0.0", f"{8160 / RATE:f}", "<O,F>"]
+    glm = (out["train"] / "glm").read_text().splitlines()
+    assert glm[0] == ";; empty.glm"
+    assert glm[1].split() == "[FAKE] => %HESITATION / [ ] __ [ ] ;; hesitation token".split()
+    # A second run is a no-op (complete sets are not rewritten); a set without stm is redone.
     mtime = (out["train"] / "text").stat().st_mtime_ns
     prepare_timit(tmp_path / "corpus", tmp_path / "data")
     assert (out["train"] / "text").stat().st_mtime_ns == mtime
+    (out["dev"] / "stm").unlink()
+    prepare_timit(tmp_path / "corpus", tmp_path / "data")
+    assert (out["dev"] / "stm").read_text().splitlines()[3].startswith("faks0-si943 1 faks0 0.0 ")
 
 
 def test_sphere_header_and_pipes(tmp_path):
@@ -102,6 +117,8 @@ def test_sphere_header_and_pipes(tmp_path):
     d = DataDir(out["train"])
     assert d.wav_scp["fcjf0-si943"] == f"sox {wav.resolve()} -t wav - |"
     assert d.text["fcjf0-si943"] == "sil sh ih hh eh sil er sil"
+    # The stm stays in the 48-phone set the scorer maps from, whatever `phones` the text uses.
+    assert (out["train"] / "stm").read_text().splitlines()[3].endswith("<O,F> sil sh ix hh eh vcl er sil")
 
 
 def test_prepare_timit_errors(tmp_path):
