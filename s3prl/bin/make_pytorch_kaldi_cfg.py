@@ -3,18 +3,21 @@
 usage: python -m s3prl.bin.make_pytorch_kaldi_cfg --config conf/pytorch_kaldi.yaml
            --train-feats DIR --dev-feats DIR --test-feats DIR
            --ali-train DIR --ali-dev DIR --ali-test DIR --graph DIR
-           [--upstream-ckpt CKPT] [--pytorch-kaldi-root DIR] [--out-folder DIR]
+           [--upstream-ckpt CKPT] [--pytorch-kaldi-root DIR] [--kaldi-root DIR] [--out-folder DIR]
            [--check-frames] [--override key=value ...] <out.cfg>
 
 The experiment's out_folder defaults to the directory of <out.cfg> (exp/<name>/pytorch_kaldi.cfg
 -> exp/<name>). Every input dir is checked first; a missing one is a one-line error.
 With --check-frames, each set's frame counts are compared with its alignments (see
 s3prl.bin.check_alignments). An existing identical cfg is left alone.
+A decoding.scoring_script of the form `$KALDI_ROOT/egs/<corpus>/s5/local/score.sh` (LibriSpeech's
+config) is written with --kaldi-root (default: the KALDI_ROOT environment variable) in its place.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from s3prl.atomic import atomic_write_text
@@ -38,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--upstream-ckpt", default=None, help="our upstream checkpoint (type: upstream)")
     p.add_argument("--pytorch-kaldi-root", default=None,
                    help="PyTorch-Kaldi checkout; its proto paths are then written absolute")
+    p.add_argument("--kaldi-root", default=os.environ.get("KALDI_ROOT") or None,
+                   help="Kaldi checkout for a $KALDI_ROOT/... decoding.scoring_script (default: $KALDI_ROOT)")
     p.add_argument("--out-folder", default=None, help="PyTorch-Kaldi out_folder (default: the cfg's dir)")
     p.add_argument("--check-frames", action="store_true",
                    help="also compare utt2num_frames with the alignment lengths")
@@ -53,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                                 Path(text) if text else None)
     c = build_cfg(cfg, out_folder=a.out_folder or out_cfg.resolve().parent, train=sets["train"],
                   dev=sets["dev"], test=sets["test"], graph=a.graph, upstream_ckpt=a.upstream_ckpt,
-                  pytorch_kaldi_root=a.pytorch_kaldi_root)
+                  pytorch_kaldi_root=a.pytorch_kaldi_root, kaldi_root=a.kaldi_root)
     if a.check_frames:
         from s3prl.bin.check_alignments import check_alignments
 

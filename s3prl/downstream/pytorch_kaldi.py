@@ -18,6 +18,20 @@ sections and fields written here follow reference/kaldi.md §5.2 and PyTorch-Kal
   features: the role of the 2020 S3PRL `nn_transformer.py`), `[model]` (the op graph),
   `[forward]` (posteriors / priors for decoding), `[decoding]` (`decode_dnn.sh` options).
 
+Scoring: `decode_dnn.sh` cds into `kaldi_decoding_scripts/` and runs `scoring_script <data>
+<graph> <decode-dir>` with `<data>` = the decoded set's `lab_data_folder`, which must hold
+feats.scp and text. A relative scorer is one of PyTorch-Kaldi's own scripts; its `local/score.sh`
+(our default) is the **TIMIT** phone scorer and also reads `<data>/stm` and `<data>/glm`
+(s3prl.data.timit writes them). Word-level corpora name Kaldi's scorer of their recipe, e.g.
+`$KALDI_ROOT/egs/librispeech/s5/local/score.sh` (what PyTorch-Kaldi's LibriSpeech cfgs use);
+a leading `$KALDI_ROOT` is the one variable resolved here, from `kaldi_root`.
+
+Refused combinations, which PyTorch-Kaldi accepts and then fails on (or silently gets wrong):
+`type: upstream` with deltas or a context window (the upstream takes the plain features), with
+`exp.multi_gpu` (DataParallel splits dim 0, the time axis of sequential input), and
+`exp.use_cuda: false` (run_exp.py then forwards in subprocesses with dict batches, which the
+`run_nn.py` script we name cannot read).
+
 PyTorch-Kaldi takes paths literally (no `$VAR`, relative paths break when its CWD changes:
 pytorch-kaldi#197), so every path written is absolute; its `fea_name` may hold only [A-Za-z0-9].
 The options come from a YAML file mapped onto `PyTorchKaldiConfig` (egs/*/conf/pytorch_kaldi.yaml),
@@ -27,6 +41,7 @@ from __future__ import annotations
 
 import configparser
 import io
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +52,10 @@ from s3prl.errors import UserError
 PK_ARCH_PROTO = Path(__file__).resolve().with_name("pk_arch.proto")
 PK_ARCH_LIBRARY = "s3prl.downstream.pk_arch"
 PK_ARCH_CLASS = "S3PRLUpstream"
+# PyTorch-Kaldi's TIMIT scorers (kaldi_decoding_scripts/local/): besides <data>/text they read
+# <data>/stm and <data>/glm, the sclite reference Kaldi's egs/timit/s5 data prep writes.
+PK_STM_SCORERS = ("local/score.sh", "local/score_sclite.sh", "local/score_phrich.sh",
+                  "local/score_combine.sh")
 
 
 # ----------------------------------------------------------------------------------- configs
@@ -192,7 +211,8 @@ class ForwardConfig:
 
 @dataclass
 class DecodingConfig:
-    """`[decoding]`: options of PyTorch-Kaldi's `decode_dnn.sh` (latgen-faster-mapped + scoring)."""
+    """`[decoding]`: options of PyTorch-Kaldi's `decode_dnn.sh` (latgen-faster-mapped + scoring).
+    scoring_script: see the module docstring. No num_threads: decode_dnn.sh sets it to 1 itself."""
 
     min_active: int = 200
     max_active: int = 7000
@@ -205,7 +225,6 @@ class DecodingConfig:
     scoring_script: str = "local/score.sh"
     scoring_opts: str = "--min-lmwt 1 --max-lmwt 10"
     norm_vars: bool = False
-    num_threads: int = 1
 
 
 @dataclass
@@ -275,6 +294,115 @@ def check_graph_dir(d: Path) -> None:
             raise UserError(f"{d}: graph directory has no {name}")
 
 
+def check_options(cfg: PyTorchKaldiConfig) -> None:
+    """Refuse option combinations PyTorch-Kaldi accepts but cannot run (module docstring)."""
+    # Refused rather than warned about: with use_cuda=False run_exp.py always forwards through
+    # _run_forwarding_in_subprocesses, which hands run_nn.py dict batches it cannot index, so the
+    # experiment dies after the whole training; no shipped config or test relies on CPU runs.
+    if not cfg.exp.use_cuda:
+        raise UserError("exp.use_cuda: false is not supported: PyTorch-Kaldi then forwards in subprocesses "
+                        "with batches run_nn.py cannot read, and fails after training (run it on a GPU)")
+    if cfg.type != "upstream":
+        return
+    f = cfg.features
+    for key, value in (("delta_order", f.delta_order), ("cw_left", f.cw_left), ("cw_right", f.cw_right)):
+        if value != 0:
+            raise UserError(f"features.{key}: {value} with type upstream: the upstream takes the plain "
+                            f"features it was trained on, so deltas and context windows must be 0")
+    if cfg.exp.multi_gpu:
+        raise UserError("exp.multi_gpu: true with type upstream: PyTorch-Kaldi's DataParallel splits dim 0, "
+                        "the time axis of the (T, B, D) input, so each GPU would see a slice of every utterance")
+
+
+def feats_dim(d: Path) -> int:
+    """Feature dim of a data dir: its feats_dim file, else the first matrix of feats.scp."""
+    if (d / "feats_dim").is_file():
+        text = (d / "feats_dim").read_text().split()
+        if len(text) == 1 and text[0].isdigit():
+            return int(text[0])
+        raise UserError(f"{d / 'feats_dim'}: expected one integer")
+    import kaldiio
+
+    with open(d / "feats.scp", encoding="utf-8") as f:
+        line = f.readline().split(None, 1)
+    if len(line) != 2:
+        raise UserError(f"{d / 'feats.scp'}: empty or malformed first line")
+    try:
+        return int(kaldiio.load_mat(line[1].strip()).shape[1])
+    except (OSError, ValueError, KeyError, IndexError) as e:  # what kaldiio raises on a bad entry
+        raise UserError(f"{d / 'feats.scp'}: cannot read {line[0]}: {e}") from None
+
+
+def upstream_input_dim(ckpt: Path) -> Optional[int]:
+    """The feature dim an upstream checkpoint takes, when its config records it (ours and
+    today's S3PRL transformer layout); None for layouts that only imply it."""
+    from s3prl.upstream.checkpoint import OURS, load_checkpoint
+
+    c = load_checkpoint(ckpt)
+    ours = c.get(OURS)
+    if isinstance(ours, dict) and ours.get("input_dim"):
+        return int(ours["input_dim"])
+    up = c.get("Upstream_Config")
+    if isinstance(up, dict) and isinstance(up.get("transformer"), dict) and up["transformer"].get("input_dim"):
+        return int(up["transformer"]["input_dim"])
+    return None
+
+
+def _needs_stm(script: str) -> bool:
+    """Whether `script` is one of the TIMIT scorers that read <data>/stm and <data>/glm."""
+    parts = Path(script).parts
+    return ("/".join(parts[-2:]) in PK_STM_SCORERS
+            and (len(parts) == 2 or "kaldi_decoding_scripts" in parts or "timit" in parts))
+
+
+def resolve_scoring_script(d: DecodingConfig, *, kaldi_root: str | Path | None,
+                           pytorch_kaldi_root: str | Path | None, check: bool) -> str:
+    """The `[decoding] scoring_script` to write: `$KALDI_ROOT/` resolved from `kaldi_root`; a relative
+    path kept (decode_dnn.sh runs it from kaldi_decoding_scripts/). With `check` (scoring will run)
+    it must exist: absolute ones always, relative ones under `<pytorch_kaldi_root>` when given."""
+    script = d.scoring_script.strip()
+    if not script:
+        raise UserError("decoding.scoring_script: empty")
+    for prefix in ("$KALDI_ROOT/", "${KALDI_ROOT}/"):
+        if script.startswith(prefix):
+            if not kaldi_root:
+                if not check:
+                    return script
+                raise UserError(f"decoding.scoring_script: {script} needs the Kaldi root: pass --kaldi-root "
+                                f"or export KALDI_ROOT")
+            script = str(_abs(kaldi_root) / script[len(prefix):])
+    if "$" in script:
+        raise UserError(f"decoding.scoring_script: {script}: only a leading $KALDI_ROOT is resolved "
+                        f"(PyTorch-Kaldi takes paths literally)")
+    if Path(script).expanduser().is_absolute():
+        path = _abs(script)
+        if check and not path.is_file():
+            raise UserError(f"decoding.scoring_script: {path} does not exist")
+        if check and not os.access(path, os.X_OK):
+            raise UserError(f"decoding.scoring_script: {path} is not executable (decode_dnn.sh needs -x)")
+        return str(path)
+    script = os.path.normpath(script)
+    if check and pytorch_kaldi_root:
+        folder = _abs(pytorch_kaldi_root) / "kaldi_decoding_scripts"
+        if not (folder / script).is_file():
+            raise UserError(f"decoding.scoring_script: {script} is not in {folder} (relative scorers are "
+                            f"PyTorch-Kaldi's; give Kaldi's as $KALDI_ROOT/egs/<corpus>/s5/local/score.sh)")
+    return script
+
+
+def check_scoring_dir(d: Path, *, score: bool, needs_stm: bool, scorer: str) -> None:
+    """The decoded set's lab_data_folder as decode_dnn.sh and the scorer read it."""
+    need = {"feats.scp": "decode_dnn.sh checks it"}
+    if score:
+        need["text"] = "the reference to score against"
+    if score and needs_stm:
+        need["stm"] = need["glm"] = (f"the sclite reference {scorer} reads; s3prl.bin.prepare_timit "
+                                     f"writes it into data/<set> and the dump copies it")
+    for name, why in need.items():
+        if not (d / name).is_file():
+            raise UserError(f"{d}: no {name} in the scoring data dir ({why})")
+
+
 def fea_opts(feats_dir: Path, cfg: FeatureConfig) -> str:
     """The Kaldi command chain PyTorch-Kaldi appends to `copy-feats scp:<fea_lst> ark:- |`."""
     parts = []
@@ -342,7 +470,8 @@ def _mlp_arch(name: str, proto: str, sizes: list[str], drop: float, bn: bool, ln
 def build_cfg(cfg: PyTorchKaldiConfig, *, out_folder: str | Path, train: DatasetInputs,
               dev: DatasetInputs, test: DatasetInputs, graph: str | Path,
               upstream_ckpt: str | Path | None = None,
-              pytorch_kaldi_root: str | Path | None = None) -> configparser.ConfigParser:
+              pytorch_kaldi_root: str | Path | None = None,
+              kaldi_root: str | Path | None = None) -> configparser.ConfigParser:
     """Build the PyTorch-Kaldi experiment as a ConfigParser (checks every input dir first).
 
     Args:
@@ -353,8 +482,10 @@ def build_cfg(cfg: PyTorchKaldiConfig, *, out_folder: str | Path, train: Dataset
         pytorch_kaldi_root: the PyTorch-Kaldi checkout; its proto/ and kaldi_decoding_scripts/
             paths are written absolute under it (relative to its root otherwise, which is where
             utils/run_pytorch_kaldi.sh runs run_exp.py).
+        kaldi_root: the Kaldi checkout a `$KALDI_ROOT/...` decoding.scoring_script is resolved in.
     Raises UserError naming the missing dir/file or the bad option.
     """
+    check_options(cfg)
     sets = {"train": train, "dev": dev, "test": test}
     for ds in sets.values():
         ds.feats_dir, ds.ali_dir = _abs(ds.feats_dir), _abs(ds.ali_dir)
@@ -372,6 +503,21 @@ def build_cfg(cfg: PyTorchKaldiConfig, *, out_folder: str | Path, train: Dataset
         ckpt = _abs(upstream_ckpt)
         if not ckpt.is_file():
             raise UserError(f"{ckpt}: upstream checkpoint does not exist")
+        want = upstream_input_dim(ckpt)
+        dims = {key: (ds.feats_dir, feats_dim(ds.feats_dir)) for key, ds in sets.items()} if want else {}
+        for key, (feats, got) in dims.items():
+            if got != want:
+                raise UserError(f"{feats}: {got}-dim features but the upstream {ckpt} takes {want}-dim "
+                                f"(give the --{key}-feats it was pre-trained on)")
+    # The decoded set (forward_with) is the test set: decode_dnn.sh reads its lab_data_folder.
+    d = cfg.decoding
+    decode = cfg.forward.require_decoding
+    score = decode and not d.skip_scoring
+    scorer = resolve_scoring_script(d, kaldi_root=kaldi_root, pytorch_kaldi_root=pytorch_kaldi_root,
+                                    check=score)
+    if decode:
+        check_scoring_dir(test.text_dir or test.feats_dir, score=score, needs_stm=_needs_stm(scorer),
+                          scorer=scorer)
     pk = (lambda rel: str(_abs(pytorch_kaldi_root) / rel)) if pytorch_kaldi_root else (lambda rel: rel)
 
     c = configparser.ConfigParser(interpolation=None)
@@ -441,15 +587,13 @@ def build_cfg(cfg: PyTorchKaldiConfig, *, out_folder: str | Path, train: Dataset
     c["forward"] = {"forward_out": "out_cd", "normalize_posteriors": _b(f.normalize_posteriors),
                     "normalize_with_counts_from": "lab_cd", "save_out_file": _b(f.save_out_file),
                     "require_decoding": _b(f.require_decoding)}
-    d = cfg.decoding
     c["decoding"] = {"decoding_script_folder": pk("kaldi_decoding_scripts/"),
                      "decoding_script": "decode_dnn.sh", "decoding_proto": pk("proto/decoding.proto"),
                      "min_active": str(d.min_active), "max_active": str(d.max_active),
                      "max_mem": str(d.max_mem), "beam": repr(d.beam), "latbeam": repr(d.latbeam),
                      "acwt": repr(d.acwt), "max_arcs": str(d.max_arcs),
-                     "skip_scoring": _b(d.skip_scoring).lower(), "scoring_script": d.scoring_script,
-                     "scoring_opts": f'"{d.scoring_opts}"', "norm_vars": _b(d.norm_vars),
-                     "num_threads": str(d.num_threads)}
+                     "skip_scoring": _b(d.skip_scoring).lower(), "scoring_script": scorer,
+                     "scoring_opts": f'"{d.scoring_opts}"', "norm_vars": _b(d.norm_vars)}
     return c
 
 

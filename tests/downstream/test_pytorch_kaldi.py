@@ -1,5 +1,6 @@
 """PyTorch-Kaldi hand-off: the cfg writer, the alignment frame-count check and the S3PRLUpstream
-architecture, exercised the way PyTorch-Kaldi uses them (configparser, string options, (T, B, D))."""
+architecture, exercised the way PyTorch-Kaldi uses them (configparser, string options, (T, B, D),
+its forward_model's `.view(max_len * batch, -1)`)."""
 from __future__ import annotations
 
 import configparser
@@ -49,6 +50,10 @@ def make_feats_dir(d: Path, frames: dict[str, int] = FRAMES, dim: int = DIM) -> 
     (d / "spk2utt").write_text("".join(f"{s} {' '.join(us)}\n" for s, us in spk2utt.items()))
     (d / "utt2num_frames").write_text("".join(f"{u} {n}\n" for u, n in sorted(frames.items())))
     (d / "text").write_text("".join(f"{u} sil ah sil\n" for u in sorted(frames)))
+    # The sclite reference pair of the TIMIT scorer (s3prl.data.timit writes the real ones).
+    (d / "stm").write_text("".join(f"{u} 1 {u.split('-')[0]} 0.0 1.000000 <O,M> sil ah sil\n"
+                                   for u in sorted(frames)))
+    (d / "glm").write_text(";; empty.glm\n")
     return d
 
 
@@ -71,12 +76,26 @@ def make_graph_dir(d: Path) -> Path:
     return d
 
 
+def _script(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(0o755)
+    return path
+
+
 def make_pk_root(d: Path) -> Path:
-    """The parts of a PyTorch-Kaldi checkout the cfg names (for the path-existence check)."""
+    """The parts of a PyTorch-Kaldi checkout the cfg names (for the path-existence check), with
+    its TIMIT scorer kaldi_decoding_scripts/local/score.sh."""
     (d / "proto").mkdir(parents=True)
     for name in ("global", "global_chunk", "MLP", "model", "decoding"):
         (d / "proto" / f"{name}.proto").write_text("[proto]\n")
-    (d / "kaldi_decoding_scripts").mkdir()
+    _script(d / "kaldi_decoding_scripts" / "local" / "score.sh")
+    return d
+
+
+def make_kaldi_root(d: Path) -> Path:
+    """A Kaldi checkout as far as the LibriSpeech config's scorer goes."""
+    _script(d / "egs" / "librispeech" / "s5" / "local" / "score.sh")
     return d
 
 
@@ -88,15 +107,17 @@ def setup(tmp_path):
         dirs[f"ali_{s}"] = make_ali_dir(tmp_path / "exp" / f"tri4b_ali_{s}", FRAMES)
     dirs["graph"] = make_graph_dir(tmp_path / "exp" / "tri4b" / "graph_tgsmall")
     dirs["pk"] = make_pk_root(tmp_path / "tools" / "pytorch-kaldi")
+    dirs["kaldi"] = make_kaldi_root(tmp_path / "kaldi")
     return tmp_path, dirs
 
 
-def _args(dirs, out, extra=()):
+def _args(dirs, out, extra=(), kaldi=True):
     a = []
     for s in ("train", "dev", "test"):
         a += [f"--{s}-feats", str(dirs[f"{s}_feats"]), f"--ali-{s}", str(dirs[f"ali_{s}"])]
-    a += ["--graph", str(dirs["graph"]), "--pytorch-kaldi-root", str(dirs["pk"]), *extra, str(out)]
-    return a
+    a += ["--graph", str(dirs["graph"]), "--pytorch-kaldi-root", str(dirs["pk"])]
+    a += ["--kaldi-root", str(dirs["kaldi"])] if kaldi else []
+    return a + [*extra, str(out)]
 
 
 def _run(argv):
@@ -497,3 +518,121 @@ def test_arch_spec_aug_masks_follow_torch_seed(tiny_ckpt):
     first = masked(1234)
     torch.testing.assert_close(masked(1234), first)
     assert not torch.allclose(masked(1235), first)
+
+
+# ---------------------------------------------------------------- scoring (D2)
+def test_librispeech_config_scores_with_kaldi_librispeech_scorer(setup, monkeypatch, capsys):
+    tmp, dirs = setup
+    conf = str(ROOT / "egs" / "librispeech" / "conf" / "pytorch_kaldi.yaml")
+    scorer = dirs["kaldi"] / "egs" / "librispeech" / "s5" / "local" / "score.sh"
+    out = tmp / "libri.cfg"
+    assert _run(["--config", conf, *_args(dirs, out)]) == 0
+    dec = _read(out)["decoding"]
+    assert dec["scoring_script"] == str(scorer.resolve())
+    assert dec["scoring_opts"] == '"--min-lmwt 4 --max-lmwt 23"'
+    # --kaldi-root defaults to $KALDI_ROOT; without either the scorer is a one-line error.
+    monkeypatch.setenv("KALDI_ROOT", str(dirs["kaldi"]))
+    assert _run(["--config", conf, *_args(dirs, tmp / "env.cfg", kaldi=False)]) == 0
+    assert _read(tmp / "env.cfg")["decoding"]["scoring_script"] == str(scorer.resolve())
+    monkeypatch.delenv("KALDI_ROOT")
+    capsys.readouterr()
+    assert _run(["--config", conf, *_args(dirs, tmp / "none.cfg", kaldi=False)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "decoding.scoring_script" in err and "--kaldi-root" in err
+    # A Kaldi root without the scorer, or a scorer decode_dnn.sh cannot execute.
+    assert _run(["--config", conf, *_args(dirs, tmp / "x.cfg", ["--kaldi-root", str(tmp)], kaldi=False)]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    scorer.chmod(0o644)
+    assert _run(["--config", conf, *_args(dirs, tmp / "x.cfg")]) == 1
+    assert "not executable" in capsys.readouterr().err
+    assert not (tmp / "x.cfg").exists() and not (tmp / "none.cfg").exists()
+
+
+def test_timit_scorer_needs_stm_glm_feats_and_the_script(setup, capsys):
+    tmp, dirs = setup
+    conf = str(ROOT / "egs" / "timit" / "conf" / "pytorch_kaldi.yaml")
+    assert _run(["--config", conf, *_args(dirs, tmp / "t.cfg")]) == 0
+    assert _read(tmp / "t.cfg")["decoding"]["scoring_script"] == "local/score.sh"
+    test_dir = dirs["test_feats"]
+    for name in ("stm", "glm"):
+        saved = (test_dir / name).read_bytes()
+        (test_dir / name).unlink()
+        capsys.readouterr()
+        assert _run(["--config", conf, *_args(dirs, tmp / "x.cfg")]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"no {name} in the scoring data dir" in err and str(test_dir) in err
+        # Not scoring: the sclite reference is not needed.
+        assert _run(["--config", conf, "--override", "decoding.skip_scoring=true",
+                     *_args(dirs, tmp / f"skip_{name}.cfg")]) == 0
+        (test_dir / name).write_bytes(saved)
+    # The scoring data dir given apart from the features needs text and feats.scp (decode_dnn.sh).
+    text_only = tmp / "data" / "test"
+    text_only.mkdir(parents=True)
+    for name in ("text", "stm", "glm"):
+        (text_only / name).write_bytes((test_dir / name).read_bytes())
+    assert _run(["--config", conf, *_args(dirs, tmp / "x.cfg", ["--test-text", str(text_only)])]) == 1
+    assert "no feats.scp in the scoring data dir" in capsys.readouterr().err
+    # A relative scorer must be one of the checkout's kaldi_decoding_scripts/.
+    assert _run(["--config", conf, "--override", "decoding.scoring_script=local/score_wer.sh",
+                 *_args(dirs, tmp / "x.cfg")]) == 1
+    err = capsys.readouterr().err
+    assert "decoding.scoring_script: local/score_wer.sh is not in" in err and str(dirs["pk"].resolve()) in err
+    assert not (tmp / "x.cfg").exists()
+
+
+def test_dump_copies_the_timit_scoring_reference():
+    """prepare_timit writes stm/glm into data/<set>; PyTorch-Kaldi scores against the dump."""
+    from s3prl.bin.extract import COPY_FILES
+
+    assert {"stm", "glm", "text", "utt2spk"} <= set(COPY_FILES)
+
+
+# ---------------------------------------------------------------- refused options (D3, D4, D5, D7)
+def test_decoding_num_threads_is_gone(setup, tmp_path, capsys):
+    """D3: decode_dnn.sh sets num_threads=1 after reading the cfg, so we neither take nor write it."""
+    tmp, dirs = setup
+    assert _run(_args(dirs, tmp / "ok.cfg")) == 0
+    assert "num_threads" not in _read(tmp / "ok.cfg")["decoding"]
+    bad = tmp_path / "old.yaml"
+    bad.write_text("decoding:\n  num_threads: 4\n")
+    assert _run(["--config", str(bad), *_args(dirs, tmp / "x.cfg")]) == 1
+    assert "decoding.num_threads" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override,what", [
+    ("features.delta_order=2", "features.delta_order: 2 with type upstream"),
+    ("features.cw_left=3", "features.cw_left: 3 with type upstream"),
+    ("features.cw_right=1", "features.cw_right: 1 with type upstream"),
+    ("exp.multi_gpu=true", "exp.multi_gpu: true with type upstream"),
+])
+def test_upstream_refuses_deltas_context_and_multi_gpu(setup, tiny_ckpt, override, what, capsys):
+    """D4, D5: the upstream takes the plain features; DataParallel would split the time axis."""
+    tmp, dirs = setup
+    argv = ["--override", "type=upstream", "--override", override, "--upstream-ckpt", str(tiny_ckpt),
+            *_args(dirs, tmp / "x.cfg")]
+    assert _run(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and what in err
+    # The same options are fine for the MLP over the features.
+    assert _run(["--override", override, *_args(dirs, tmp / "mlp.cfg")]) == 0
+
+
+def test_upstream_input_dim_checked_against_the_features(setup, tiny_ckpt, capsys):
+    """D4: the checkpoint records its input dim; features of another dim are refused up front."""
+    tmp, dirs = setup
+    argv = ["--override", "type=upstream", "--upstream-ckpt", str(tiny_ckpt), *_args(dirs, tmp / "x.cfg")]
+    (dirs["dev_feats"] / "feats_dim").write_text("40\n")
+    assert _run(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert "40-dim features but the upstream" in err and "takes 12-dim" in err and "--dev-feats" in err
+    (dirs["dev_feats"] / "feats_dim").write_text(f"{DIM}\n")
+    assert _run(argv) == 0
+
+
+def test_use_cuda_false_is_refused(setup, capsys):
+    """D7: with use_cuda=False run_exp.py forwards in subprocesses and run_nn.py fails on the batches."""
+    tmp, dirs = setup
+    capsys.readouterr()
+    assert _run(["--override", "exp.use_cuda=false", *_args(dirs, tmp / "x.cfg")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "exp.use_cuda: false" in err
