@@ -1,11 +1,14 @@
 """PyTorch-Kaldi hand-off: the cfg writer, the alignment frame-count check and the S3PRLUpstream
 architecture, exercised the way PyTorch-Kaldi uses them (configparser, string options, (T, B, D),
-its forward_model's `.view(max_len * batch, -1)`)."""
+its forward_model's `.view(max_len * batch, -1)`), and every generated cfg checked against a table
+of PyTorch-Kaldi's proto files with its check_field rules (PK_PROTO below)."""
 from __future__ import annotations
 
 import configparser
 import gzip
+import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -636,3 +639,221 @@ def test_use_cuda_false_is_refused(setup, capsys):
     assert _run(["--override", "exp.use_cuda=false", *_args(dirs, tmp / "x.cfg")]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "exp.use_cuda: false" in err
+
+
+# ---------------------------------------------------------------- PyTorch-Kaldi's protos (D8)
+# What PyTorch-Kaldi's proto/*.proto files declare (mravanelli/pytorch-kaldi 9773257, 2021-03),
+# restated as section -> field -> type in the vocabulary of its utils.check_field:
+#   path: an existing file or dir (or "none"); {a,b}: one of; int(lo,hi) / float(lo,hi): a number
+#   in [lo, hi] ("inf" = open); float_list(lo,hi): comma-separated floats; bool: True/true/1/
+#   False/false/0; bool_list: comma-separated bools; str, str_list, list_str: any non-empty value
+#   (only `cmd` may be empty).
+# "dataset" and "architecture" apply to every [datasetN] / [architectureN]. Keys are lower case
+# because configparser lower-cases them (global.proto spells N_epochs_tr, N_chunks). Where
+# global_chunk.proto (the per-chunk cfg run_exp.py derives and checks again) is stricter than
+# global.proto, the stricter type is kept: batch_size_train, max_seq_length_train and arch_lr are
+# list_str in global.proto but int(0,inf), int(20,inf), float(0,inf) per chunk.
+# increase_seq_length_train is spelled "Bool" there, which check_field skips; core.py reads it
+# with strtobool, so it is held to bool here. [decoding] joins global.proto's three fields with
+# decoding.proto, which PyTorch-Kaldi declares but never enforces; `scoring_script` is read by
+# decode_dnn.sh from the cfg without a proto entry.
+PK_PROTO = {
+    "cfg_proto": {"cfg_proto": "path", "cfg_proto_chunk": "path"},
+    "exp": {"cmd": "str", "run_nn_script": "str", "out_folder": "str", "seed": "int(-inf,inf)",
+            "use_cuda": "bool", "multi_gpu": "bool", "save_gpumem": "bool", "n_epochs_tr": "int(1,inf)"},
+    "dataset": {"data_name": "str", "fea": "str", "lab": "str", "n_chunks": "int(1,inf)"},
+    "data_use": {"train_with": "list_str", "valid_with": "list_str", "forward_with": "list_str"},
+    "batches": {"batch_size_train": "int(0,inf)", "max_seq_length_train": "int(20,inf)",
+                "increase_seq_length_train": "bool", "start_seq_len_train": "int(20,inf)",
+                "multply_factor_seq_len_train": "int(0,inf)", "batch_size_valid": "int(1,inf)",
+                "max_seq_length_valid": "int(20,inf)"},
+    "architecture": {"arch_name": "str", "arch_proto": "path", "arch_library": "str", "arch_class": "str",
+                     "arch_pretrain_file": "str", "arch_freeze": "bool", "arch_seq_model": "bool",
+                     "arch_lr": "float(0,inf)", "arch_halving_factor": "float(0,inf)",
+                     "arch_improvement_threshold": "float(0,inf)", "arch_opt": "{sgd,rmsprop,adam}"},
+    "model": {"model_proto": "path", "model": "str"},
+    "forward": {"forward_out": "str", "normalize_posteriors": "bool_list", "normalize_with_counts_from": "str",
+                "save_out_file": "bool_list", "require_decoding": "bool_list"},
+    "decoding": {"decoding_script_folder": "path", "decoding_script": "str", "decoding_proto": "path",
+                 "min_active": "int(0,inf)", "max_active": "int(0,inf)", "max_mem": "int(0,inf)",
+                 "beam": "float(0,inf)", "latbeam": "float(0,inf)", "acwt": "float(0,inf)",
+                 "max_arcs": "int(-inf,inf)", "scoring_opts": "str", "norm_vars": "bool", "skip_scoring": "bool"},
+}
+PK_DECODING_EXTRA = {"scoring_script"}
+# Architecture protos by file name (arch_proto), and the optimizer protos expand_section adds.
+PK_ARCH_PROTOS = {
+    "MLP.proto": {"dnn_lay": "str_list", "dnn_drop": "str_list", "dnn_use_laynorm_inp": "bool",
+                  "dnn_use_batchnorm_inp": "bool", "dnn_use_batchnorm": "bool_list", "dnn_use_laynorm": "bool_list",
+                  "dnn_act": "str_list"},
+}
+PK_OPT_PROTOS = {
+    "sgd": {"opt_momentum": "float(0,inf)", "opt_weight_decay": "float(0,inf)", "opt_dampening": "float(0,inf)",
+            "opt_nesterov": "bool"},
+    "rmsprop": {"opt_momentum": "float(0,inf)", "opt_alpha": "float(0,inf)", "opt_eps": "float",
+                "opt_centered": "bool", "opt_weight_decay": "float(0,inf)"},
+    "adam": {"opt_betas": "float_list(0,inf)", "opt_eps": "float", "opt_weight_decay": "float(0,inf)",
+             "opt_amsgrad": "bool"},
+}
+_PK_BOOLS = {"True", "true", "1", "False", "false", "0"}
+
+
+def _in_range(value: str, typ: str, conv) -> bool:
+    lo, hi = typ[typ.index("(") + 1:-1].split(",")
+    try:
+        v = conv(value)
+    except ValueError:
+        return False
+    return (lo == "-inf" or v >= conv(lo)) and (hi == "inf" or v <= conv(hi))
+
+
+def pk_field_error(value: str, typ: str, where: str) -> str | None:
+    """check_field's verdict on one value: None if PyTorch-Kaldi accepts it, else why not."""
+    if value == "" and not where.endswith(" cmd"):
+        return f"{where}: empty"
+    if typ == "path":
+        ok = value == "none" or Path(value).exists()
+    elif typ.startswith("{"):
+        ok = value in typ[1:-1].split(",")
+    elif typ.startswith("int("):
+        ok = _in_range(value, typ, int)
+    elif typ.startswith("float("):
+        ok = _in_range(value, typ, float)
+    elif typ.startswith("float_list("):
+        ok = all(_in_range(v, typ, float) for v in value.split(","))
+    elif typ == "float":  # declared without a range: check_field does not look at it; we do
+        ok = _in_range(value, "float(-inf,inf)", float)
+    elif typ == "bool":
+        ok = value in _PK_BOOLS
+    elif typ == "bool_list":
+        ok = all(v in _PK_BOOLS for v in value.split(","))
+    else:
+        ok = typ in ("str", "str_list", "list_str")
+    return None if ok else f"{where}: {value!r} is not {typ}"
+
+
+def _arch_fields(sec: configparser.SectionProxy) -> dict[str, str]:
+    name = Path(sec.get("arch_proto", "")).name
+    if name in PK_ARCH_PROTOS:
+        fields = dict(PK_ARCH_PROTOS[name])
+    else:  # ours (pk_arch.proto), read as PyTorch-Kaldi's expand_section reads it
+        proto = configparser.ConfigParser()
+        proto.read(sec["arch_proto"])
+        fields = dict(proto["proto"])
+    return {**fields, **PK_OPT_PROTOS.get(sec.get("arch_opt", ""), {})}
+
+
+def pk_proto_errors(c: configparser.ConfigParser) -> list[str]:
+    """Every section and field PyTorch-Kaldi's protos make mandatory, typed as check_field
+    types them; plus keys no proto declares in [architectureN] and [decoding] (they would be
+    silently ignored, like the dead num_threads was)."""
+    errors = []
+    for sec, fields in PK_PROTO.items():
+        if sec in ("dataset", "architecture"):
+            names = [s for s in c.sections() if re.fullmatch(rf"{sec}\d+", s)]
+        else:
+            names = [sec] if sec in c else []
+        if not names:
+            errors.append(f"[{sec}]: missing section")
+        for name in names:
+            declared = dict(fields)
+            if sec == "architecture":
+                declared.update(_arch_fields(c[name]))
+            for key, typ in declared.items():
+                if key not in c[name]:
+                    errors.append(f"[{name}] {key}: missing")
+                elif (err := pk_field_error(c[name][key], typ, f"[{name}] {key}")) is not None:
+                    errors.append(err)
+            if sec in ("architecture", "decoding"):
+                extra = set(c[name]) - set(declared) - (PK_DECODING_EXTRA if sec == "decoding" else set())
+                errors += [f"[{name}] {key}: declared by no proto" for key in sorted(extra)]
+    return errors
+
+
+PROTO_VARIANTS = {
+    "librispeech": ["--config", str(ROOT / "egs/librispeech/conf/pytorch_kaldi.yaml")],
+    "timit_deltas_cw": ["--config", str(ROOT / "egs/timit/conf/pytorch_kaldi.yaml"), "--override",
+                        "features.delta_order=2", "--override", "features.cw_left=3", "--override",
+                        "features.cw_right=3", "--override", "features.norm_vars=true"],
+    "other_optimizers": ["--override", "mlp.optim.opt=rmsprop", "--override", "output.opt=adam",
+                         "--override", "labels.mono=true", "--override", "mlp.layers=[64]"],
+    "upstream_finetune": ["--override", "type=upstream", "--override", "upstream.no_grad=false",
+                          "--override", "upstream.optim.opt=sgd"],
+    "upstream_frozen_wsum": ["--override", "type=upstream", "--override", "upstream.weighted_sum=true"],
+    "upstream_frozen": ["--override", "type=upstream"],
+}
+
+
+@pytest.mark.parametrize("variant", sorted(PROTO_VARIANTS))
+def test_generated_cfg_passes_pytorch_kaldi_protos(setup, tiny_ckpt, variant):
+    """D8: every generated cfg against the PK_PROTO table, with check_field's rules."""
+    tmp, dirs = setup
+    out = tmp / f"{variant}.cfg"
+    extra = ["--upstream-ckpt", str(tiny_ckpt)] if variant.startswith("upstream") else []
+    assert _run([*PROTO_VARIANTS[variant], *extra, *_args(dirs, out)]) == 0
+    c = _read(out)
+    assert pk_proto_errors(c) == []
+    opts = {c[s]["arch_opt"] for s in c.sections() if s.startswith("architecture")}
+    assert opts <= set(PK_OPT_PROTOS)
+
+
+def test_proto_check_catches_mismatches(setup):
+    """The checker itself: each kind of mismatch PyTorch-Kaldi would reject (or ignore) is reported."""
+    tmp, dirs = setup
+    assert _run(["--override", "type=mlp", *_args(dirs, tmp / "x.cfg")]) == 0
+    good = _read(tmp / "x.cfg")
+    assert pk_proto_errors(good) == []
+    cases = [("exp", "n_epochs_tr", None, "[exp] n_epochs_tr: missing"),
+             ("exp", "seed", "1.5", "[exp] seed: '1.5' is not int"),
+             ("exp", "use_cuda", "yes", "[exp] use_cuda: 'yes' is not bool"),
+             ("batches", "start_seq_len_train", "10", "[batches] start_seq_len_train: '10' is not int(20,inf)"),
+             ("architecture1", "arch_opt", "adagrad", "is not {sgd,rmsprop,adam}"),
+             ("architecture1", "arch_lr", "-0.1", "[architecture1] arch_lr: '-0.1' is not float(0,inf)"),
+             ("architecture1", "dnn_use_batchnorm", "True,maybe", "is not bool_list"),
+             ("architecture1", "dnn_width", "3", "[architecture1] dnn_width: declared by no proto"),
+             ("decoding", "num_threads", "4", "[decoding] num_threads: declared by no proto"),
+             ("decoding", "decoding_proto", str(tmp / "nope.proto"), "is not path"),
+             ("forward", "normalize_posteriors", "", "[forward] normalize_posteriors: empty")]
+    for sec, key, value, what in cases:
+        c = _read(tmp / "x.cfg")
+        if value is None:
+            del c[sec][key]
+        else:
+            c[sec][key] = value
+        errs = pk_proto_errors(c)
+        assert any(what in e for e in errs), (sec, key, errs)
+    c = _read(tmp / "x.cfg")
+    c.remove_section("forward")
+    assert "[forward]: missing section" in pk_proto_errors(c)
+
+
+def _pk_checkout() -> Path | None:
+    for cand in (os.environ.get("PYTORCH_KALDI_ROOT"), ROOT / "tools" / "pytorch-kaldi"):
+        if cand and (Path(cand) / "proto" / "global.proto").is_file():
+            return Path(cand)
+    return None
+
+
+@pytest.mark.skipif(_pk_checkout() is None, reason="no PyTorch-Kaldi checkout (PYTORCH_KALDI_ROOT or "
+                    "tools/install_pytorch_kaldi.sh)")
+def test_proto_table_matches_pytorch_kaldi_checkout():
+    """PK_PROTO against the real proto files, when a checkout is at hand."""
+    pk = _pk_checkout()
+
+    def read(name):
+        p = configparser.ConfigParser()
+        p.read(pk / "proto" / name)
+        return p
+
+    glob, chunk, dec = read("global.proto"), read("global_chunk.proto"), read("decoding.proto")
+    for sec, fields in PK_PROTO.items():
+        real = dict(glob[sec]) if sec in glob else {}
+        if sec == "decoding":
+            real.update(dec["proto"])
+        assert set(fields) == set(real), sec
+        for key, typ in fields.items():
+            per_chunk = chunk[sec].get(key) if sec in chunk else None
+            assert typ in (real[key], per_chunk) or (real[key], typ) == ("Bool", "bool"), (sec, key)
+    for name, fields in PK_ARCH_PROTOS.items():
+        assert fields == dict(read(name)["proto"]), name
+    for opt, fields in PK_OPT_PROTOS.items():
+        assert fields == dict(read(f"{opt}.proto")["proto"]), opt
