@@ -138,6 +138,11 @@ def _run(args, cfg, exp_dir: Path, total: int, info) -> int:
     tfeat = target_features(cfg)
     if not external and d.cmvn == "speaker":
         raise UserError("data.cmvn=speaker reads the data dir's cmvn.scp and needs --input external")
+    if d.delta_order:
+        # The hub computes an upstream's input from its features section when it extracts; deltas
+        # added by the data loader alone would leave extraction one stream short.
+        raise UserError("data.delta_order: pre-training takes deltas from the features section "
+                        "(features.delta_order), which extraction applies too")
     data = FeatureDataset(args.data_dir, features=None if external else cfg.features, target_features=tfeat,
                           cmvn=d.cmvn, norm_vars=d.norm_vars, max_timestep=d.max_timestep,
                           max_timestep_policy=d.max_timestep_policy, seed=d.seed,

@@ -11,6 +11,8 @@ global mean (and variance) normalisation, Kaldi `compute-cmvn-stats` over a whol
 own utterances or, for dev and test sets, from the training set's (`global_stats`). Unlike
 per-utterance or per-speaker CMVN it keeps what differs between speakers and utterances (the
 speaker task), while bringing features of any scale (log-mel energies around 15) to unit scale.
+`delta_order` > 0 then appends Kaldi `add-deltas` (s3prl.features.deltas) of the normalised
+features, the order of Kaldi's `apply-cmvn | add-deltas` chains.
 An optional second stream (`target`, e.g. the linear1025 target of Mockingjay LARGE) is computed
 from the same audio and cut to the input's frame count.
 
@@ -78,6 +80,8 @@ class FeatureDataset(torch.utils.data.Dataset):
         target_features: FeatureConfig of a second stream computed from the audio, or None.
         cmvn: "none" | "utterance" | "speaker" (speaker needs cmvn.scp and utt2spk) | "global".
         norm_vars: also normalise variances for speaker and global CMVN.
+        delta_order, delta_window: Kaldi add-deltas after the normalisation (0 = none); the
+            feature dim becomes D * (delta_order + 1).
         global_stats: Kaldi (2, D+1) stats for cmvn "global" (e.g. the training set's
             `global_stats`); None: accumulated over this dataset's utterances.
         max_timestep, max_timestep_policy, seed: see the module docstring.
@@ -89,7 +93,7 @@ class FeatureDataset(torch.utils.data.Dataset):
     def __init__(self, data_dir: str | Path, *, features=None, target_features=None, cmvn: str = "none",
                  norm_vars: bool = False, max_timestep: int = 0, max_timestep_policy: str = "drop",
                  seed: int = 0, utts: list[str] | None = None, cache: bool = False,
-                 global_stats: np.ndarray | None = None):
+                 global_stats: np.ndarray | None = None, delta_order: int = 0, delta_window: int = 2):
         from s3prl.data.kaldi_dir import DataDir
 
         self.path = Path(data_dir)
@@ -111,6 +115,9 @@ class FeatureDataset(torch.utils.data.Dataset):
         if global_stats is not None and cmvn != "global":
             raise ValueError("global_stats is only used with cmvn 'global'")
         self.cmvn, self.norm_vars = cmvn, norm_vars
+        if delta_order < 0 or delta_window < 1:
+            raise UserError(f"delta_order must be >= 0 and delta_window >= 1, got {delta_order} and {delta_window}")
+        self.delta_order, self.delta_window = delta_order, delta_window
         self.max_timestep, self.policy, self.seed = max_timestep, max_timestep_policy, seed
         self.epoch = 0
         self.cache = cache
@@ -202,6 +209,9 @@ class FeatureDataset(torch.utils.data.Dataset):
         elif self.cmvn == "global":
             from s3prl.features.cmvn import apply_cmvn
             feats = apply_cmvn(feats, self.global_stats, norm_vars=self.norm_vars)
+        if self.delta_order:
+            from s3prl.features.deltas import add_deltas
+            feats = add_deltas(feats, self.delta_order, self.delta_window)
         return feats
 
     def _item_feats(self, i: int) -> torch.Tensor:

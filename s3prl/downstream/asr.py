@@ -32,7 +32,7 @@ from s3prl.downstream.config import InputConfig, load_task_config
 from s3prl.downstream.data import FeatureView
 from s3prl.downstream.results import TableSpec
 from s3prl.downstream.runner import RunSpec, eval_loader, finish_run, load_best_dev, run_fields, run_task
-from s3prl.downstream.task import (ClassificationTask, DownstreamModel, dumped_representation,
+from s3prl.downstream.task import (ClassificationTask, DownstreamModel, dumped_representation, feature_dataset,
                                    on_the_fly_representation, resolved_config_yaml)
 from s3prl.downstream.tokenizer import BLANK_ID, MODEL_FILE, Tokenizer, TokenizerConfig, train_tokenizer
 from s3prl.errors import UserError
@@ -328,14 +328,9 @@ ASR_TABLE = TableSpec(
     key_columns=4, required=ASR_REQUIRED, row=_asr_row)
 
 
-def _dataset(data_dir: str, cfg: AsrConfig, tokenizer: Tokenizer | None, features=None, train: bool = False,
+def _dataset(data_dir: str, cfg: AsrConfig, tokenizer: Tokenizer | None, rep, train: bool = False,
              global_stats=None):
-    from s3prl.data.dataset import FeatureDataset
-
-    dc = cfg.dataloader
-    fd = FeatureDataset(data_dir, features=features, cmvn=dc.cmvn, norm_vars=dc.norm_vars,
-                        max_timestep=dc.max_timestep if train else 0, max_timestep_policy="drop", seed=dc.seed,
-                        cache=dc.cache_features, global_stats=global_stats)
+    fd = feature_dataset(data_dir, cfg.dataloader, rep, train=train, global_stats=global_stats)
     return fd if tokenizer is None else TranscribedDataset(fd, tokenizer)
 
 
@@ -370,7 +365,7 @@ def build_asr_run(cfg: AsrConfig, inputs: AsrInputs, exp_dir: str | Path, device
 
     datasets, stats = {}, None   # cmvn "global": the training set's statistics normalise every set
     for name in ("train", "dev", "test"):
-        datasets[name] = _dataset(getattr(inputs, name), cfg, tokenizer, rep.features, train=name == "train",
+        datasets[name] = _dataset(getattr(inputs, name), cfg, tokenizer, rep, train=name == "train",
                                   global_stats=stats)
         d = datasets[name]
         stats = (d.features if isinstance(d, TranscribedDataset) else d).global_stats

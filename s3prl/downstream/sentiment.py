@@ -52,7 +52,8 @@ from s3prl.downstream.heads import HeadConfig, build_head
 from s3prl.downstream.results import TableSpec
 from s3prl.downstream.runner import (RunSpec, cli_overrides, eval_loader, finish_run, load_best_dev, print_record,
                                     run_fields, run_task)
-from s3prl.downstream.task import DownstreamModel, DownstreamTask, RunInputs, representation_of, resolved_config_yaml
+from s3prl.downstream.task import (DownstreamModel, DownstreamTask, RunInputs, feature_dataset, representation_of,
+                                   resolved_config_yaml)
 from s3prl.errors import UserError
 from s3prl.train.config import DataConfig, OptimizerConfig, RunnerConfig
 from s3prl.train.trainer import StepOutput, Trainer
@@ -228,8 +229,6 @@ SENTIMENT_TABLE = TableSpec(
 # ------------------------------------------------------------------------------------ runs
 def build_sentiment_run(cfg: SentimentConfig, inputs: RunInputs, device: str = "cpu"):
     """-> (task, {split: SentimentDataset}, info dict with upstream/layer names)."""
-    from s3prl.data.dataset import FeatureDataset
-
     mode = cfg.labels.mode
     scores, splits = read_sentiment_labels(inputs.label_dir)
     targets = {u: sentiment_label(s, mode) for u, s in scores.items()}
@@ -240,8 +239,8 @@ def build_sentiment_run(cfg: SentimentConfig, inputs: RunInputs, device: str = "
     datasets = {}
     stats = None   # cmvn "global": the training split's statistics normalise every split
     for name in ("train", "dev", "test"):
-        fd = FeatureDataset(data_dir, features=rep.features, cmvn=dc.cmvn, norm_vars=dc.norm_vars, seed=dc.seed,
-                            utts=splits[name], cache=dc.cache_features, global_stats=stats)
+        # No max_timestep here: labels.max_frames cuts long segments (SentimentDataset).
+        fd = feature_dataset(data_dir, dc, rep, utts=splits[name], max_timestep=False, global_stats=stats)
         stats = fd.global_stats
         datasets[name] = SentimentDataset(fd, targets, cfg.labels.max_frames, source)
     input_dim = rep.input_dim(datasets["train"])

@@ -250,14 +250,21 @@ def representation_of(inputs: RunInputs, input_cfg, device: str, check: Callable
     return on_the_fly_representation(inputs.upstream, input_cfg, device, "--data", check)
 
 
-def _feature_dataset(data_dir: str, utts: list[str], cfg: DownstreamConfig, features=None, train: bool = False,
-                     global_stats=None):
+def feature_dataset(data_dir: str, dc, rep: Representation, *, utts: list[str] | None = None, train: bool = False,
+                    max_timestep: bool = True, global_stats=None):
+    """The FeatureDataset of one split as a downstream config's `dataloader` section (DataConfig
+    `dc`) says: CMVN, deltas, cache; `max_timestep` (policy drop) on the training split only, and
+    only where the task honours it. Deltas belong to what the head reads from feats.scp: an
+    upstream run on the fly takes its own input features (its feature config has delta_order)."""
     from s3prl.data.dataset import FeatureDataset
 
-    dc = cfg.dataloader
-    return FeatureDataset(data_dir, features=features, cmvn=dc.cmvn, norm_vars=dc.norm_vars,
-                          max_timestep=dc.max_timestep if train else 0, max_timestep_policy="drop",
-                          seed=dc.seed, utts=utts, cache=dc.cache_features, global_stats=global_stats)
+    if dc.delta_order and rep.upstream is not None:
+        raise UserError("dataloader.delta_order: deltas apply to representations read from feats.scp (dumps, "
+                        "Kaldi features), not to the input of an upstream run on the fly")
+    return FeatureDataset(data_dir, features=rep.features, cmvn=dc.cmvn, norm_vars=dc.norm_vars,
+                          max_timestep=dc.max_timestep if train and max_timestep else 0, max_timestep_policy="drop",
+                          seed=dc.seed, utts=utts, cache=dc.cache_features, global_stats=global_stats,
+                          delta_order=dc.delta_order, delta_window=dc.delta_window)
 
 
 def _check_frame_rate(upstream, where: str) -> None:
@@ -302,7 +309,8 @@ def build_run(cfg: DownstreamConfig, inputs: RunInputs, device: str = "cpu"):
     datasets = {}
     stats = None   # cmvn "global": the training split's statistics normalise every split
     for name in ("train", "dev", "test"):
-        fd = _feature_dataset(data_dir, splits[name], cfg, rep.features, train=name == "train", global_stats=stats)
+        fd = feature_dataset(data_dir, cfg.dataloader, rep, utts=splits[name], train=name == "train",
+                             global_stats=stats)
         stats = fd.global_stats
         datasets[name] = LabeledFeatureDataset(fd, labels[name], frame_labels=frame_labels,
                                                max_mismatch=cfg.labels.max_frame_mismatch,

@@ -79,8 +79,11 @@ class DataConfig:
     (`max_timestep_policy: drop`, the 2020 behaviour) or randomly cropped to it (`crop`, the
     crop offset seeded by seed, epoch and utterance). cmvn: none | utterance (per-utterance mean
     normalisation) | speaker (Kaldi apply-cmvn with the data dir's cmvn.scp) | global (one
-    mean over the training set, applied to every set); norm_vars adds variance normalisation. cache_features keeps every utterance's features in memory after
-    the first epoch (small corpora, the tiny presets).
+    mean over the training set, applied to every set); norm_vars adds variance normalisation.
+    delta_order / delta_window (downstream tasks over feats.scp only): Kaldi `add-deltas` on the
+    normalised features, as Kaldi's nnet recipes and PyTorch-Kaldi's `fea_opts` chain them
+    (apply-cmvn | add-deltas); 0 = off. cache_features keeps every utterance's features in memory
+    after the first epoch (small corpora, the tiny presets).
     """
     batch_size: int = 8
     dev_batch_size: int = 16
@@ -91,9 +94,14 @@ class DataConfig:
     seed: int = 1337
     cmvn: Literal["none", "utterance", "speaker", "global"] = "none"
     norm_vars: bool = False
+    delta_order: int = 0
+    delta_window: int = 2
     cache_features: bool = False
 
     def __post_init__(self):
+        if self.delta_order < 0 or self.delta_window < 1:
+            raise ValueError(f"delta_order must be >= 0 and delta_window >= 1, got {self.delta_order} and "
+                             f"{self.delta_window}")
         if self.batch_size < 1 or self.dev_batch_size < 1:
             raise ValueError("batch_size and dev_batch_size must be >= 1")
         if self.max_timestep < 0 or self.num_workers < 0 or self.half_batch_above < 0:

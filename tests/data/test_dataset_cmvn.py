@@ -59,3 +59,36 @@ def test_global_cmvn_bad_input(tmp_path):
         FeatureDataset(tmp_path / "d", cmvn="utterance", global_stats=tr.global_stats)
     with pytest.raises(UserError, match="cmvn: 'globl' is not one of none, utterance, speaker, global"):
         FeatureDataset(tmp_path / "d", cmvn="globl")
+
+
+def _np_kaldi_delta(x: np.ndarray, window: int = 2) -> np.ndarray:
+    """First-order Kaldi delta (edge frames replicated): sum_k k (x[t+k] - x[t-k]) / (2 sum_k k^2)."""
+    T = len(x)
+    pad = np.concatenate([np.repeat(x[:1], window, 0), x, np.repeat(x[-1:], window, 0)])
+    num = sum(k * (pad[window + k:window + k + T] - pad[window - k:window - k + T]) for k in range(1, window + 1))
+    return num / (2 * sum(k * k for k in range(1, window + 1)))
+
+
+def test_deltas_follow_the_normalisation(tmp_path):
+    # Kaldi's chain apply-cmvn | add-deltas: the deltas are those of the normalised features
+    # (for per-utterance CMVN with variances, delta(raw) / std, not delta(raw)).
+    mats = _data_dir(tmp_path / "d")
+    u = sorted(mats)[0]
+    x = mats[u].astype(np.float64)
+    norm = (x - x.mean(0)) / x.std(0)
+    ds = FeatureDataset(tmp_path / "d", cmvn="utterance", delta_order=1)
+    assert ds.dim == 10
+    got = ds[0]["feats"].numpy()
+    np.testing.assert_allclose(got[:, :5], norm, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got[:, 5:], _np_kaldi_delta(norm), rtol=1e-4, atol=1e-4)
+    assert not np.allclose(got[:, 5:], _np_kaldi_delta(x), atol=1e-2)
+    # order 2 with a wider window: 3 blocks; the global statistics stay those of the raw features
+    tr = FeatureDataset(tmp_path / "d", cmvn="global", norm_vars=True, delta_order=2, delta_window=3)
+    assert tr.dim == 15 and tr.global_stats.shape == (2, 6)
+    np.testing.assert_allclose(tr[0]["feats"].numpy()[:, 5:10],
+                               _np_kaldi_delta((x - tr.global_stats[0, :5] / tr.global_stats[0, 5])
+                                               / np.sqrt(tr.global_stats[1, :5] / tr.global_stats[0, 5]
+                                                         - (tr.global_stats[0, :5] / tr.global_stats[0, 5]) ** 2),
+                                               window=3), rtol=1e-3, atol=1e-3)
+    with pytest.raises(UserError, match="delta_order must be >= 0"):
+        FeatureDataset(tmp_path / "d", delta_order=-1)

@@ -9,6 +9,7 @@ import kaldiio
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from s3prl.data.kaldi_dir import read_kv
 from s3prl.downstream.asr import (ASR_TABLE, AsrConfig, AsrInputs, BiLSTMConfig, BiLSTMCTCHead, collate_ctc,
@@ -282,6 +283,29 @@ def test_selection_by_cer(spelled, tmp_path, one_thread):
     assert rec["dev_cer"] == pytest.approx(100 * cers[rec["best_step"]], abs=1e-6)
     with pytest.raises(Exception, match="selection"):
         tiny_cfg(selection="loss")
+
+
+def test_deltas_widen_the_recognizer_input(spelled, tmp_path, one_thread):
+    # dataloader.delta_order: Kaldi add-deltas on the normalised frames read from feats.scp; the
+    # head's input doubles (10 -> 20 dims, x 2 stacked frames) and the run still learns.
+    inputs = AsrInputs(train=str(spelled / "train"), dev=str(spelled / "dev"), test=str(spelled / "test"),
+                       upstream="spelled")
+    cfg = tiny_cfg(**{"dataloader.delta_order": 1, "model.downsample_rate": 2})
+    rec = run_asr(cfg, inputs, tmp_path / "exp", progress=False)
+    w = torch.load(tmp_path / "exp" / "states-60.ckpt", weights_only=True)["model"]["head.lstm.weight_ih_l0"]
+    assert w.shape == (4 * 48, 20 * 2)
+    assert rec["dev_cer"] < 60.0
+    assert yaml.safe_load((tmp_path / "exp" / "config.yaml").read_text())["dataloader"]["delta_order"] == 1
+    with pytest.raises(Exception, match="delta_order"):
+        tiny_cfg(**{"dataloader.delta_order": -1})
+
+
+def test_deltas_refused_for_on_the_fly_upstreams(tmp_path, make_data_dir):
+    ckpt = tiny_tera(tmp_path / "tera.ckpt")
+    d = make_data_dir(tmp_path / "train", speakers=("1001",), utts_per_speaker=2)
+    inputs = AsrInputs(train=str(d), dev=str(d), test=str(d), upstream=ckpt, on_the_fly=True)
+    with pytest.raises(UserError, match=r"dataloader\.delta_order: .*on the fly"):
+        run_asr(tiny_cfg(**{"dataloader.delta_order": 1}), inputs, tmp_path / "exp", progress=False)
 
 
 # ---------------------------------------------------------------------------------- bad inputs
