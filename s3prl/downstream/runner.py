@@ -3,8 +3,9 @@
 A downstream run follows S3PRL 2020's protocol (reference/s3prl.md §4) whatever the task:
 
 1. skip-if-complete: an exp dir whose ``results.json`` carries the same config hash (sha1 of the
-   resolved config + inputs) is returned as is and its RESULTS.md row refreshed; an exp dir
-   holding ``config.yaml`` of another config is refused;
+   resolved config + inputs; a ``config.yaml`` written before a key existed counts with that
+   key's default) is returned as is and its RESULTS.md row refreshed; an exp dir holding
+   ``config.yaml`` of another config is refused;
 2. under a `StageLock`, ``config.yaml`` is written and the task's model and datasets are built;
 3. the one trainer (`s3prl.train.trainer.Trainer`) trains with resume and best-dev selection;
 4. ``best-dev.ckpt`` (or the final model when dev never ran) is reloaded and dev and test are
@@ -111,6 +112,25 @@ class RunSpec:
     barrier_after_config: bool = False
 
 
+def canonical_config_text(text: str, config_class: type) -> str:
+    """A stored resolved-config YAML (`config.yaml`: the task config + ``inputs``) as this version
+    writes it: keys added since take their defaults, so a run made before they existed hashes as
+    today's run of the same settings. Text that no longer parses as `config_class` (a key removed,
+    a bad value) comes back as is, and so hashes as another config."""
+    import yaml
+
+    from s3prl.config import ConfigError, from_dict, to_dict
+
+    try:
+        data = yaml.safe_load(text)
+        if not isinstance(data, dict) or "inputs" not in data:
+            return text
+        inputs = data.pop("inputs")
+        return yaml.safe_dump({**to_dict(from_dict(config_class, data)), "inputs": inputs}, sort_keys=False)
+    except (yaml.YAMLError, ConfigError, TypeError, ValueError):
+        return text
+
+
 def run_task(spec: RunSpec, config_text: str, cfg, exp_dir: str | Path, *, results_md: str | Path | None = None,
              device: str | None = None, progress: bool = True) -> dict:
     """Train, select the best dev step, score there, write results; returns the record.
@@ -126,13 +146,17 @@ def run_task(spec: RunSpec, config_text: str, cfg, exp_dir: str | Path, *, resul
     exp_dir = Path(exp_dir)
     chash = config_hash(config_text)
     done = read_results(exp_dir, spec.required)
-    if done is not None and done.get("config_hash") == chash:
-        log.info("%s: complete (results.json, config %s)", exp_dir, chash)
+    cfg_file = exp_dir / "config.yaml"
+    stored = cfg_file.read_text(encoding="utf-8") if cfg_file.is_file() else None
+    # A run written before a config key existed holds that key's default: the same config.
+    same = stored is not None and config_hash(canonical_config_text(stored, type(cfg))) == chash
+    if done is not None and (done.get("config_hash") == chash
+                             or (same and done.get("config_hash") == config_hash(stored))):
+        log.info("%s: complete (results.json, config %s)", exp_dir, done.get("config_hash"))
         if results_md:
             update_results_md(results_md, done, str(exp_dir), spec.table)
         return {**done, "skipped": True}
-    cfg_file = exp_dir / "config.yaml"
-    if cfg_file.is_file() and config_hash(cfg_file.read_text(encoding="utf-8")) != chash:
+    if stored is not None and not same:
         raise UserError(f"{cfg_file}: {exp_dir} holds a run with another config or inputs; use a new exp dir "
                         f"or remove it")
 

@@ -254,6 +254,33 @@ def test_rerun_is_skipped_and_other_config_refused(trained):
         run_asr(tiny_cfg(**{"optimizer.lr": 0.02}), inputs, exp, progress=False)
 
 
+def test_run_from_before_a_key_existed_counts_as_complete(trained, tmp_path):
+    # An exp dir written before dataloader.delta_order existed holds its default (0): a rerun is
+    # the same config and skips; asking for deltas, or a stored key this version lacks, is another.
+    import shutil
+
+    from s3prl.downstream.results import config_hash
+
+    exp, _, rec, inputs = trained
+    old = tmp_path / "old"
+    shutil.copytree(exp, old)
+    cfg = yaml.safe_load((old / "config.yaml").read_text())
+    del cfg["dataloader"]["delta_order"], cfg["dataloader"]["delta_window"]
+    text = yaml.safe_dump(cfg, sort_keys=False)
+    (old / "config.yaml").write_text(text)
+    res = json.loads((old / "results.json").read_text())
+    res["config_hash"] = config_hash(text)
+    (old / "results.json").write_text(json.dumps(res))
+    again = run_asr(tiny_cfg(), inputs, old, results_md=None, progress=False)
+    assert again["skipped"] and again["test_cer"] == rec["test_cer"]
+    with pytest.raises(UserError, match="another config"):
+        run_asr(tiny_cfg(**{"dataloader.delta_order": 1}), inputs, old, progress=False)
+    cfg["dataloader"]["frobnicate"] = 1
+    (old / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    with pytest.raises(UserError, match="another config"):
+        run_asr(tiny_cfg(), inputs, old, progress=False)
+
+
 def test_same_seed_same_result_whatever_the_global_rng(spelled, tmp_path, one_thread):
     # The head's initial weights come from runner.seed: a different global RNG state before the
     # run (another process, other work before it) must not change the weights or the WER.
