@@ -51,16 +51,18 @@ def _wait_for(cond, timeout=120.0):
 
 
 def test_second_run_refused_while_first_holds_the_lock(tmp_path, wav_dir, tiny_ckpt):
-    # pretrain
+    # pretrain: 400 steps (seconds) rather than the fixture's 12, so that the first run still holds
+    # the lock when the second has started (12 steps could end while the second imported torch)
     exp = tmp_path / "exp"
-    first = subprocess.Popen(pretrain_cmd(wav_dir, exp), env=env(), stdout=subprocess.DEVNULL,
+    steps = ("--override", "runner.total_steps=400", "--override", "runner.save_step=100")
+    first = subprocess.Popen(pretrain_cmd(wav_dir, exp, *steps), env=env(), stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
     _wait_for(lambda: (exp / ".lock").is_file() and (exp / ".lock").read_text().strip() != "")
-    r = cli(pretrain_cmd(wav_dir, exp))
+    r = cli(pretrain_cmd(wav_dir, exp, *steps))
     assert r.returncode == 1 and "locked by another run" in r.stderr and f"pid={first.pid}" in r.stderr, r.stderr
     _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
-    assert (exp / "states-12.ckpt").is_file()
+    assert (exp / "states-400.ckpt").is_file()
     # compute_feats.sh
     data = _copy(wav_dir, tmp_path / "data")
     cmd = ["bash", REPO / "utils/compute_feats.sh", "--nj", "2", data, tmp_path / "log", tmp_path / "f"]
