@@ -329,13 +329,10 @@ def extract(upstream_name: str, data: str | Path, out_prefix: str | Path, *, lay
 
 
 def set_chunk_context(up, chunk_context: int) -> None:
-    """Apply --chunk-context to a chunked (transformer) upstream, which validates it; others
-    encode in one pass (logged)."""
-    if hasattr(up.model, "chunk_context"):
-        up.chunk_context = chunk_context
-    elif chunk_context:
-        log.info("%s: a %s upstream is not chunked; --chunk-context %d has no effect", up.name, up.model_type,
-                 chunk_context)
+    """Apply --chunk-context (s3prl.upstream.hub.apply_chunk_context)."""
+    from s3prl.upstream.hub import apply_chunk_context
+
+    apply_chunk_context(up, chunk_context, "--chunk-context")
 
 
 # -------------------------------------------------------------------------------- dump layout

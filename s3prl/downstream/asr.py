@@ -359,7 +359,7 @@ def build_asr_run(cfg: AsrConfig, inputs: AsrInputs, exp_dir: str | Path, device
         tokenizer.source = str(model_file)
 
     if inputs.on_the_fly:
-        rep = on_the_fly_representation(inputs.upstream, cfg.input, device, "--on-the-fly")
+        rep = on_the_fly_representation(inputs.upstream, cfg.input, device, "--on-the-fly", dataloader=cfg.dataloader)
     else:
         rep = dumped_representation(inputs.train, inputs.upstream, "-")
 

@@ -43,11 +43,20 @@ class InputConfig:
     "weighted_sum" (learned softmax weights over all states, upstream frozen unless fine_tune) or
     an index (0 = input block). For dumped features the layer is the one recorded by the dump.
     fine_tune: train the upstream jointly with the head. normalize: parameter-free layer norm of
-    each hidden state before selection (S3PRL's weighted_sum_norm).
+    each hidden state before selection (S3PRL's weighted_sum_norm). chunk_context: frames of
+    context per side when a transformer run on the fly encodes inputs longer than its
+    sequence_length in overlapping windows (the dump's --chunk-context; 0 = S3PRL's hard cuts).
+    upstream_lr: lr of the fine-tuned upstream's parameters (null: optimizer.lr; the schedule
+    scales it as it scales optimizer.lr).
+
+    On the fly, the `dataloader` section's per-utterance CMVN and deltas apply to the states the
+    head reads, as they apply to dumped states read from feats.scp (frozen on the fly == dumped).
     """
     layer: int | str = "last"
     fine_tune: bool = False
     normalize: bool = False
+    chunk_context: int = 0
+    upstream_lr: float | None = None
 
     def __post_init__(self):
         if isinstance(self.layer, str) and self.layer not in ("last", "weighted_sum"):
@@ -57,6 +66,13 @@ class InputConfig:
                 raise ValueError(f"layer {self.layer!r} is not 'last', 'weighted_sum' or an integer") from None
         if isinstance(self.layer, int) and self.layer < 0:
             raise ValueError(f"layer must be >= 0, got {self.layer}")
+        if self.chunk_context < 0:
+            raise ValueError(f"chunk_context must be >= 0, got {self.chunk_context}")
+        if self.upstream_lr is not None:
+            if not self.upstream_lr > 0:
+                raise ValueError(f"upstream_lr must be > 0, got {self.upstream_lr}")
+            if not self.fine_tune:
+                raise ValueError("upstream_lr is the fine-tuned upstream's lr: set fine_tune: true (or remove it)")
 
 
 @dataclass

@@ -232,7 +232,7 @@ def build_sentiment_run(cfg: SentimentConfig, inputs: RunInputs, device: str = "
     mode = cfg.labels.mode
     scores, splits = read_sentiment_labels(inputs.label_dir)
     targets = {u: sentiment_label(s, mode) for u, s in scores.items()}
-    rep = representation_of(inputs, cfg.input, device)
+    rep = representation_of(inputs, cfg.input, device, dataloader=cfg.dataloader)
     data_dir = inputs.feats_dir or inputs.data_dir
     dc = cfg.dataloader
     source = str(Path(inputs.label_dir) / "utt2sentiment")

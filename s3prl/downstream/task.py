@@ -35,18 +35,48 @@ from s3prl.train.trainer import StepOutput, Task, Trainer
 log = logging.getLogger(__name__)
 
 
+class StateTransform(nn.Module):
+    """The `dataloader` section's per-utterance CMVN and Kaldi deltas (FeatureDataset's order:
+    CMVN, then add-deltas), done to an on-the-fly upstream's states inside the model, as they are
+    done to dumped states read from feats.scp. forward(h (B, T, H), lengths (B,)) -> (B, T,
+    H * (delta_order + 1)); differentiable, so a fine-tuned upstream trains through it."""
+
+    def __init__(self, cmvn: bool, delta_order: int = 0, delta_window: int = 2):
+        super().__init__()
+        self.cmvn, self.delta_order, self.delta_window = bool(cmvn), int(delta_order), int(delta_window)
+
+    def out_dim(self, dim: int) -> int:
+        return dim * (self.delta_order + 1)
+
+    def forward(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        from s3prl.features.cmvn import utterance_cmvn_batch
+        from s3prl.features.deltas import add_deltas_batch
+
+        if self.cmvn:
+            h = utterance_cmvn_batch(h, lengths)
+        return add_deltas_batch(h, lengths, self.delta_order, self.delta_window) if self.delta_order else h
+
+    def extra_repr(self) -> str:
+        return f"cmvn={self.cmvn}, delta_order={self.delta_order}, delta_window={self.delta_window}"
+
+
 class DownstreamModel(nn.Module):
     """Head over features, or over an upstream's (selected / weighted) hidden states.
 
     forward(feats (B, T, D), lengths (B,)) -> logits (B, T, C) for frame heads, (B, C) otherwise.
-    With an upstream, `feats` are its input features and its output keeps T (one vector per frame).
+    With an upstream, `feats` are its input features and its output keeps T (one vector per frame);
+    `states` (StateTransform) normalises the selected states before the head. `upstream_lr`: the
+    fine-tuned upstream's own lr (`lr_by_prefix`, read by s3prl.train.optim.build_optimizer).
     """
 
-    def __init__(self, head: nn.Module, upstream: nn.Module | None = None, featurizer: nn.Module | None = None):
+    def __init__(self, head: nn.Module, upstream: nn.Module | None = None, featurizer: nn.Module | None = None,
+                 states: StateTransform | None = None, upstream_lr: float | None = None):
         super().__init__()
         self.upstream = upstream
         self.featurizer = featurizer
+        self.states = states
         self.head = head
+        self.lr_by_prefix = {"upstream.": float(upstream_lr)} if upstream_lr is not None else None
 
     @property
     def frame_level(self) -> bool:
@@ -56,6 +86,8 @@ class DownstreamModel(nn.Module):
         if self.upstream is not None:
             out = self.upstream.forward_features(feats, lengths)
             feats = self.featurizer(out.hidden_states).to(lengths.device)
+            if self.states is not None:
+                feats = self.states(feats, lengths)
         return self.head(feats, lengths)
 
 
@@ -197,17 +229,28 @@ class Representation:
     features: object = None
     recorded: str | None = None
     fine_tune: bool = False
+    states: StateTransform | None = None
+    upstream_lr: float | None = None
 
     @property
     def save_upstream(self) -> bool:
         return bool(self.upstream is not None and self.fine_tune)
 
+    @property
+    def learned(self) -> bool:
+        """An on-the-fly upstream with a model (not a parameter-free baseline such as fbank)."""
+        return self.upstream is not None and getattr(self.upstream, "model", None) is not None
+
     def input_dim(self, dataset) -> int:
-        """Width of the head's input: the upstream's hidden size, or the dataset's feature dim."""
-        return self.upstream.hidden_size if self.upstream is not None else dataset.features.dim
+        """Width of the head's input: the upstream's hidden size (times 1 + delta order), or the
+        dataset's feature dim."""
+        if self.upstream is None:
+            return dataset.features.dim
+        h = int(self.upstream.hidden_size)
+        return self.states.out_dim(h) if self.states is not None else h
 
     def model(self, head: nn.Module) -> DownstreamModel:
-        return DownstreamModel(head, self.upstream, self.featurizer)
+        return DownstreamModel(head, self.upstream, self.featurizer, self.states, self.upstream_lr)
 
 
 def dumped_representation(feats_dir: str, upstream: str | None, default_layer) -> Representation:
@@ -222,49 +265,70 @@ def dumped_representation(feats_dir: str, upstream: str | None, default_layer) -
 
 
 def on_the_fly_representation(upstream: str | None, input_cfg, device: str, option: str,
-                              check: Callable | None = None) -> Representation:
+                              check: Callable | None = None, dataloader=None) -> Representation:
     """`upstream` (checkpoint or baseline name) loaded to run inside the model, frozen or
-    fine-tuned per `input_cfg` (InputConfig); `check(upstream)` may refuse it. `option`: the
-    command-line option that asked for on-the-fly features (named when --upstream is missing)."""
+    fine-tuned per `input_cfg` (InputConfig, incl. the dump's chunk context); `check(upstream)` may
+    refuse it. `option`: the command-line option that asked for on-the-fly features (named when
+    --upstream is missing). `dataloader` (DataConfig): its per-utterance CMVN and deltas go to the
+    states (StateTransform); a baseline's states are its features, which the dataset normalises."""
     if not upstream:
         raise UserError(f"{option} needs --upstream (a checkpoint or a baseline: fbank, mfcc)")
-    from s3prl.upstream.hub import Featurizer, load_upstream
+    from s3prl.upstream.hub import Featurizer, apply_chunk_context, load_upstream
 
     model = load_upstream(upstream, device=device, fine_tune=input_cfg.fine_tune)
     if check is not None:
         check(model)
+    apply_chunk_context(model, input_cfg.chunk_context, "input.chunk_context")
     featurizer = Featurizer(model, layer=input_cfg.layer, normalize=input_cfg.normalize)
+    states = None
+    if dataloader is not None:
+        learned = model.model is not None
+        if learned and dataloader.cmvn in ("speaker", "global"):
+            raise UserError(f"dataloader.cmvn: '{dataloader.cmvn}' CMVN of an upstream's states needs dumped "
+                            f"representations (their cmvn.scp / training-set statistics); on the fly use "
+                            f"'utterance' or 'none'")
+        cmvn = learned and dataloader.cmvn == "utterance"
+        if cmvn or dataloader.delta_order:
+            states = StateTransform(cmvn, dataloader.delta_order, dataloader.delta_window)
     return Representation(name=upstream_label(upstream),
                           layer=str(input_cfg.layer) + ("+ft" if input_cfg.fine_tune else ""),
                           upstream=model, featurizer=featurizer,
                           features=model.feature_config,   # None: the upstream reads the dir's feats.scp
-                          fine_tune=input_cfg.fine_tune)
+                          fine_tune=input_cfg.fine_tune, states=states, upstream_lr=input_cfg.upstream_lr)
 
 
-def representation_of(inputs: RunInputs, input_cfg, device: str, check: Callable | None = None) -> Representation:
+def representation_of(inputs: RunInputs, input_cfg, device: str, check: Callable | None = None,
+                      dataloader=None) -> Representation:
     """The representation `inputs` asks for: dumped (--feats) or on the fly (--data + --upstream)."""
     if bool(inputs.feats_dir) == bool(inputs.data_dir):
         raise UserError("give exactly one of --feats (dumped representations) and --data (run the upstream on the fly)")
     if inputs.feats_dir:
         return dumped_representation(inputs.feats_dir, inputs.upstream, input_cfg.layer)
-    return on_the_fly_representation(inputs.upstream, input_cfg, device, "--data", check)
+    return on_the_fly_representation(inputs.upstream, input_cfg, device, "--data", check, dataloader)
 
 
 def feature_dataset(data_dir: str, dc, rep: Representation, *, utts: list[str] | None = None, train: bool = False,
                     max_timestep: bool = True, global_stats=None):
     """The FeatureDataset of one split as a downstream config's `dataloader` section (DataConfig
     `dc`) says: CMVN, deltas, cache; `max_timestep` (policy drop) on the training split only, and
-    only where the task honours it. Deltas belong to what the head reads from feats.scp: an
-    upstream run on the fly takes its own input features (its feature config has delta_order)."""
+    only where the task honours it.
+
+    For an upstream run on the fly the dataset serves what the dump stage feeds it (the upstream's
+    own features from its audio section; external features with the dir's cmvn.scp means, as
+    `s3prl.bin.extract`), and the CMVN and deltas apply to its states in the model
+    (`Representation.states`); a baseline's (fbank ...) states are its features, normalised here."""
     from s3prl.data.dataset import FeatureDataset
 
-    if dc.delta_order and rep.upstream is not None:
-        raise UserError("dataloader.delta_order: deltas apply to representations read from feats.scp (dumps, "
-                        "Kaldi features), not to the input of an upstream run on the fly")
-    return FeatureDataset(data_dir, features=rep.features, cmvn=dc.cmvn, norm_vars=dc.norm_vars,
+    cmvn, norm_vars, delta_order = dc.cmvn, dc.norm_vars, dc.delta_order
+    if rep.upstream is not None:
+        delta_order = 0   # Representation.states
+        if rep.learned:
+            cmvn = "speaker" if rep.features is None and (Path(data_dir) / "cmvn.scp").is_file() else "none"
+            norm_vars, global_stats = False, None
+    return FeatureDataset(data_dir, features=rep.features, cmvn=cmvn, norm_vars=norm_vars,
                           max_timestep=dc.max_timestep if train and max_timestep else 0, max_timestep_policy="drop",
                           seed=dc.seed, utts=utts, cache=dc.cache_features, global_stats=global_stats,
-                          delta_order=dc.delta_order, delta_window=dc.delta_window)
+                          delta_order=delta_order, delta_window=dc.delta_window)
 
 
 def _check_frame_rate(upstream, where: str) -> None:
@@ -300,7 +364,8 @@ def build_run(cfg: DownstreamConfig, inputs: RunInputs, device: str = "cpu"):
         labels, speakers = speaker_task_labels(splits, inputs.label_dir)
         num_classes = len(speakers)
         label_source = str(Path(inputs.label_dir))
-    rep = representation_of(inputs, cfg.input, device, check=lambda up: _check_frame_rate(up, "--upstream"))
+    rep = representation_of(inputs, cfg.input, device, check=lambda up: _check_frame_rate(up, "--upstream"),
+                            dataloader=cfg.dataloader)
     if inputs.feats_dir:
         _check_dump_frame_shift(inputs.feats_dir, rep.recorded or inputs.upstream)
     data_dir = inputs.feats_dir or inputs.data_dir
@@ -372,6 +437,6 @@ def describe(record: dict) -> str:
             f"(best-dev step {record['best_step']} of {record['steps']})")
 
 
-__all__ = ["DownstreamModel", "DownstreamTask", "ClassificationTask", "RunInputs", "Representation",
+__all__ = ["DownstreamModel", "StateTransform", "DownstreamTask", "ClassificationTask", "RunInputs", "Representation",
            "dumped_representation", "on_the_fly_representation", "representation_of", "build_run", "run_downstream",
            "accuracy_counts", "resolved_config_yaml", "describe"]

@@ -105,3 +105,19 @@ def utterance_cmvn(feats, eps: float = 1e-16, unbiased: bool = False):
     mean = feats.mean(dim=0, keepdim=True)
     std = feats.std(dim=0, unbiased=unbiased and feats.shape[0] > 1, keepdim=True)
     return (feats - mean) / (std + eps)
+
+
+def utterance_cmvn_batch(feats, lengths, eps: float = 1e-16):
+    """`utterance_cmvn` (population std) of every utterance of a zero-padded (B, T, D) tensor
+    batch, each over its own valid frames (lengths (B,)); differentiable, zero on padding (the
+    per-utterance CMVN of an upstream's states inside a model, s3prl.downstream.task.StateTransform)."""
+    import torch
+
+    lengths = torch.as_tensor(lengths).to(feats.device)
+    valid = (torch.arange(feats.shape[1], device=feats.device)[None, :] < lengths[:, None]).to(feats.dtype)[..., None]
+    n = lengths.clamp(min=1).to(feats.dtype)[:, None, None]
+    mean = (feats * valid).sum(dim=1, keepdim=True) / n
+    centred = (feats - mean) * valid
+    # clamped: a constant dim (std 0) must not give an infinite gradient through sqrt
+    std = ((centred * centred).sum(dim=1, keepdim=True) / n).clamp_min(1e-20).sqrt()
+    return centred / (std + eps)

@@ -62,6 +62,37 @@ def add_deltas(feats: torch.Tensor, order: int = 2, window: int = 2) -> torch.Te
     return torch.cat(outs, dim=1)
 
 
+def add_deltas_batch(feats: torch.Tensor, lengths: torch.Tensor, order: int = 2, window: int = 2) -> torch.Tensor:
+    """`add_deltas` of every utterance of a zero-padded batch at once, differentiable (the
+    deltas of an upstream's states computed inside a model, s3prl.downstream.task.StateTransform).
+
+    Args:
+        feats: (B, T, D); utterance b's frames are feats[b, :lengths[b]].
+        lengths: (B,) valid frames.
+    Returns:
+        (B, T, D * (order + 1)), equal to `add_deltas` of each utterance on its valid frames (edge
+        frames of the utterance, not of the batch, are replicated) and zero on padding.
+    """
+    if order == 0:
+        return feats
+    B, T, D = feats.shape
+    lengths = lengths.to(feats.device).long()
+    if T == 0:
+        return feats.new_zeros((B, 0, D * (order + 1)))
+    last = (lengths - 1).clamp(min=0)[:, None, None]                    # (B, 1, 1)
+    valid = (torch.arange(T, device=feats.device)[None, :] < lengths[:, None]).to(feats.dtype)[..., None]
+    scales = kaldi_delta_scales(order, window)
+    outs = [feats]
+    for i in range(1, order + 1):
+        sc = torch.as_tensor(scales[i], dtype=feats.dtype, device=feats.device)
+        off = (len(sc) - 1) // 2
+        t = torch.arange(T, device=feats.device)[None, :, None] + torch.arange(-off, off + 1, device=feats.device)[None, None, :]
+        idx = torch.minimum(t.clamp(min=0), last)                       # (B, T, K) clamped per utterance
+        g = torch.gather(feats, 1, idx.reshape(B, -1, 1).expand(-1, -1, D)).reshape(B, T, len(sc), D)
+        outs.append((g * sc[None, None, :, None]).sum(dim=2) * valid)
+    return torch.cat(outs, dim=2)
+
+
 def librosa_delta(feats: torch.Tensor, width: int = 9) -> torch.Tensor:
     """First-order delta as ``librosa.feature.delta(width=9, order=1, mode='interp')`` on (T, D)."""
     from scipy.signal import savgol_filter

@@ -80,9 +80,10 @@ class DataConfig:
     crop offset seeded by seed, epoch and utterance). cmvn: none | utterance (per-utterance mean
     normalisation) | speaker (Kaldi apply-cmvn with the data dir's cmvn.scp) | global (one
     mean over the training set, applied to every set); norm_vars adds variance normalisation.
-    delta_order / delta_window (downstream tasks over feats.scp only): Kaldi `add-deltas` on the
-    normalised features, as Kaldi's nnet recipes and PyTorch-Kaldi's `fea_opts` chain them
-    (apply-cmvn | add-deltas); 0 = off. cache_features keeps every utterance's features in memory
+    delta_order / delta_window (downstream tasks only): Kaldi `add-deltas` on the normalised
+    features, as Kaldi's nnet recipes and PyTorch-Kaldi's `fea_opts` chain them (apply-cmvn |
+    add-deltas); 0 = off. For a downstream task over an upstream run on the fly, cmvn (utterance
+    or none) and the deltas apply to the upstream's states, as they do to dumped states. cache_features keeps every utterance's features in memory
     after the first epoch (small corpora, the tiny presets).
     """
     batch_size: int = 8

@@ -117,18 +117,30 @@ def _slices(params: list, limit: int) -> list[slice]:
     return out
 
 
-def param_groups(named_params: Iterable[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict]:
-    """Split parameters into a decayed group and a no-decay group (biases, LayerNorm)."""
-    decay, no_decay = [], []
+def param_groups(named_params: Iterable[tuple[str, nn.Parameter]], weight_decay: float,
+                 lr_by_prefix: dict[str, float] | None = None) -> list[dict]:
+    """Split parameters into a decayed group and a no-decay group (biases, LayerNorm).
+
+    `lr_by_prefix` {name prefix: lr} gives the parameters under a prefix their own lr (their own
+    decayed / no-decay groups with an "lr" key; a scheduler scales every group alike), e.g.
+    {"upstream.": 1e-4} for an upstream fine-tuned under a head (s3prl.downstream)."""
+    lr_by_prefix = lr_by_prefix or {}
+    buckets: dict[tuple[str | None, bool], list] = {}
     seen = set()
     for name, p in named_params:
         if not p.requires_grad or id(p) in seen:  # AALBERT shares one layer N times
             continue
         seen.add(id(p))
-        (no_decay if any(nd in name for nd in NO_DECAY) else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+        prefix = next((k for k in lr_by_prefix if name.startswith(k)), None)
+        buckets.setdefault((prefix, any(nd in name for nd in NO_DECAY)), []).append(p)
+    groups = [{"params": buckets.get((None, False), []), "weight_decay": weight_decay}]
+    if buckets.get((None, True)):
+        groups.append({"params": buckets[(None, True)], "weight_decay": 0.0})
+    for prefix, lr in lr_by_prefix.items():
+        for no_decay in (False, True):
+            if buckets.get((prefix, no_decay)):
+                groups.append({"params": buckets[(prefix, no_decay)], "weight_decay": 0.0 if no_decay else weight_decay,
+                               "lr": float(lr)})
     return groups
 
 
@@ -145,11 +157,12 @@ def _torch_adam(cls, groups, **kw) -> torch.optim.Optimizer:
 def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
     """Build the optimizer named by `cfg.name` ("AdamW" | "Adam" | "BertAdam") for `model`.
 
-    `cfg` is an `s3prl.train.config.OptimizerConfig` (lr, betas, eps, weight_decay).
+    `cfg` is an `s3prl.train.config.OptimizerConfig` (lr, betas, eps, weight_decay). A model with
+    an `lr_by_prefix` attribute ({name prefix: lr}) trains those parameters at their own lr.
     For BertAdam, `cfg.eps` and `cfg.weight_decay` are used as given (the 2020 values 1e-6 and 0.01
     are set by the presets) and the per-parameter clip is `cfg.bert_adam_max_grad_norm`.
     """
-    groups = param_groups(model.named_parameters(), cfg.weight_decay)
+    groups = param_groups(model.named_parameters(), cfg.weight_decay, getattr(model, "lr_by_prefix", None))
     if not any(g["params"] for g in groups):
         raise UserError("the model has no trainable parameters")
     betas = tuple(cfg.betas)

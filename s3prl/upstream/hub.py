@@ -57,7 +57,7 @@ from s3prl.features.config import FeatureConfig
 from s3prl.upstream.featurizer import Featurizer
 
 __all__ = ["load_upstream", "Upstream", "UpstreamOutput", "Featurizer", "BASELINES", "SAMPLE_RATE",
-           "read_kaldi_feats", "pad_features", "upsample_frames", "upstream_names"]
+           "read_kaldi_feats", "pad_features", "upsample_frames", "upstream_names", "apply_chunk_context"]
 
 SAMPLE_RATE = 16000
 BASELINES = ("fbank", "mfcc", "mel160")
@@ -347,6 +347,21 @@ class Upstream(nn.Module):
         with torch.inference_mode():
             _, _, att = self._run(feats.to(self.device), lengths.to(self.device), output_attentions=True)
         return [a.clone().cpu() for a in att]
+
+
+def apply_chunk_context(up: Upstream, chunk_context: int, option: str) -> None:
+    """Set `chunk_context` on a chunked (transformer) upstream, which validates it; others
+    encode in one pass (logged when a context was asked for). `option` names the setting."""
+    if hasattr(up.model, "chunk_context"):
+        try:
+            up.chunk_context = chunk_context
+        except UserError as e:
+            raise UserError(f"{option}: {e}") from None
+    elif chunk_context:
+        import logging
+
+        logging.getLogger(__name__).info("%s: a %s upstream is not chunked; %s %d has no effect", up.name,
+                                         up.model_type, option, chunk_context)
 
 
 # -------------------------------------------------------------------- loading

@@ -327,12 +327,17 @@ def test_deltas_widen_the_recognizer_input(spelled, tmp_path, one_thread):
         tiny_cfg(**{"dataloader.delta_order": -1})
 
 
-def test_deltas_refused_for_on_the_fly_upstreams(tmp_path, make_data_dir):
+def test_deltas_of_on_the_fly_upstream_states(tmp_path, make_data_dir, one_thread):
+    # on the fly the deltas are taken of the upstream's states (as of dumped states), not of its
+    # input: the recognizer reads 32 x 2 dims per frame
     ckpt = tiny_tera(tmp_path / "tera.ckpt")
     d = make_data_dir(tmp_path / "train", speakers=("1001",), utts_per_speaker=2)
     inputs = AsrInputs(train=str(d), dev=str(d), test=str(d), upstream=ckpt, on_the_fly=True)
-    with pytest.raises(UserError, match=r"dataloader\.delta_order: .*on the fly"):
-        run_asr(tiny_cfg(**{"dataloader.delta_order": 1}), inputs, tmp_path / "exp", progress=False)
+    over = {"dataloader.delta_order": 1, "dataloader.cmvn": "utterance", "runner.total_steps": 2,
+            "runner.dev_step": 2, "runner.save_step": 2, "model.downsample_rate": 1}
+    run_asr(tiny_cfg(**over), inputs, tmp_path / "exp", progress=False)
+    w = torch.load(tmp_path / "exp" / "states-2.ckpt", weights_only=True)["model"]["head.lstm.weight_ih_l0"]
+    assert w.shape == (4 * 48, 32 * 2)
 
 
 # ---------------------------------------------------------------------------------- bad inputs
