@@ -63,17 +63,8 @@ help_message="Usage: $0 [options]
 
 caller_pwd=$PWD
 cd "$(dirname "$0")"
-. ./path.sh
-. ./cmd.sh
-. utils/parse_options.sh
-if [ $# -ne 0 ]; then
-  echo "$0: unexpected argument: $1" >&2
-  echo "$help_message" >&2
-  exit 1
-fi
-. utils/log.sh
+. utils/recipe.sh "$@"
 
-abspath() { case "$1" in /*) echo "$1" ;; *) echo "$caller_pwd/$1" ;; esac; }
 if [ -z "$corpus_dir" ]; then
   corpus_dir=downloads/mosei_synth_${synth_preset}_seed${synth_seed}
   synthetic=true

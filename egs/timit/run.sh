@@ -50,17 +50,8 @@ help_message="Usage: $0 --timit-dir DIR [options]
 
 caller_pwd=$PWD
 cd "$(dirname "$0")"
-. ./path.sh
-. ./cmd.sh
-. utils/parse_options.sh
-if [ $# -ne 0 ]; then
-  echo "$0: unexpected argument: $1" >&2
-  echo "$help_message" >&2
-  exit 1
-fi
-. utils/log.sh
+. utils/recipe.sh "$@"
 
-abspath() { case "$1" in /*|"") echo "$1" ;; *) echo "$caller_pwd/$1" ;; esac; }
 timit_dir=$(abspath "$timit_dir")
 upstream_ckpt=$(abspath "$upstream_ckpt")
 kaldi_exp=$(abspath "$kaldi_exp")
