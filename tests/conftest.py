@@ -11,6 +11,8 @@
   ``-``), audio is a seeded mix of a speaker-dependent tone and noise, written under ``<dir>/wav/``
   and referenced by absolute path from wav.scp. Files written: wav.scp, text, utt2spk, spk2utt,
   utt2dur (all C-sorted, LF-terminated); it passes `validate_data_dir(d, no_feats=True)`.
+- `write_tiny_tera(path, sequence_length=1500)`: a random 2-layer TERA checkpoint (hidden 32) over
+  80-dim Kaldi fbank, written by our own code; returns the path as a string.
 """
 from __future__ import annotations
 
@@ -22,6 +24,28 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _WORDS = ("HELLO", "WORLD", "SPEECH", "MODEL", "TERA", "MOCKINGJAY", "KALDI", "DATA")
+
+
+def write_tiny_tera(path: str | Path, sequence_length: int = 1500) -> str:
+    """A random 2-layer TERA checkpoint (hidden 32, seeded) over 80-dim fbank; a short
+    `sequence_length` makes 1-s inputs go through windows."""
+    import torch
+
+    from s3prl.features.config import FeatureConfig
+    from s3prl.upstream.checkpoint import save_upstream_checkpoint
+    from s3prl.upstream.config import TransformerConfig, UpstreamConfig
+    from s3prl.upstream.objectives import MaskedReconstruction
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    cfg = UpstreamConfig(model="tera", transformer=TransformerConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        sequence_length=sequence_length))
+    save_upstream_checkpoint(path, objective=MaskedReconstruction(cfg, 80), optimizer_state=None,
+                             scheduler_state=None, step=7, runner_config={}, upstream_cfg=cfg,
+                             audio=FeatureConfig().to_s3prl_audio())
+    return str(path)
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,7 @@ phone_heads="linear"       # any of: linear 1hidden concat
 speaker_heads="utterance"  # any of: frame utterance rnn
 downstream_size=tiny       # downstream configs: tiny (demo) or base
 asr=true                   # stage 6: CTC recognizer for fbank and each upstream
+asr_mode=dump              # stage 6 upstream input: dump (stage 4's layer dirs) | weighted_sum | fine_tune (on the fly)
 device=cpu                 # dump device: cpu | cuda
 kaldi_exp=                 # stage 8: exp/ of a Kaldi LibriSpeech s5 system (tri4b alignments, graph)
 pk_config=conf/pytorch_kaldi.yaml
@@ -61,6 +62,7 @@ help_message="Usage: $0 [options]
   --phone-heads \"LIST\"       linear 1hidden concat
   --speaker-heads \"LIST\"     frame utterance rnn
   --asr true|false           stage 6 (CTC recognizer on $train_set, $dev_set, $test_set)
+  --asr-mode M               dump | weighted_sum | fine_tune (upstreams run inside the recognizer)
   --kaldi-exp DIR            Kaldi exp/ with tri4b_ali_{clean_100,dev_clean,test_clean}, tri4b/graph_tgsmall (stage 8)
   --pretrain-override \"K=V ...\"    e.g. \"runner.total_steps=50 optimizer.lr=1e-3\"
   --downstream-override \"K=V ...\"  e.g. \"runner.total_steps=100\""
@@ -69,6 +71,9 @@ caller_pwd=$PWD
 cd "$(dirname "$0")"
 . utils/recipe.sh "$@"
 . utils/parallel.sh
+case "$asr_mode" in dump|weighted_sum|fine_tune) ;;
+  *) log "error: --asr-mode '$asr_mode' is not one of dump weighted_sum fine_tune"; exit 1 ;;
+esac
 
 if [ -z "$corpus_dir" ]; then
   corpus_dir=downloads/synth_${synth_preset}_seed${synth_seed}
@@ -180,17 +185,33 @@ fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && $asr; then
   ds_suffix=_$downstream_size; [ "$downstream_size" = base ] && ds_suffix=
+  # input = name:source, source = a dir holding the three sets (fbank: data/, a dump layer dir) or
+  # the on-the-fly mode; on the fly the upstream reads data/<set> with the dump's chunk context,
+  # and the config's CMVN and deltas apply to its states as they do to dumped ones.
   inputs="fbank:data"
   for u in $upstreams; do
-    for d in $(layer_dirs "${u}_${size}"); do inputs="$inputs ${u}_${size}:$d"; done
+    if [ "$asr_mode" = dump ]; then
+      for d in $(layer_dirs "${u}_${size}"); do inputs="$inputs ${u}_${size}:$d"; done
+    else
+      inputs="$inputs ${u}_${size}:$asr_mode"
+    fi
   done
   for input in $inputs; do
     name=${input%%:*}; root=${input#*:}
-    if [ "$name" = fbank ]; then upstream=fbank; tag=fbank; else upstream=exp/$name; tag=${name}_$(basename "$root"); fi
+    case "$root" in
+      weighted_sum|fine_tune)
+        tag=${name}_$([ "$root" = fine_tune ] && echo ft || echo ws)
+        src=(--on-the-fly --override "input.chunk_context=$chunk_context")
+        if [ "$root" = fine_tune ]; then src+=(--fine-tune); else src+=(--layer weighted_sum); fi
+        root=data; upstream=exp/$name ;;
+      *)
+        src=()
+        if [ "$name" = fbank ]; then upstream=fbank; tag=fbank; else upstream=exp/$name; tag=${name}_$(basename "$root"); fi ;;
+    esac
     dir=exp/downstream/asr_bilstm_${tag}
-    log "Stage 6: CTC recognizer on $root/{$train_set,$dev_set,$test_set} -> $dir"
+    log "Stage 6: CTC recognizer on $root/{$train_set,$dev_set,$test_set} ($upstream) -> $dir"
     bg_run $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_asr \
-      --config "conf/downstream/asr_bilstm${ds_suffix}.yaml" ${downstream_args[@]+"${downstream_args[@]}"} \
+      --config "conf/downstream/asr_bilstm${ds_suffix}.yaml" ${src[@]+"${src[@]}"} ${downstream_args[@]+"${downstream_args[@]}"} \
       --upstream "$upstream" --train "$root/$train_set" --dev "$root/$dev_set" --test "$root/$test_set" \
       --results-md RESULTS.md "$dir"
   done

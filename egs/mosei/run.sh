@@ -116,8 +116,10 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ "$upstream_mode" = dump ];
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  # input = tag|upstream|source option|source dir|extra option. A dump names its upstream by the
-  # exp dir name (train_downstream checks it against the dump's record); fbank: per-video CMVN.
+  # input = tag|upstream|source option|source dir|extra option[|on-the-fly option]. A dump names
+  # its upstream by the exp dir name (train_downstream checks it against the dump's record);
+  # fbank: per-video CMVN. On the fly, long inputs get the dump's chunk context (stage 3).
+  ctx=--override=input.chunk_context=$chunk_context
   inputs=("fbank|fbank|--feats|data/mosei|--override=dataloader.cmvn=speaker")
   for c in ${ckpts[@]+"${ckpts[@]}"}; do
     name=$(upstream_name "$c")
@@ -125,22 +127,22 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
       dump) d=$(ls -d "dump/$name"/layer-*/mosei | sort -V | tail -n 1)
             [ "$layer" = last ] || d=dump/$name/layer-$layer/mosei
             inputs+=("${name}_$(basename "$(dirname "$d")")|$name|--feats|$d|--layer=$layer") ;;
-      frozen) inputs+=("${name}_$layer|$c|--data|data/mosei|--layer=$layer") ;;
-      weighted_sum) inputs+=("${name}_ws|$c|--data|data/mosei|--layer=weighted_sum") ;;
-      fine_tune) inputs+=("${name}_ft|$c|--data|data/mosei|--fine-tune") ;;
+      frozen) inputs+=("${name}_$layer|$c|--data|data/mosei|--layer=$layer|$ctx") ;;
+      weighted_sum) inputs+=("${name}_ws|$c|--data|data/mosei|--layer=weighted_sum|$ctx") ;;
+      fine_tune) inputs+=("${name}_ft|$c|--data|data/mosei|--fine-tune|$ctx") ;;
     esac
   done
   train_opts=()
   for o in $downstream_overrides; do train_opts+=(--override "$o"); done
   for input in "${inputs[@]}"; do
-    IFS='|' read -r tag upstream src_opt src extra <<< "$input"
+    IFS='|' read -r tag upstream src_opt src extra otf <<< "$input"
     for head in $heads; do
       for mode in $label_modes; do
         dir=exp/sentiment/${mode}_${head}_${tag}
         log "Stage 4: sentiment $mode, $head head, on $tag -> $dir"
         $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream --task sentiment \
           --config "conf/downstream/sentiment_${head}_${downstream_size}.yaml" --override "labels.mode=$mode" \
-          "$extra" ${train_opts[@]+"${train_opts[@]}"} --labels data/sentiment "$src_opt" "$src" --upstream "$upstream" --results-md RESULTS.md \
+          "$extra" ${otf:+"$otf"} ${train_opts[@]+"${train_opts[@]}"} --labels data/sentiment "$src_opt" "$src" --upstream "$upstream" --results-md RESULTS.md \
           --no-progress "$dir"
       done
     done

@@ -19,6 +19,7 @@ from s3prl.downstream.scoring import read_summary
 from s3prl.downstream.tokenizer import BLANK_ID, Tokenizer, TokenizerConfig, train_tokenizer
 from s3prl.errors import UserError
 from s3prl.upstream.hub import load_upstream
+from tests.conftest import write_tiny_tera
 
 REPO = Path(__file__).resolve().parents[2]
 LEXICON = ("AB", "CAD", "BE", "DEC", "EAB", "CE")
@@ -419,18 +420,7 @@ def test_config_unknown_key(tmp_path):
 # ------------------------------------------------------------------------------ on the fly
 def tiny_tera(path: Path) -> str:
     """A random 2-layer TERA checkpoint (hidden 32) over 80-dim fbank, written by our own code."""
-    from s3prl.features.config import FeatureConfig
-    from s3prl.upstream.checkpoint import save_upstream_checkpoint
-    from s3prl.upstream.config import TransformerConfig, UpstreamConfig
-    from s3prl.upstream.objectives import MaskedReconstruction
-
-    torch.manual_seed(0)
-    cfg = UpstreamConfig(model="tera", transformer=TransformerConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64))
-    save_upstream_checkpoint(path, objective=MaskedReconstruction(cfg, 80), optimizer_state=None,
-                             scheduler_state=None, step=7, runner_config={}, upstream_cfg=cfg,
-                             audio=FeatureConfig().to_s3prl_audio())
-    return str(path)
+    return write_tiny_tera(path)
 
 
 @pytest.mark.parametrize("mode", ["weighted_sum", "fine_tune"])

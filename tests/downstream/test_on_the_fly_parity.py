@@ -21,6 +21,7 @@ from s3prl.features.cmvn import utterance_cmvn, utterance_cmvn_batch
 from s3prl.features.deltas import add_deltas, add_deltas_batch
 from s3prl.train.config import DataConfig, OptimizerConfig
 from s3prl.train.optim import build_optimizer
+from tests.conftest import write_tiny_tera
 
 
 class Through(nn.Module):
@@ -36,21 +37,8 @@ class Through(nn.Module):
 
 
 def tiny_tera(path: Path, sequence_length: int) -> str:
-    """A random 2-layer TERA (hidden 32) over 80-dim fbank with a short sequence_length, so that
-    1-s inputs (98 frames) are encoded in windows."""
-    from s3prl.features.config import FeatureConfig
-    from s3prl.upstream.checkpoint import save_upstream_checkpoint
-    from s3prl.upstream.config import TransformerConfig, UpstreamConfig
-    from s3prl.upstream.objectives import MaskedReconstruction
-
-    torch.manual_seed(0)
-    cfg = UpstreamConfig(model="tera", transformer=TransformerConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        sequence_length=sequence_length))
-    save_upstream_checkpoint(path, objective=MaskedReconstruction(cfg, 80), optimizer_state=None,
-                             scheduler_state=None, step=7, runner_config={}, upstream_cfg=cfg,
-                             audio=FeatureConfig().to_s3prl_audio())
-    return str(path)
+    """A tiny TERA with a short sequence_length, so that 1-s inputs (98 frames) go through windows."""
+    return write_tiny_tera(path, sequence_length)
 
 
 # ------------------------------------------------------------------ batched CMVN and deltas

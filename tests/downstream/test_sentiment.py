@@ -10,12 +10,14 @@ import kaldiio
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from s3prl.config import ConfigError
 from s3prl.downstream.results import parse_results_table
 from s3prl.downstream.sentiment import (SENTIMENT_TABLE, SentimentDataset, load_sentiment_config, pearson,
                                         run_sentiment, sentiment_metrics)
 from s3prl.downstream.task import RunInputs
+from tests.conftest import write_tiny_tera
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "egs" / "mosei"
@@ -197,3 +199,19 @@ def test_recipe_tiny_end_to_end(tmp_path):
     assert 0.0 <= float(dev_acc) <= 100.0 and 0.0 <= float(test_acc) <= 100.0
     assert "| 2class | fbank |" in p.stdout      # stage 5 prints the table
     assert (d / "data" / "mosei" / "segments").is_file() and (d / "data" / "mosei" / "cmvn.scp").is_file()
+
+    # An upstream run on the fly (frozen): it encodes long inputs with the dump's chunk context, and
+    # the finished fbank run is left as it is (same config, skipped).
+    # (--upstream-ckpts is a space-separated list, as Kaldi's list options: no spaces in its paths)
+    ckpt = write_tiny_tera(tmp_path / "tera" / "states-7.ckpt", sequence_length=20)
+    fbank_cfg = (d / "exp" / "sentiment" / "2class_rnn_fbank" / "config.yaml").read_text()
+    p = subprocess.run([str(d / "run.sh"), "--synth-preset", "tiny", "--nj", "2", "--heads", "rnn", "--stage", "4",
+                        "--stop-stage", "5", "--upstream-ckpts", str(ckpt), "--upstream-mode", "frozen",
+                        "--chunk-context", "4"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    exp = d / "exp" / "sentiment" / "2class_rnn_tera_states-7_last"
+    cfg = yaml.safe_load((exp / "config.yaml").read_text())
+    assert cfg["input"]["chunk_context"] == 4 and cfg["input"]["layer"] == "last"
+    assert (d / "exp" / "sentiment" / "2class_rnn_fbank" / "config.yaml").read_text() == fbank_cfg
+    rows = parse_results_table((d / "RESULTS.md").read_text(), "RESULTS.md", SENTIMENT_TABLE)
+    assert len(rows) == 2

@@ -4,6 +4,7 @@ for one tiny upstream with a reduced step budget. The recipe runs from a copy of
 directory under a path with spaces, so quoting and path resolution are exercised too."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import kaldiio
 import numpy as np
 import pytest
+import yaml
 
 from s3prl.data.kaldi_dir import DataDir, validate_data_dir
 
@@ -126,6 +128,26 @@ def test_pretrain_dump_downstream_results(full_run):
     after = _snapshot(rdir / "exp") | _snapshot(rdir / "dump")
     changed = sorted(k for k in after if before.get(k) != after[k] and "/log/" not in f"/{k}")
     assert not changed, changed
+
+
+def test_asr_with_the_upstream_fine_tuned_inside(full_run):
+    # --asr-mode fine_tune: the recognizer runs the upstream on data/<set> itself (the dump's chunk
+    # context, the config's CMVN and deltas on its states) and trains it; the fbank run is kept.
+    rdir = full_run
+    fbank = rdir / "exp" / "downstream" / "asr_bilstm_fbank" / "results.json"
+    mtime = fbank.stat().st_mtime_ns
+    _run(rdir, "--stage", "6", "--stop-stage", "7", "--asr-mode", "fine_tune", *SMALL)
+    exp = rdir / "exp" / "downstream" / "asr_bilstm_tera_tiny_ft"
+    rec = json.loads((exp / "results.json").read_text())
+    assert rec["layer"] == "last+ft" and rec["steps"] == 20
+    cfg = yaml.safe_load((exp / "config.yaml").read_text())
+    assert cfg["input"]["fine_tune"] is True and cfg["input"]["chunk_context"] == 12
+    assert cfg["inputs"]["on_the_fly"] is True and cfg["inputs"]["train"].endswith("/data/train-clean-100")
+    assert fbank.stat().st_mtime_ns == mtime
+    rows = [l for l in (rdir / "RESULTS.md").read_text().splitlines() if l.startswith("| asr")]
+    assert any("| exp/tera_tiny | last+ft |" in r for r in rows), rows
+    p = _run(rdir, "--asr-mode", "bogus", check=False)
+    assert p.returncode != 0 and "--asr-mode 'bogus'" in p.stderr
 
 
 def _ark_contents(scp: Path) -> dict[str, np.ndarray]:
