@@ -320,6 +320,9 @@ def feature_dataset(data_dir: str, dc, rep: Representation, *, utts: list[str] |
     from s3prl.data.dataset import FeatureDataset
 
     cmvn, norm_vars, delta_order = dc.cmvn, dc.norm_vars, dc.delta_order
+    if rep.upstream is not None and rep.states is None and (delta_order or (rep.learned and cmvn == "utterance")):
+        raise ValueError("on-the-fly representation built without the dataloader section its states need "
+                         "(on_the_fly_representation(..., dataloader=...))")
     if rep.upstream is not None:
         delta_order = 0   # Representation.states
         if rep.learned:

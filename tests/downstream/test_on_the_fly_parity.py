@@ -190,3 +190,13 @@ def test_fine_tuned_upstream_trains_at_its_own_lr(tmp_path):
     assert {g["lr"] for g in same.param_groups} == {2e-3}
     with pytest.raises(ValueError, match="upstream_lr .*fine_tune: true"):
         InputConfig(upstream_lr=1e-4)
+
+
+def test_states_transform_cannot_be_skipped(tmp_path, make_data_dir):
+    # a representation built without its dataloader section would silently drop the CMVN / deltas
+    ckpt = tiny_tera(tmp_path / "tera.ckpt", sequence_length=20)
+    data = make_data_dir(tmp_path / "data", speakers=("1001",), utts_per_speaker=1)
+    rep = on_the_fly_representation(ckpt, InputConfig(), "cpu", "--data")
+    with pytest.raises(ValueError, match="without the dataloader section"):
+        feature_dataset(str(data), DataConfig(cmvn="utterance"), rep)
+    feature_dataset(str(data), DataConfig(cmvn="none"), rep)     # nothing to apply: fine
