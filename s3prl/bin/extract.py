@@ -280,13 +280,13 @@ def extract(upstream_name: str, data: str | Path, out_prefix: str | Path, *, lay
     """Run one extraction job (see the module docstring); returns the layer indices written."""
     from s3prl.data.ark import ArkWriter, write_cmvn_ark
     from s3prl.features.cmvn import accumulate, init_stats
-    from s3prl.upstream.hub import load_upstream, pad_features
+    from s3prl.upstream.hub import apply_chunk_context, load_upstream, pad_features
 
     data, out_prefix = Path(data), Path(out_prefix)
     if batch_size < 1:
         raise UserError(f"--batch-size: must be >= 1, got {batch_size}")
     up = upstream if upstream is not None else load_upstream(upstream_name, device=device)
-    set_chunk_context(up, chunk_context)
+    apply_chunk_context(up, chunk_context, "--chunk-context")
     idx = resolve_layers(layers, up.num_hidden_states)
     utts, tables = _data_utts(data, up.external_features)
     reader = _Reader(data, tables, up.external_features, apply_cmvn)
@@ -326,13 +326,6 @@ def extract(upstream_name: str, data: str | Path, out_prefix: str | Path, *, lay
     atomic_write_text(f"{base}.utt2num_frames", "".join(f"{u} {frames[u]}\n" for u in _c_sorted(frames)))
     log.info("wrote %d utterances x %d layers to %s.layer-*.ark", len(frames), len(idx), base)
     return idx
-
-
-def set_chunk_context(up, chunk_context: int) -> None:
-    """Apply --chunk-context (s3prl.upstream.hub.apply_chunk_context)."""
-    from s3prl.upstream.hub import apply_chunk_context
-
-    apply_chunk_context(up, chunk_context, "--chunk-context")
 
 
 # -------------------------------------------------------------------------------- dump layout
