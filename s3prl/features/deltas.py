@@ -46,20 +46,12 @@ def add_deltas(feats: torch.Tensor, order: int = 2, window: int = 2) -> torch.Te
     """
     if order == 0:
         return feats
-    T = feats.shape[0]
+    T, D = feats.shape
     if T == 0:
-        return feats.new_zeros((0, feats.shape[1] * (order + 1)))
-    scales = kaldi_delta_scales(order, window)
-    x = feats.to(torch.float64)
-    outs = [feats]
-    for i in range(1, order + 1):
-        sc = torch.from_numpy(scales[i])
-        off = (len(sc) - 1) // 2
-        idx = torch.clamp(torch.arange(T)[:, None] + torch.arange(-off, off + 1)[None, :], 0, T - 1)
-        # (T, K, D) gathered frames weighted by the compound filter
-        d = (x[idx] * sc[None, :, None]).sum(dim=1)
-        outs.append(d.to(feats.dtype))
-    return torch.cat(outs, dim=1)
+        return feats.new_zeros((0, D * (order + 1)))
+    # one utterance = a batch of one; the filters run in float64 as Kaldi's do in double
+    d = add_deltas_batch(feats.to(torch.float64)[None], torch.tensor([T]), order, window)[0, :, D:]
+    return torch.cat([feats, d.to(feats.dtype)], dim=1)
 
 
 def add_deltas_batch(feats: torch.Tensor, lengths: torch.Tensor, order: int = 2, window: int = 2) -> torch.Tensor:

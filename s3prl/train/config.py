@@ -83,8 +83,9 @@ class DataConfig:
     delta_order / delta_window (downstream tasks only): Kaldi `add-deltas` on the normalised
     features, as Kaldi's nnet recipes and PyTorch-Kaldi's `fea_opts` chain them (apply-cmvn |
     add-deltas); 0 = off. For a downstream task over an upstream run on the fly, cmvn (utterance
-    or none) and the deltas apply to the upstream's states, as they do to dumped states. cache_features keeps every utterance's features in memory
-    after the first epoch (small corpora, the tiny presets).
+    or none) and the deltas apply to the upstream's states, as they do to dumped states.
+    cache_features keeps every utterance's features in memory after the first epoch (small
+    corpora, the tiny presets).
     """
     batch_size: int = 8
     dev_batch_size: int = 16
