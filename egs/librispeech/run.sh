@@ -198,16 +198,16 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && $asr; then
   done
   for input in $inputs; do
     name=${input%%:*}; root=${input#*:}
-    case "$root" in
-      weighted_sum|fine_tune)
-        tag=${name}_$([ "$root" = fine_tune ] && echo ft || echo ws)
-        src=(--on-the-fly --override "input.chunk_context=$chunk_context")
-        if [ "$root" = fine_tune ]; then src+=(--fine-tune); else src+=(--layer weighted_sum); fi
-        root=data; upstream=exp/$name ;;
-      *)
-        src=()
-        if [ "$name" = fbank ]; then upstream=fbank; tag=fbank; else upstream=exp/$name; tag=${name}_$(basename "$root"); fi ;;
+    src=(); upstream=exp/$name
+    case "$name:$root" in
+      fbank:*) tag=fbank; upstream=fbank ;;
+      *:fine_tune) tag=${name}_ft; src=(--fine-tune) ;;
+      *:weighted_sum) tag=${name}_ws; src=(--layer weighted_sum) ;;
+      *) tag=${name}_$(basename "$root") ;;
     esac
+    if [ ${#src[@]} -gt 0 ]; then
+      src+=(--on-the-fly --override "input.chunk_context=$chunk_context"); root=data
+    fi
     dir=exp/downstream/asr_bilstm_${tag}
     log "Stage 6: CTC recognizer on $root/{$train_set,$dev_set,$test_set} ($upstream) -> $dir"
     bg_run $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_asr \

@@ -88,7 +88,9 @@ def _vary_lengths(data: Path) -> None:
     (data / "utt2dur").write_text("".join(durs))
 
 
-def _dumped(tmp_path: Path, ckpt: str, data: Path, chunk_context: int, dc: DataConfig) -> dict[str, torch.Tensor]:
+def _dumped(tmp_path: Path, ckpt: str, data: Path, chunk_context: int,
+            dc: DataConfig) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
+    """-> (what FeatureDataset serves from the dump under `dc`, the raw ark matrices by kaldiio)."""
     from s3prl.bin.extract import extract
 
     (tmp_path / "dump").mkdir()
@@ -100,10 +102,9 @@ def _dumped(tmp_path: Path, ckpt: str, data: Path, chunk_context: int, dc: DataC
     for f in ("utt2spk", "spk2utt"):
         (d / f).write_text((data / f).read_text())
     ds = FeatureDataset(d, cmvn=dc.cmvn, delta_order=dc.delta_order, delta_window=dc.delta_window)
-    # an independent reader: the ark holds the raw states
-    raw = dict(kaldiio.load_scp(str(d / "feats.scp")))
+    raw = {u: np.array(m) for u, m in kaldiio.load_scp(str(d / "feats.scp")).items()}
     assert set(raw) == set(ds.utts)
-    return {ds[i]["utt"]: ds[i]["feats"] for i in range(len(ds))}
+    return {ds[i]["utt"]: ds[i]["feats"] for i in range(len(ds))}, raw
 
 
 def _on_the_fly(ckpt: str, data: Path, chunk_context: int, dc: DataConfig) -> dict[str, torch.Tensor]:
@@ -129,7 +130,7 @@ def test_frozen_on_the_fly_equals_dumped(tmp_path, make_data_dir):
     data = make_data_dir(tmp_path / "data", speakers=("1001", "1002"), utts_per_speaker=2, duration=1.0, seed=4)
     _vary_lengths(data)
     dc = DataConfig(cmvn="utterance", delta_order=1)
-    dumped = _dumped(tmp_path, ckpt, data, 4, dc)
+    dumped, ark = _dumped(tmp_path, ckpt, data, 4, dc)
     otf = _on_the_fly(ckpt, data, 4, dc)
     assert set(otf) == set(dumped) and len({len(x) for x in dumped.values()}) == 4
     for u in dumped:
@@ -140,6 +141,11 @@ def test_frozen_on_the_fly_equals_dumped(tmp_path, make_data_dir):
     assert max(float((hard[u] - dumped[u]).abs().max()) for u in dumped) > 1e-2
     raw = _on_the_fly(ckpt, data, 4, DataConfig(cmvn="none", delta_order=1))
     assert max(float((raw[u] - dumped[u]).abs().max()) for u in dumped) > 1e-2
+    # with nothing to apply, the head reads the states the ark holds (read back by kaldiio)
+    plain = _on_the_fly(ckpt, data, 4, DataConfig(cmvn="none"))
+    for u, m in ark.items():
+        assert m.shape == (len(dumped[u]), 32)
+        torch.testing.assert_close(plain[u], torch.from_numpy(m), atol=2e-4, rtol=1e-4)
 
 
 def test_baseline_on_the_fly_takes_deltas(tmp_path, make_data_dir):
