@@ -24,6 +24,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 venv="$root/tools/venv"
+# torch's wheel unpacks to ~6 GB; a full disk would otherwise fail deep inside pip (Errno 28) and
+# leave a half-installed venv. Check first, name the place, stop.
+need_gb=${S3PRL_INSTALL_NEED_GB:-8}
+if ! { [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import torch, torchaudio" 2>/dev/null; }; then
+  for place in "$root/tools" "${TMPDIR:-/tmp}"; do
+    free_kb=$(df -Pk "$place" | awk 'NR == 2 {print $4}')
+    if [ -n "$free_kb" ] && [ "$free_kb" -lt $((need_gb * 1024 * 1024)) ]; then
+      echo "install.sh: $place has $((free_kb / 1024 / 1024)) GB free; installing torch needs about $need_gb GB (free some space or set TMPDIR)" >&2
+      exit 1
+    fi
+  done
+fi
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
