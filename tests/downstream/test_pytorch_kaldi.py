@@ -857,3 +857,51 @@ def test_proto_table_matches_pytorch_kaldi_checkout():
         assert fields == dict(read(name)["proto"]), name
     for opt, fields in PK_OPT_PROTOS.items():
         assert fields == dict(read(f"{opt}.proto")["proto"]), opt
+
+
+# PyTorch-Kaldi's own checker, run the way run_exp.py runs it: check_cfg, conf.cfg, create_lists,
+# create_configs (chunk cfgs checked against global_chunk.proto). hmm-info and analyze-counts stand
+# in for Kaldi's (check_cfg asks them for the phone / pdf counts of the alignment dir).
+_PK_RUN = r"""
+import configparser, sys
+from pathlib import Path
+sys.path.insert(0, ".")
+import utils
+cfg = sys.argv[1]
+config = configparser.ConfigParser()
+config.read(cfg)
+config, name_data, name_arch = utils.check_cfg(cfg, config, config["cfg_proto"]["cfg_proto"])
+out = Path(config["exp"]["out_folder"])
+with open(out / "conf.cfg", "w") as f:
+    config.write(f)
+utils.create_lists(config)
+utils.create_configs(config)
+print("ARCHS", ",".join(name_arch), "CHUNKS", len(list((out / "exp_files").glob("*.cfg"))))
+"""
+
+
+@pytest.mark.skipif(_pk_checkout() is None, reason="no PyTorch-Kaldi checkout (PYTORCH_KALDI_ROOT or "
+                    "tools/install_pytorch_kaldi.sh)")
+@pytest.mark.parametrize("variant", sorted(PROTO_VARIANTS))
+def test_generated_cfg_passes_pytorch_kaldi_check_cfg(setup, tiny_ckpt, variant):
+    """Every generated cfg through PyTorch-Kaldi's own config checks, when a checkout is at hand
+    (its errors go to stderr and it exits 0, so success is its final print)."""
+    pk = _pk_checkout()
+    tmp, dirs = setup
+    dirs = dict(dirs, pk=pk)
+    out = tmp / "pk_exp" / f"{variant}.cfg"
+    out.parent.mkdir()
+    extra = ["--upstream-ckpt", str(tiny_ckpt)] if variant.startswith("upstream") else []
+    assert _run([*PROTO_VARIANTS[variant], *extra, *_args(dirs, out)]) == 0
+    fake = tmp / "kaldi-bin"
+    fake.mkdir()
+    (fake / "hmm-info").write_text("#!/bin/sh\necho 'number of phones 7'\necho 'number of pdfs 7'\n")
+    (fake / "analyze-counts").write_text('#!/bin/sh\nfor a; do o=$a; done\necho "[ 1 1 1 1 1 1 1 ]" > "$o"\n')
+    for f in fake.iterdir():
+        f.chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}")
+    r = subprocess.run([sys.executable, "-c", _PK_RUN, str(out)], cwd=pk, env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and "ERROR" not in r.stderr, r.stderr[-2000:]
+    archs, chunks = re.search(r"ARCHS (\S+) CHUNKS (\d+)", r.stdout).groups()
+    assert ("S3PRL_upstream" in archs.split(",")) == variant.startswith("upstream")
+    assert int(chunks) > 0
