@@ -191,5 +191,5 @@ def test_shipped_presets_dry_run(name):
                        else 7087872 + 240 * 768 + 768 + 2 * 768), enc
     if name.endswith("tiny"):
         assert n < 5e5, n   # demo width (hidden 128, egs/librispeech/RESULTS.md), still CPU-sized
-        assert cfg.runner.total_steps <= 2000   # ~250 s on one core (demo budget, README)
+        assert cfg.runner.total_steps <= 8000   # ~15 min on one core (the 46-min demo budget, README)
     assert cfg.features.frame_shift == 10.0   # aligned with the 10 ms CPC labels
