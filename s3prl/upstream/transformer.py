@@ -31,7 +31,7 @@ from torch import nn
 from s3prl.upstream.config import TransformerConfig
 
 __all__ = ["TransformerConfig", "TransformerModel", "TransformerOutput", "SpecHead", "stack_frames",
-           "positional_encoding", "ACT2FN"]
+           "positional_encoding", "ACT2FN", "Window", "utterance_windows"]
 
 MASK_VALUE = -10000.0  # additive attention bias on padded keys, as in BERT / S3PRL
 
@@ -254,6 +254,43 @@ class TransformerOutput:
     attentions: list | None = None
 
 
+@dataclass(frozen=True)
+class Window:
+    """One encoder pass over frames [start, start + length) of an utterance, whose outputs are
+    kept for frames [core_start, core_end)."""
+
+    start: int
+    length: int
+    core_start: int
+    core_end: int
+
+
+def utterance_windows(n: int, sequence_length: int, chunk_context: int = 0) -> list[Window]:
+    """How an utterance of `n` (stacked) frames is encoded, from its own length only.
+
+    * n <= sequence_length (or no limit): one pass.
+    * chunk_context 0: today's S3PRL split, `torch.chunk` into ceil(n / sequence_length) pieces
+      (pieces of ceil(n / pieces) frames, the last one shorter), positions restarting per piece
+      (s3prl `upstream/mockingjay/model.py`, `TransformerModel.forward` on long inputs).
+    * chunk_context c > 0: overlapping windows of sequence_length frames; frames [a, a + hop)
+      (hop = sequence_length - 2c) come from the window that sees c frames on each side of them,
+      shifted inside the utterance at its edges, so no output frame sits next to a hard cut.
+    """
+    seq = int(sequence_length)
+    if seq <= 0 or n <= seq:
+        return [Window(0, n, 0, n)]
+    if chunk_context > 0:
+        hop = seq - 2 * chunk_context
+        if hop < 1:
+            raise ValueError(f"chunk_context {chunk_context} leaves no frames of a {seq}-frame window "
+                             f"(needs 2*ctx < seq)")
+        return [Window(min(max(a - chunk_context, 0), n - seq), seq, a, min(a + hop, n))
+                for a in range(0, n, hop)]
+    size = math.ceil(n / math.ceil(n / seq))
+    return [Window(a, min(a + size, n) - a, a, min(a + size, n)) for a in range(0, n, size)]
+
+
+
 def _init_weights(module: nn.Module, std: float) -> None:
     if isinstance(module, nn.Linear):
         nn.init.normal_(module.weight, mean=0.0, std=std)
@@ -274,8 +311,8 @@ class TransformerModel(nn.Module):
         self.config = cfg
         self.input_dim = input_dim
         self.use_sdpa = True
-        # Inference of inputs longer than sequence_length: 0 = S3PRL's non-overlapping chunks;
-        # N > 0 = overlapping windows giving every frame N frames of context (_encode_windows).
+        # Inference of inputs longer than sequence_length (utterance_windows): 0 = S3PRL's
+        # non-overlapping chunks; N > 0 = overlapping windows giving every frame N frames of context.
         self.chunk_context = 0
         self.input_representations = InputRepresentations(cfg, input_dim * cfg.downsample_rate)
         self.encoder = Encoder(cfg)
@@ -293,76 +330,55 @@ class TransformerModel(nn.Module):
         return self.encode(stacked, slen, output_attentions)
 
     def encode(self, x: torch.Tensor, lengths: torch.Tensor, output_attentions: bool = False) -> TransformerOutput:
-        """Already stacked input x (B, T', D*dr), lengths (B,) in stacked frames."""
+        """Already stacked input x (B, T', D*dr), lengths (B,) in stacked frames.
+
+        Each utterance is cut by its own valid length (`utterance_windows`), never by the padded
+        batch length, so its states depend on that utterance alone: the same in any batch, any
+        job split. The windows of the whole batch run in one forward pass."""
         t = x.shape[1]
-        seq = self.config.sequence_length
-        ctx = int(self.chunk_context)
-        if seq > 0 and t > seq and ctx > 0:
-            return self._encode_windows(x, lengths, seq, ctx)
-        if seq > 0 and t > seq:
-            # Same split as today's S3PRL (torch.chunk into ceil(T/seq) pieces, positions restart).
-            pieces = torch.chunk(x, math.ceil(t / seq), dim=1)
-        else:
-            pieces = (x,)
         lengths = lengths.to(x.device)
-        all_states: list[list[torch.Tensor]] = []
-        all_attn: list[list[torch.Tensor]] = []
-        start = 0
-        for piece in pieces:
-            n = piece.shape[1]
-            if self.config.max_position and n > self.config.max_position:
-                raise ValueError(f"sequence of {n} frames exceeds max_position {self.config.max_position}")
-            plen = (lengths - start).clamp(min=0, max=n)
-            valid = torch.arange(n, device=x.device)[None, :] < plen[:, None]
-            bias = ((~valid).to(x.dtype) * MASK_VALUE)[:, None, None, :]
-            h = self.input_representations(piece)
-            states, attns = self.encoder(h, bias, explicit=output_attentions or not self.use_sdpa,
-                                         want_attn=output_attentions)
-            all_states.append(states)
-            all_attn.append(attns)
-            start += n
-        if len(pieces) == 1:
-            hidden = all_states[0]
-            attentions = all_attn[0] if output_attentions else None
-        else:
-            hidden = [torch.cat([s[i] for s in all_states], dim=1) for i in range(len(all_states[0]))]
-            attentions = None
-            if output_attentions:  # block-diagonal: no attention across pieces
-                attentions = []
-                for i in range(len(all_attn[0])):
-                    full = x.new_zeros(x.shape[0], self.config.num_attention_heads, t, t)
-                    s = 0
-                    for a in all_attn:
-                        n = a[i].shape[-1]
-                        full[:, :, s:s + n, s:s + n] = a[i]
-                        s += n
-                    attentions.append(full)
+        seq, ctx = self.config.sequence_length, int(self.chunk_context)
+        plans = [utterance_windows(int(n), seq, ctx) for n in lengths.tolist()]
+        if all(len(p) == 1 for p in plans):
+            # Every utterance fits one pass: the padded batch itself, keys past each length masked.
+            states, attns = self._run_windows(x, lengths, output_attentions)
+            return TransformerOutput(hidden_states=states, lengths=lengths,
+                                     attentions=attns if output_attentions else None)
+        flat = [(b, w) for b, plan in enumerate(plans) for w in plan]
+        longest = max(w.length for _, w in flat)
+        win = x.new_zeros(len(flat), longest, x.shape[-1])
+        wlen = torch.tensor([w.length for _, w in flat], dtype=torch.long, device=x.device)
+        for k, (b, w) in enumerate(flat):
+            win[k, :w.length] = x[b, w.start:w.start + w.length]
+        want_attn = output_attentions and ctx == 0
+        states, attns = self._run_windows(win, wlen, want_attn)
+        # Output frame (b, f) comes from the window whose core holds f, at offset f - window start.
+        src = torch.zeros(x.shape[0], t, dtype=torch.long)
+        for k, (b, w) in enumerate(flat):
+            src[b, w.core_start:w.core_end] = k * longest + torch.arange(w.core_start - w.start, w.core_end - w.start)
+        src = src.to(x.device)
+        valid = (torch.arange(t, device=x.device)[None, :] < lengths[:, None])[:, :, None]
+        hidden = [torch.where(valid, st.reshape(-1, st.shape[-1])[src], st.new_zeros(())) for st in states]
+        attentions = None
+        if want_attn:  # block-diagonal: no attention across chunks
+            attentions = []
+            for a in attns:
+                full = a.new_zeros(x.shape[0], a.shape[1], t, t)
+                for k, (b, w) in enumerate(flat):
+                    e = w.start + w.length
+                    full[b, :, w.start:e, w.start:e] = a[k, :, :w.length, :w.length]
+                attentions.append(full)
         return TransformerOutput(hidden_states=hidden, lengths=lengths, attentions=attentions)
 
-    def _encode_windows(self, x: torch.Tensor, lengths: torch.Tensor, seq: int, ctx: int) -> TransformerOutput:
-        """Overlapping windows of `seq` frames: frames [a, a + hop) (hop = seq - 2 ctx) come from the
-        window that sees `ctx` frames on each side of them (clamped at the edges), so no output
-        frame sits at a hard cut. Windows are batched into one forward pass."""
-        t = x.shape[1]
-        hop = seq - 2 * ctx
-        if hop < 1:
-            raise ValueError(f"chunk_context {ctx} leaves no frames of a {seq}-frame window (needs 2*ctx < seq)")
-        lengths = lengths.to(x.device)
-        cores = [(a, min(a + hop, t)) for a in range(0, t, hop)]
-        starts = [min(max(a - ctx, 0), t - seq) for a, _ in cores]
-        idx = torch.arange(seq, device=x.device)
-        win = torch.stack([x[:, w:w + seq] for w in starts], dim=0)             # (W, B, seq, D)
-        nw, b = win.shape[0], x.shape[0]
-        wl = (lengths[None, :] - torch.tensor(starts, device=x.device)[:, None]).clamp(min=0, max=seq)  # (W, B)
-        valid = idx[None, None, :] < wl[:, :, None]
-        bias = ((~valid).to(x.dtype) * MASK_VALUE).reshape(nw * b, 1, 1, seq)
-        h = self.input_representations(win.reshape(nw * b, seq, -1))
-        states, _ = self.encoder(h, bias, explicit=not self.use_sdpa, want_attn=False)
-        hidden = []
-        for st in states:
-            st = st.reshape(nw, b, seq, -1)
-            hidden.append(torch.cat([st[k, :, a - w:e - w] for k, ((a, e), w) in enumerate(zip(cores, starts))], dim=1))
-        return TransformerOutput(hidden_states=hidden, lengths=lengths, attentions=None)
+    def _run_windows(self, x: torch.Tensor, lengths: torch.Tensor, output_attentions: bool):
+        """One pass of input block + encoder over (N, n, D*dr) with keys past `lengths` masked."""
+        n = x.shape[1]
+        if self.config.max_position and n > self.config.max_position:
+            raise ValueError(f"sequence of {n} frames exceeds max_position {self.config.max_position}")
+        valid = torch.arange(n, device=x.device)[None, :] < lengths[:, None]
+        bias = ((~valid).to(x.dtype) * MASK_VALUE)[:, None, None, :]
+        h = self.input_representations(x)
+        return self.encoder(h, bias, explicit=output_attentions or not self.use_sdpa, want_attn=output_attentions)
 
 
 class SpecHead(nn.Module):

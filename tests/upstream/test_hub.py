@@ -16,8 +16,9 @@ from s3prl.upstream.hub import load_upstream, pad_features, upsample_frames
 from s3prl.upstream.objectives import APCObjective, MaskedReconstruction
 
 
-def make_ckpt(path, model="tera", dr=1, audio=None, seq=1500, input_dim=80):
-    """A tiny random checkpoint (hidden 32, 2 layers) written by our own checkpoint code."""
+def make_ckpt(path, model="tera", dr=1, audio=None, seq=1500, input_dim=80, **transformer):
+    """A tiny random checkpoint (hidden 32, 2 layers) written by our own checkpoint code;
+    `transformer` overrides TransformerConfig fields (share_layer, pre_layer_norm, ...)."""
     torch.manual_seed(0)
     if model == "apc":
         cfg = UpstreamConfig(model="apc", apc=APCConfig(hidden_size=32, num_layers=3))
@@ -25,7 +26,8 @@ def make_ckpt(path, model="tera", dr=1, audio=None, seq=1500, input_dim=80):
         audio = FeatureConfig().to_apc_audio() if audio is None else audio
     else:
         tcfg = TransformerConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                 intermediate_size=64, downsample_rate=dr, sequence_length=seq)
+                                 intermediate_size=64, downsample_rate=dr, sequence_length=seq,
+                                 **transformer)
         cfg = UpstreamConfig(model=model, transformer=tcfg)
         obj = MaskedReconstruction(cfg, input_dim)
         audio = FeatureConfig().to_s3prl_audio() if audio is None else audio
@@ -175,6 +177,58 @@ def test_chunk_context_windows(ckpts, dr):
         up.chunk_context = 10
     with pytest.raises(UserError, match="not chunked"):
         load_upstream(ckpts["apc"]).chunk_context = 4
+
+
+# Every family and layout: plain post-LN TERA, frame-stacking Mockingjay, AALBERT's shared layer,
+# pre-LN, and APC's GRUs. The transformers get a 20-frame chunk, so 1-2 s inputs need several.
+FAMILIES = {"tera": dict(model="tera"), "mockingjay_dr3": dict(model="mockingjay", dr=3),
+            "aalbert": dict(model="aalbert", share_layer=True), "pre_ln": dict(model="tera", pre_layer_norm=True),
+            "apc": dict(model="apc")}
+
+
+@pytest.mark.parametrize("chunk_context", [0, 4])
+@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("fine_tune", [False, True])
+def test_states_do_not_depend_on_batch_mates(tmp_path, family, chunk_context, fine_tune):
+    """An utterance's states are a function of that utterance alone: in a mixed-length batch
+    (members needing 1, 2, 3 and 6 chunks or windows; two of similar length, so they share a
+    length group; odd sizes) each equals its own run (<= 1e-5). Fine-tuning runs the whole batch
+    in one padded pass, the frozen hub in length groups; both must hold."""
+    if family == "apc" and chunk_context:
+        pytest.skip("APC is a GRU: no chunks, no chunk context")
+    ckpt = make_ckpt(tmp_path / f"{family}.ckpt", seq=20, **FAMILIES[family])
+    up = load_upstream(ckpt, fine_tune=fine_tune).eval()
+    if chunk_context:
+        up.chunk_context = chunk_context
+    ws = wavs((37000, 35000, 4321, 16000, 8123, 9999))
+    out = up(ws)
+    assert out.lengths.tolist() == [kaldi_frames(len(w)) for w in ws]
+    worst = 0.0
+    for i, w in enumerate(ws):
+        single = up([w])
+        n = int(single.lengths[0])
+        for a, b in zip(out.hidden_states, single.hidden_states):
+            worst = max(worst, float((a[i, :n] - b[0]).detach().abs().max()))
+            assert torch.all(a[i, n:] == 0)
+    assert worst <= 1e-5, f"batch vs alone differ by {worst}"
+
+
+def test_utterance_windows_follow_each_utterance():
+    """Cuts come from the utterance's own length: torch.chunk's split without context, windows of
+    sequence_length frames (shifted inside at the edges) with it; one pass when it fits."""
+    from s3prl.upstream.transformer import Window, utterance_windows
+
+    assert utterance_windows(20, 20) == [Window(0, 20, 0, 20)]
+    assert utterance_windows(7, 0) == [Window(0, 7, 0, 7)]
+    cuts = [(w.start, w.start + w.length) for w in utterance_windows(45, 20)]
+    assert cuts == [(0, 15), (15, 30), (30, 45)]
+    assert [p.shape[0] for p in torch.chunk(torch.arange(45), 3)] == [15, 15, 15]
+    assert [(w.start, w.length) for w in utterance_windows(41, 20)] == [(0, 14), (14, 14), (28, 13)]
+    win = utterance_windows(45, 20, 4)
+    assert [(w.start, w.core_start, w.core_end) for w in win] == [(0, 0, 12), (8, 12, 24), (20, 24, 36), (25, 36, 45)]
+    assert all(w.length == 20 for w in win)
+    with pytest.raises(ValueError, match="leaves no frames"):
+        utterance_windows(45, 20, 10)
 
 
 def test_featurizer_weighted_sum_and_selection(ckpts):
