@@ -1,7 +1,7 @@
 """Representation extraction API: load a pre-trained upstream and get per-layer hidden states.
 
-The contract is today's S3PRL hub (`s3prl.hub`, `s3prl.nn.S3PRLUpstream`; reference/s3prl.md
-§2.4-2.5, SPEC.md "Upstream contract"):
+The contract is today's S3PRL hub (github.com/s3prl/s3prl, `s3prl/hub.py` and
+`s3prl/nn/upstream.py`, `S3PRLUpstream`):
 
 * input: a list of 1-D float waveforms at 16 kHz, or a padded (B, N) batch with lengths (B,);
 * output (`UpstreamOutput`, also indexable like S3PRL's dict): ``hidden_states`` = the
@@ -21,13 +21,17 @@ feature frame: each stacked output is repeated dr times and the leftover ``T mod
 replicate the last vector (padding on the right only). So output T == input feature T exactly
 (Kaldi framing ``1 + (N - 400) // 160`` for 16 kHz fbank), which lines up with 10 ms labels.
 
-Long inputs: the transformer encodes sequences longer than its ``sequence_length`` (stacked
+Long inputs: the transformer encodes an utterance longer than its ``sequence_length`` (stacked
 frames; S3PRL `task.sequence_length`) in non-overlapping `torch.chunk` pieces whose positions
-restart, as today's S3PRL does (`TransformerModel.encode`). Anything up to ``sequence_length``
-is one pass, so chunking never changes a result that one pass can produce; the chunk size can be
-set per upstream (`Upstream.sequence_length`). APC is a causal GRU and needs no chunking.
-`Upstream.chunk_context = N` (0 by default) encodes long inputs in overlapping windows instead,
-so that every frame sees N frames of context on each side (no output frame next to a hard cut).
+restart, the split today's S3PRL makes of a single utterance (`transformer.utterance_windows`).
+The cuts come from each utterance's own length, never from the padded batch length (today's
+S3PRL cuts a padded batch by its length, so there an utterance's states change with its
+batch-mates): an utterance's states are the same alone, in any batch and in any job split
+(tests/upstream/test_hub.py, tests/bin/test_extract.py). Anything up to ``sequence_length`` is
+one pass; the chunk size can be set per upstream (`Upstream.sequence_length`). APC is a causal
+GRU and needs no chunking. `Upstream.chunk_context = N` (0 by default) encodes long inputs in
+overlapping windows instead, so that every frame sees N frames of context on each side (no
+output frame next to a hard cut).
 
 Baselines ``fbank``, ``mfcc`` and ``mel160`` are parameter-free upstreams whose single hidden
 state is the feature matrix itself, so baselines go through the same code as learned models.
@@ -37,8 +41,9 @@ parameters and runs under `torch.inference_mode()`; the returned tensors are ord
 (cloned out of inference mode) so a learned `Featurizer` can sit on top. ``fine_tune=True``
 keeps the train/eval switch with the caller and records gradients. A frozen upstream given a
 batch of mixed lengths runs it as groups of similar length (`length_groups`, at most 10 %
-padding each), each cropped to its longest member: the outputs are the same (padded frames are
-zero either way) and padded frames cost no matmul or attention work.
+padding each), each cropped to its longest member: the outputs are the same as one padded pass
+(within float rounding, <= 1e-5; padded frames are zero either way) and padded frames cost no
+matmul or attention work.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The one transformer encoder of the toolkit: Mockingjay, TERA and Audio ALBERT are presets of it.
 
 Follows the BERT-style model of S3PRL (`transformer/model.py` 2020, `upstream/mockingjay/model.py`
-today; reference/s3prl.md §1.1, Mockingjay arXiv 1910.12638, TERA arXiv 2007.06028, AALBERT arXiv
+today; Mockingjay arXiv 1910.12638, TERA arXiv 2007.06028, AALBERT arXiv
 2005.08575):
 
 * frame stacking by `downsample_rate` (B, T, D) -> (B, T // dr, D * dr), leftover frames dropped;

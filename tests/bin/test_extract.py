@@ -230,3 +230,27 @@ def test_external_features_dim_mismatch(setup, tmp_path):
     with pytest.raises(UserError, match="feature dim 39 does not match the upstream's input dim 40"):
         extract(ext, d, tmp_path / "y" / "raw")
     assert not list((tmp_path / "y").glob("*.scp"))
+
+
+def test_dump_does_not_depend_on_batch_or_job_split(setup, tmp_path):
+    """The same upstream dumped with nj 1 or 3 and batch 1 or 8 gives the same matrices (read back
+    by kaldiio, <= 1e-6): a 12-frame chunk with 3 frames of context puts every utterance (27-62
+    frames) through several windows, and batches of 8 mix lengths."""
+    root, _, data = setup
+    short = make_ckpt(root / "chunked.ckpt", dr=1, seq=12)
+    dumps = {}
+    for nj in (1, 3):
+        for bs in (1, 8):
+            dump = tmp_path / f"nj{nj}_bs{bs}"
+            r = run([str(REPO / "utils" / "dump_feats.sh"), "--nj", str(nj), "--batch-size", str(bs),
+                     "--chunk-context", "3", short, str(data), str(dump)])
+            assert r.returncode == 0, r.stderr
+            dumps[nj, bs] = {k: {u: np.array(m) for u, m in kaldiio.load_scp(str(dump / f"layer-{k}" / "train" / "feats.scp")).items()}
+                             for k in range(3)}
+    ref = dumps[1, 1]
+    assert sorted(ref[2]) == sorted(read_kv(data / "utt2spk"))
+    for key, d in dumps.items():
+        for k in range(3):
+            for u, m in ref[k].items():
+                assert d[k][u].shape == m.shape
+                np.testing.assert_allclose(d[k][u], m, atol=1e-6, rtol=0, err_msg=f"{key} layer {k} {u}")

@@ -95,7 +95,8 @@ def _dumped(tmp_path: Path, ckpt: str, data: Path, chunk_context: int,
 
     (tmp_path / "dump").mkdir()
     prefix = tmp_path / "dump" / "raw"
-    [k] = extract(ckpt, data, prefix, layers="last", chunk_context=chunk_context)
+    # one utterance per pass here, all four in one padded batch on the fly
+    [k] = extract(ckpt, data, prefix, layers="last", chunk_context=chunk_context, batch_size=1)
     d = tmp_path / "dump_dir"
     d.mkdir()
     (d / "feats.scp").write_text(Path(f"{prefix}.layer-{k}.scp").read_text())
@@ -123,26 +124,28 @@ def _on_the_fly(ckpt: str, data: Path, chunk_context: int, dc: DataConfig) -> di
     return {u: out[i, :int(lengths[i])] for i, u in enumerate(fd.utts)}
 
 
-def test_frozen_on_the_fly_equals_dumped(tmp_path, make_data_dir):
-    """Chunked windows with context, per-utterance CMVN of the states, first-order deltas: the head
-    gets the same frames either way (a batch of different lengths on the fly)."""
+@pytest.mark.parametrize("chunk_context", [0, 4])
+def test_frozen_on_the_fly_equals_dumped(tmp_path, make_data_dir, chunk_context):
+    """Chunks (or windows with context) from each utterance's own length, per-utterance CMVN of the
+    states, first-order deltas: the head gets the same frames either way (a batch of different
+    lengths on the fly, length-sorted batches in the dump)."""
     ckpt = tiny_tera(tmp_path / "tera.ckpt", sequence_length=20)
     data = make_data_dir(tmp_path / "data", speakers=("1001", "1002"), utts_per_speaker=2, duration=1.0, seed=4)
     _vary_lengths(data)
     dc = DataConfig(cmvn="utterance", delta_order=1)
-    dumped, ark = _dumped(tmp_path, ckpt, data, 4, dc)
-    otf = _on_the_fly(ckpt, data, 4, dc)
+    dumped, ark = _dumped(tmp_path, ckpt, data, chunk_context, dc)
+    otf = _on_the_fly(ckpt, data, chunk_context, dc)
     assert set(otf) == set(dumped) and len({len(x) for x in dumped.values()}) == 4
     for u in dumped:
         assert otf[u].shape == dumped[u].shape == (dumped[u].shape[0], 64)
         torch.testing.assert_close(otf[u], dumped[u].float(), atol=2e-4, rtol=1e-4)
-    # the test can fail: hard cuts instead of the dump's context, or no CMVN of the states, differ
-    hard = _on_the_fly(ckpt, data, 0, dc)
-    assert max(float((hard[u] - dumped[u]).abs().max()) for u in dumped) > 1e-2
-    raw = _on_the_fly(ckpt, data, 4, DataConfig(cmvn="none", delta_order=1))
+    # the test can fail: the other chunking, or no CMVN of the states, differ
+    other = _on_the_fly(ckpt, data, 4 - chunk_context, dc)
+    assert max(float((other[u] - dumped[u]).abs().max()) for u in dumped) > 1e-2
+    raw = _on_the_fly(ckpt, data, chunk_context, DataConfig(cmvn="none", delta_order=1))
     assert max(float((raw[u] - dumped[u]).abs().max()) for u in dumped) > 1e-2
     # with nothing to apply, the head reads the states the ark holds (read back by kaldiio)
-    plain = _on_the_fly(ckpt, data, 4, DataConfig(cmvn="none"))
+    plain = _on_the_fly(ckpt, data, chunk_context, DataConfig(cmvn="none"))
     for u, m in ark.items():
         assert m.shape == (len(dumped[u]), 32)
         torch.testing.assert_close(plain[u], torch.from_numpy(m), atol=2e-4, rtol=1e-4)
