@@ -48,8 +48,9 @@ class RunnerConfig:
     """The loop: `total_steps` optimizer updates; log / dev / save / plot every N steps.
 
     save_step writes `states-<step>.ckpt` keeping the newest `max_keep`; the final step is always
-    saved. dev_step (0 = never) evaluates and keeps `best-dev.ckpt`. amp: none | bf16 | fp16 (CUDA
-    only; ignored with a warning on CPU). seed seeds torch, numpy and python `random`.
+    saved. dev_step (0 = never) evaluates and keeps `best-dev.ckpt`. amp: none | bf16 | fp16:
+    bf16 autocast on CUDA and on CPUs with bf16 units (AVX512-BF16 / AMX), fp16 on CUDA only; where
+    the device cannot, one warning and float32. seed seeds torch, numpy and python `random`.
     """
     total_steps: int = 1000
     log_step: int = 50

@@ -5,7 +5,10 @@ updates, the loss divided by `gradient_accumulation_steps`, a global grad-norm c
 non-finite norm skips the update, warm-up + linear-decay lr, logging every `log_step`,
 `states-<step>.ckpt` every `save_step` keeping the newest `max_keep`. It adds what the 2020 code
 lacked: exact resume (model, optimizer, scheduler, AMP scaler, step, RNG states and the data
-order), DistributedDataParallel over torchrun, dev evaluation with `best-dev.ckpt`, AMP on CUDA.
+order), DistributedDataParallel over torchrun, dev evaluation with `best-dev.ckpt`, mixed
+precision (`runner.amp`): bf16 autocast on CUDA and on CPUs with bf16 matrix units (AVX512-BF16 /
+AMX, through oneDNN), fp16 with a gradient scaler on CUDA. Master weights, optimizer state, the
+loss and the ops torch's autocast keeps in float32 (softmax, LayerNorm, losses) stay float32.
 
 A task plugs in through the small `Task` interface below (model, training_step, evaluate, plot,
 checkpoint layout). The pre-training task is `s3prl.train.pretrain.PretrainTask`.
@@ -40,6 +43,31 @@ from s3prl.train.observe import Observer
 from s3prl.train.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
+
+
+def cpu_supports_bf16() -> bool:
+    """True when oneDNN runs bf16 matmuls on this CPU's own bf16 units (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_amp(requested: str, device: torch.device) -> str:
+    """The precision a run really uses for `runner.amp` on `device`, with one notice where it
+    falls back to float32: fp16 autocast needs CUDA (torch's CPU fp16 kernels are slower than
+    fp32), bf16 needs CUDA or a CPU with bf16 units."""
+    if requested == "none" or device.type == "cuda":
+        return requested
+    if requested == "fp16":
+        log.warning("runner.amp=fp16 needs CUDA; training in float32 on %s (runner.amp=bf16 uses the "
+                    "CPU's bf16 units where it has them)", device)
+        return "none"
+    if not cpu_supports_bf16():
+        log.warning("runner.amp=bf16: this CPU has no bf16 matrix units (AVX512-BF16 / AMX); training "
+                    "in float32")
+        return "none"
+    return "bf16"
 
 CKPT_RE = re.compile(r"^states-(\d+)\.ckpt$")
 BEST_NAME = "best-dev.ckpt"
@@ -206,9 +234,7 @@ class Trainer:
         task.model.to(self.device)
         self.optimizer = build_optimizer(task.model, optimizer_cfg)
         self.scheduler = build_scheduler(self.optimizer, optimizer_cfg, runner_cfg.total_steps)
-        self.amp = runner_cfg.amp if self.device.type == "cuda" else "none"
-        if runner_cfg.amp != "none" and self.amp == "none":
-            log.warning("runner.amp=%s needs CUDA; training in float32 on %s", runner_cfg.amp, self.device)
+        self.amp = resolve_amp(runner_cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
         self.model = D.wrap_ddp(task.model, self.dist)
         # The training-phase seed differs per rank (dropout, masking) but is fixed by the config.
@@ -298,7 +324,7 @@ class Trainer:
         if self.amp == "none":
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
-        return torch.autocast(device_type="cuda", dtype=dtype)
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def _batches(self):
         """Endless (epoch, batch) stream from the stored epoch/position on."""

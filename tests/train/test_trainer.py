@@ -10,7 +10,7 @@ from torch import nn
 
 from s3prl.data.sampler import BucketBatchSampler
 from s3prl.train.config import OptimizerConfig, RunnerConfig
-from s3prl.train.trainer import StepOutput, Task, Trainer, list_checkpoints
+from s3prl.train.trainer import StepOutput, Task, Trainer, cpu_supports_bf16, list_checkpoints
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +58,9 @@ class ToyTask(Task):
         x, y, mask = batch
         if self.noise:
             x = x + self.noise * torch.randn(x.shape, generator=generator)
-        err = ((model(x) - y) ** 2).squeeze(-1) * mask
+        pred = model(x)
+        self.pred_dtype = pred.dtype
+        err = ((pred.float() - y) ** 2).squeeze(-1) * mask
         n = float(mask.sum())
         return StepOutput(loss=err.sum() / n, num_elements=n)
 
@@ -72,7 +74,7 @@ class ToyTask(Task):
 
 
 def make_trainer(exp, *, total=12, batch=4, rank=0, world=1, dist=None, dropout=0.1, noise=0.05, save_step=4,
-                 max_keep=2, accum=1, log_step=1, dev=0, name="AdamW"):
+                 max_keep=2, accum=1, log_step=1, dev=0, name="AdamW", amp="none"):
     data = ToyData()
     task = ToyTask(dropout, noise)
     sampler = BucketBatchSampler(data.lengths, batch, seed=3, rank=rank, world_size=world)
@@ -81,7 +83,7 @@ def make_trainer(exp, *, total=12, batch=4, rank=0, world=1, dist=None, dropout=
                    optimizer_cfg=OptimizerConfig(name=name, lr=1e-2, warmup_proportion=0.1,
                                                  gradient_accumulation_steps=accum),
                    runner_cfg=RunnerConfig(total_steps=total, log_step=log_step, save_step=save_step,
-                                           max_keep=max_keep, seed=5, dev_step=dev),
+                                           max_keep=max_keep, seed=5, dev_step=dev, amp=amp),
                    exp_dir=exp, dist=dist, dev_loader=dev_loader, progress=False)
 
 
@@ -109,6 +111,48 @@ def test_resume_is_bit_identical(tmp_path, accum, name):
     assert [h["loss"] for h in hist_res if h["step"] > 4] == [h["loss"] for h in hist_full if h["step"] > 4]
     # the schedule really decays the lr to 0 at the last step
     assert hist_full[-1]["lr"] == 0.0 and hist_full[0]["lr"] > 0
+
+
+@pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no bf16 units (AVX512-BF16 / AMX)")
+def test_bf16_autocast_on_cpu(tmp_path):
+    """runner.amp=bf16 on a CPU with bf16 units: the Linear layers run in bf16 (oneDNN), master
+    weights and optimizer state stay float32, the loss still falls, resume is still exact."""
+    tr = make_trainer(tmp_path / "bf16", total=60, save_step=30, max_keep=5, dropout=0.0, noise=0.0,
+                      log_step=10, amp="bf16")
+    assert tr.amp == "bf16"
+    hist = tr.fit()
+    assert tr.task.pred_dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in tr.task.model.parameters())
+    assert all(v.dtype == torch.float32 for st in tr.optimizer.state.values() for v in st.values()
+               if torch.is_tensor(v) and v.numel() > 1)
+    assert hist[-1]["loss"] < 0.5 * hist[0]["loss"]
+    fp32 = make_trainer(tmp_path / "fp32", total=60, save_step=30, max_keep=5, dropout=0.0, noise=0.0, log_step=10)
+    fp32.fit()
+    assert fp32.task.pred_dtype == torch.float32
+    assert not torch.equal(weights(fp32)["0.weight"], weights(tr)["0.weight"])
+    resumed = make_trainer(tmp_path / "bf16", total=60, amp="bf16", save_step=30, max_keep=5, dropout=0.0,
+                           noise=0.0, log_step=10)
+    (tmp_path / "bf16" / "states-60.ckpt").unlink()
+    assert resumed.resume() and resumed.step == 30
+    resumed.fit()
+    for k, v in weights(resumed).items():
+        assert torch.equal(v, weights(tr)[k]), k
+
+
+def test_amp_falls_back_with_one_notice(tmp_path, monkeypatch, caplog):
+    import s3prl.train.trainer as T
+
+    assert T.resolve_amp("none", torch.device("cpu")) == "none"
+    assert T.resolve_amp("fp16", torch.device("cuda")) == "fp16"
+    with caplog.at_level("WARNING", logger="s3prl.train.trainer"):
+        assert T.resolve_amp("fp16", torch.device("cpu")) == "none"
+        monkeypatch.setattr(T, "cpu_supports_bf16", lambda: False)
+        tr = make_trainer(tmp_path, total=2, amp="bf16")
+        assert tr.amp == "none"
+        tr.fit()
+    assert tr.task.pred_dtype == torch.float32
+    notices = [r.getMessage() for r in caplog.records]
+    assert len(notices) == 2 and "fp16 needs CUDA" in notices[0] and "no bf16 matrix units" in notices[1]
 
 
 def test_loss_decreases_and_checkpoints_pruned(tmp_path):
