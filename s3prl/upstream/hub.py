@@ -178,6 +178,7 @@ class Upstream(nn.Module):
         self.frame_rate = int(frame_rate)
         self.fine_tune = bool(fine_tune)
         self.step = step
+        self._dtype = torch.float32
         shift = feature_config.shift_samples() if feature_config is not None else 160
         self.downsample_rate = int(shift)
         if not self.fine_tune and model is not None:
@@ -228,8 +229,37 @@ class Upstream(nn.Module):
         """S3PRL API: samples per output frame."""
         return self.downsample_rate
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute precision of the model: torch.float32 (default: reproducible dumps, parity with
+        S3PRL) or torch.bfloat16 (autocast: matmuls in bf16 on CUDA or a CPU with bf16 units,
+        LayerNorm / softmax statistics in float32; states returned as float32)."""
+        return self._dtype
+
+    @dtype.setter
+    def dtype(self, value: torch.dtype | str) -> None:
+        names = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+        value = names.get(value, value) if isinstance(value, str) else value
+        if value not in (torch.float32, torch.bfloat16):
+            raise UserError(f"{self.name}: dtype must be float32 or bfloat16, got {value}")
+        if value == torch.bfloat16 and self.device.type == "cpu":
+            from s3prl.train.trainer import cpu_supports_bf16
+
+            if not cpu_supports_bf16():
+                import logging
+
+                logging.getLogger(__name__).warning("%s: this CPU has no bf16 matrix units (AVX512-BF16 / "
+                                                    "AMX); running in float32", self.name)
+                value = torch.float32
+        self._dtype = value
+
     def _context(self):
-        return contextlib.nullcontext() if self.fine_tune else torch.inference_mode()
+        stack = contextlib.ExitStack()
+        if not self.fine_tune:
+            stack.enter_context(torch.inference_mode())
+        if self._dtype != torch.float32 and self.model is not None:
+            stack.enter_context(torch.autocast(device_type=self.device.type, dtype=self._dtype))
+        return stack
 
     @property
     def device(self) -> torch.device:
@@ -339,6 +369,8 @@ class Upstream(nn.Module):
                         hs = [p.new_zeros((feats.shape[0],) + tuple(p.shape[1:])) for p in part]
                     for out, p in zip(hs, part):
                         out[idx.to(out.device)] = p
+        if self._dtype != torch.float32:
+            hs = [h.float() for h in hs]
         if not self.fine_tune:
             hs = [h.clone() for h in hs]  # plain tensors, usable under autograd (e.g. a Featurizer)
         return UpstreamOutput(hidden_states=tuple(hs), last_hidden_state=hs[-1], lengths=lengths)

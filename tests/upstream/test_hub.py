@@ -367,3 +367,32 @@ def test_mixed_length_batch_runs_in_groups_with_same_output(ckpts, monkeypatch):
             assert a.shape[1] == padded.shape[1]
             torch.testing.assert_close(a[i, :n], b[0], atol=1e-5, rtol=0)
             assert torch.all(a[i, n:] == 0)
+
+
+def test_bfloat16_compute_dtype(ckpts, monkeypatch, caplog):
+    """dtype bfloat16: the model runs under bf16 autocast (the states move by bf16 rounding, not
+    more), the states come back float32; float32 stays the default and exact; a CPU without
+    bf16 units falls back to float32 with one notice; anything else is refused."""
+    import s3prl.train.trainer as T
+
+    up = load_upstream(ckpts["dr3"])
+    assert up.dtype == torch.float32
+    ws = wavs()
+    ref = up(ws)
+    if T.cpu_supports_bf16():
+        up.dtype = "bfloat16"
+        assert up.dtype == torch.bfloat16
+        out = up(ws)
+        for a, b in zip(out.hidden_states, ref.hidden_states):
+            assert a.dtype == torch.float32 and a.shape == b.shape
+            diff = float((a - b).abs().max())
+            assert 1e-4 < diff < 0.1 * float(b.abs().max()), diff
+        assert torch.all(out.hidden_states[-1][2, 25:] == 0)
+    up.dtype = torch.float32
+    assert torch.equal(up(ws).last_hidden_state, ref.last_hidden_state)
+    monkeypatch.setattr(T, "cpu_supports_bf16", lambda: False)
+    with caplog.at_level("WARNING"):
+        up.dtype = "bfloat16"
+    assert up.dtype == torch.float32 and "no bf16 matrix units" in caplog.text
+    with pytest.raises(UserError, match="dtype must be float32 or bfloat16"):
+        up.dtype = "float16"
