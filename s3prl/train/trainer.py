@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from s3prl import precision
 from s3prl.atomic import atomic_path, remove_stale_tmp
 from s3prl.errors import UserError
 from s3prl.train import distributed as D
@@ -43,14 +44,6 @@ from s3prl.train.observe import Observer
 from s3prl.train.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
-
-
-def cpu_supports_bf16() -> bool:
-    """True when oneDNN runs bf16 matmuls on this CPU's own bf16 units (AVX512-BF16 or AMX)."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def resolve_amp(requested: str, device: torch.device) -> str:
@@ -63,7 +56,7 @@ def resolve_amp(requested: str, device: torch.device) -> str:
         log.warning("runner.amp=fp16 needs CUDA; training in float32 on %s (runner.amp=bf16 uses the "
                     "CPU's bf16 units where it has them)", device)
         return "none"
-    if not cpu_supports_bf16():
+    if not precision.cpu_supports_bf16():
         log.warning("runner.amp=bf16: this CPU has no bf16 matrix units (AVX512-BF16 / AMX); training "
                     "in float32")
         return "none"

@@ -243,9 +243,9 @@ class Upstream(nn.Module):
         if value not in (torch.float32, torch.bfloat16):
             raise UserError(f"{self.name}: dtype must be float32 or bfloat16, got {value}")
         if value == torch.bfloat16 and self.device.type == "cpu":
-            from s3prl.train.trainer import cpu_supports_bf16
+            from s3prl import precision
 
-            if not cpu_supports_bf16():
+            if not precision.cpu_supports_bf16():
                 import logging
 
                 logging.getLogger(__name__).warning("%s: this CPU has no bf16 matrix units (AVX512-BF16 / "

@@ -10,7 +10,8 @@ from torch import nn
 
 from s3prl.data.sampler import BucketBatchSampler
 from s3prl.train.config import OptimizerConfig, RunnerConfig
-from s3prl.train.trainer import StepOutput, Task, Trainer, cpu_supports_bf16, list_checkpoints
+from s3prl.precision import cpu_supports_bf16
+from s3prl.train.trainer import StepOutput, Task, Trainer, list_checkpoints
 
 
 @pytest.fixture(autouse=True)
@@ -140,13 +141,14 @@ def test_bf16_autocast_on_cpu(tmp_path):
 
 
 def test_amp_falls_back_with_one_notice(tmp_path, monkeypatch, caplog):
+    import s3prl.precision as P
     import s3prl.train.trainer as T
 
     assert T.resolve_amp("none", torch.device("cpu")) == "none"
     assert T.resolve_amp("fp16", torch.device("cuda")) == "fp16"
     with caplog.at_level("WARNING", logger="s3prl.train.trainer"):
         assert T.resolve_amp("fp16", torch.device("cpu")) == "none"
-        monkeypatch.setattr(T, "cpu_supports_bf16", lambda: False)
+        monkeypatch.setattr(P, "cpu_supports_bf16", lambda: False)
         tr = make_trainer(tmp_path, total=2, amp="bf16")
         assert tr.amp == "none"
         tr.fit()

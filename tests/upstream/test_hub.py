@@ -373,13 +373,13 @@ def test_bfloat16_compute_dtype(ckpts, monkeypatch, caplog):
     """dtype bfloat16: the model runs under bf16 autocast (the states move by bf16 rounding, not
     more), the states come back float32; float32 stays the default and exact; a CPU without
     bf16 units falls back to float32 with one notice; anything else is refused."""
-    import s3prl.train.trainer as T
+    import s3prl.precision as P
 
     up = load_upstream(ckpts["dr3"])
     assert up.dtype == torch.float32
     ws = wavs()
     ref = up(ws)
-    if T.cpu_supports_bf16():
+    if P.cpu_supports_bf16():
         up.dtype = "bfloat16"
         assert up.dtype == torch.bfloat16
         out = up(ws)
@@ -390,7 +390,7 @@ def test_bfloat16_compute_dtype(ckpts, monkeypatch, caplog):
         assert torch.all(out.hidden_states[-1][2, 25:] == 0)
     up.dtype = torch.float32
     assert torch.equal(up(ws).last_hidden_state, ref.last_hidden_state)
-    monkeypatch.setattr(T, "cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(P, "cpu_supports_bf16", lambda: False)
     with caplog.at_level("WARNING"):
         up.dtype = "bfloat16"
     assert up.dtype == torch.float32 and "no bf16 matrix units" in caplog.text
