@@ -1,9 +1,11 @@
 """The feature pipeline: base features, deltas, optional per-utterance CMVN (see s3prl.features).
 
 `compute_features` does one utterance; `compute_features_batch` does a list of them, taking the
-base Kaldi fbank of the whole list from `s3prl.features.kaldi.compute_fbank_batch` (one framing,
-FFT and mel matmul) when the config allows it (fbank, dither 0, no energy) and otherwise calling
-`compute_features` per utterance; its output is bit-identical to the per-utterance path's.
+base Kaldi fbank of the whole list from `s3prl.features.kaldi.compute_fbank_batch` (one framing
+and FFT) when the config allows it (fbank, dither 0, no energy) and otherwise calling
+`compute_features` per utterance. Its output is bit-identical to the per-utterance path's: the
+batch shares the framing, FFT and elementwise steps, which are row-wise, and runs the mel matmul
+per utterance with the per-utterance path's own shapes (see `compute_fbank_batch`).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import numpy as np
 import torch
 
 from s3prl.features.cmvn import utterance_cmvn
-from s3prl.features.config import FeatureConfig, feature_dim, num_frames
+from s3prl.features.config import FeatureConfig, feature_dim
 from s3prl.features.deltas import add_deltas, librosa_delta
 
 
@@ -59,10 +61,6 @@ def compute_features(wav, cfg: FeatureConfig, seed: int | None = None) -> torch.
     return feats.to(torch.float32).contiguous()
 
 
-# Utterances with fewer frames than this are featurised one by one (see compute_features_batch).
-MIN_BATCH_FRAMES = 8
-
-
 def _fbank_batchable(cfg: FeatureConfig) -> bool:
     return cfg.feat_type == "fbank" and cfg.dither == 0.0 and not cfg.use_energy
 
@@ -99,15 +97,12 @@ def compute_features_batch(wavs, cfg: FeatureConfig, seeds=None) -> list[torch.T
         if w.dim() != 1:
             raise ValueError(f"compute_features_batch expects 1-D waveforms, got shape {tuple(w.shape)}")
         tensors.append(w)
-    # torch.mm rounds a product with very few rows (a gemv-like kernel) differently from the
-    # same rows inside a large product; utterances that short (< 0.1 s) take the per-utterance
-    # path so the output stays bit-identical to it. They cost nothing either way.
-    big = [i for i, w in enumerate(tensors) if num_frames(w.shape[0], cfg) >= MIN_BATCH_FRAMES]
     out = [None] * len(tensors)
     with torch.no_grad():
-        for i, b in zip(big, compute_fbank_batch([tensors[i] for i in big], cfg)):
-            out[i] = _finish(b, cfg)
+        for i, b in enumerate(compute_fbank_batch(tensors, cfg)):
+            if b.shape[0]:
+                out[i] = _finish(b, cfg)
     for i, w in enumerate(tensors):
-        if out[i] is None:
+        if out[i] is None:  # shorter than one window: compute_features' empty matrix
             out[i] = compute_features(w, cfg, seed=seeds[i])
     return out
