@@ -51,14 +51,20 @@ def compute_features(wav, cfg: FeatureConfig, seed: int | None = None) -> torch.
             feats = spectral.linear_spectrogram(wav, cfg)
             feats = add_deltas(feats, cfg.delta_order, cfg.delta_window)
         if cfg.per_utt_cmvn:
-            if cfg.feat_type in ("fbank", "mfcc"):
-                # Kaldi-style `audio` sections are read by today's S3PRL extracter, whose CMVN is
-                # (x - mean) / (1e-10 + unbiased std): match it so s3prl 0.4.x's *_local hub
-                # entries see the same features from our checkpoints (bench/README.md).
-                feats = utterance_cmvn(feats, eps=1e-10, unbiased=True)
-            else:
-                feats = utterance_cmvn(feats)
+            eps, unbiased = utterance_cmvn_definition(cfg)
+            feats = utterance_cmvn(feats, eps=eps, unbiased=unbiased)
     return feats.to(torch.float32).contiguous()
+
+
+def utterance_cmvn_definition(cfg: FeatureConfig) -> tuple[float, bool]:
+    """(eps, unbiased) of the per-utterance CMVN `compute_features` applies for `cfg`:
+    ``(x - mean) / (std + eps)`` over the utterance's frames, per dimension."""
+    if cfg.feat_type in ("fbank", "mfcc"):
+        # Kaldi-style `audio` sections are read by today's S3PRL extracter, whose CMVN is
+        # (x - mean) / (1e-10 + unbiased std): match it so s3prl 0.4.x's *_local hub
+        # entries see the same features from our checkpoints (bench/README.md).
+        return 1e-10, True
+    return 1e-16, False   # Mockingjay 2020 (population std)
 
 
 def _fbank_batchable(cfg: FeatureConfig) -> bool:
@@ -69,7 +75,8 @@ def _finish(feats: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
     """Deltas and per-utterance CMVN of Kaldi base features, as in `compute_features`."""
     feats = add_deltas(feats, cfg.delta_order, cfg.delta_window)
     if cfg.per_utt_cmvn:
-        feats = utterance_cmvn(feats, eps=1e-10, unbiased=True)
+        eps, unbiased = utterance_cmvn_definition(cfg)
+        feats = utterance_cmvn(feats, eps=eps, unbiased=unbiased)
     return feats.to(torch.float32).contiguous()
 
 
