@@ -3,20 +3,33 @@
 PyTorch-Kaldi (Ravanelli et al., ICASSP 2019, github.com/mravanelli/pytorch-kaldi) trains a
 frame classifier on Kaldi features against Kaldi GMM/DNN alignments and decodes with a Kaldi
 graph. Its experiment is an INI file (configparser) checked against `proto/global.proto`; the
-sections and fields written here follow reference/kaldi.md §5.2 and PyTorch-Kaldi's
-`cfg/TIMIT_baselines/*.cfg`:
+sections and fields written here follow PyTorch-Kaldi's `proto/*.proto` and
+`cfg/TIMIT_baselines/*.cfg` (github.com/mravanelli/pytorch-kaldi, commit 9773257):
 
 - `[cfg_proto]`, `[exp]` (out_folder, seed, use_cuda, multi_gpu, save_gpumem, n_epochs_tr, ...)
 - `[dataset1..3]` train / dev / test: `fea` = our dumped `feats.scp` (`fea_lst`, absolute path)
   with `fea_opts` = `apply-cmvn [--norm-vars=true] --utt2spk=ark:UTT2SPK scp:CMVN.scp ark:- ark:- |
   add-deltas --delta-order=N ark:- ark:- |` (our per-speaker cmvn.scp), `cw_left`/`cw_right`;
-  `lab` = `lab_cd` from `ali-to-pdf` over the alignment dir (`lab_count_file=auto` for the
-  priors), optionally `lab_mono` from `ali-to-phones --per-frame=true`; `lab_data_folder` (the
-  data dir whose `text` scores the WER) and `lab_graph` (the HCLG graph dir).
+  `n_chunks` sized from the set (`resolve_n_chunks`; a count that leaves one of PyTorch-Kaldi's
+  chunk lists empty is refused); `lab` = `lab_cd` from `ali-to-pdf` over the alignment dir
+  (`lab_count_file=auto` for the priors), optionally `lab_mono` from `ali-to-phones
+  --per-frame=true`; `lab_data_folder` (the data dir whose `text` scores the WER) and
+  `lab_graph` (the HCLG graph dir).
 - `[data_use]`, `[batches]`, `[architectureN]` (an MLP over the features by default, or our
   `s3prl.downstream.pk_arch.S3PRLUpstream` under it to fine-tune an upstream on acoustic
   features: the role of the 2020 S3PRL `nn_transformer.py`), `[model]` (the op graph),
   `[forward]` (posteriors / priors for decoding), `[decoding]` (`decode_dnn.sh` options).
+
+Upstream input (`type: upstream`): the architecture must see what the checkpoint was trained on,
+`s3prl.features.compute_features` with its audio section (base features, then deltas, then
+per-utterance CMVN). Over a dump of the plain base features (utils/compute_feats.sh, its
+conf/feats.yaml checked against the checkpoint's options) `fea_opts` is
+`add-deltas --delta-order=N --delta-window=W ark:- ark:- | apply-cmvn --norm-vars=true
+scp:STATS ark:- ark:- |` with the checkpoint's deltas and per-utterance stats written here
+(`utterance_cmvn_stats`: they make Kaldi's apply-cmvn compute the hub's (x - mean) / (std + eps)).
+The chain runs on whole utterances before PyTorch-Kaldi cuts long ones to max_seq_length, so
+training pieces are normalised with their utterance's statistics, as on the hub. No speaker CMVN.
+Checkpoints trained on external features (no audio section) take feats.scp as configured.
 
 Scoring: `decode_dnn.sh` cds into `kaldi_decoding_scripts/` and runs `scoring_script <data>
 <graph> <decode-dir>` with `<data>` = the decoded set's `lab_data_folder`, which must hold
@@ -27,7 +40,8 @@ feats.scp and text. A relative scorer is one of PyTorch-Kaldi's own scripts; its
 a leading `$KALDI_ROOT` is the one variable resolved here, from `kaldi_root`.
 
 Refused combinations, which PyTorch-Kaldi accepts and then fails on (or silently gets wrong):
-`type: upstream` with deltas or a context window (the upstream takes the plain features), with
+`type: upstream` with deltas or a context window (the chain adds the upstream's own deltas), with
+speaker CMVN over a checkpoint with an audio section, with
 `exp.multi_gpu` (DataParallel splits dim 0, the time axis of sequential input), and
 `exp.use_cuda: false` (run_exp.py then forwards in subprocesses with dict batches, which the
 `run_nn.py` script we name cannot read).
