@@ -1,8 +1,8 @@
 """The feature pipeline: base features, deltas, optional per-utterance CMVN (see s3prl.features).
 
 `compute_features` does one utterance; `compute_features_batch` does a list of them, taking the
-base Kaldi fbank of the whole list from `s3prl.features.kaldi.compute_fbank_batch` (one framing
-and FFT) when the config allows it (fbank, dither 0, no energy) and otherwise calling
+base Kaldi fbank of the whole list from `s3prl.features.kaldi.compute_fbank_batch` (FFTs over
+groups of utterances) when the config allows it (fbank, dither 0, no energy) and otherwise calling
 `compute_features` per utterance. Its output is bit-identical to the per-utterance path's: the
 batch shares the framing, FFT and elementwise steps, which are row-wise, and runs the mel matmul
 per utterance with the per-utterance path's own shapes (see `compute_fbank_batch`).
