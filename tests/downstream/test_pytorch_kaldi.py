@@ -914,12 +914,30 @@ def test_generated_cfg_passes_pytorch_kaldi_check_cfg(setup, tiny_ckpt, variant)
 
 
 # ------------------------------------------ the hand-off feeds the upstream what it was trained on
+def kaldi_add_deltas(m: np.ndarray, order: int, window: int) -> np.ndarray:
+    """Kaldi's add-deltas as its DeltaFeatures::Process computes it (src/feat/feature-functions.cc):
+    per order, a float accumulation of scale * frame over the window, edge frames replicated."""
+    from s3prl.features.deltas import kaldi_delta_scales
+
+    T, D = m.shape
+    out = np.zeros((T, D * (order + 1)), dtype=np.float32)
+    for i, scales in enumerate(kaldi_delta_scales(order, window)):
+        scales = scales.astype(np.float32)
+        off = (len(scales) - 1) // 2
+        acc = np.zeros((T, D), dtype=np.float32)
+        for j in range(-off, off + 1):
+            if scales[j + off] != 0:
+                acc += scales[j + off] * m[np.clip(np.arange(T) + j, 0, T - 1)]
+        out[:, i * D:(i + 1) * D] = acc
+    return out
+
+
 def run_fea_opts(fea_lst: str, fea_opts: str) -> dict[str, np.ndarray]:
     """What PyTorch-Kaldi reads: `copy-feats scp:<fea_lst> ark:- | <fea_opts>`, with Kaldi's
-    add-deltas and apply-cmvn played by their Python equivalents (s3prl.features.deltas.add_deltas,
-    s3prl.features.cmvn.apply_cmvn: Kaldi's ApplyCmvn in float). Any other command or option
-    fails the test, so the chain written is exactly the chain checked."""
-    from s3prl.features import add_deltas, apply_cmvn
+    add-deltas and apply-cmvn played in float as Kaldi computes them (`kaldi_add_deltas`,
+    s3prl.features.cmvn.apply_cmvn: Kaldi's ApplyCmvn). Any other command or option fails the
+    test, so the chain written is exactly the chain checked."""
+    from s3prl.features import apply_cmvn
 
     mats = {k: np.array(m, dtype=np.float32) for k, m in kaldiio.load_scp_sequential(fea_lst)}
     for cmd in [c.strip() for c in fea_opts.split("|") if c.strip()]:
@@ -930,7 +948,7 @@ def run_fea_opts(fea_lst: str, fea_opts: str) -> dict[str, np.ndarray]:
         if prog == "add-deltas":
             assert set(opts) <= {"delta-order", "delta-window"} and len(args) == 2, cmd
             order, window = int(opts.get("delta-order", 2)), int(opts.get("delta-window", 2))
-            mats = {k: add_deltas(torch.from_numpy(m), order, window).numpy() for k, m in mats.items()}
+            mats = {k: kaldi_add_deltas(m, order, window) for k, m in mats.items()}
         elif prog == "apply-cmvn":
             assert set(opts) <= {"norm-vars", "utt2spk"} and len(args) == 3 and args[0].startswith("scp:"), cmd
             stats = dict(kaldiio.load_scp(args[0][4:]))
@@ -1143,3 +1161,16 @@ def test_n_chunks_sized_from_the_data_and_empty_chunks_refused(setup, capsys):
         assert [c[f"dataset{i}"]["n_chunks"] for i in (1, 2, 3)] == [str(want)] * 3
     assert _run(["--override", "data.n_chunks_train=3", *_args(dirs, tmp / "d.cfg")]) == 0
     assert _read(tmp / "d.cfg")["dataset1"]["n_chunks"] == "3"
+
+
+def test_kaldi_add_deltas_emulation_is_add_deltas():
+    """The float emulation of Kaldi's add-deltas agrees with s3prl.features.add_deltas (which the
+    hub uses) to float rounding, and replicates edge frames."""
+    from s3prl.features import add_deltas
+
+    m = np.random.default_rng(3).standard_normal((9, 4)).astype(np.float32) * 5 + 10
+    for order, window in ((0, 2), (1, 2), (2, 2), (2, 3)):
+        ours = add_deltas(torch.from_numpy(m.copy()), order, window).numpy()
+        np.testing.assert_allclose(kaldi_add_deltas(m, order, window), ours, rtol=0, atol=1e-5)
+    one = kaldi_add_deltas(m[:1], 2, 2)
+    assert np.abs(one[:, 4:]).max() < 1e-5 and np.array_equal(one[:, :4], m[:1])
