@@ -10,9 +10,9 @@ skips the utterance).
 `compute_fbank_batch` frames a list of utterances and runs them through the FFT in groups of about
 `GROUP_FRAMES` frames (several short utterances share one call); it repeats torchaudio's per-frame
 steps in the same order (DC removal, pre-emphasis against the frame's first sample, povey window,
-zero padding to a power of two, power spectrum, mel, log floored at float epsilon). Those steps are row-wise and the mel matmul runs per utterance with
-torchaudio's shapes, so its output is bit-identical to per-utterance `fbank` (tested with 1 and 2
-threads, tests/features/test_features.py).
+zero padding to a power of two, power spectrum, mel, log floored at float epsilon). Those steps
+are row-wise and the mel matmul runs per utterance with torchaudio's shapes, so its output is
+bit-identical to per-utterance `fbank` (tested with 1 and 2 threads, tests/features).
 """
 from __future__ import annotations
 
@@ -101,8 +101,9 @@ def compute_fbank_batch(wavs: list, cfg: FeatureConfig) -> list[torch.Tensor]:
 
     def flush() -> None:
         if group:
-            for (i, _), feats in zip(group, _fbank_frames([f for _, f in group], cfg, window, n_fft, mel_t, eps)):
-                out[i] = feats
+            feats = _fbank_frames([f for _, f in group], cfg, window, n_fft, mel_t, eps)
+            for (i, _), m in zip(group, feats):
+                out[i] = m
             group.clear()
 
     n_group = 0
