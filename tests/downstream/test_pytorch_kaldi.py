@@ -1,7 +1,9 @@
 """PyTorch-Kaldi hand-off: the cfg writer, the alignment frame-count check and the S3PRLUpstream
 architecture, exercised the way PyTorch-Kaldi uses them (configparser, string options, (T, B, D),
 its forward_model's `.view(max_len * batch, -1)`), and every generated cfg checked against a table
-of PyTorch-Kaldi's proto files with its check_field rules (PK_PROTO below)."""
+of PyTorch-Kaldi's proto files with its check_field rules (PK_PROTO below). The architecture fed
+what the cfg's fea_opts chain makes of plain fbank dumps equals the hub on the audio
+(`run_fea_opts` plays the chain's Kaldi commands), and n_chunks never leaves a chunk list empty."""
 from __future__ import annotations
 
 import configparser
