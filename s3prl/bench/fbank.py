@@ -1,5 +1,5 @@
-"""Benchmark 3: fbank over a corpus, `compute_fbank_batch` (one framing, FFT and mel matmul for
-many utterances) vs a plain per-utterance loop over torchaudio.compliance.kaldi.fbank."""
+"""Benchmark 3: fbank over a corpus, `compute_fbank_batch` (framing and FFT shared by groups of
+utterances) vs a plain per-utterance loop over torchaudio.compliance.kaldi.fbank."""
 from __future__ import annotations
 
 import torch

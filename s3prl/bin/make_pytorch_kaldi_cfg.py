@@ -10,6 +10,9 @@ The experiment's out_folder defaults to the directory of <out.cfg> (exp/<name>/p
 -> exp/<name>). Every input dir is checked first; a missing one is a one-line error.
 With --check-frames, each set's frame counts are compared with its alignments (see
 s3prl.bin.check_alignments). An existing identical cfg is left alone.
+With type upstream and a checkpoint trained with per-utterance CMVN, the per-utterance stats its
+fea_opts chain reads are written to <out_folder>/upstream_cmvn/ (unless up to date); each set's
+n_chunks is sized from its frames unless given (s3prl.downstream.pytorch_kaldi).
 A decoding.scoring_script of the form `$KALDI_ROOT/egs/<corpus>/s5/local/score.sh` (LibriSpeech's
 config) is written with --kaldi-root (default: the KALDI_ROOT environment variable) in its place.
 """

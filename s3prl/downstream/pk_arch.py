@@ -1,7 +1,8 @@
 """`S3PRLUpstream`: one of our pre-trained upstreams as a PyTorch-Kaldi architecture.
 
 The role of the 2020 S3PRL `transformer/nn_transformer.py::TRANSFORMER(options, inp_dim)`
-(reference/s3prl.md §2.4, §5; reference/kaldi.md §5.5): PyTorch-Kaldi imports `arch_library`
+(github.com/s3prl/s3prl, 2020 src/pytorch_kaldi/; PyTorch-Kaldi's core.py and utils.py,
+github.com/mravanelli/pytorch-kaldi): PyTorch-Kaldi imports `arch_library`
 (`s3prl.downstream.pk_arch`), builds `arch_class(config[architectureN], inp_dim)` with the cfg
 section's **string** options, reads `out_dim`, and feeds it the chunk's features time-major,
 (T, B, D) zero-padded, for `arch_seq_model=True` architectures. The options (declared for
@@ -25,6 +26,11 @@ PyTorch-Kaldi's check_cfg in `pk_arch.proto`, parsed with strtobool as PyTorch-K
 - `permute_input` ('True'): (T, B, D) in and (T, B, out_dim) out; 'False' = (B, T, D) batch-major.
   Both outputs are contiguous: PyTorch-Kaldi's forward_model `.view(max_len * batch, -1)`s the
   output of a sequential architecture before a non-sequential one (the MLP above it).
+
+Input: the features as the checkpoint was trained on them, which the cfg's fea_opts chain makes
+(`s3prl.downstream.pytorch_kaldi`: the checkpoint's deltas and per-utterance CMVN over a plain
+fbank/MFCC dump, computed on whole utterances before PyTorch-Kaldi cuts long ones); this class
+adds no normalisation of its own, so it also takes external features (fMLLR) as they come.
 
 Padding: PyTorch-Kaldi zero-pads shorter sequences in a batch; as the 2020 wrapper did, the valid
 frames are the span between the first and the last non-zero frame of each sequence. Padded
@@ -122,8 +128,8 @@ class S3PRLUpstream(nn.Module):
         self.upstream = load_upstream(str(ckpt).strip(), fine_tune=not self.no_grad)
         if inp_dim is not None and int(inp_dim) > 0 and int(inp_dim) != self.upstream.input_dim:
             raise UserError(f"[architecture] {ckpt}: PyTorch-Kaldi gives {int(inp_dim)}-dim input but "
-                            f"the upstream takes {self.upstream.input_dim}-dim features (check fea_opts "
-                            f"deltas and cw_left/cw_right = 0)")
+                            f"the upstream takes {self.upstream.input_dim}-dim features (write the cfg with "
+                            f"s3prl.bin.make_pytorch_kaldi_cfg --upstream-ckpt: its fea_opts make them)")
         if not self.load_pretrain and self.upstream.model is not None:
             for m in self.upstream.model.modules():
                 if hasattr(m, "reset_parameters") and m is not self.upstream.model:

@@ -3,20 +3,33 @@
 PyTorch-Kaldi (Ravanelli et al., ICASSP 2019, github.com/mravanelli/pytorch-kaldi) trains a
 frame classifier on Kaldi features against Kaldi GMM/DNN alignments and decodes with a Kaldi
 graph. Its experiment is an INI file (configparser) checked against `proto/global.proto`; the
-sections and fields written here follow reference/kaldi.md §5.2 and PyTorch-Kaldi's
-`cfg/TIMIT_baselines/*.cfg`:
+sections and fields written here follow PyTorch-Kaldi's `proto/*.proto` and
+`cfg/TIMIT_baselines/*.cfg` (github.com/mravanelli/pytorch-kaldi, commit 9773257):
 
 - `[cfg_proto]`, `[exp]` (out_folder, seed, use_cuda, multi_gpu, save_gpumem, n_epochs_tr, ...)
 - `[dataset1..3]` train / dev / test: `fea` = our dumped `feats.scp` (`fea_lst`, absolute path)
   with `fea_opts` = `apply-cmvn [--norm-vars=true] --utt2spk=ark:UTT2SPK scp:CMVN.scp ark:- ark:- |
   add-deltas --delta-order=N ark:- ark:- |` (our per-speaker cmvn.scp), `cw_left`/`cw_right`;
-  `lab` = `lab_cd` from `ali-to-pdf` over the alignment dir (`lab_count_file=auto` for the
-  priors), optionally `lab_mono` from `ali-to-phones --per-frame=true`; `lab_data_folder` (the
-  data dir whose `text` scores the WER) and `lab_graph` (the HCLG graph dir).
+  `n_chunks` sized from the set (`resolve_n_chunks`; a count that leaves one of PyTorch-Kaldi's
+  chunk lists empty is refused); `lab` = `lab_cd` from `ali-to-pdf` over the alignment dir
+  (`lab_count_file=auto` for the priors), optionally `lab_mono` from `ali-to-phones
+  --per-frame=true`; `lab_data_folder` (the data dir whose `text` scores the WER) and
+  `lab_graph` (the HCLG graph dir).
 - `[data_use]`, `[batches]`, `[architectureN]` (an MLP over the features by default, or our
   `s3prl.downstream.pk_arch.S3PRLUpstream` under it to fine-tune an upstream on acoustic
   features: the role of the 2020 S3PRL `nn_transformer.py`), `[model]` (the op graph),
   `[forward]` (posteriors / priors for decoding), `[decoding]` (`decode_dnn.sh` options).
+
+Upstream input (`type: upstream`): the architecture must see what the checkpoint was trained on,
+`s3prl.features.compute_features` with its audio section (base features, then deltas, then
+per-utterance CMVN). Over a dump of the plain base features (utils/compute_feats.sh, its
+conf/feats.yaml checked against the checkpoint's options) `fea_opts` is
+`add-deltas --delta-order=N --delta-window=W ark:- ark:- | apply-cmvn --norm-vars=true
+scp:STATS ark:- ark:- |` with the checkpoint's deltas and per-utterance stats written here
+(`utterance_cmvn_stats`: they make Kaldi's apply-cmvn compute the hub's (x - mean) / (std + eps)).
+The chain runs on whole utterances before PyTorch-Kaldi cuts long ones to max_seq_length, so
+training pieces are normalised with their utterance's statistics, as on the hub. No speaker CMVN.
+Checkpoints trained on external features (no audio section) take feats.scp as configured.
 
 Scoring: `decode_dnn.sh` cds into `kaldi_decoding_scripts/` and runs `scoring_script <data>
 <graph> <decode-dir>` with `<data>` = the decoded set's `lab_data_folder`, which must hold
@@ -27,7 +40,8 @@ feats.scp and text. A relative scorer is one of PyTorch-Kaldi's own scripts; its
 a leading `$KALDI_ROOT` is the one variable resolved here, from `kaldi_root`.
 
 Refused combinations, which PyTorch-Kaldi accepts and then fails on (or silently gets wrong):
-`type: upstream` with deltas or a context window (the upstream takes the plain features), with
+`type: upstream` with deltas or a context window (the chain adds the upstream's own deltas), with
+speaker CMVN over a checkpoint with an audio section, with
 `exp.multi_gpu` (DataParallel splits dim 0, the time axis of sequential input), and
 `exp.use_cuda: false` (run_exp.py then forwards in subprocesses with dict batches, which the
 `run_nn.py` script we name cannot read).
@@ -41,11 +55,15 @@ from __future__ import annotations
 
 import configparser
 import io
+import logging
+import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Optional
+
+import numpy as np
 
 from s3prl.errors import UserError
 
@@ -77,14 +95,23 @@ class ExpConfig:
 
 @dataclass
 class DataConfig:
-    """`[datasetN]` / `[data_use]` naming and chunking (about 1-2 h of audio per chunk)."""
+    """`[datasetN]` / `[data_use]` naming and chunking.
+
+    PyTorch-Kaldi loads one chunk of a set into memory at a time: its create_lists shuffles the
+    feats.scp lines and splits them into `n_chunks` lists (utils.split_chunks), so a set needs at
+    least as many utterances as chunks (an empty list crashes the chunk's job). n_chunks_* = 0
+    sizes each set from its data: ceil(frames / max_chunk_frames), at most one chunk per
+    utterance. The default 720000 frames (2 h of 10 ms frames) is what PyTorch-Kaldi's
+    cfg/Librispeech_baselines use for train-clean-100 (N_chunks=50 over 100 h).
+    """
 
     train_name: str = "train"
     dev_name: str = "dev"
     test_name: str = "test"
-    n_chunks_train: int = 5
-    n_chunks_dev: int = 1
-    n_chunks_test: int = 1
+    n_chunks_train: int = 0            # 0 = sized from the data
+    n_chunks_dev: int = 0
+    n_chunks_test: int = 0
+    max_chunk_frames: int = 720000     # frames per chunk when sizing from the data
 
     def __post_init__(self) -> None:
         names = [self.train_name, self.dev_name, self.test_name]
@@ -93,8 +120,10 @@ class DataConfig:
                 raise ValueError(f"dataset name {n!r} may hold only letters, digits and '_'")
         if len(set(names)) != 3:
             raise ValueError(f"train/dev/test names must differ, got {names}")
-        if min(self.n_chunks_train, self.n_chunks_dev, self.n_chunks_test) < 1:
-            raise ValueError("n_chunks_* must be >= 1")
+        if min(self.n_chunks_train, self.n_chunks_dev, self.n_chunks_test) < 0:
+            raise ValueError("n_chunks_* must be >= 1, or 0 to size them from the data")
+        if self.max_chunk_frames < 1:
+            raise ValueError(f"max_chunk_frames must be >= 1, got {self.max_chunk_frames}")
 
 
 @dataclass
@@ -102,7 +131,10 @@ class FeatureConfig:
     """The `fea` block: name, Kaldi CMVN/delta chain and context window."""
 
     name: str = "s3prl"                # fea_name: [A-Za-z0-9] only (PyTorch-Kaldi rule)
-    apply_cmvn: bool = True            # apply-cmvn with our per-speaker cmvn.scp
+    # apply-cmvn with the data dir's per-speaker cmvn.scp. None (default): yes, except for an
+    # upstream checkpoint with its own audio section (type upstream), whose own normalisation
+    # the chain reproduces instead (see `plan_upstream_input`); true is then refused.
+    apply_cmvn: Optional[bool] = None
     norm_vars: bool = False            # apply-cmvn --norm-vars=true
     delta_order: int = 0               # add-deltas --delta-order (0 = none, as S3PRL did)
     cw_left: int = 0
@@ -268,11 +300,11 @@ def _abs(p: str | Path) -> Path:
 def check_feats_dir(d: Path, cfg: FeatureConfig) -> None:
     if not d.is_dir():
         raise UserError(f"{d}: feature data directory does not exist")
-    need = ["feats.scp", "utt2spk"] + (["cmvn.scp"] if cfg.apply_cmvn else [])
+    need = ["feats.scp", "utt2spk"] + (["cmvn.scp"] if cfg.apply_cmvn is not False else [])
     for name in need:
         if not (d / name).is_file():
             raise UserError(f"{d}: missing {name} (PyTorch-Kaldi reads features from feats.scp"
-                            f"{' with per-speaker cmvn.scp' if cfg.apply_cmvn else ''})")
+                            f"{' with per-speaker cmvn.scp' if cfg.apply_cmvn is not False else ''})")
 
 
 def check_ali_dir(d: Path) -> None:
@@ -307,11 +339,151 @@ def check_options(cfg: PyTorchKaldiConfig) -> None:
     f = cfg.features
     for key, value in (("delta_order", f.delta_order), ("cw_left", f.cw_left), ("cw_right", f.cw_right)):
         if value != 0:
-            raise UserError(f"features.{key}: {value} with type upstream: the upstream takes the plain "
-                            f"features it was trained on, so deltas and context windows must be 0")
+            raise UserError(f"features.{key}: {value} with type upstream: the upstream takes the features it "
+                            f"was trained on (fea_opts adds its own deltas), so deltas and context windows must be 0")
     if cfg.exp.multi_gpu:
         raise UserError("exp.multi_gpu: true with type upstream: PyTorch-Kaldi's DataParallel splits dim 0, "
                         "the time axis of the (T, B, D) input, so each GPU would see a slice of every utterance")
+
+
+# ------------------------------------------------------------------------------- chunking
+def split_chunk_sizes(n_items: int, n_chunks: int) -> list[int]:
+    """Lengths of the lists PyTorch-Kaldi's utils.split_chunks cuts n_items lines into (its own
+    float arithmetic and rounding: seq[round(i * n / k) : round((i + 1) * n / k)])."""
+    size = 1.0 / n_chunks * n_items
+    return [len(range(int(round(i * size)), int(round((i + 1) * size)))) for i in range(n_chunks)]
+
+
+def resolve_n_chunks(requested: int, feats_dir: Path, option: str, max_chunk_frames: int) -> int:
+    """`n_chunks` of one set: `requested`, or (0) ceil(frames / max_chunk_frames) capped at the
+    set's utterance count. A count that leaves a chunk list empty is a UserError naming `option`."""
+    scp = feats_dir / "feats.scp"
+    with open(scp, encoding="utf-8") as f:
+        n_utts = sum(1 for line in f if line.strip())
+    if n_utts == 0:
+        raise UserError(f"{scp}: no utterances")
+    n = requested
+    if n == 0:
+        from s3prl.bin.check_alignments import read_frame_counts
+
+        frames, _ = read_frame_counts(feats_dir)
+        n = min(n_utts, max(1, math.ceil(sum(frames.values()) / max_chunk_frames)))
+    empty = split_chunk_sizes(n_utts, n).count(0)
+    if empty:
+        raise UserError(f"{option}: {n} chunks for the {n_utts} utterances of {scp} would leave {empty} of "
+                        f"PyTorch-Kaldi's chunk lists empty (create_lists splits the utterance list into "
+                        f"n_chunks parts): use at most {n_utts}, or 0 to size it from the data")
+    return n
+
+
+# ------------------------------------------------------------------- upstream input chain
+@dataclass
+class UpstreamInput:
+    """What `fea_opts` adds to one set's feats.scp so that S3PRLUpstream gets exactly the input
+    the checkpoint was trained on (`s3prl.features.compute_features` with its audio section)."""
+
+    feats_dim: int                            # the dim feats.scp must have
+    delta_order: int = 0                      # add-deltas --delta-order (Kaldi fbank / mfcc)
+    delta_window: int = 2                     # add-deltas --delta-window
+    cmvn: Optional[tuple[float, bool]] = None  # per-utterance CMVN (eps, unbiased), or None
+
+
+# The fields of the audio section applied after the base features (and the dither seed).
+_POST_FIELDS = ("delta_order", "delta_window", "per_utt_cmvn", "seed")
+
+
+def plan_upstream_input(audio, ckpt: Path, feats_dir: Path) -> UpstreamInput:
+    """The chain from `feats_dir`'s features to the input of a checkpoint trained on `audio`
+    (an `s3prl.features.FeatureConfig`).
+
+    `<feats_dir>/conf/feats.yaml` (utils/compute_feats.sh writes it) says what feats.scp holds:
+    its base options (framing, mel bins, ...) must equal the checkpoint's; features that already
+    have the checkpoint's deltas and CMVN go in as they are; plain ones (no deltas, no CMVN) get
+    them in the chain. Without that file feats.scp is taken as plain Kaldi features (e.g.
+    compute-fbank-feats output) and only its dim is checked. Raises UserError otherwise.
+    """
+    from s3prl.config import load_config, to_dict
+    from s3prl.features.compute import utterance_cmvn_definition
+    from s3prl.features.config import FeatureConfig as AudioConfig
+    from s3prl.features.config import base_dim, feature_dim
+
+    conf = feats_dir / "conf" / "feats.yaml"
+    if conf.is_file():
+        dumped = load_config(AudioConfig, conf)
+        have, want = to_dict(dumped), to_dict(audio)
+        for key in sorted(have):
+            if key not in _POST_FIELDS and have[key] != want.get(key):
+                raise UserError(f"{conf}: {key}: {have[key]!r}, but {ckpt} was trained on {key}: "
+                                f"{want.get(key)!r} (dump the features with the checkpoint's audio settings)")
+        if (dumped.per_utt_cmvn == audio.per_utt_cmvn and dumped.delta_order == audio.delta_order
+                and (audio.delta_order == 0 or dumped.delta_window == audio.delta_window)):
+            return UpstreamInput(feats_dim=feature_dim(audio))
+        if dumped.delta_order or dumped.per_utt_cmvn:
+            raise UserError(f"{conf}: delta_order {dumped.delta_order}, per_utt_cmvn {dumped.per_utt_cmvn}, but "
+                            f"{ckpt} takes delta_order {audio.delta_order}, per_utt_cmvn {audio.per_utt_cmvn}: "
+                            f"give features without deltas and CMVN, or with the checkpoint's own")
+    if audio.delta_order and audio.feat_type not in ("fbank", "mfcc"):
+        raise UserError(f"{ckpt}: its {audio.feat_type} deltas are librosa's, which Kaldi's add-deltas cannot "
+                        f"make: dump the features with the checkpoint's own audio settings")
+    cmvn = utterance_cmvn_definition(audio) if audio.per_utt_cmvn else None
+    return UpstreamInput(feats_dim=base_dim(audio), delta_order=audio.delta_order,
+                         delta_window=audio.delta_window, cmvn=cmvn)
+
+
+def utterance_cmvn_stats(feats: np.ndarray, eps: float, unbiased: bool) -> np.ndarray:
+    """(2, D+1) float64 stats in Kaldi's layout with which `apply-cmvn --norm-vars=true` computes
+    `s3prl.features.cmvn.utterance_cmvn(feats, eps, unbiased)` = (x - mean) / (std + eps).
+
+    Kaldi's ApplyCmvn (src/transform/cmvn.cc) takes mean = s0 / n, var = s1 / n - mean^2 (the
+    biased variance, no eps) and scales by 1 / sqrt(var); so row 1 holds n * (mean^2 + (std +
+    eps)^2) instead of the sum of squares, with std the checkpoint's own estimate. A constant
+    dimension (std 0) gets var 1, which maps it to x - mean = 0 as the hub does.
+    """
+    x = np.asarray(feats, dtype=np.float64)
+    n, dim = x.shape
+    mean = x.mean(axis=0)
+    ddof = 1 if unbiased and n > 1 else 0
+    std = np.sqrt(((x - mean) ** 2).sum(axis=0) / (n - ddof))
+    scale = np.where(std > 0, std + eps, 1.0)
+    stats = np.zeros((2, dim + 1))
+    stats[0, :dim], stats[0, dim] = mean * n, n
+    stats[1, :dim] = n * (mean * mean + scale * scale)
+    return stats
+
+
+def write_upstream_cmvn(feats_dir: Path, plan: UpstreamInput, ark: Path) -> Path:
+    """Per-utterance stats (`utterance_cmvn_stats`) of feats.scp after the plan's deltas, written to
+    `ark` and its .scp (keyed by utterance) unless they are up to date; returns the scp path."""
+    import torch
+
+    from s3prl.atomic import atomic_write_text
+    from s3prl.data.ark import iter_scp, write_cmvn_ark
+    from s3prl.features.deltas import add_deltas
+
+    assert plan.cmvn is not None
+    scp, stamp = ark.with_suffix(".scp"), ark.with_suffix(".conf")
+    src = feats_dir / "feats.scp"
+    eps, unbiased = plan.cmvn
+    meta = (f"feats {src}\nsize {src.stat().st_size}\nmtime_ns {src.stat().st_mtime_ns}\n"
+            f"delta_order {plan.delta_order}\ndelta_window {plan.delta_window}\n"
+            f"eps {eps!r}\nunbiased {unbiased}\n")
+    if scp.is_file() and ark.is_file() and stamp.is_file() and stamp.read_text() == meta:
+        logging.getLogger(__name__).info("%s: up to date", scp)
+        return scp
+    stats = {}
+    for utt, mat in iter_scp(src):
+        if mat.shape[1] != plan.feats_dim:
+            raise UserError(f"{src}: utterance {utt} has dim {mat.shape[1]}, the upstream takes {plan.feats_dim}")
+        if mat.shape[0] == 0:
+            raise UserError(f"{src}: utterance {utt} has no frames")
+        x = add_deltas(torch.from_numpy(np.asarray(mat, dtype=np.float32)), plan.delta_order, plan.delta_window)
+        stats[utt] = utterance_cmvn_stats(x.numpy(), eps, unbiased)
+    if not stats:
+        raise UserError(f"{src}: no utterances")
+    ark.parent.mkdir(parents=True, exist_ok=True)
+    write_cmvn_ark(ark, scp, stats)
+    atomic_write_text(stamp, meta)
+    return scp
 
 
 def feats_dim(d: Path) -> int:
@@ -331,21 +503,6 @@ def feats_dim(d: Path) -> int:
         return int(kaldiio.load_mat(line[1].strip()).shape[1])
     except (OSError, ValueError, KeyError, IndexError) as e:  # what kaldiio raises on a bad entry
         raise UserError(f"{d / 'feats.scp'}: cannot read {line[0]}: {e}") from None
-
-
-def upstream_input_dim(ckpt: Path) -> Optional[int]:
-    """The feature dim an upstream checkpoint takes, when its config records it (ours and
-    today's S3PRL transformer layout); None for layouts that only imply it."""
-    from s3prl.upstream.checkpoint import OURS, load_checkpoint
-
-    c = load_checkpoint(ckpt)
-    ours = c.get(OURS)
-    if isinstance(ours, dict) and ours.get("input_dim"):
-        return int(ours["input_dim"])
-    up = c.get("Upstream_Config")
-    if isinstance(up, dict) and isinstance(up.get("transformer"), dict) and up["transformer"].get("input_dim"):
-        return int(up["transformer"]["input_dim"])
-    return None
 
 
 def _needs_stm(script: str) -> bool:
@@ -403,10 +560,24 @@ def check_scoring_dir(d: Path, *, score: bool, needs_stm: bool, scorer: str) -> 
             raise UserError(f"{d}: no {name} in the scoring data dir ({why})")
 
 
-def fea_opts(feats_dir: Path, cfg: FeatureConfig) -> str:
-    """The Kaldi command chain PyTorch-Kaldi appends to `copy-feats scp:<fea_lst> ark:- |`."""
+def fea_opts(feats_dir: Path, cfg: FeatureConfig, upstream: Optional[UpstreamInput] = None,
+             cmvn_scp: Optional[Path] = None) -> str:
+    """The Kaldi command chain PyTorch-Kaldi appends to `copy-feats scp:<fea_lst> ark:- |`.
+
+    Without `upstream`: per-speaker CMVN (unless cfg.apply_cmvn is false), then cfg's deltas.
+    With it: the upstream's deltas, then its per-utterance CMVN from `cmvn_scp` (keyed by
+    utterance; `write_upstream_cmvn`), the order of `s3prl.features.compute_features`.
+    """
     parts = []
-    if cfg.apply_cmvn:
+    if upstream is not None:
+        window = f" --delta-window={upstream.delta_window}" if upstream.delta_order else ""
+        parts.append(f"add-deltas --delta-order={upstream.delta_order}{window} ark:- ark:- |")
+        if upstream.cmvn is not None:
+            if cmvn_scp is None:
+                raise ValueError("fea_opts: the upstream's per-utterance CMVN needs its stats scp")
+            parts.append(f"apply-cmvn --norm-vars=true scp:{cmvn_scp} ark:- ark:- |")
+        return " ".join(parts)
+    if cfg.apply_cmvn is not False:
         nv = " --norm-vars=true" if cfg.norm_vars else ""
         parts.append(f"apply-cmvn{nv} --utt2spk=ark:{feats_dir / 'utt2spk'} "
                      f"scp:{feats_dir / 'cmvn.scp'} ark:- ark:- |")
@@ -419,10 +590,11 @@ def _block(lines: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _fea_block(ds: DatasetInputs, cfg: FeatureConfig) -> str:
+def _fea_block(ds: DatasetInputs, cfg: FeatureConfig, upstream: Optional[UpstreamInput] = None,
+               cmvn_scp: Optional[Path] = None) -> str:
     return _block([f"fea_name={cfg.name}",
                    f"fea_lst={ds.feats_dir / 'feats.scp'}",
-                   f"fea_opts={fea_opts(ds.feats_dir, cfg)}",
+                   f"fea_opts={fea_opts(ds.feats_dir, cfg, upstream, cmvn_scp)}",
                    f"cw_left={cfg.cw_left}",
                    f"cw_right={cfg.cw_right}"])
 
@@ -471,7 +643,8 @@ def build_cfg(cfg: PyTorchKaldiConfig, *, out_folder: str | Path, train: Dataset
               dev: DatasetInputs, test: DatasetInputs, graph: str | Path,
               upstream_ckpt: str | Path | None = None,
               pytorch_kaldi_root: str | Path | None = None,
-              kaldi_root: str | Path | None = None) -> configparser.ConfigParser:
+              kaldi_root: str | Path | None = None,
+              cmvn_dir: str | Path | None = None) -> configparser.ConfigParser:
     """Build the PyTorch-Kaldi experiment as a ConfigParser (checks every input dir first).
 
     Args:
@@ -483,31 +656,55 @@ def build_cfg(cfg: PyTorchKaldiConfig, *, out_folder: str | Path, train: Dataset
             paths are written absolute under it (relative to its root otherwise, which is where
             utils/run_pytorch_kaldi.sh runs run_exp.py).
         kaldi_root: the Kaldi checkout a `$KALDI_ROOT/...` decoding.scoring_script is resolved in.
+        cmvn_dir: where the per-utterance CMVN stats of an upstream trained with per-utterance
+            CMVN are written (`write_upstream_cmvn`; default <out_folder>/upstream_cmvn).
     Raises UserError naming the missing dir/file or the bad option.
     """
     check_options(cfg)
     sets = {"train": train, "dev": dev, "test": test}
-    for ds in sets.values():
-        ds.feats_dir, ds.ali_dir = _abs(ds.feats_dir), _abs(ds.ali_dir)
-        ds.text_dir = _abs(ds.text_dir) if ds.text_dir is not None else None
-        check_feats_dir(ds.feats_dir, cfg.features)
-        check_ali_dir(ds.ali_dir)
-        if ds.text_dir is not None and not (ds.text_dir / "text").is_file():
-            raise UserError(f"{ds.text_dir}: no text file (needed to score the WER)")
-    graph = _abs(graph)
-    check_graph_dir(graph)
-    ckpt = None
+    ckpt = up = None
     if cfg.type == "upstream":
         if upstream_ckpt is None:
             raise UserError("--upstream-ckpt: required when the config's type is 'upstream'")
         ckpt = _abs(upstream_ckpt)
         if not ckpt.is_file():
             raise UserError(f"{ckpt}: upstream checkpoint does not exist")
-        want = upstream_input_dim(ckpt)
-        dims = {key: (ds.feats_dir, feats_dim(ds.feats_dir)) for key, ds in sets.items()} if want else {}
-        for key, (feats, got) in dims.items():
+        from s3prl.upstream.hub import load_upstream
+
+        up = load_upstream(ckpt)
+    # An upstream with its own audio section gets its own normalisation in the chain (below),
+    # never the speaker CMVN (which would change what it sees when it was trained without CMVN).
+    own_audio = up is not None and up.feature_config is not None
+    if own_audio and cfg.features.apply_cmvn:
+        raise UserError(f"features.apply_cmvn: true with type upstream: {ckpt} was trained on its own features "
+                        f"({up.feature_config.feat_type}, per-utterance CMVN {up.feature_config.per_utt_cmvn}), "
+                        f"which fea_opts reproduces; speaker CMVN would change them (leave apply_cmvn unset)")
+    fcfg = replace(cfg.features, apply_cmvn=(not own_audio) if cfg.features.apply_cmvn is None
+                   else cfg.features.apply_cmvn)
+    for ds in sets.values():
+        ds.feats_dir, ds.ali_dir = _abs(ds.feats_dir), _abs(ds.ali_dir)
+        ds.text_dir = _abs(ds.text_dir) if ds.text_dir is not None else None
+        check_feats_dir(ds.feats_dir, fcfg)
+        check_ali_dir(ds.ali_dir)
+        if ds.text_dir is not None and not (ds.text_dir / "text").is_file():
+            raise UserError(f"{ds.text_dir}: no text file (needed to score the WER)")
+    graph = _abs(graph)
+    check_graph_dir(graph)
+    chunks = {key: resolve_n_chunks(getattr(cfg.data, f"n_chunks_{key}"), ds.feats_dir,
+                                    f"data.n_chunks_{key}", cfg.data.max_chunk_frames)
+              for key, ds in sets.items()}
+    plans: dict[str, Optional[UpstreamInput]] = {key: None for key in sets}
+    cmvn_scps: dict[str, Optional[Path]] = {key: None for key in sets}
+    if up is not None:
+        for key, ds in sets.items():
+            if own_audio:
+                plans[key] = plan_upstream_input(up.feature_config, ckpt, ds.feats_dir)
+                want = plans[key].feats_dim
+            else:
+                want = up.input_dim
+            got = feats_dim(ds.feats_dir)
             if got != want:
-                raise UserError(f"{feats}: {got}-dim features but the upstream {ckpt} takes {want}-dim "
+                raise UserError(f"{ds.feats_dir}: {got}-dim features but the upstream {ckpt} takes {want}-dim "
                                 f"(give the --{key}-feats it was pre-trained on)")
     # The decoded set (forward_with) is the test set: decode_dnn.sh reads its lab_data_folder.
     d = cfg.decoding
@@ -518,6 +715,11 @@ def build_cfg(cfg: PyTorchKaldiConfig, *, out_folder: str | Path, train: Dataset
     if decode:
         check_scoring_dir(test.text_dir or test.feats_dir, score=score, needs_stm=_needs_stm(scorer),
                           scorer=scorer)
+    # Everything checked: the per-utterance stats of an upstream trained with per-utterance CMVN.
+    for key, ds in sets.items():
+        if plans[key] is not None and plans[key].cmvn is not None:
+            folder = _abs(cmvn_dir) if cmvn_dir is not None else _abs(out_folder) / "upstream_cmvn"
+            cmvn_scps[key] = write_upstream_cmvn(ds.feats_dir, plans[key], folder / f"cmvn_utt_{key}.ark")
     pk = (lambda rel: str(_abs(pytorch_kaldi_root) / rel)) if pytorch_kaldi_root else (lambda rel: rel)
 
     c = configparser.ConfigParser(interpolation=None)
@@ -529,10 +731,9 @@ def build_cfg(cfg: PyTorchKaldiConfig, *, out_folder: str | Path, train: Dataset
                 "seed": str(e.seed), "use_cuda": _b(e.use_cuda), "multi_gpu": _b(e.multi_gpu),
                 "save_gpumem": _b(e.save_gpumem), "n_epochs_tr": str(e.n_epochs_tr)}
     names = {"train": cfg.data.train_name, "dev": cfg.data.dev_name, "test": cfg.data.test_name}
-    chunks = {"train": cfg.data.n_chunks_train, "dev": cfg.data.n_chunks_dev, "test": cfg.data.n_chunks_test}
     for i, key in enumerate(("train", "dev", "test"), 1):
         ds = sets[key]
-        c[f"dataset{i}"] = {"data_name": names[key], "fea": _fea_block(ds, cfg.features),
+        c[f"dataset{i}"] = {"data_name": names[key], "fea": _fea_block(ds, fcfg, plans[key], cmvn_scps[key]),
                             "lab": _lab_block(ds, graph, cfg.labels), "n_chunks": str(chunks[key])}
     c["data_use"] = {"train_with": names["train"], "valid_with": names["dev"],
                      "forward_with": names["test"]}

@@ -1,9 +1,11 @@
 """The feature pipeline: base features, deltas, optional per-utterance CMVN (see s3prl.features).
 
 `compute_features` does one utterance; `compute_features_batch` does a list of them, taking the
-base Kaldi fbank of the whole list from `s3prl.features.kaldi.compute_fbank_batch` (one framing,
-FFT and mel matmul) when the config allows it (fbank, dither 0, no energy) and otherwise calling
-`compute_features` per utterance; its output is bit-identical to the per-utterance path's.
+base Kaldi fbank of the whole list from `s3prl.features.kaldi.compute_fbank_batch` (FFTs over
+groups of utterances) when the config allows it (fbank, dither 0, no energy) and otherwise calling
+`compute_features` per utterance. Its output is bit-identical to the per-utterance path's: the
+batch shares the framing, FFT and elementwise steps, which are row-wise, and runs the mel matmul
+per utterance with the per-utterance path's own shapes (see `compute_fbank_batch`).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import numpy as np
 import torch
 
 from s3prl.features.cmvn import utterance_cmvn
-from s3prl.features.config import FeatureConfig, feature_dim, num_frames
+from s3prl.features.config import FeatureConfig, feature_dim
 from s3prl.features.deltas import add_deltas, librosa_delta
 
 
@@ -49,18 +51,20 @@ def compute_features(wav, cfg: FeatureConfig, seed: int | None = None) -> torch.
             feats = spectral.linear_spectrogram(wav, cfg)
             feats = add_deltas(feats, cfg.delta_order, cfg.delta_window)
         if cfg.per_utt_cmvn:
-            if cfg.feat_type in ("fbank", "mfcc"):
-                # Kaldi-style `audio` sections are read by today's S3PRL extracter, whose CMVN is
-                # (x - mean) / (1e-10 + unbiased std): match it so s3prl 0.4.x's *_local hub
-                # entries see the same features from our checkpoints (bench/README.md).
-                feats = utterance_cmvn(feats, eps=1e-10, unbiased=True)
-            else:
-                feats = utterance_cmvn(feats)
+            eps, unbiased = utterance_cmvn_definition(cfg)
+            feats = utterance_cmvn(feats, eps=eps, unbiased=unbiased)
     return feats.to(torch.float32).contiguous()
 
 
-# Utterances with fewer frames than this are featurised one by one (see compute_features_batch).
-MIN_BATCH_FRAMES = 8
+def utterance_cmvn_definition(cfg: FeatureConfig) -> tuple[float, bool]:
+    """(eps, unbiased) of the per-utterance CMVN `compute_features` applies for `cfg`:
+    ``(x - mean) / (std + eps)`` over the utterance's frames, per dimension."""
+    if cfg.feat_type in ("fbank", "mfcc"):
+        # Kaldi-style `audio` sections are read by today's S3PRL extracter, whose CMVN is
+        # (x - mean) / (1e-10 + unbiased std): match it so s3prl 0.4.x's *_local hub
+        # entries see the same features from our checkpoints (bench/README.md).
+        return 1e-10, True
+    return 1e-16, False   # Mockingjay 2020 (population std)
 
 
 def _fbank_batchable(cfg: FeatureConfig) -> bool:
@@ -71,7 +75,8 @@ def _finish(feats: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
     """Deltas and per-utterance CMVN of Kaldi base features, as in `compute_features`."""
     feats = add_deltas(feats, cfg.delta_order, cfg.delta_window)
     if cfg.per_utt_cmvn:
-        feats = utterance_cmvn(feats, eps=1e-10, unbiased=True)
+        eps, unbiased = utterance_cmvn_definition(cfg)
+        feats = utterance_cmvn(feats, eps=eps, unbiased=unbiased)
     return feats.to(torch.float32).contiguous()
 
 
@@ -99,15 +104,12 @@ def compute_features_batch(wavs, cfg: FeatureConfig, seeds=None) -> list[torch.T
         if w.dim() != 1:
             raise ValueError(f"compute_features_batch expects 1-D waveforms, got shape {tuple(w.shape)}")
         tensors.append(w)
-    # torch.mm rounds a product with very few rows (a gemv-like kernel) differently from the
-    # same rows inside a large product; utterances that short (< 0.1 s) take the per-utterance
-    # path so the output stays bit-identical to it. They cost nothing either way.
-    big = [i for i, w in enumerate(tensors) if num_frames(w.shape[0], cfg) >= MIN_BATCH_FRAMES]
     out = [None] * len(tensors)
     with torch.no_grad():
-        for i, b in zip(big, compute_fbank_batch([tensors[i] for i in big], cfg)):
-            out[i] = _finish(b, cfg)
+        for i, b in enumerate(compute_fbank_batch(tensors, cfg)):
+            if b.shape[0]:
+                out[i] = _finish(b, cfg)
     for i, w in enumerate(tensors):
-        if out[i] is None:
+        if out[i] is None:  # shorter than one window: compute_features' empty matrix
             out[i] = compute_features(w, cfg, seed=seeds[i])
     return out

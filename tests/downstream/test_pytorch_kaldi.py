@@ -1,7 +1,9 @@
 """PyTorch-Kaldi hand-off: the cfg writer, the alignment frame-count check and the S3PRLUpstream
 architecture, exercised the way PyTorch-Kaldi uses them (configparser, string options, (T, B, D),
 its forward_model's `.view(max_len * batch, -1)`), and every generated cfg checked against a table
-of PyTorch-Kaldi's proto files with its check_field rules (PK_PROTO below)."""
+of PyTorch-Kaldi's proto files with its check_field rules (PK_PROTO below). The architecture fed
+what the cfg's fea_opts chain makes of plain fbank dumps equals the hub on the audio
+(`run_fea_opts` plays the chain's Kaldi commands), and n_chunks never leaves a chunk list empty."""
 from __future__ import annotations
 
 import configparser
@@ -31,12 +33,18 @@ DIM = 12
 FRAMES = {"spka-u1": 30, "spka-u2": 25, "spkb-u1": 41}
 
 
-def make_feats_dir(d: Path, frames: dict[str, int] = FRAMES, dim: int = DIM) -> Path:
+def make_feats_dir(d: Path, frames: dict[str, int] = FRAMES, dim: int = DIM,
+                   feats: dict[str, np.ndarray] | None = None) -> Path:
     """A dumped-representation data dir: feats.scp (absolute), cmvn.scp per speaker, utt2spk,
-    spk2utt, utt2num_frames, text."""
+    spk2utt, utt2num_frames, text. `feats` (utt -> matrix) replaces the random features."""
     d.mkdir(parents=True)
     rng = np.random.default_rng(1)
-    feats = {u: rng.standard_normal((n, dim)).astype(np.float32) for u, n in sorted(frames.items())}
+    if feats is None:
+        feats = {u: rng.standard_normal((n, dim)).astype(np.float32) for u, n in sorted(frames.items())}
+    else:
+        feats = dict(sorted(feats.items()))
+        frames = {u: m.shape[0] for u, m in feats.items()}
+        dim = next(iter(feats.values())).shape[1]
     kaldiio.save_ark(str(d / "feats.ark"), feats, scp=str(d / "feats.scp"))
     utt2spk = {u: u.split("-")[0] for u in feats}
     stats = {}
@@ -905,3 +913,266 @@ def test_generated_cfg_passes_pytorch_kaldi_check_cfg(setup, tiny_ckpt, variant)
     archs, chunks = re.search(r"ARCHS (\S+) CHUNKS (\d+)", r.stdout).groups()
     assert ("S3PRL_upstream" in archs.split(",")) == variant.startswith("upstream")
     assert int(chunks) > 0
+
+
+# ------------------------------------------ the hand-off feeds the upstream what it was trained on
+def kaldi_add_deltas(m: np.ndarray, order: int, window: int) -> np.ndarray:
+    """Kaldi's add-deltas as its DeltaFeatures::Process computes it (src/feat/feature-functions.cc):
+    per order, a float accumulation of scale * frame over the window, edge frames replicated."""
+    from s3prl.features.deltas import kaldi_delta_scales
+
+    T, D = m.shape
+    out = np.zeros((T, D * (order + 1)), dtype=np.float32)
+    for i, scales in enumerate(kaldi_delta_scales(order, window)):
+        scales = scales.astype(np.float32)
+        off = (len(scales) - 1) // 2
+        acc = np.zeros((T, D), dtype=np.float32)
+        for j in range(-off, off + 1):
+            if scales[j + off] != 0:
+                acc += scales[j + off] * m[np.clip(np.arange(T) + j, 0, T - 1)]
+        out[:, i * D:(i + 1) * D] = acc
+    return out
+
+
+def run_fea_opts(fea_lst: str, fea_opts: str) -> dict[str, np.ndarray]:
+    """What PyTorch-Kaldi reads: `copy-feats scp:<fea_lst> ark:- | <fea_opts>`, with Kaldi's
+    add-deltas and apply-cmvn played in float as Kaldi computes them (`kaldi_add_deltas`,
+    s3prl.features.cmvn.apply_cmvn: Kaldi's ApplyCmvn). Any other command or option fails the
+    test, so the chain written is exactly the chain checked."""
+    from s3prl.features import apply_cmvn
+
+    mats = {k: np.array(m, dtype=np.float32) for k, m in kaldiio.load_scp_sequential(fea_lst)}
+    for cmd in [c.strip() for c in fea_opts.split("|") if c.strip()]:
+        prog, *argv = cmd.split()
+        opts = dict(a[2:].split("=", 1) for a in argv if a.startswith("--"))
+        args = [a for a in argv if not a.startswith("--")]
+        assert args[-2:] == ["ark:-", "ark:-"], cmd
+        if prog == "add-deltas":
+            assert set(opts) <= {"delta-order", "delta-window"} and len(args) == 2, cmd
+            order, window = int(opts.get("delta-order", 2)), int(opts.get("delta-window", 2))
+            mats = {k: kaldi_add_deltas(m, order, window) for k, m in mats.items()}
+        elif prog == "apply-cmvn":
+            assert set(opts) <= {"norm-vars", "utt2spk"} and len(args) == 3 and args[0].startswith("scp:"), cmd
+            stats = dict(kaldiio.load_scp(args[0][4:]))
+            if "utt2spk" in opts:
+                assert opts["utt2spk"].startswith("ark:")
+                spk = dict(line.split() for line in Path(opts["utt2spk"][4:]).read_text().splitlines())
+            else:
+                spk = {k: k for k in mats}
+            nv = opts.get("norm-vars", "false") == "true"
+            mats = {k: apply_cmvn(m, stats[spk[k]], norm_vars=nv) for k, m in mats.items()}
+        else:
+            raise AssertionError(f"unexpected command in fea_opts: {cmd}")
+    return mats
+
+
+def _audio(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(n) / 16000
+    return (0.2 * torch.sin(2 * np.pi * (200 + 50 * seed) * t) + 0.05 * torch.randn(n, generator=g)).float()
+
+
+# Odd frame counts: 23 and 57 frames (shorter than a transformer chunk), 131 and 257 (several).
+AUDIO = {"spka-u1": 400 + 22 * 160 + 37, "spka-u2": 400 + 56 * 160 + 101,
+         "spkb-u1": 400 + 130 * 160 + 3, "spkb-u2": 400 + 256 * 160 + 159}
+
+
+def _audio_ckpt(path: Path, kind: str):
+    """Tiny checkpoints with an audio section: a TERA on 40-mel fbank + deltas + per-utterance
+    CMVN (50-frame chunks), a Mockingjay stacking 3 frames on plain fbank (no CMVN, 20 stacked
+    frames a chunk), and APC on fbank with its per-utterance CMVN."""
+    from s3prl.features import FeatureConfig as Audio
+    from s3prl.upstream.checkpoint import save_upstream_checkpoint
+    from s3prl.upstream.config import APCConfig, TransformerConfig, UpstreamConfig
+    from s3prl.upstream.objectives import APCObjective, MaskedReconstruction
+
+    torch.manual_seed(0)
+    if kind == "apc":
+        audio = Audio(num_mel_bins=40, per_utt_cmvn=True)
+        cfg = UpstreamConfig(model="apc", apc=APCConfig(hidden_size=16, num_layers=2))
+        obj, section = APCObjective(cfg, 40), audio.to_apc_audio()
+    else:
+        audio = (Audio(num_mel_bins=40, delta_order=1, per_utt_cmvn=True) if kind == "tera"
+                 else Audio(num_mel_bins=40))
+        dr, seq = (1, 50) if kind == "tera" else (3, 20)
+        cfg = UpstreamConfig(model=kind, transformer=TransformerConfig(
+            hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+            downsample_rate=dr, sequence_length=seq))
+        obj, section = MaskedReconstruction(cfg, 40 * (audio.delta_order + 1)), audio.to_s3prl_audio()
+    save_upstream_checkpoint(path, objective=obj, optimizer_state=None, scheduler_state=None, step=1,
+                             runner_config={}, upstream_cfg=cfg, audio=section)
+    return path
+
+
+def _fbank_setup(tmp: Path, dump_cfg=None) -> dict[str, Path]:
+    """Data dirs of plain 40-mel Kaldi fbank (what utils/compute_feats.sh writes, conf/feats.yaml
+    included) with per-speaker cmvn.scp, + alignments, graph and scorer, as the recipes have them."""
+    from s3prl.bin.compute_feats import config_yaml
+    from s3prl.features import FeatureConfig as Audio
+    from s3prl.features import compute_features
+
+    dump_cfg = dump_cfg or Audio(num_mel_bins=40)
+    feats = {u: compute_features(_audio(n, i), dump_cfg).numpy() for i, (u, n) in enumerate(AUDIO.items())}
+    dirs = {}
+    for s in ("train", "dev", "test"):
+        d = make_feats_dir(tmp / "data" / f"{s}_fbank", feats=feats)
+        (d / "conf").mkdir()
+        (d / "conf" / "feats.yaml").write_text(config_yaml(dump_cfg))
+        dirs[f"{s}_feats"] = d
+        dirs[f"ali_{s}"] = make_ali_dir(tmp / "exp" / f"ali_{s}", {u: m.shape[0] for u, m in feats.items()})
+    dirs["graph"] = make_graph_dir(tmp / "exp" / "graph")
+    dirs["pk"] = make_pk_root(tmp / "pytorch-kaldi")
+    dirs["kaldi"] = make_kaldi_root(tmp / "kaldi")
+    return dirs
+
+
+def _pk_forward(sec, mats: dict[str, np.ndarray], order: list[str]) -> dict[str, torch.Tensor]:
+    """The architecture PyTorch-Kaldi builds from the cfg section, run on one (T, B, D) batch of
+    the chain's output, zero-padded with some utterances shifted right; its frames per utterance."""
+    import importlib
+
+    cls = getattr(importlib.import_module(sec["arch_library"]), sec["arch_class"])
+    dim = next(iter(mats.values())).shape[1]
+    net = cls(sec, dim)
+    net.eval()
+    T = max(m.shape[0] for m in mats.values()) + 5
+    x = torch.zeros(T, len(order), dim)
+    lefts = [b % 3 * 2 for b in range(len(order))]
+    for b, u in enumerate(order):
+        x[lefts[b]:lefts[b] + mats[u].shape[0], b] = torch.from_numpy(mats[u])
+    with torch.no_grad():
+        y = net(x)
+    return {u: y[lefts[b]:lefts[b] + mats[u].shape[0], b] for b, u in enumerate(order)}
+
+
+@pytest.mark.parametrize("kind", ["tera", "mockingjay", "apc"])
+def test_upstream_sees_its_training_input_through_the_cfg(tmp_path, kind):
+    """The PyTorch-Kaldi architecture fed the cfg's fea_opts chain over plain fbank dumps gives the
+    hub's output on the audio (<= 1e-4), for per-utterance CMVN + deltas (TERA), none (Mockingjay)
+    and APC's CMVN; the speaker-CMVN chain written before did not (checked below)."""
+    from s3prl.upstream.hub import load_upstream
+
+    ckpt = _audio_ckpt(tmp_path / f"{kind}.ckpt", kind)
+    dirs = _fbank_setup(tmp_path)
+    out = tmp_path / "exp" / "pk" / "pytorch_kaldi.cfg"
+    assert _run(["--override", "type=upstream", "--upstream-ckpt", str(ckpt), *_args(dirs, out)]) == 0
+    c = _read(out)
+    fea = _groups(c["dataset3"]["fea"])[0]
+    cmvn = kind != "mockingjay"
+    assert ("apply-cmvn --norm-vars=true scp:" in fea["fea_opts"]) == cmvn
+    assert "--utt2spk" not in fea["fea_opts"]
+    assert fea["fea_opts"].startswith("add-deltas --delta-order=1 --delta-window=2 " if kind == "tera"
+                                      else "add-deltas --delta-order=0 ark:- ark:- |")
+    mats = run_fea_opts(fea["fea_lst"], fea["fea_opts"])
+    order = sorted(AUDIO)
+    got = _pk_forward(c["architecture1"], mats, order)
+    hub = load_upstream(ckpt)([_audio(AUDIO[u], list(AUDIO).index(u)) for u in order])
+    for b, u in enumerate(order):
+        n = got[u].shape[0]
+        assert int(hub.lengths[b]) == n
+        diff = (got[u] - hub.last_hidden_state[b, :n]).abs().max().item()
+        assert diff <= 1e-4, (u, diff)  # measured 0 (no CMVN) to 2.6e-5
+    if cmvn:
+        # The chain written before this fix (speaker CMVN, no deltas) gives other numbers: the
+        # comparison above would catch it. (TERA also needs its deltas to take the input at all.)
+        old = run_fea_opts(fea["fea_lst"], f"apply-cmvn --utt2spk=ark:{dirs['test_feats']}/utt2spk "
+                                           f"scp:{dirs['test_feats']}/cmvn.scp ark:- ark:- |")
+        if kind == "apc":
+            wrong = _pk_forward(c["architecture1"], old, order)
+            assert max((wrong[u] - got[u]).abs().max().item() for u in order) > 1e-2
+        else:
+            with pytest.raises(UserError, match="40-dim input but the upstream takes 80-dim"):
+                _pk_forward(c["architecture1"], old, order)
+    # Regenerating with the same inputs leaves the stats alone; the cfg is unchanged.
+    stats = sorted((tmp_path / "exp" / "pk" / "upstream_cmvn").glob("*.ark")) if cmvn else []
+    assert len(stats) == (3 if cmvn else 0)
+    before = [p.stat().st_mtime_ns for p in stats]
+    text = out.read_text()
+    assert _run(["--override", "type=upstream", "--upstream-ckpt", str(ckpt), *_args(dirs, out)]) == 0
+    assert out.read_text() == text and [p.stat().st_mtime_ns for p in stats] == before
+
+
+def test_upstream_input_mismatches_are_refused(tmp_path, capsys):
+    from s3prl.features import FeatureConfig as Audio
+
+    ckpt = _audio_ckpt(tmp_path / "tera.ckpt", "tera")
+    up = ["--override", "type=upstream", "--upstream-ckpt", str(ckpt)]
+    dirs = _fbank_setup(tmp_path / "a")
+    # Speaker CMVN asked for explicitly would change the upstream's input.
+    assert _run([*up, "--override", "features.apply_cmvn=true", *_args(dirs, tmp_path / "x.cfg")]) == 1
+    assert "features.apply_cmvn: true with type upstream" in capsys.readouterr().err
+    # Features dumped with other base options than the checkpoint's.
+    dirs = _fbank_setup(tmp_path / "b", Audio(num_mel_bins=40, snip_edges=False))
+    assert _run([*up, *_args(dirs, tmp_path / "y.cfg")]) == 1
+    err = capsys.readouterr().err
+    assert "conf/feats.yaml: snip_edges: False, but" in err and "trained on snip_edges: True" in err
+    # Features with CMVN but without the checkpoint's deltas cannot be brought to its input.
+    dirs = _fbank_setup(tmp_path / "c", Audio(num_mel_bins=40, per_utt_cmvn=True))
+    assert _run([*up, *_args(dirs, tmp_path / "z.cfg")]) == 1
+    assert "per_utt_cmvn True, but" in capsys.readouterr().err
+    assert not (tmp_path / "upstream_cmvn").exists()
+
+
+def test_utterance_cmvn_stats_make_apply_cmvn_the_hub_cmvn():
+    """apply-cmvn --norm-vars=true with these stats == the hub's (x - mean) / (std + eps), with
+    either std estimate, for short and long utterances and a constant dimension."""
+    from s3prl.downstream.pytorch_kaldi import utterance_cmvn_stats
+    from s3prl.features import apply_cmvn, utterance_cmvn
+
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 17, 400):
+        x = (rng.standard_normal((n, 6)) * 3 + 12).astype(np.float32)
+        x[:, 5] = 4.25
+        for eps, unbiased in ((1e-10, True), (1e-16, False)):
+            want = utterance_cmvn(torch.from_numpy(x), eps=eps, unbiased=unbiased).numpy()
+            got = apply_cmvn(x, utterance_cmvn_stats(x, eps, unbiased), norm_vars=True)
+            np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)
+            assert np.all(got[:, 5] == 0)
+    # Kaldi's own stats (sums of squares) normalise with the biased std: not the hub's for short ones.
+    from s3prl.features import cmvn_stats
+
+    x = (rng.standard_normal((5, 3)) * 3 + 12).astype(np.float32)
+    plain = apply_cmvn(x, cmvn_stats([x]), norm_vars=True)
+    hub = utterance_cmvn(torch.from_numpy(x), eps=1e-10, unbiased=True).numpy()
+    assert np.abs(plain - hub).max() > 0.05
+
+
+def test_n_chunks_sized_from_the_data_and_empty_chunks_refused(setup, capsys):
+    from s3prl.downstream.pytorch_kaldi import split_chunk_sizes
+
+    # PyTorch-Kaldi's utils.split_chunks on 24 utterances in 50 chunks: 26 empty lists per epoch
+    # (624 over 24 epochs); sizes always add up, and no list is empty while n_chunks <= items.
+    assert split_chunk_sizes(24, 50).count(0) == 26
+    for items in range(1, 60):
+        for k in range(1, items + 1):
+            sizes = split_chunk_sizes(items, k)
+            assert sum(sizes) == items and min(sizes) >= 1
+    tmp, dirs = setup
+    # 3 utterances of 30 + 25 + 41 = 96 frames per set.
+    assert _run(["--override", "data.n_chunks_train=50", *_args(dirs, tmp / "a.cfg")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "data.n_chunks_train: 50 chunks for the 3 utterances of" in err
+    assert "would leave 47 of PyTorch-Kaldi's chunk lists empty" in err
+    assert _run(["--override", "data.n_chunks_dev=4", *_args(dirs, tmp / "b.cfg")]) == 1
+    assert "data.n_chunks_dev: 4 chunks for the 3 utterances" in capsys.readouterr().err
+    assert not (tmp / "a.cfg").exists() and not (tmp / "b.cfg").exists()
+    for max_frames, want in ((720000, 1), (50, 2), (40, 3), (1, 3)):
+        out = tmp / f"c{max_frames}.cfg"
+        assert _run(["--override", f"data.max_chunk_frames={max_frames}", *_args(dirs, out)]) == 0
+        c = _read(out)
+        assert [c[f"dataset{i}"]["n_chunks"] for i in (1, 2, 3)] == [str(want)] * 3
+    assert _run(["--override", "data.n_chunks_train=3", *_args(dirs, tmp / "d.cfg")]) == 0
+    assert _read(tmp / "d.cfg")["dataset1"]["n_chunks"] == "3"
+
+
+def test_kaldi_add_deltas_emulation_is_add_deltas():
+    """The float emulation of Kaldi's add-deltas agrees with s3prl.features.add_deltas (which the
+    hub uses) to float rounding, and replicates edge frames."""
+    from s3prl.features import add_deltas
+
+    m = np.random.default_rng(3).standard_normal((9, 4)).astype(np.float32) * 5 + 10
+    for order, window in ((0, 2), (1, 2), (2, 2), (2, 3)):
+        ours = add_deltas(torch.from_numpy(m.copy()), order, window).numpy()
+        np.testing.assert_allclose(kaldi_add_deltas(m, order, window), ours, rtol=0, atol=1e-5)
+    one = kaldi_add_deltas(m[:1], 2, 2)
+    assert np.abs(one[:, 4:]).max() < 1e-5 and np.array_equal(one[:, :4], m[:1])
