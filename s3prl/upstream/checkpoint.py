@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,28 +115,127 @@ def save_upstream_checkpoint(path: str | Path, *, objective: nn.Module, optimize
 
 
 # ------------------------------------------------------------------------------------------ reading
-def load_checkpoint(path: str | Path) -> dict:
-    """torch.load(weights_only=True, map_location='cpu'); refusals and corrupt files are UserErrors."""
+class _Unloaded:
+    """Inert stand-in for a class or function a checkpoint names outside the sections we read
+    (e.g. the `optimizers.WarmupLinearSchedule` object s3prl 0.4.x pickles into its optimizer
+    state). Building one runs nothing and imports nothing: arguments and state are dropped."""
+
+    global_name = "?"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "_Unloaded":
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"<not loaded: {self.global_name}>"
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """The pickle GLOBALs of `path` that weights_only does not admit, read statically (nothing is
+    imported or run): torch's own scanner on the zip layout, the same scanner over the four
+    pickles of the legacy (torch < 1.6) layout."""
+    from torch import _weights_only_unpickler as wou
+
+    with open(path, "rb") as f:
+        if zipfile.is_zipfile(f):
+            f.seek(0)
+            return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(f))
+        f.seek(0)
+        found: set[str] = set()
+        for _ in range(4):  # magic number, protocol, sys info, the object
+            found |= wou.get_globals_in_pkl(f)
+    safe = set(wou._get_allowed_globals()) | set(wou._get_user_allowed_globals())
+    return sorted(found - safe)
+
+
+def _stand_ins(names: list[str]) -> list[tuple[type, str]]:
+    return [(type("Unloaded_" + re.sub(r"\W", "_", n), (_Unloaded,), {"global_name": n}), n) for n in names]
+
+
+def _find_unloaded(obj: Any, where: str) -> tuple[str, str] | None:
+    """(location, global name) of the first stand-in inside `obj`, else None."""
+    if isinstance(obj, _Unloaded) or (isinstance(obj, type) and issubclass(obj, _Unloaded)):
+        return where, obj.global_name
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    elif isinstance(obj, argparse.Namespace):
+        items = vars(obj).items()
+    else:
+        return None
+    for k, v in items:
+        hit = _find_unloaded(v, f"{where}.{k}")
+        if hit:
+            return hit
+    return None
+
+
+def refuse_unloaded(ckpt: dict, path: str | Path, skip: tuple[str, ...] = ()) -> None:
+    """UserError if a stand-in (`load_checkpoint(..., lenient=True)`) sits in any top-level
+    section of `ckpt` but those in `skip` (sections the caller never reads)."""
+    for key, value in ckpt.items():
+        if key in skip:
+            continue
+        hit = _find_unloaded(value, str(key))
+        if hit:
+            raise UserError(f"{path}: refused: '{hit[0]}' holds a pickled {hit[1]}, not a tensor or plain "
+                            "value (checkpoints are read without running code)")
+
+
+def load_checkpoint(path: str | Path, lenient: bool = False) -> dict:
+    """torch.load(weights_only=True, map_location='cpu'); refusals and corrupt files are UserErrors.
+
+    lenient=False: a file naming any class or function weights_only does not admit is refused.
+    lenient=True: such globals become inert `_Unloaded` stand-ins (registered for exactly the
+    names found by a static scan, never imported, never called), so a file whose optimizer state
+    pickles a scheduler object still loads; the caller must then `refuse_unloaded` every
+    section it reads. The unpickler stays torch's weights_only one in both cases.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
+    allowed: list = [argparse.Namespace]
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            with torch.serialization.safe_globals(allowed):
+                ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            if not lenient or not _refused_global(e):
+                raise
+            try:
+                names = _unsafe_globals(path)
+            except Exception:  # noqa: BLE001 - a file the scanner cannot parse is corrupt
+                raise e from None
+            if not names:
+                raise
+            with torch.serialization.safe_globals(allowed + _stand_ins(names)):
+                ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         first = lines[0] if lines else type(e).__name__
         why = next((ln for ln in lines if "Unsupported" in ln or "GLOBAL" in ln), None)
-        if why is not None or "weights only" in text.lower() or "weights_only" in text:
+        if _refused_global(e):
             raise UserError(f"{path}: refused: checkpoint needs arbitrary unpickling ({(why or first)[:200]})") from None
         raise UserError(f"{path}: cannot read checkpoint (truncated or corrupt: {first[:200]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{path}: cannot read checkpoint (truncated or corrupt: {first[:200]})") from None
     if not isinstance(ckpt, dict):
         raise UserError(f"{path}: not an S3PRL checkpoint (top level is a {type(ckpt).__name__}, not a dict)")
     return ckpt
+
+
+def _refused_global(e: Exception) -> bool:
+    text = str(e)
+    return "Unsupported" in text or "GLOBAL" in text or "weights only" in text.lower() or "weights_only" in text \
+        or "unrecognized function" in text or "Can only" in text
 
 
 @dataclass
@@ -157,10 +257,30 @@ def _rename_tf(state: dict) -> dict:
     return out
 
 
+def _shape(t: Any) -> str:
+    return "[" + ", ".join(str(d) for d in t.shape) + "]"
+
+
 def _load_state(module: nn.Module, state: dict, path: Path, what: str) -> None:
+    """Load `state` into `module`; every refusal is one line naming the file and the tensor: not a
+    state dict, a shape other than the one the checkpoint's own config builds, NaN/Inf weights
+    (the one finiteness check of every upstream load: hub, extract, dump_feats), missing or
+    unexpected names."""
     if not isinstance(state, dict):
         raise UserError(f"{path}: '{what}' is not a state dict")
-    result = module.load_state_dict(_rename_tf(state), strict=False)
+    state = _rename_tf(state)
+    own = module.state_dict()
+    for k, v in state.items():
+        if k not in own:
+            continue
+        if not isinstance(v, torch.Tensor):
+            raise UserError(f"{path}: '{what}.{k}' is a {type(v).__name__}, not a tensor")
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise UserError(f"{path}: tensor '{what}.{k}' has shape {_shape(v)} but the model its config "
+                            f"describes needs {_shape(own[k])}")
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise UserError(f"{path}: tensor '{what}.{k}' holds NaN or Inf values")
+    result = module.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise UserError(f"{path}: '{what}' does not match the model: missing {result.missing_keys[:5]}, "
                         f"unexpected {result.unexpected_keys[:5]}")
@@ -282,13 +402,29 @@ def _apc_cfg_from_state(state: dict, paras: dict | None, path: Path) -> tuple[AP
     return cfg, input_dim
 
 
+# Sections an upstream load never reads: optimizer/scheduler state (s3prl 0.4.x pickles scheduler
+# objects into it), s3prl's runner `Args` namespace, the 2020 `Runner` config.
+_UNREAD = ("Optimizer", "Scheduler", "Args", "Runner")
+
+
+def _refuse_unloaded_in_read_sections(ckpt: dict, path: Path) -> None:
+    skip = list(_UNREAD)
+    if not (isinstance(ckpt.get("Config"), dict) and "transformer" in ckpt["Config"]):
+        skip.append("Config")  # today's runner config; only the legacy layout keeps the model there
+    if isinstance(ckpt.get("Settings"), dict):  # 2020: Settings.Config is read, Settings.Paras is not
+        skip.append("Settings")
+        refuse_unloaded({"Settings": {k: v for k, v in ckpt["Settings"].items() if k != "Paras"}}, path)
+    refuse_unloaded(ckpt, path, tuple(skip))
+
+
 def load_upstream(path: str | Path, model_type: str | None = None) -> LoadedUpstream:
     """Build the upstream encoder stored in `path` (any supported layout), in eval mode.
 
     model_type: when given, a checkpoint of another model is a UserError.
     """
     path = Path(path)
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, lenient=True)
+    _refuse_unloaded_in_read_sections(ckpt, path)
     ours = ckpt.get(OURS)
     if isinstance(ours, dict) and "upstream" in ours:
         try:

@@ -145,8 +145,10 @@ def test_pickled_side_effect_refused(tmp_path):
             return (open, (str(target), "w"))
 
     torch.save({"Transformer": {}, "x": Evil()}, tmp_path / "evil.ckpt")
-    with pytest.raises(UserError, match="refused: checkpoint needs arbitrary unpickling"):
+    with pytest.raises(UserError, match=r"evil.ckpt: refused: 'x' holds a pickled io.open"):
         load_upstream(tmp_path / "evil.ckpt")
+    with pytest.raises(UserError, match="refused: checkpoint needs arbitrary unpickling"):
+        load_checkpoint(tmp_path / "evil.ckpt")  # strict (resume, downstream): no stand-ins at all
     assert not target.exists()
 
 
