@@ -1,26 +1,40 @@
 """Upstream checkpoints: write today's S3PRL layout, read ours and every historical S3PRL layout.
 
-Written (reference/SPEC.md "Checkpoints", reference/deps.md), so that s3prl 0.4.x's
-`mockingjay_local` / `tera_local` / `audio_albert_local` / `apc_local` load our files:
+Written so that s3prl 0.4.x (PyPI; github.com/s3prl/s3prl `upstream/mockingjay/builder.py`,
+`upstream/apc/expert.py`) loads our files with `mockingjay_local` / `tera_local` /
+`audio_albert_local` / `apc_local` and computes the same hidden states:
 
 * transformer family: `Transformer` (state dict), `SpecHead`, `Optimizer`, [`Scheduler`], `Step`,
   `Config` (runner config, no `transformer` key), `Upstream_Config` = {transformer: {...},
   task: {sequence_length}, audio: {...}};
 * APC: `model` (state dict) + `config` = {data: {audio: {...}}, model: {paras: {hidden_size,
-  num_layers, dropout, residual}}}, plus `Optimizer`, `Step`, `Config`;
+  num_layers, dropout, residual}}}, plus `Optimizer`, `Step`, `Config`; the audio section is what
+  S3PRL's APC extracter reads (`FeatureConfig.to_apc_audio`: fbank, hamming window);
 * both: `S3PRL_Recipes` = {format, model, upstream (our full UpstreamConfig), input_dim,
   target_dim, extra}.
 
-Read: ours; today's S3PRL (`Upstream_Config`, or legacy `Config` holding `transformer`); the
-June-Dec 2020 layout (`Settings{Config, Paras}`, `Transformer`, `SpecHead`, `Global_step`); the
-pre-June-2020 `Mockingjay` key with a `mockingjay` config section; TF-style `gamma`/`beta` names;
-APC `model` + `config` and the bare 2020 APC state dict. Files hold only tensors and plain values
-and are loaded with `torch.load(weights_only=True)`; the 2020 `Settings.Paras` argparse.Namespace
-is the one non-plain class admitted (a plain attribute bag, rebuilt without running user code).
+Exceptions, logged as a warning when the file is written: a transformer that stacks frames
+(`downsample_rate` > 1, the 2020 Mockingjay LARGE / AALBERT fbank3L layout) is read by this
+toolkit (and the 2020 S3PRL code) only: s3prl 0.4.x builds its input layer for unstacked frames and
+refuses the weights. An APC feature config S3PRL's extracter cannot express (another window, mfcc,
+deltas) is read by this toolkit only. tests/upstream/test_s3prl_oracle.py checks both directions
+against s3prl 0.4.18 for all four models.
+
+Read: ours; today's S3PRL (`Upstream_Config`, or legacy `Config` holding `transformer`), including
+the files s3prl's own `run_pretrain.py` writes, whose optimizer state pickles scheduler objects
+(`optimizers.WarmupLinearSchedule`): globals like that in sections an upstream load never reads
+(`Optimizer`, `Scheduler`, `Args`) become inert stand-ins (`load_checkpoint(lenient=True)`),
+and in any other section the file is refused; the June-Dec 2020 layout (`Settings{Config, Paras}`,
+`Transformer`, `SpecHead`, `Global_step`); the pre-June-2020 `Mockingjay` key with a `mockingjay`
+config section; TF-style `gamma`/`beta` names; APC `model` + `config` and the bare 2020 APC state
+dict. Everything is loaded with torch's weights_only unpickler (`torch.load(weights_only=True)`):
+nothing in a file is imported or run; the 2020 `Settings.Paras` and s3prl's `Args`
+argparse.Namespace is the one non-plain class admitted (a plain attribute bag).
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import pickle
 import re
 import zipfile
@@ -39,10 +53,14 @@ from s3prl.upstream.apc import APC
 from s3prl.upstream.config import APCConfig, MaskConfig, TransformerConfig, UpstreamConfig
 from s3prl.upstream.transformer import SpecHead, TransformerModel
 
+log = logging.getLogger(__name__)
+
 __all__ = ["save_upstream_checkpoint", "load_checkpoint", "load_upstream", "LoadedUpstream",
            "restore_objective", "find_checkpoints", "prune_checkpoints", "checkpoint_name", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
+# 2: APC audio sections follow S3PRL's APC extracter (no window_type key = hamming); format-1
+# APC files of ours without the key were computed with a povey window.
+FORMAT_VERSION = 2
 OURS = "S3PRL_Recipes"
 TRANSFORMER_FAMILY = ("mockingjay", "tera", "aalbert")
 # The `transformer:` keys today's S3PRL TransformerConfig reads (plus what we need to rebuild).
@@ -110,8 +128,25 @@ def save_upstream_checkpoint(path: str | Path, *, objective: nn.Module, optimize
     if scheduler_state is not None:
         ckpt["Scheduler"] = scheduler_state
     _check_plain(ckpt, "ckpt")
+    _warn_s3prl_incompatible(path, upstream_cfg, audio)
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
+
+
+def _warn_s3prl_incompatible(path: str | Path, upstream_cfg: UpstreamConfig, audio: dict) -> None:
+    """Say at save time when s3prl 0.4.x cannot read the file (see the module docstring)."""
+    why = None
+    if upstream_cfg.model == "apc":
+        if isinstance(audio, dict) and "feat_type" in audio and not audio.get("external_features"):
+            from s3prl.features.config import FeatureConfig
+
+            why = FeatureConfig.from_apc_audio(audio, "audio").apc_s3prl_incompatibility()
+    elif upstream_cfg.transformer.downsample_rate > 1:
+        why = (f"it stacks {upstream_cfg.transformer.downsample_rate} frames (downsample_rate); "
+               "s3prl 0.4.x has no frame stacking")
+    if why:
+        log.warning("%s: only this toolkit (and for stacked transformers the 2020 S3PRL layout "
+                    "readers) can load this checkpoint: today's S3PRL cannot, %s", path, why)
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -436,6 +471,9 @@ def load_upstream(path: str | Path, model_type: str | None = None) -> LoadedUpst
             model: nn.Module = APC(int(ours["input_dim"]), ucfg.apc)
             _load_state(model, ckpt.get("model"), path, "model")
             audio = ckpt.get("config", {}).get("data", {}).get("audio")
+            if isinstance(audio, dict) and "feat_type" in audio and "window_type" not in audio \
+                    and int(ours.get("format", 1)) < 2:
+                audio = {**audio, "window_type": "povey"}  # format 1 wrote no key for our povey default
             return LoadedUpstream("apc", model.eval(), ucfg, audio, ckpt.get("Step"))
         model = TransformerModel(ucfg.transformer, int(ours["input_dim"]))
         _load_state(model, ckpt.get("Transformer"), path, "Transformer")
