@@ -410,6 +410,10 @@ def _transformer_from_ckpt(ckpt: dict, path: Path) -> tuple[dict, dict, dict | N
     sec = up.get("transformer", up.get("mockingjay"))
     if not isinstance(sec, dict):
         raise UserError(f"{path}: model config has no 'transformer' (or 'mockingjay') section")
+    if isinstance(up.get("task"), dict):
+        # Today's S3PRL keeps the masking options (which tell TERA from Mockingjay) in `task`;
+        # the 2020 layout kept them in the transformer section.
+        sec = {**{k: v for k, v in up["task"].items() if k.startswith("mask_") or k == "noise_proportion"}, **sec}
     if isinstance(up.get("task"), dict) and "sequence_length" in up["task"]:
         seq = int(up["task"]["sequence_length"] or 0)
     else:
