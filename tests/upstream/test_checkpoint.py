@@ -259,3 +259,33 @@ def test_payload_in_optimizer_section_is_never_run_and_in_model_section_refused(
         sys.path.remove(str(mod_dir))
     assert "s3prl_payload_mod" not in sys.modules
     assert not any((mod_dir / f).exists() for f in ("imported", "called", "subprocess", "system"))
+
+
+class _Schedule:
+    """Stands for s3prl's `optimizers.WarmupLinearSchedule` in the optimizer state."""
+
+    def __init__(self):
+        self.warmup = 0.07
+
+    def __setstate__(self, state):  # would run on a real unpickle
+        raise AssertionError("ran")
+
+
+@pytest.mark.parametrize("zipped", [True, False])
+def test_scheduler_object_in_optimizer_state_both_file_formats(tmp_path, zipped):
+    """The zip layout (torch >= 1.6) and the legacy one (S3PRL's 2020 files) are both scanned."""
+    from s3prl.upstream.checkpoint import _Unloaded
+    cfg = UpstreamConfig(model="tera", transformer=TransformerConfig(**TINY))
+    obj, path = _save(tmp_path, cfg)
+    ck = torch.load(path, weights_only=True)
+    ck["Optimizer"]["param_groups"][0]["schedule"] = _Schedule()
+    out = tmp_path / "sched.ckpt"
+    torch.save(ck, out, _use_new_zipfile_serialization=zipped)
+    raw = load_checkpoint(out, lenient=True)
+    stand_in = raw["Optimizer"]["param_groups"][0]["schedule"]
+    assert isinstance(stand_in, _Unloaded) and not isinstance(stand_in, _Schedule)
+    assert stand_in.global_name == f"{__name__}._Schedule"
+    up = load_upstream(out)
+    x, lens = _feats()
+    obj.eval()
+    assert torch.equal(obj.transformer(x, lens).hidden_states[-1], up.model(x, lens).hidden_states[-1])
