@@ -1,6 +1,6 @@
 """Feature configuration (`FeatureConfig`) and its conversion to/from S3PRL checkpoint layouts.
 
-Feature types (SPEC.md "Features"):
+Feature types:
 
 | feat_type    | what                                                       | default dim |
 |--------------|------------------------------------------------------------|-------------|
@@ -18,10 +18,12 @@ linear1025; delta_window 2 (Kaldi) or 4 (librosa width 9); per_utt_cmvn true for
 **dither defaults to 0.0** (Kaldi's default is 1.0) so features are reproducible; with dither > 0
 the noise is seeded from `seed` (plus the utterance id when extracting a data dir).
 
-Conversions for checkpoints in today's S3PRL layout (reference/s3prl.md §2.5, deps.md
-"Checkpoint format"): `to_s3prl_audio` / `from_s3prl_audio` (Kaldi-style ``kaldi/delta/cmvn`` or
-OnlinePreprocessor style for mel160/linear1025) and `to_apc_audio` / `from_apc_audio` (APC's
-``config.data.audio``).
+Conversions for checkpoints in today's S3PRL layout (s3prl 0.4.x on PyPI, github.com/s3prl/s3prl:
+`upstream/baseline/extracter.py` and `preprocessor.py` read ``Upstream_Config.audio``,
+`upstream/apc/audio.py` reads APC's ``config.data.audio``): `to_s3prl_audio` / `from_s3prl_audio`
+(Kaldi-style ``kaldi/delta/cmvn`` or OnlinePreprocessor style for mel160/linear1025) and
+`to_apc_audio` / `from_apc_audio`. tests/upstream/test_s3prl_oracle.py runs s3prl 0.4.18 on our
+files and us on its files and compares every hidden state.
 """
 from __future__ import annotations
 
@@ -200,7 +202,18 @@ class FeatureConfig:
         raise UserError(f"{source}: neither Kaldi style ('kaldi' key) nor OnlinePreprocessor style ('input' key)")
 
     def to_apc_audio(self) -> dict:
-        """APC's ``config['data']['audio']``: feat_type, feat_dim, cmvn and kaldi.fbank kwargs."""
+        """APC's ``config['data']['audio']``, as S3PRL's APC extracter reads it.
+
+        s3prl 0.4.x `upstream/apc/audio.py` (`create_transform` / `FeatureExtractor`) pops
+        ``feat_type`` (fbank only), ``feat_dim`` (= num_mel_bins), ``cmvn`` (per utterance,
+        (x - mean) / (1e-10 + unbiased std)) and ``decode_wav``, and passes every other key to
+        `torchaudio.compliance.kaldi.fbank` together with its fixed ``sample_frequency=16000`` and
+        ``window_type="hamming"``. So a hamming window is written as no key at all (that is how
+        S3PRL's files say it), and the other Kaldi options only when they differ from the
+        defaults both sides share. What S3PRL's extracter cannot express (another window, mfcc,
+        deltas, energy, another sample rate) is written under our own key names; such a file is
+        read by this toolkit only (`apc_s3prl_incompatibility` says why; pre-training logs it).
+        """
         if self.feat_type not in KALDI_TYPES:
             raise UserError(f"APC checkpoints take Kaldi features (fbank/mfcc), not '{self.feat_type}'")
         out: dict[str, Any] = {
@@ -216,13 +229,37 @@ class FeatureConfig:
         if self.delta_order:
             out["delta_order"] = self.delta_order
             out["delta_window_size"] = self.delta_window
+        if self.use_energy:
+            out["use_energy"] = True
+        if self.sample_rate != 16000:
+            out["sample_rate"] = self.sample_rate
+        if self.window_type != APC_WINDOW:
+            out["window_type"] = self.window_type
         for name, default in _KALDI_DEFAULTS.items():
-            if getattr(self, name) != default:
+            if name != "window_type" and getattr(self, name) != default:
                 out[name] = getattr(self, name)
         return out
 
+    def apc_s3prl_incompatibility(self) -> str | None:
+        """Why s3prl 0.4.x's `apc_local` could not reproduce these features, or None."""
+        if self.feat_type != "fbank":
+            return f"its APC extracter computes fbank only, not {self.feat_type}"
+        if self.window_type != APC_WINDOW:
+            return f"its APC extracter always uses a {APC_WINDOW} window, not {self.window_type}"
+        if self.delta_order:
+            return "its APC extracter adds no deltas"
+        if self.use_energy:
+            return "its APC extracter has no energy term"
+        if self.sample_rate != 16000:
+            return f"its APC extracter runs at 16 kHz, not {self.sample_rate} Hz"
+        if self.cepstral_lifter != _KALDI_DEFAULTS["cepstral_lifter"]:
+            return "cepstral_lifter is not an fbank option"
+        return None
+
     @classmethod
     def from_apc_audio(cls, d: dict, source: str = "config.data.audio") -> "FeatureConfig":
+        """Inverse of `to_apc_audio`: a file without ``window_type`` was written for S3PRL's
+        extracter and gets its hamming window."""
         if not isinstance(d, dict):
             raise UserError(f"{source}: expected a mapping, got {type(d).__name__}")
         opts = dict(d)
@@ -239,6 +276,7 @@ class FeatureConfig:
         delta_window = int(opts.pop("delta_window_size", 2))
         if "sample_frequency" in opts:
             opts["sample_rate"] = int(opts.pop("sample_frequency"))
+        opts.setdefault("window_type", APC_WINDOW)
         if ft == "fbank":
             opts["num_mel_bins"] = feat_dim
         else:
@@ -247,6 +285,9 @@ class FeatureConfig:
         return _build(cls, source, feat_type=ft, delta_order=delta_order, delta_window=delta_window,
                       per_utt_cmvn=cmvn, **kw)
 
+
+# S3PRL's APC extracter (s3prl 0.4.x upstream/apc/audio.py WINDOW_TYPE) fixes the window.
+APC_WINDOW = "hamming"
 
 # Options written only when they differ from these (Kaldi / torchaudio agree on them).
 _KALDI_DEFAULTS = {

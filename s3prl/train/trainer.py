@@ -119,8 +119,13 @@ class Task:
             torch.save({**self.checkpoint_state(), "Trainer": trainer_state}, tmp)
 
     def read_checkpoint(self, path: Path) -> dict:
-        """Load the task's state from `path`; return the trainer_state stored in it."""
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        """Load the task's state from `path`; return the trainer_state stored in it. A truncated,
+        corrupt or foreign file is a one-line UserError naming it."""
+        from s3prl.upstream.checkpoint import load_checkpoint  # (it imports this module)
+
+        ckpt = load_checkpoint(path)
+        if not isinstance(ckpt.get("Trainer"), dict):
+            raise UserError(f"{path}: not a training checkpoint of this task (no 'Trainer' section)")
         self.load_checkpoint_state(ckpt)
         return ckpt["Trainer"]
 

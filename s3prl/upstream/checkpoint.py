@@ -1,28 +1,43 @@
 """Upstream checkpoints: write today's S3PRL layout, read ours and every historical S3PRL layout.
 
-Written (reference/SPEC.md "Checkpoints", reference/deps.md), so that s3prl 0.4.x's
-`mockingjay_local` / `tera_local` / `audio_albert_local` / `apc_local` load our files:
+Written so that s3prl 0.4.x (PyPI; github.com/s3prl/s3prl `upstream/mockingjay/builder.py`,
+`upstream/apc/expert.py`) loads our files with `mockingjay_local` / `tera_local` /
+`audio_albert_local` / `apc_local` and computes the same hidden states:
 
 * transformer family: `Transformer` (state dict), `SpecHead`, `Optimizer`, [`Scheduler`], `Step`,
   `Config` (runner config, no `transformer` key), `Upstream_Config` = {transformer: {...},
   task: {sequence_length}, audio: {...}};
 * APC: `model` (state dict) + `config` = {data: {audio: {...}}, model: {paras: {hidden_size,
-  num_layers, dropout, residual}}}, plus `Optimizer`, `Step`, `Config`;
+  num_layers, dropout, residual}}}, plus `Optimizer`, `Step`, `Config`; the audio section is what
+  S3PRL's APC extracter reads (`FeatureConfig.to_apc_audio`: fbank, hamming window);
 * both: `S3PRL_Recipes` = {format, model, upstream (our full UpstreamConfig), input_dim,
   target_dim, extra}.
 
-Read: ours; today's S3PRL (`Upstream_Config`, or legacy `Config` holding `transformer`); the
-June-Dec 2020 layout (`Settings{Config, Paras}`, `Transformer`, `SpecHead`, `Global_step`); the
-pre-June-2020 `Mockingjay` key with a `mockingjay` config section; TF-style `gamma`/`beta` names;
-APC `model` + `config` and the bare 2020 APC state dict. Files hold only tensors and plain values
-and are loaded with `torch.load(weights_only=True)`; the 2020 `Settings.Paras` argparse.Namespace
-is the one non-plain class admitted (a plain attribute bag, rebuilt without running user code).
+Exceptions, logged as a warning when the file is written: a transformer that stacks frames
+(`downsample_rate` > 1, the 2020 Mockingjay LARGE / AALBERT fbank3L layout) is read by this
+toolkit (and the 2020 S3PRL code) only: s3prl 0.4.x builds its input layer for unstacked frames and
+refuses the weights. An APC feature config S3PRL's extracter cannot express (another window, mfcc,
+deltas) is read by this toolkit only. tests/upstream/test_s3prl_oracle.py checks both directions
+against s3prl 0.4.18 for all four models.
+
+Read: ours; today's S3PRL (`Upstream_Config`, or legacy `Config` holding `transformer`), including
+the files s3prl's own `run_pretrain.py` writes, whose optimizer state pickles scheduler objects
+(`optimizers.WarmupLinearSchedule`): globals like that in sections an upstream load never reads
+(`Optimizer`, `Scheduler`, `Args`) become inert stand-ins (`load_checkpoint(lenient=True)`),
+and in any other section the file is refused; the June-Dec 2020 layout (`Settings{Config, Paras}`,
+`Transformer`, `SpecHead`, `Global_step`); the pre-June-2020 `Mockingjay` key with a `mockingjay`
+config section; TF-style `gamma`/`beta` names; APC `model` + `config` and the bare 2020 APC state
+dict. Everything is loaded with torch's weights_only unpickler (`torch.load(weights_only=True)`):
+nothing in a file is imported or run; the 2020 `Settings.Paras` and s3prl's `Args`
+argparse.Namespace is the one non-plain class admitted (a plain attribute bag).
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import pickle
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,10 +53,14 @@ from s3prl.upstream.apc import APC
 from s3prl.upstream.config import APCConfig, MaskConfig, TransformerConfig, UpstreamConfig
 from s3prl.upstream.transformer import SpecHead, TransformerModel
 
+log = logging.getLogger(__name__)
+
 __all__ = ["save_upstream_checkpoint", "load_checkpoint", "load_upstream", "LoadedUpstream",
            "restore_objective", "find_checkpoints", "prune_checkpoints", "checkpoint_name", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
+# 2: APC audio sections follow S3PRL's APC extracter (no window_type key = hamming); format-1
+# APC files of ours without the key were computed with a povey window.
+FORMAT_VERSION = 2
 OURS = "S3PRL_Recipes"
 TRANSFORMER_FAMILY = ("mockingjay", "tera", "aalbert")
 # The `transformer:` keys today's S3PRL TransformerConfig reads (plus what we need to rebuild).
@@ -109,33 +128,149 @@ def save_upstream_checkpoint(path: str | Path, *, objective: nn.Module, optimize
     if scheduler_state is not None:
         ckpt["Scheduler"] = scheduler_state
     _check_plain(ckpt, "ckpt")
+    _warn_s3prl_incompatible(path, upstream_cfg, audio)
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
 
 
+def _warn_s3prl_incompatible(path: str | Path, upstream_cfg: UpstreamConfig, audio: dict) -> None:
+    """Say at save time when s3prl 0.4.x cannot read the file (see the module docstring)."""
+    why = None
+    if upstream_cfg.model == "apc":
+        if isinstance(audio, dict) and "feat_type" in audio and not audio.get("external_features"):
+            from s3prl.features.config import FeatureConfig
+
+            why = FeatureConfig.from_apc_audio(audio, "audio").apc_s3prl_incompatibility()
+    elif upstream_cfg.transformer.downsample_rate > 1:
+        why = (f"it stacks {upstream_cfg.transformer.downsample_rate} frames (downsample_rate); "
+               "s3prl 0.4.x has no frame stacking")
+    if why:
+        log.warning("%s: only this toolkit (and for stacked transformers the 2020 S3PRL layout "
+                    "readers) can load this checkpoint: today's S3PRL cannot, %s", path, why)
+
+
 # ------------------------------------------------------------------------------------------ reading
-def load_checkpoint(path: str | Path) -> dict:
-    """torch.load(weights_only=True, map_location='cpu'); refusals and corrupt files are UserErrors."""
+class _Unloaded:
+    """Inert stand-in for a class or function a checkpoint names outside the sections we read
+    (e.g. the `optimizers.WarmupLinearSchedule` object s3prl 0.4.x pickles into its optimizer
+    state). Building one runs nothing and imports nothing: arguments and state are dropped."""
+
+    global_name = "?"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "_Unloaded":
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"<not loaded: {self.global_name}>"
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """The pickle GLOBALs of `path` that weights_only does not admit, read statically (nothing is
+    imported or run): torch's own scanner on the zip layout, the same scanner over the four
+    pickles of the legacy (torch < 1.6) layout."""
+    from torch import _weights_only_unpickler as wou
+
+    with open(path, "rb") as f:
+        if zipfile.is_zipfile(f):
+            f.seek(0)
+            return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(f))
+        f.seek(0)
+        found: set[str] = set()
+        for _ in range(4):  # magic number, protocol, sys info, the object
+            found |= wou.get_globals_in_pkl(f)
+    safe = set(wou._get_allowed_globals()) | set(wou._get_user_allowed_globals())
+    return sorted(found - safe)
+
+
+def _stand_ins(names: list[str]) -> list[tuple[type, str]]:
+    return [(type("Unloaded_" + re.sub(r"\W", "_", n), (_Unloaded,), {"global_name": n}), n) for n in names]
+
+
+def _find_unloaded(obj: Any, where: str) -> tuple[str, str] | None:
+    """(location, global name) of the first stand-in inside `obj`, else None."""
+    if isinstance(obj, _Unloaded) or (isinstance(obj, type) and issubclass(obj, _Unloaded)):
+        return where, obj.global_name
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    elif isinstance(obj, argparse.Namespace):
+        items = vars(obj).items()
+    else:
+        return None
+    for k, v in items:
+        hit = _find_unloaded(v, f"{where}.{k}")
+        if hit:
+            return hit
+    return None
+
+
+def refuse_unloaded(ckpt: dict, path: str | Path, skip: tuple[str, ...] = ()) -> None:
+    """UserError if a stand-in (`load_checkpoint(..., lenient=True)`) sits in any top-level
+    section of `ckpt` but those in `skip` (sections the caller never reads)."""
+    for key, value in ckpt.items():
+        if key in skip:
+            continue
+        hit = _find_unloaded(value, str(key))
+        if hit:
+            raise UserError(f"{path}: refused: '{hit[0]}' holds a pickled {hit[1]}, not a tensor or plain "
+                            "value (checkpoints are read without running code)")
+
+
+def load_checkpoint(path: str | Path, lenient: bool = False) -> dict:
+    """torch.load(weights_only=True, map_location='cpu'); refusals and corrupt files are UserErrors.
+
+    lenient=False: a file naming any class or function weights_only does not admit is refused.
+    lenient=True: such globals become inert `_Unloaded` stand-ins (registered for exactly the
+    names found by a static scan, never imported, never called), so a file whose optimizer state
+    pickles a scheduler object still loads; the caller must then `refuse_unloaded` every
+    section it reads. The unpickler stays torch's weights_only one in both cases.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
+    allowed: list = [argparse.Namespace]
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            with torch.serialization.safe_globals(allowed):
+                ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            if not lenient or not _refused_global(e):
+                raise
+            try:
+                names = _unsafe_globals(path)
+            except Exception:  # noqa: BLE001 - a file the scanner cannot parse is corrupt
+                raise e from None
+            if not names:
+                raise
+            with torch.serialization.safe_globals(allowed + _stand_ins(names)):
+                ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         first = lines[0] if lines else type(e).__name__
         why = next((ln for ln in lines if "Unsupported" in ln or "GLOBAL" in ln), None)
-        if why is not None or "weights only" in text.lower() or "weights_only" in text:
+        if _refused_global(e):
             raise UserError(f"{path}: refused: checkpoint needs arbitrary unpickling ({(why or first)[:200]})") from None
         raise UserError(f"{path}: cannot read checkpoint (truncated or corrupt: {first[:200]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{path}: cannot read checkpoint (truncated or corrupt: {first[:200]})") from None
     if not isinstance(ckpt, dict):
         raise UserError(f"{path}: not an S3PRL checkpoint (top level is a {type(ckpt).__name__}, not a dict)")
     return ckpt
+
+
+def _refused_global(e: Exception) -> bool:
+    text = str(e)
+    return "Unsupported" in text or "GLOBAL" in text or "weights only" in text.lower() or "weights_only" in text \
+        or "unrecognized function" in text or "Can only" in text
 
 
 @dataclass
@@ -157,10 +292,30 @@ def _rename_tf(state: dict) -> dict:
     return out
 
 
+def _shape(t: Any) -> str:
+    return "[" + ", ".join(str(d) for d in t.shape) + "]"
+
+
 def _load_state(module: nn.Module, state: dict, path: Path, what: str) -> None:
+    """Load `state` into `module`; every refusal is one line naming the file and the tensor: not a
+    state dict, a shape other than the one the checkpoint's own config builds, NaN/Inf weights
+    (the one finiteness check of every upstream load: hub, extract, dump_feats), missing or
+    unexpected names."""
     if not isinstance(state, dict):
         raise UserError(f"{path}: '{what}' is not a state dict")
-    result = module.load_state_dict(_rename_tf(state), strict=False)
+    state = _rename_tf(state)
+    own = module.state_dict()
+    for k, v in state.items():
+        if k not in own:
+            continue
+        if not isinstance(v, torch.Tensor):
+            raise UserError(f"{path}: '{what}.{k}' is a {type(v).__name__}, not a tensor")
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise UserError(f"{path}: tensor '{what}.{k}' has shape {_shape(v)} but the model its config "
+                            f"describes needs {_shape(own[k])}")
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise UserError(f"{path}: tensor '{what}.{k}' holds NaN or Inf values")
+    result = module.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise UserError(f"{path}: '{what}' does not match the model: missing {result.missing_keys[:5]}, "
                         f"unexpected {result.unexpected_keys[:5]}")
@@ -255,6 +410,10 @@ def _transformer_from_ckpt(ckpt: dict, path: Path) -> tuple[dict, dict, dict | N
     sec = up.get("transformer", up.get("mockingjay"))
     if not isinstance(sec, dict):
         raise UserError(f"{path}: model config has no 'transformer' (or 'mockingjay') section")
+    if isinstance(up.get("task"), dict):
+        # Today's S3PRL keeps the masking options (which tell TERA from Mockingjay) in `task`;
+        # the 2020 layout kept them in the transformer section.
+        sec = {**{k: v for k, v in up["task"].items() if k.startswith("mask_") or k == "noise_proportion"}, **sec}
     if isinstance(up.get("task"), dict) and "sequence_length" in up["task"]:
         seq = int(up["task"]["sequence_length"] or 0)
     else:
@@ -282,13 +441,29 @@ def _apc_cfg_from_state(state: dict, paras: dict | None, path: Path) -> tuple[AP
     return cfg, input_dim
 
 
+# Sections an upstream load never reads: optimizer/scheduler state (s3prl 0.4.x pickles scheduler
+# objects into it), s3prl's runner `Args` namespace, the 2020 `Runner` config.
+_UNREAD = ("Optimizer", "Scheduler", "Args", "Runner")
+
+
+def _refuse_unloaded_in_read_sections(ckpt: dict, path: Path) -> None:
+    skip = list(_UNREAD)
+    if not (isinstance(ckpt.get("Config"), dict) and "transformer" in ckpt["Config"]):
+        skip.append("Config")  # today's runner config; only the legacy layout keeps the model there
+    if isinstance(ckpt.get("Settings"), dict):  # 2020: Settings.Config is read, Settings.Paras is not
+        skip.append("Settings")
+        refuse_unloaded({"Settings": {k: v for k, v in ckpt["Settings"].items() if k != "Paras"}}, path)
+    refuse_unloaded(ckpt, path, tuple(skip))
+
+
 def load_upstream(path: str | Path, model_type: str | None = None) -> LoadedUpstream:
     """Build the upstream encoder stored in `path` (any supported layout), in eval mode.
 
     model_type: when given, a checkpoint of another model is a UserError.
     """
     path = Path(path)
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, lenient=True)
+    _refuse_unloaded_in_read_sections(ckpt, path)
     ours = ckpt.get(OURS)
     if isinstance(ours, dict) and "upstream" in ours:
         try:
@@ -300,6 +475,9 @@ def load_upstream(path: str | Path, model_type: str | None = None) -> LoadedUpst
             model: nn.Module = APC(int(ours["input_dim"]), ucfg.apc)
             _load_state(model, ckpt.get("model"), path, "model")
             audio = ckpt.get("config", {}).get("data", {}).get("audio")
+            if isinstance(audio, dict) and "feat_type" in audio and "window_type" not in audio \
+                    and int(ours.get("format", 1)) < 2:
+                audio = {**audio, "window_type": "povey"}  # format 1 wrote no key for our povey default
             return LoadedUpstream("apc", model.eval(), ucfg, audio, ckpt.get("Step"))
         model = TransformerModel(ucfg.transformer, int(ours["input_dim"]))
         _load_state(model, ckpt.get("Transformer"), path, "Transformer")

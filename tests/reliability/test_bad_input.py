@@ -192,3 +192,58 @@ def test_disk_full_gives_clean_error(data, tmp_path):
     _one_line_error(r, "raw")
     assert not Path(f"{out}.ark").exists() and not Path(f"{out}.scp").exists()
     assert tmp_leftovers(out.parent) == []
+
+
+def _edited_ckpt(src: Path, dst: Path, edit) -> Path:
+    import torch
+    ck = torch.load(src, map_location="cpu", weights_only=True)
+    edit(ck)
+    torch.save(ck, dst)
+    return dst
+
+
+def test_checkpoint_wrong_shape_and_nan_weights(tmp_path, tiny_ckpt, wav_dir):
+    """Named in one line (file, tensor, both shapes) by the hub, the extract verb and dump_feats.sh;
+    NaN/Inf weights refused by the same check."""
+    import torch
+    from s3prl.upstream.hub import load_upstream
+    key = "input_representations.spec_transform.weight"
+    shape = list(torch.load(tiny_ckpt, weights_only=True)["Transformer"][key].shape)
+
+    def widen(ck):
+        w = ck["Transformer"][key]
+        ck["Transformer"][key] = torch.cat([w, w[:, :1]], dim=1)
+
+    def poison(ck):
+        ck["Transformer"]["encoder.layer.0.output.dense.bias"][3] = float("nan")
+
+    bad = _edited_ckpt(tiny_ckpt, tmp_path / "shape.ckpt", widen)
+    want = f"{bad}: tensor 'Transformer.{key}' has shape [{shape[0]}, {shape[1] + 1}] but the model its config " \
+           f"describes needs [{shape[0]}, {shape[1]}]"
+    with pytest.raises(UserError) as e:
+        load_upstream(str(bad))
+    assert str(e.value) == want
+    r = cli(verb("extract", "--upstream", bad, "--layer", "last", wav_dir, tmp_path / "o" / "raw"))
+    _one_line_error(r, want)
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+    r = cli(["bash", REPO / "utils" / "dump_feats.sh", "--nj", "1", "--layer", "last", bad, wav_dir, tmp_path / "dump"])
+    _one_line_error(r, want)
+    nan = _edited_ckpt(tiny_ckpt, tmp_path / "nan.ckpt", poison)
+    with pytest.raises(UserError, match=r"nan.ckpt: tensor 'Transformer.encoder.layer.0.output.dense.bias' "
+                                        r"holds NaN or Inf values$"):
+        load_upstream(str(nan))
+
+
+def test_truncated_checkpoint_on_downstream_resume(tmp_path, cpc_set):
+    from tests.reliability.conftest import PHONE_TINY
+    exp = tmp_path / "ds"
+    cmd = verb("train_downstream", "--config", PHONE_TINY, "--override", "runner.total_steps=4", "--override",
+               "runner.save_step=2", "--labels", cpc_set.labels, "--feats", cpc_set.feats, "--upstream", "fbank",
+               "--results-md", "", "--device", "cpu", "--no-progress", exp)
+    r = cli(cmd)
+    assert r.returncode == 0, r.stderr
+    newest = exp / "states-4.ckpt"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a crash mid-copy, a full disk
+    (exp / "results.json").unlink(missing_ok=True)
+    r = cli(cmd)  # resumes from the newest checkpoint
+    _one_line_error(r, f"{newest}: cannot read checkpoint (truncated or corrupt")

@@ -1,5 +1,6 @@
 """Checkpoint round trips, historical S3PRL layouts, and safe loading."""
 import argparse
+import os
 
 import pytest
 import torch
@@ -145,8 +146,10 @@ def test_pickled_side_effect_refused(tmp_path):
             return (open, (str(target), "w"))
 
     torch.save({"Transformer": {}, "x": Evil()}, tmp_path / "evil.ckpt")
-    with pytest.raises(UserError, match="refused: checkpoint needs arbitrary unpickling"):
+    with pytest.raises(UserError, match=r"evil.ckpt: refused: 'x' holds a pickled io.open"):
         load_upstream(tmp_path / "evil.ckpt")
+    with pytest.raises(UserError, match="refused: checkpoint needs arbitrary unpickling"):
+        load_checkpoint(tmp_path / "evil.ckpt")  # strict (resume, downstream): no stand-ins at all
     assert not target.exists()
 
 
@@ -175,3 +178,114 @@ def test_find_and_prune(tmp_path):
     assert [p.name for p in removed] == ["states-20.ckpt"]
     assert [s for s, _ in find_checkpoints(tmp_path)] == [100, 3000]
     assert (tmp_path / "best_dev.ckpt").exists()
+
+
+_PAYLOAD_MODULE = '''
+from pathlib import Path
+HERE = Path(__file__).parent
+(HERE / "imported").write_text("module imported")
+
+
+def boom(path):
+    Path(path).write_text("called")
+'''
+
+_WRITE_PAYLOADS = '''
+import os, subprocess, sys, torch
+sys.path.insert(0, sys.argv[1])
+import s3prl_payload_mod
+os.remove(os.path.join(sys.argv[1], "imported"))  # the import above was the writer's, not the reader's
+
+
+class Call:
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return (self.fn, self.args)
+
+
+src, dst = sys.argv[2], sys.argv[3:]
+for i, where in enumerate(("Optimizer", "Transformer", "os.system")):
+    ck = torch.load(src, weights_only=True)
+    calls = [Call(s3prl_payload_mod.boom, os.path.join(sys.argv[1], "called")),
+             Call(subprocess.check_call, ["touch", os.path.join(sys.argv[1], "subprocess")])]
+    if where == "os.system":
+        ck["Optimizer"] = {"state": {}, "param_groups": [{"schedule": Call(os.system, "touch " + os.path.join(sys.argv[1], "system"))}]}
+    elif where == "Optimizer":
+        ck["Optimizer"] = {"state": {}, "param_groups": [{"lr": 1e-3, "schedule": calls[0], "x": calls[1]}]}
+        ck["Scheduler"] = calls[1]
+    else:
+        ck["Transformer"]["input_representations.spec_transform.weight"] = calls[0]
+    torch.save(ck, dst[i])
+'''
+
+
+def test_payload_in_optimizer_section_is_never_run_and_in_model_section_refused(tmp_path):
+    """Unknown globals where s3prl keeps scheduler objects (Optimizer, Scheduler) must not block
+    loading and must never be imported or called; the same payload in the weights is refused."""
+    import subprocess
+    import sys
+
+    cfg = UpstreamConfig(model="tera", transformer=TransformerConfig(**TINY))
+    obj, path = _save(tmp_path, cfg)
+    mod_dir = tmp_path / "mods"
+    mod_dir.mkdir()
+    (mod_dir / "s3prl_payload_mod.py").write_text(_PAYLOAD_MODULE)
+    opt, model, system = tmp_path / "opt.ckpt", tmp_path / "model.ckpt", tmp_path / "system.ckpt"
+    subprocess.run([sys.executable, "-c", _WRITE_PAYLOADS, str(mod_dir), str(path), str(opt), str(model), str(system)],
+                   check=True)
+    unsafe = set(torch.serialization.get_unsafe_globals_in_checkpoint(str(opt)))
+    # (pickle protocol 2 spells subprocess.check_call with its Python 2 name, commands.check_call)
+    assert "s3prl_payload_mod.boom" in unsafe and any(u.endswith(".check_call") for u in unsafe)
+    sys.path.insert(0, str(mod_dir))  # importable, so only not importing it keeps it from running
+    try:
+        up = load_upstream(opt)
+        x, lens = _feats()
+        obj.eval()
+        assert all(torch.equal(a, b) for a, b in zip(obj.transformer(x, lens).hidden_states,
+                                                     up.model(x, lens).hidden_states))
+        with pytest.raises(UserError) as e:
+            load_upstream(model)
+        msg = str(e.value)
+        assert "\n" not in msg and msg.startswith(f"{model}: refused: 'Transformer.input_representations"
+                                                  ".spec_transform.weight' holds a pickled s3prl_payload_mod.boom")
+        with pytest.raises(UserError, match="opt.ckpt: refused: checkpoint needs arbitrary unpickling"):
+            load_checkpoint(opt)  # strict readers (resume) still refuse it
+        # torch's weights_only unpickler admits nothing from os/sys/posix, not even a stand-in
+        with pytest.raises(UserError, match=r"system.ckpt: refused: .*posix.system whose module posix is blocked"):
+            load_upstream(system)
+    finally:
+        sys.path.remove(str(mod_dir))
+    assert "s3prl_payload_mod" not in sys.modules
+    assert not any((mod_dir / f).exists() for f in ("imported", "called", "subprocess", "system"))
+
+
+class _Schedule:
+    """Stands for s3prl's `optimizers.WarmupLinearSchedule` in the optimizer state."""
+
+    def __init__(self):
+        self.warmup = 0.07
+
+    def __setstate__(self, state):  # would run on a real unpickle
+        raise AssertionError("ran")
+
+
+@pytest.mark.parametrize("zipped", [True, False])
+def test_scheduler_object_in_optimizer_state_both_file_formats(tmp_path, zipped):
+    """The zip layout (torch >= 1.6) and the legacy one (S3PRL's 2020 files) are both scanned."""
+    from s3prl.upstream.checkpoint import _Unloaded
+    cfg = UpstreamConfig(model="tera", transformer=TransformerConfig(**TINY))
+    obj, path = _save(tmp_path, cfg)
+    ck = torch.load(path, weights_only=True)
+    ck["Optimizer"]["param_groups"][0]["schedule"] = _Schedule()
+    out = tmp_path / "sched.ckpt"
+    torch.save(ck, out, _use_new_zipfile_serialization=zipped)
+    raw = load_checkpoint(out, lenient=True)
+    stand_in = raw["Optimizer"]["param_groups"][0]["schedule"]
+    assert isinstance(stand_in, _Unloaded) and not isinstance(stand_in, _Schedule)
+    assert stand_in.global_name == f"{__name__}._Schedule"
+    up = load_upstream(out)
+    x, lens = _feats()
+    obj.eval()
+    assert torch.equal(obj.transformer(x, lens).hidden_states[-1], up.model(x, lens).hidden_states[-1])
