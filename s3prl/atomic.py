@@ -4,6 +4,12 @@ Every file or directory a stage produces appears complete or not at all: it is w
 temporary name in the same directory (``.NAME.tmp.<pid>``), flushed and fsync'ed, then renamed.
 A stage's "done" state is derived from its validated outputs, never from a marker written before
 the work. `StageLock` keeps two runs of the same stage off one output directory.
+
+A write that fails because the disk is full, the file-size limit (RLIMIT_FSIZE) is reached or the
+quota is exceeded comes out of these writers as a `DiskFullError` (an OSError) naming the output
+being written -- its final name, not the temporary one -- and saying what to do; `cli_main` prints
+it on one line. Writers that hide the errno (``torch.save`` reports a short write as a
+RuntimeError) are diagnosed by trying to extend the temporary file before it is removed.
 """
 from __future__ import annotations
 
@@ -24,6 +30,57 @@ TMP_MARK = ".tmp."
 
 def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+
+
+# "No room": disk full, file larger than RLIMIT_FSIZE, disk quota exceeded.
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+_ADVICE = "while writing it; free space there (or raise the file-size limit) and rerun: nothing partial was kept"
+
+
+class DiskFullError(OSError):
+    """No room to write `filename` (ENOSPC, EFBIG or EDQUOT); str() is one line with the advice."""
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
+
+
+def disk_full_error(e: OSError, path: str | Path) -> DiskFullError:
+    """`e` (an OSError whose errno is in FULL_ERRNOS) as a DiskFullError naming `path`."""
+    if isinstance(e, DiskFullError):
+        return DiskFullError(e.errno, e.strerror, str(path))
+    return DiskFullError(e.errno, f"{e.strerror or os.strerror(e.errno)} {_ADVICE}", str(path))
+
+
+def _written_name(e: OSError, tmp: Path, final: Path) -> str:
+    """The output a failed write was writing, under its final name: the error's destination
+    (shutil.copyfile puts it in filename2) mapped from `tmp` to `final`, or `final` itself."""
+    name = e.filename2 if getattr(e, "filename2", None) is not None else e.filename
+    if name is None:
+        return str(final)
+    name, t = os.fsdecode(name), str(tmp)
+    if name == t or name.startswith(t + os.sep):
+        return str(final) + name[len(t):]
+    return name
+
+
+def _hidden_full_error(tmp: Path) -> OSError | None:
+    """After a writer failed without an errno (torch.save: RuntimeError on a short write), try to
+    extend its temporary file: the OSError if there is no room (the real cause), else None."""
+    try:
+        with open(tmp, "ab") as f:
+            f.write(bytes(1 << 16))
+            f.flush()
+    except OSError as e:
+        return e if e.errno in FULL_ERRNOS else None
+    return None
+
+
+def _newest_file(root: Path) -> Path | None:
+    """The single most recently modified file under `root` (None if none or a tie)."""
+    stamps = sorted(((p.stat().st_mtime_ns, p) for p in root.rglob("*") if p.is_file()), reverse=True)
+    if not stamps or (len(stamps) > 1 and stamps[0][0] == stamps[1][0]):
+        return None
+    return stamps[0][1]
 
 
 def fsync_dir(path: str | Path) -> None:
@@ -57,12 +114,17 @@ def atomic_path(path: str | Path, fsync: bool = True) -> Iterator[Path]:
         os.replace(tmp, path)
         if fsync:
             fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as e:
+        full = e if isinstance(e, OSError) and e.errno in FULL_ERRNOS else None
+        if full is None and isinstance(e, RuntimeError) and tmp.is_file():
+            full = _hidden_full_error(tmp)
         with contextlib.suppress(FileNotFoundError):
             if tmp.is_dir():
                 shutil.rmtree(tmp)
             else:
                 tmp.unlink()
+        if full is not None:
+            raise disk_full_error(full, _written_name(full, tmp, path)) from None
         raise
 
 
@@ -100,8 +162,15 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(path)
         os.replace(tmp, path)
         fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as e:
+        name = None
+        if isinstance(e, OSError) and e.errno in FULL_ERRNOS:
+            # A plain open()/write() in the block names no file: the newest one is being written.
+            newest = _newest_file(tmp) if e.filename is None and not isinstance(e, DiskFullError) else None
+            name = _written_name(e, tmp, path) if newest is None else str(path / newest.relative_to(tmp))
         shutil.rmtree(tmp, ignore_errors=True)
+        if name is not None:
+            raise disk_full_error(e, name) from None
         raise
 
 

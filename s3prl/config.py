@@ -4,7 +4,8 @@ Every config in the toolkit is a dataclass with defaults. `load_config` reads a 
 checks every key against the dataclass fields (an unknown key is an error naming the file and the
 dotted key, with the valid keys listed), converts values to the declared types, and applies
 `--override a.b.c=value` strings parsed against the same types. Values are parsed with
-`yaml.safe_load` (never `eval`), so `1e-4`, `true`, `[1, 2]` and `null` work as in YAML.
+`yaml.safe_load` (never `eval`), so `1e-4`, `true`, `[1, 2]` and `null` work as in YAML. An empty
+config file (nothing but comments, or `{}`) is refused rather than read as "all defaults".
 
 Supported field types: bool, int, float, str, Optional[X], list[X], tuple[X, ...], dict[str, X],
 Literal[...] and nested dataclasses.
@@ -165,7 +166,7 @@ def apply_overrides(data: dict, overrides: list[str] | None, source: str = "--ov
 
 
 def read_yaml(path: str | Path) -> dict:
-    """Read a YAML mapping; a syntax error or a non-mapping is a ConfigError naming the file and line."""
+    """Read a YAML mapping; a syntax error, a non-mapping or an empty file is a ConfigError naming the file (and line)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -178,8 +179,11 @@ def read_yaml(path: str | Path) -> dict:
         line = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{path}:{line}: malformed YAML: {problem}") from None
-    if data is None:
-        return {}
+    if data is None or data == {}:
+        # An empty file (or only comments) is most likely a config that was never filled in or was
+        # truncated; taking it as "all defaults" would silently train something else.
+        raise ConfigError(f"{path}: empty config (no keys); write the settings in it, or leave out the "
+                          f"option to use the defaults")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data

@@ -2,7 +2,8 @@
 # TIMIT recipe: Kaldi-convention data dirs (SA removed, 50-speaker dev, 24-speaker core test,
 # 48 phones), features, an upstream (pre-trained here, or any checkpoint such as one from
 # egs/librispeech), representation dumps, and the hybrid DNN/HMM hand-off to PyTorch-Kaldi
-# (reference/s3prl.md §5; the TIMIT setup of the 2020 S3PRL papers).
+# (the TIMIT setup of the 2020 S3PRL papers: Mockingjay, arXiv:1910.12638, and TERA,
+# arXiv:2007.06028; Kaldi egs/timit/s5 for the data and the alignments).
 #
 # The PyTorch-Kaldi stages need a finished Kaldi egs/timit/s5 run for the alignments of train,
 # dev and test and the decoding graph (--kaldi-exp), a compiled Kaldi (KALDI_ROOT) and
@@ -23,11 +24,12 @@ timit_dir=                 # TIMIT corpus (TIMIT/TRAIN/DR1/FCJF0/SA1.WAV ..., an
 wav_format=path            # path | sph2pipe | sox   (wav.scp entries)
 feat_config=conf/fbank.yaml
 pretrain_config=conf/tera_tiny.yaml
+pretrain_override=""       # space-separated K=V overrides of the pre-training config
 upstream_ckpt=             # use this checkpoint instead of pre-training (stage 2 skipped)
 ngpu=0
 layer=last                 # representation layer handed to PyTorch-Kaldi: last | N
 chunk_context=12           # dump: frames of context per side for long transformer inputs (0 = S3PRL)
-device=auto
+device=auto                # dump device: auto (cuda when available) | cpu | cuda
 kaldi_exp=                 # exp/ of a finished Kaldi egs/timit/s5 run
 ali_train=                 # default $kaldi_exp/tri3_ali
 ali_dev=                   # default $kaldi_exp/tri3_ali_dev
@@ -42,6 +44,8 @@ help_message="Usage: $0 --timit-dir DIR [options]
   --wav-format F             path | sph2pipe | sox
   --upstream-ckpt CKPT       an existing upstream checkpoint (skips pre-training)
   --pretrain-config YAML     pre-training config (default conf/tera_tiny.yaml)
+  --pretrain-override \"K=V ...\"  e.g. \"runner.total_steps=2000\"
+  --device D                 dump device: auto | cpu | cuda
   --layer L                  layer to hand over: last | N
   --chunk-context N          dump: context frames per side in overlapping windows (transformers)
   --kaldi-exp DIR            Kaldi TIMIT s5 exp/ dir (alignments tri3_ali{,_dev,_test}, graph tri3/graph)
@@ -101,7 +105,9 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     log "Stage 2: using the upstream $upstream_ckpt (no pre-training)"
   else
     log "Stage 2: pre-training $name on data/train -> exp/$name"
-    utils/pretrain.sh --ngpu "$ngpu" --cmd "$cuda_cmd" --config "$pretrain_config" data/train "exp/$name"
+    pretrain_args=(); for kv in $pretrain_override; do pretrain_args+=(--override "$kv"); done
+    utils/pretrain.sh --ngpu "$ngpu" --cmd "$cuda_cmd" --config "$pretrain_config" \
+      ${pretrain_args[@]+"${pretrain_args[@]}"} data/train "exp/$name"
   fi
 fi
 

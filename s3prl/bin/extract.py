@@ -435,12 +435,14 @@ def _write_table(path: Path, table: dict) -> None:
 
 # -------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
+    from s3prl.train.distributed import DEVICES
+
     p = argparse.ArgumentParser(prog="python -m s3prl.bin.extract",
                                 description="Dump upstream representations of a Kaldi data dir to ark/scp.")
     p.add_argument("--upstream", required=True, help="checkpoint path or baseline name (fbank, mfcc, mel160)")
     p.add_argument("--layer", default="all", help="all | last | N | N,M,... (0 = input block)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--device", default="cpu", choices=DEVICES, help="auto (cuda when available) | cpu | cuda")
     p.add_argument("--compress", default="false", help="true: Kaldi CM compression (lossy); default false")
     p.add_argument("--apply-cmvn", default="true",
                    help="external-feature upstreams: mean-normalise feats.scp with the data dir's cmvn.scp")
@@ -456,12 +458,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from s3prl.train.distributed import resolve_device
+
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     compress = _parse_bool(args.compress, "--compress")
     apply_cmvn = _parse_bool(args.apply_cmvn, "--apply-cmvn")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device available")
+    args.device = resolve_device(args.device)
     if args.chunk_context < 0:
         raise UserError(f"--chunk-context: must be >= 0, got {args.chunk_context}")
     if args.mode == "check":

@@ -126,17 +126,19 @@ def plot_attention(upstream_name: str, data: str | Path, utt: str, out_dir: str 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from s3prl.train.distributed import DEVICES, resolve_device
+
     p = argparse.ArgumentParser(prog="python -m s3prl.bin.plot_attention",
                                 description="Plot per-layer self-attention heads of one utterance.")
     p.add_argument("--upstream", required=True, help="transformer checkpoint (Mockingjay / TERA / AALBERT)")
     p.add_argument("--layers", default="all", help="all | last | N,M (1-based encoder layers)")
     p.add_argument("--utt", required=True, help="utterance id in the data dir")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--device", default="cpu", choices=DEVICES, help="auto (cuda when available) | cpu | cuda")
     p.add_argument("data_dir")
     p.add_argument("out_dir")
     args = p.parse_args(argv)
     setup_logging()
-    plot_attention(args.upstream, args.data_dir, args.utt, args.out_dir, args.layers, args.device)
+    plot_attention(args.upstream, args.data_dir, args.utt, args.out_dir, args.layers, resolve_device(args.device))
     return 0
 
 

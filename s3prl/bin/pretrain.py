@@ -73,7 +73,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest checkpoint (automatic when one exists); "
                         "also allows a larger runner.total_steps")
-    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                   help="auto (the default): cuda when available")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     p.add_argument("data_dir", help="Kaldi data directory (wav.scp or feats.scp)")
     p.add_argument("exp_dir", help="output directory")

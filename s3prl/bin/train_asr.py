@@ -32,7 +32,7 @@ Arguments:
     --layer L          last | weighted_sum | <index> (input.layer); --fine-tune sets input.fine_tune.
     --results-md PATH  RESULTS.md whose ASR row for (upstream, layer) is updated (default ./RESULTS.md;
                        '' = none).
-    --device D         cpu | cuda (default: cuda when available).
+    --device D         auto | cpu | cuda (default auto: cuda when available).
 
 An interrupted run resumes from its newest states-<step>.ckpt; a run whose results.json has the
 same config hash (config + inputs) prints "complete" and does no work.

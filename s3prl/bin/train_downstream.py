@@ -33,7 +33,7 @@ Arguments:
     --layer L          last | weighted_sum | <index> (input.layer); --fine-tune sets input.fine_tune.
     --results-md PATH  RESULTS.md whose row for (task, upstream, layer, head) is updated
                        (default: ./RESULTS.md; '' = none).
-    --device D         cpu | cuda (default: cuda when available).
+    --device D         auto | cpu | cuda (default auto: cuda when available).
 
 The 2020 protocol (reference/s3prl.md §4): frozen runs train the head with Adam lr 4e-3, evaluate
 dev every runner.dev_step, keep best-dev.ckpt and report test accuracy at the best-dev step. An

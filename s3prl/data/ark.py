@@ -23,7 +23,7 @@ from typing import Iterator
 import kaldiio
 import numpy as np
 
-from s3prl.atomic import _tmp_name, fsync_dir
+from s3prl.atomic import FULL_ERRNOS, _tmp_name, disk_full_error, fsync_dir
 from s3prl.errors import UserError
 
 
@@ -37,6 +37,13 @@ def _all_finite(arr: np.ndarray) -> bool:
     if arr.size == 0:
         return True
     return bool(np.isfinite(arr.max()) and np.isfinite(arr.min()))
+
+
+def _named(e: OSError, path: Path) -> OSError:
+    """A write error of `path`'s temporary file, naming `path` (s3prl.atomic.disk_full_error)."""
+    if e.errno in FULL_ERRNOS:
+        return disk_full_error(e, path)
+    return OSError(e.errno, e.strerror, str(path))
 
 
 def _check_key(key: str) -> None:
@@ -105,7 +112,7 @@ class ArkWriter:
             else:
                 kaldiio.save_ark(self._ark, {key: arr}, compression_method=self.compression)
         except OSError as e:  # disk full / file too large: name the output, not a temporary name
-            raise OSError(e.errno, e.strerror, str(self.ark_path)) from None
+            raise _named(e, self.ark_path) from None
         offset = start + len(key.encode()) + 1
         self._scp_lines.append(f"{key} {self.ark_path}:{offset}\n")
         self._keys.add(key)
@@ -126,12 +133,15 @@ class ArkWriter:
             except OSError as e:  # the buffered tail hit a full disk: name the output
                 with contextlib.suppress(OSError):
                     ark.close()
-                raise OSError(e.errno, e.strerror, str(self.ark_path)) from None
+                raise _named(e, self.ark_path) from None
             ark.close()
-            with open(self._scp_tmp, "w", encoding="utf-8") as f:
-                f.writelines(self._scp_lines)
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                with open(self._scp_tmp, "w", encoding="utf-8") as f:
+                    f.writelines(self._scp_lines)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:
+                raise _named(e, self.scp_path) from None
             os.replace(self._ark_tmp, self.ark_path)
             os.replace(self._scp_tmp, self.scp_path)
             fsync_dir(self.ark_path.parent)

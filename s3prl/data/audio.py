@@ -2,14 +2,21 @@
 
 A wav.scp value is either a file path (anything libsndfile reads: WAV, FLAC, OGG, MP3) or a
 Kaldi pipe, a shell command ending in ``|`` whose stdout is an audio file, e.g. the LibriSpeech
-form ``flac -c -d -s /path/x.flac |`` or ``sox x.wav -t wav - |`` (reference/kaldi.md §2, §3.1).
-Pipes run under ``bash -c`` like Kaldi's popen.
+form ``flac -c -d -s /path/x.flac |`` or ``sox x.wav -t wav - |`` (Kaldi's extended filenames,
+kaldi-asr/kaldi src/util/kaldi-io.h, and egs/librispeech/s5/local/data_prep.sh). Pipes run under
+``bash -c`` like Kaldi's popen.
 
 Every reader returns float32 mono samples in [-1, 1] at the target rate (16 kHz by default):
 int16 PCM is scaled by 1/32768, as libsndfile does. Other sample rates are resampled with
 ``torchaudio.functional.resample`` (a one-time notice per rate), or refused with
 ``resample=False``. Stereo, empty and unreadable audio raise `UserError` naming the utterance and
-the path. Segments (``utt reco start end`` in seconds, ``end = -1`` meaning "to the end") are cut
+the path: a missing file says "no such file" with its path, a failed pipe gives its command and
+exit status (as Kaldi's ``PipeInputImpl::Close`` reports a pipe's non-zero status). A WAV whose
+header declares more data than the file holds (a truncated copy) is read up to its end with a
+warning naming the utterance and both sizes, as Kaldi's ``WaveData::Read`` warns when the RIFF
+sizes disagree (kaldi-asr/kaldi src/feat/wave-reader.cc); the unknown-length sizes that streaming
+writers put in a pipe's header (0, 0xFFFFFFFF, and sox's 0x7FFFF000) are not truncation.
+Segments (``utt reco start end`` in seconds, ``end = -1`` meaning "to the end") are cut
 exactly to the sample at the recording's own rate, with Kaldi's rounding
 (``round(start * sr)``, ``round(end * sr)``), before any resampling.
 """
@@ -17,6 +24,9 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import signal
+import struct
 import subprocess
 from typing import Any
 
@@ -48,14 +58,20 @@ def _decode(entry: str, utt_id: str) -> tuple[np.ndarray, int]:
         except OSError as e:
             raise UserError(f"utterance {utt_id}: cannot run pipe '{entry}': {e}") from None
         if proc.returncode != 0:
-            err = proc.stderr.decode(errors="replace").strip().splitlines()
-            detail = err[-1] if err else f"exit status {proc.returncode}"
-            raise UserError(f"utterance {utt_id}: pipe '{entry}' failed: {detail}")
+            raise UserError(f"utterance {utt_id}: pipe '{entry}' failed: {_exit_status(proc.returncode)}"
+                            f"{_last_line(proc.stderr)}; run the command by hand to see why")
         source: Any = io.BytesIO(proc.stdout)
         where = f"pipe '{entry}'"
+        _warn_if_truncated(source, len(proc.stdout), utt_id, where)
     else:
         source = entry
         where = entry
+        if not os.path.exists(entry):
+            raise UserError(f"utterance {utt_id}: no such file {entry} (from wav.scp); check that the corpus "
+                            f"is still there, or prepare the data dir again from where it is now")
+        if os.path.isfile(entry):
+            with open(entry, "rb") as f:
+                _warn_if_truncated(f, os.fstat(f.fileno()).st_size, utt_id, where)
     try:
         data, rate = sf.read(source, dtype="float32", always_2d=True)
     except Exception as e:  # soundfile raises LibsndfileError, RuntimeError, TypeError, OSError
@@ -65,6 +81,59 @@ def _decode(entry: str, utt_id: str) -> tuple[np.ndarray, int]:
         raise UserError(f"utterance {utt_id}: stereo audio ({data.shape[1]} channels) in {where}; "
                         f"only mono is supported (e.g. 'sox IN -c 1 -t wav - remix 1 |')")
     return np.ascontiguousarray(data[:, 0]), int(rate)
+
+
+def _exit_status(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}"
+    return f"exit code {code}"
+
+
+def _last_line(stderr: bytes, limit: int = 300) -> str:
+    """The command's stderr on one line (its tail if long), in parentheses; '' if it said nothing."""
+    text = " ".join(stderr.decode(errors="replace").split())
+    if len(text) > limit:
+        text = "..." + text[-limit:]
+    return f" ({text})" if text else ""
+
+
+# Data-chunk sizes meaning "length unknown": Kaldi's stream mode (0 or 0xFFFFFFFF, wave-reader.cc)
+# and what sox writes when its output cannot be seeked back (a pipe).
+_UNKNOWN_LENGTH = {0, 0xFFFFFFFF, 0x7FFFF000}
+
+
+def wav_data_sizes(f, total: int) -> tuple[int, int] | None:
+    """(declared, present) byte counts of the data chunk of the RIFF/RIFX WAV in binary file `f`
+    of `total` bytes; None if it is not such a WAV, has no data chunk or declares an unknown length."""
+    head = f.read(12)
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+        return None
+    order = "<" if head[:4] == b"RIFF" else ">"
+    pos = 12
+    while pos + 8 <= total:
+        f.seek(pos)
+        chunk = f.read(8)
+        if len(chunk) < 8:
+            return None
+        size = struct.unpack(order + "I", chunk[4:])[0]
+        if chunk[:4] == b"data":
+            return None if size in _UNKNOWN_LENGTH else (size, total - pos - 8)
+        pos += 8 + size + (size & 1)  # RIFF chunks are padded to an even size
+    return None
+
+
+def _warn_if_truncated(f, total: int, utt_id: str, where: str) -> None:
+    try:
+        sizes = wav_data_sizes(f, total)
+    finally:
+        f.seek(0)
+    if sizes is not None and sizes[1] < sizes[0]:
+        log.warning("utterance %s: truncated WAV %s: its header declares %d bytes of audio data, only %d are "
+                    "present; using those", utt_id, where, sizes[0], max(sizes[1], 0))
 
 
 def _read_cached(entry: str, utt_id: str) -> tuple[np.ndarray, int]:

@@ -196,7 +196,7 @@ def add_run_arguments(p):
     p.add_argument("--layer", help="last | weighted_sum | <index>")
     p.add_argument("--fine-tune", action="store_true", help="train the upstream jointly (input.fine_tune)")
     p.add_argument("--results-md", default="RESULTS.md", help="RESULTS.md to update ('' = none)")
-    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="auto (the default): cuda when available")
     p.add_argument("--no-progress", action="store_true", help="no progress bar / TensorBoard")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("exp_dir", help="experiment directory")

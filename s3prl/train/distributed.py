@@ -5,6 +5,9 @@ WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT, and `init_distributed()` jo
 group (NCCL when CUDA is available, gloo on CPU). Without those variables everything runs as a
 single process (rank 0 of 1). Rank 0 alone logs, plots and writes checkpoints; the global batch is
 the per-rank batch times the world size.
+
+Every CLI's ``--device`` takes `DEVICES`: ``auto`` (CUDA when available, else the CPU, as the
+training CLIs do without the option), ``cpu`` or ``cuda``; `resolve_device` turns it into a device.
 """
 from __future__ import annotations
 
@@ -31,13 +34,29 @@ class DistInfo:
         return self.world_size > 1
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str | None, option: str = "--device") -> str:
+    """"auto" or None: "cuda" when a CUDA device is available, else "cpu"; "cpu" and "cuda" as
+    given ("cuda" without a CUDA device is a UserError naming `option`)."""
+    from s3prl.errors import UserError
+
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in DEVICES:
+        raise UserError(f"{option} {device}: not one of {', '.join(DEVICES)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"{option} cuda: no CUDA device available (use --device auto or cpu)")
+    return device
+
+
 def init_distributed(device: str | None = None) -> DistInfo:
     """Join the torchrun process group if the environment describes one.
 
-    device: "cpu" or "cuda" (default: cuda if available). With CUDA each rank uses GPU LOCAL_RANK.
+    device: "auto" (or None: cuda if available), "cpu" or "cuda". With CUDA each rank uses GPU LOCAL_RANK.
     """
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))

@@ -1,0 +1,125 @@
+"""Smoke test of egs/timit/run.sh with its DEFAULT options on a tiny TIMIT-layout stand-in.
+
+The stand-in has the real corpus layout (TIMIT/{TRAIN,TEST}/DR*/<speaker>/{SA1,SI*,SX*}.{WAV,PHN,
+WRD,TXT}, NIST SPHERE audio) with 4 training speakers, 4 of Kaldi's 50 dev speakers and 4 of the
+24 core-test speakers, two 1-second sentences each plus an SA sentence (which data prep drops):
+enough for the recipe's default 4 jobs per set. Stages 0-3 (data, features, pre-training, dump) run
+with every default -- wav format, feature config, pre-training config, layer, chunk context, the
+dump device (``auto``) -- except the pre-training step budget (the 8000-step preset would take a
+quarter of an hour); a default that cannot run on a fresh machine fails here. Stage 4 (frame
+counts against Kaldi alignments) runs on a stand-in of a Kaldi egs/timit/s5 exp dir whose
+alignments are keyed ``spk_utt`` as Kaldi's TIMIT recipe keys them. Stages 5-6 need a PyTorch-Kaldi
+checkout and a compiled Kaldi (tests/downstream/test_pytorch_kaldi.py covers the cfg generator).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import pytest
+
+from s3prl.data.alignments import read_alignment_lengths
+from s3prl.data.kaldi_dir import DataDir, validate_data_dir
+from tests.data.test_timit import PHN, write_sphere
+from tests.downstream.test_pytorch_kaldi import make_ali_dir, make_graph_dir
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+# (part, dialect region, speaker): train speakers are in neither list; dev from Kaldi's 50-speaker
+# dev list, test from the 24-speaker core test set (s3prl.data.timit.DEV_SPEAKERS / CORE_TEST_SPEAKERS).
+SPEAKERS = ([("TRAIN", "DR1", s) for s in ("FCJF0", "FDAW0", "MDPK0", "MRAI0")]
+            + [("TEST", "DR1", s) for s in ("FAKS0", "FDAC1", "MJSW0", "MREB0")]
+            + [("TEST", "DR1", s) for s in ("MDAB0", "MWBT0", "FELC0", "MTAS1")])
+SENTENCES = ("SA1", "SI943", "SX47")
+TRAIN_STEPS = 6
+
+
+def make_timit_standin(root: Path) -> Path:
+    """The stand-in corpus under root/TIMIT (deterministic: tones + noise per speaker)."""
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000.0
+    for i, (part, dr, spk) in enumerate(SPEAKERS):
+        d = root / "TIMIT" / part / dr / spk
+        d.mkdir(parents=True)
+        for k, utt in enumerate(SENTENCES):
+            x = 6000 * np.sin(2 * np.pi * (150 + 20 * i + 40 * k) * t) + 800 * rng.standard_normal(len(t))
+            write_sphere(d / f"{utt}.WAV", x.astype(np.int16))
+            (d / f"{utt}.PHN").write_text("".join(f"{b} {e} {p}\n" for p, b, e in PHN))
+            (d / f"{utt}.WRD").write_text("2000 5000 she\n5000 7000 had\n")
+            (d / f"{utt}.TXT").write_text(f"0 {len(t)} She had.\n")
+    return root / "TIMIT"
+
+
+def _run(rdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run(["bash", str(rdir / "run.sh"), *args], cwd=str(rdir.parent), env=env,
+                       capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        raise AssertionError(f"run.sh {' '.join(args)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
+    return p
+
+
+def _recipe_copy(root: Path) -> Path:
+    """egs/timit made of links to the real recipe files (its outputs land in the copy)."""
+    rdir = root / "egs" / "timit"
+    rdir.mkdir(parents=True)
+    for name in ("run.sh", "cmd.sh", "conf", "path.sh", "utils"):
+        os.symlink(os.path.realpath(REPO / "egs" / "timit" / name), rdir / name)
+    return rdir
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    root = tmp_path_factory.mktemp("timit")
+    corpus = make_timit_standin(root / "corpus")
+    rdir = _recipe_copy(root)
+    p = _run(rdir, "--timit-dir", str(corpus), "--stop-stage", "3",
+             "--pretrain-override", f"runner.total_steps={TRAIN_STEPS}")
+    return rdir, corpus, p
+
+
+def test_stages_0_to_3_with_default_options(recipe):
+    rdir, _, p = recipe
+    sets = {}
+    for name in ("train", "dev", "test"):
+        d = rdir / "data" / name
+        validate_data_dir(d)  # with features
+        sets[name] = DataDir(d)
+        assert len(sets[name].utts) == 8, name  # 4 speakers x 2: the SA sentences are dropped
+        assert not any(u.endswith("-sa1") for u in sets[name].utts)
+        assert (d / "feats_dim").read_text().split()[0] == "80"
+    assert sets["dev"].speakers == ["faks0", "fdac1", "mjsw0", "mreb0"]
+    assert sets["test"].speakers == ["felc0", "mdab0", "mtas1", "mwbt0"]
+    # 1 s at 16 kHz: 1 + (16000 - 400) // 160 = 98 frames (Kaldi framing)
+    assert set(sets["train"].utt2num_frames.values()) == {98}
+    assert (rdir / "exp" / "tera_tiny" / f"states-{TRAIN_STEPS}.ckpt").is_file()
+    # The dump ran with --device auto, resolved to the CPU here, for every set, 4 jobs each.
+    logs = sorted((rdir / "dump" / "tera_tiny" / "log").rglob("extract.*.log"))
+    assert len(logs) == 12, logs
+    assert all("--device auto" in lg.read_text() for lg in logs)
+    # layer=last: only the last of the 3 transformer layers (layer-0 is the input block)
+    assert [d.name for d in (rdir / "dump" / "tera_tiny").glob("layer-*")] == ["layer-3"]
+    for name, dd in sets.items():
+        dump = rdir / "dump" / "tera_tiny" / "layer-3" / name
+        validate_data_dir(dump)
+        mats = {k: np.asarray(v) for k, v in kaldiio.load_scp(str(dump / "feats.scp")).items()}
+        assert sorted(mats) == dd.utts
+        assert all(m.shape == (98, 128) and np.isfinite(m).all() for m in mats.values())
+
+
+def test_alignment_check_against_a_kaldi_exp_standin(recipe, tmp_path):
+    """Stage 4 with a stand-in Kaldi exp (tri3_ali{,_dev,_test} keyed spk_utt, tri3/graph)."""
+    rdir, corpus, _ = recipe
+    kaldi_exp = tmp_path / "kaldi exp"
+    for name, ali in (("train", "tri3_ali"), ("dev", "tri3_ali_dev"), ("test", "tri3_ali_test")):
+        frames = DataDir(rdir / "dump" / "tera_tiny" / "layer-3" / name).utt2num_frames
+        make_ali_dir(kaldi_exp / ali, {u.replace("-", "_"): n for u, n in frames.items()})
+    make_graph_dir(kaldi_exp / "tri3" / "graph")
+    _run(rdir, "--timit-dir", str(corpus), "--kaldi-exp", str(kaldi_exp), "--stage", "4", "--stop-stage", "4")
+    for name in ("train", "dev", "test"):
+        frames = DataDir(rdir / "dump" / "tera_tiny" / "layer-3" / name).utt2num_frames
+        assert read_alignment_lengths(rdir / "exp" / f"ali_{name}") == dict(frames)
