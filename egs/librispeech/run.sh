@@ -89,6 +89,20 @@ else
 fi
 sets="$train_set"
 if $asr; then sets="$sets $dev_set $test_set"; fi
+# --nj against the speakers of every set, before any stage writes anything: the corpus subsets
+# (one speaker per READER/CHAPTER) when stage 1 will make the data dirs, else the data dirs; the
+# synthetic corpus is only known once stage 0 made it, so stage 2 checks again.
+nj_sources=()
+for x in $sets; do
+  if [ "$stage" -le 1 ] && [ -d "$corpus_dir/LibriSpeech/$x" ]; then nj_sources+=("$corpus_dir/LibriSpeech/$x")
+  elif [ "$stage" -le 1 ] && [ -d "$corpus_dir/$x" ]; then nj_sources+=("$corpus_dir/$x")
+  else nj_sources+=("data/$x"); fi
+done
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 2 ]; then  # stages 2 and 4 split the data dirs by speaker
+  for src in "${nj_sources[@]}"; do
+    case "$src" in data/*) recipe_check_nj "$src" ;; *) recipe_check_nj --depth 2 "$src" ;; esac
+  done
+fi
 pretrain_args=(); for kv in $pretrain_override; do pretrain_args+=(--override "$kv"); done
 downstream_args=(); for kv in $downstream_override; do downstream_args+=(--override "$kv"); done
 
@@ -110,6 +124,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  for x in $sets; do recipe_check_nj "data/$x"; done
   log "Stage 2: features ($feat_config) with $nj jobs"
   for x in $sets; do
     utils/compute_feats.sh --nj "$nj" --cmd "$train_cmd" --config "$feat_config" \
@@ -140,6 +155,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  for x in $sets; do recipe_check_nj "data/$x"; done
   for u in $upstreams; do
     name=${u}_${size}
     for x in $sets; do
