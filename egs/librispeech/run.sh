@@ -166,22 +166,21 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   done
 fi
 
-# The dumped layer dirs of upstream $1 that stage 5 evaluates (dump/<name>/layer-<k>).
+# layer_dirs NAME SET...: the dumped layer dirs dump/NAME/layer-<k> that --layer names, "last"
+# resolved from the checkpoint exp/NAME (never from the layer dirs that happen to exist); exits 1
+# naming the set if the dump of any SET is incomplete (stage 4 killed between layers), stale or
+# lacks a layer. Call it as dirs=$(layer_dirs ...) so that set -e stops the recipe.
 layer_dirs() {
-  local all
-  all=$(ls -d "dump/$1"/layer-* 2>/dev/null | sort -V)
-  case "$layer" in
-    all) echo "$all" ;;
-    last) echo "$all" | tail -n 1 ;;
-    *) echo "dump/$1/layer-$layer" ;;
-  esac
+  local name=$1; shift
+  python -m s3prl.bin.extract --mode layers --upstream "exp/$name" --layer "$layer" "dump/$name" "$@"
 }
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   ds_suffix=_$downstream_size; [ "$downstream_size" = base ] && ds_suffix=
   inputs="fbank:data/$train_set"
   for u in $upstreams; do
-    for d in $(layer_dirs "${u}_${size}"); do inputs="$inputs ${u}_${size}:$d/$train_set"; done
+    dirs=$(layer_dirs "${u}_${size}" "$train_set")
+    for d in $dirs; do inputs="$inputs ${u}_${size}:$d/$train_set"; done
   done
   for input in $inputs; do
     name=${input%%:*}; feats=${input#*:}
@@ -207,7 +206,8 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && $asr; then
   inputs="fbank:data"
   for u in $upstreams; do
     if [ "$asr_mode" = dump ]; then
-      for d in $(layer_dirs "${u}_${size}"); do inputs="$inputs ${u}_${size}:$d"; done
+      dirs=$(layer_dirs "${u}_${size}" "$train_set" "$dev_set" "$test_set")
+      for d in $dirs; do inputs="$inputs ${u}_${size}:$d"; done
     else
       inputs="$inputs ${u}_${size}:$asr_mode"
     fi
@@ -246,7 +246,8 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   else
     kaldi_exp=$(abspath "$kaldi_exp")
     name=$(echo "$upstreams" | awk '{print $1}')_${size}
-    feats=$(layer_dirs "$name" | tail -n 1)
+    feats=$(layer_dirs "$name" "$train_set" "$dev_set" "$test_set")
+    feats=$(echo "$feats" | tail -n 1)
     pk_exp=exp/pytorch_kaldi_${name}_$(basename "$feats")
     log "Stage 8: PyTorch-Kaldi experiment $pk_exp over $feats"
     python -m s3prl.bin.make_pytorch_kaldi_cfg --config "$pk_config" --check-frames \

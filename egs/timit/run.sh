@@ -76,16 +76,11 @@ need_kaldi_dirs() {
     [ -n "$d" ] || { log "error: give --kaldi-exp (or --ali-train/--ali-dev/--ali-test/--graph)"; exit 1; }
   done
 }
-# The dump dir of the chosen layer: layer-N, or the highest layer-* for "last".
+# The dump dir of the chosen layer: layer-N, or for "last" the upstream's last hidden state (from
+# the checkpoint, never the highest layer-* that happens to exist); exits 1 naming the set if the
+# dump of train, dev or test is incomplete (stage 3 killed), stale or lacks the layer.
 layer_dir() {
-  local n best=-1
-  if [ "$layer" != last ]; then echo "dump/$name/layer-$layer"; return; fi
-  for d in dump/"$name"/layer-*; do
-    n=${d##*/layer-}
-    [ -d "$d" ] && [ "$n" -gt "$best" ] && best=$n
-  done
-  [ "$best" -ge 0 ] || { log "error: no dump/$name/layer-* (run stage 3)"; exit 1; }
-  echo "dump/$name/layer-$best"
+  python -m s3prl.bin.extract --mode layers --upstream "$upstream" --layer "$layer" "dump/$name" $sets
 }
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then

@@ -11,7 +11,8 @@ cmvn.scp). Writes `<exp-dir>/config.yaml` (the resolved config), `states-<step>.
 `runner.max_keep`), `tb/` (TensorBoard) and `plots/` (PNG spectrograms, learning curve). Logs
 go to stderr (recipes redirect them through run.pl).
 
-Reruns: when the final `states-<total_steps>.ckpt` exists the run is complete and nothing is done.
+Reruns: when the final `states-<total_steps>.ckpt` exists the run is complete and nothing is done
+but redrawing `plots/learning_curve.png` from the checkpoint's history if a kill lost it.
 When `<exp-dir>` holds checkpoints, training resumes from the newest one (`--resume` says so
 explicitly), provided the config equals the stored `config.yaml` except for the keys in
 `FREE_KEYS` (and `runner.total_steps` with `--resume`, to train further); otherwise it stops with
@@ -122,6 +123,8 @@ def _run(args, cfg, exp_dir: Path, total: int, info) -> int:
         else:
             raise UserError(f"{exp_dir} holds checkpoints but no config.yaml; use another exp dir")
         if any(step >= total for step, _ in ckpts):
+            if info.is_main:
+                _finish_plots(exp_dir, ckpts[-1][1])
             log.info("%s: pre-training is complete (%s exists); nothing to do", exp_dir, ckpts[-1][1].name)
             return 0
     if info.is_main:
@@ -164,6 +167,27 @@ def _run(args, cfg, exp_dir: Path, total: int, info) -> int:
     if info.is_main:
         log.info("pre-training done: %s", exp_dir / f"states-{trainer.step}.ckpt")
     return 0
+
+
+def _finish_plots(exp_dir: Path, final_ckpt: Path) -> None:
+    """The learning curve is part of a finished run: a run killed after its final checkpoint and
+    before the plot gets it redrawn here from the history the checkpoint holds (the trainer's
+    logged scalars), so a rerun that skips training still leaves every output in place."""
+    from s3prl.train.observe import Observer
+
+    curve = exp_dir / "plots" / "learning_curve.png"
+    if curve.is_file():
+        return
+    from s3prl.upstream.checkpoint import OURS, load_checkpoint
+
+    history = ((load_checkpoint(final_ckpt).get(OURS) or {}).get("extra") or {}).get("Trainer", {}).get("history")
+    if not history:
+        log.warning("%s: no logged history to draw %s from", final_ckpt, curve)
+        return
+    obs = Observer(exp_dir, enabled=True, total_steps=0, tensorboard=False, progress=False)
+    obs.learning_curve(history)
+    obs.close()
+    log.info("%s: redrawn from %s", curve, final_ckpt.name)
 
 
 if __name__ == "__main__":

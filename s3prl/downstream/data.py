@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,15 +162,45 @@ def read_dump_info(feats_dir: str | Path) -> dict | None:
     for name in DUMP_INFO_FILES:
         p = d / name
         if p.is_file():
-            try:
-                info = json.loads(p.read_text(encoding="utf-8"))
-            except ValueError as e:
-                raise UserError(f"{p}: malformed JSON: {e}") from None
-            if not isinstance(info, dict):
-                raise UserError(f"{p}: expected a JSON object")
+            info = _read_json(p)
+            check_dump_complete(d, info)
             up = info.get("upstream", info.get("path", info.get("name")))
             return {**info, "upstream": str(up)} if up is not None else dict(info)
     return None
+
+
+def _read_json(p: Path) -> dict:
+    try:
+        info = json.loads(p.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise UserError(f"{p}: malformed JSON: {e}") from None
+    if not isinstance(info, dict):
+        raise UserError(f"{p}: expected a JSON object")
+    return info
+
+
+def check_dump_complete(feats_dir: str | Path, info: dict) -> None:
+    """Refuse a layer dir ``<dump>/layer-<k>/<set>`` of a dump that ``utils/dump_feats.sh`` has not
+    finished: the set's completion record ``<dump>/complete/<set>.json`` (written last, see
+    s3prl.bin.extract) must exist, list layer k and name the same upstream. A dump killed between
+    layers leaves complete-looking layer dirs behind; reading one would evaluate the wrong layer
+    or a set dumped from older inputs. Feature dirs outside that layout are not dumps: no check."""
+    d = Path(feats_dir)
+    m = re.fullmatch(r"layer-(\d+)", d.parent.name)
+    dump = d.parent.parent
+    if m is None or not (dump / "upstream.json").is_file():
+        return
+    rec_path = dump / "complete" / f"{d.name}.json"
+    if not rec_path.is_file():
+        raise UserError(f"{d}: part of an incomplete dump (no {rec_path}: utils/dump_feats.sh did not finish "
+                        f"'{d.name}'); run it again")
+    rec = _read_json(rec_path)
+    if int(m.group(1)) not in (rec.get("layers") or []):
+        raise UserError(f"{d}: layer {m.group(1)} is not part of the complete dump {rec_path} "
+                        f"(layers {rec.get('layers')}); run utils/dump_feats.sh again")
+    if any(rec.get(k) != info.get(k) for k in ("sha256", "name", "chunk_context", "inputs")):
+        raise UserError(f"{d}: made by another dump than the one {rec_path} records complete "
+                        f"(upstream or inputs differ); run utils/dump_feats.sh again")
 
 
 def _sha256(path: Path) -> str:
