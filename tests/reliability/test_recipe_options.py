@@ -95,7 +95,6 @@ def test_nj_above_speakers_refused_before_any_stage(tmp_path):
     assert r.stderr.strip().splitlines()[-1] == (f"{rdir}/run.sh: --nj 3 is more than the number of speakers "
                                                  f"(2) in {corpus}/LibriSpeech/test-clean")
     assert "Stage" not in r.stderr and _written(rdir) == []
-    # stages 3+ only: no split, no check
     # from stage 2 on, the data dirs decide (written by stage 1): a 2-speaker data/test-clean
     for x, spk in (("train-clean-100", 5), ("dev-clean", 3), ("test-clean", 2)):
         d = rdir / "data" / x
