@@ -129,18 +129,25 @@ def collate_labeled(items: list[dict]) -> LabeledBatch:
 
 # The upstream.json fields that decide what a dump holds (not where the checkpoint lies or when
 # it was touched: a copied or moved checkpoint with the same sha256 made the same states).
-IDENTITY_KEYS = ("sha256", "name", "features", "layer", "chunk_context")
+IDENTITY_KEYS = ("sha256", "name", "features", "layer", "chunk_context", "inputs")
+# The files of a plain Kaldi feature dir (fbank, fMLLR) whose content a run's results depend on;
+# conf/feats.{yaml,inputs} are utils/compute_feats.sh's record of the config and the audio inputs.
+FEATURE_DIR_FILES = ("feats.scp", "cmvn.scp", "utt2spk", "text", "conf/feats.yaml", "conf/feats.inputs")
 
 
 def source_identity(feats_dir: str | Path | None = None, upstream: str | None = None) -> dict | None:
     """What made a run's inputs, for the config hash that decides skip-if-complete: a dump dir's
-    upstream.json (checkpoint sha256, layer, chunk context), or for an upstream run on the fly its
+    upstream.json (checkpoint sha256, layer, chunk context, sha256 of the data-dir files dumped),
+    for a plain Kaldi feature dir the sha256 of its tables and of compute_feats.sh's record (or,
+    without that record, the size and mtime of every ark), or for an upstream run on the fly its
     checkpoint's sha256 (an experiment dir stands for its newest checkpoint). A re-trained
-    upstream or a re-made dump then no longer matches a finished run's hash, so the run is not
-    skipped with stale results. None for plain Kaldi feature dirs and baselines' names."""
+    upstream, a re-made dump or features recomputed from edited inputs then no longer match a
+    finished run's hash, so the run is not skipped with stale results. None for baselines' names."""
     if feats_dir is not None:
         info = read_dump_info(feats_dir)
-        return {k: info[k] for k in IDENTITY_KEYS if k in info} if info else None
+        if info:
+            return {k: info[k] for k in IDENTITY_KEYS if k in info}
+        return feature_dir_identity(feats_dir)
     if upstream:
         from s3prl.bin.extract import upstream_identity
         try:
@@ -149,6 +156,30 @@ def source_identity(feats_dir: str | Path | None = None, upstream: str | None = 
             return None   # not a checkpoint: the loader names the problem when the run starts
         return {"sha256": ident["sha256"]} if "sha256" in ident else None
     return None
+
+
+def feature_dir_identity(feats_dir: str | Path) -> dict | None:
+    """The identity of a plain Kaldi feature dir (see `source_identity`); None without feats.scp."""
+    d = Path(feats_dir)
+    if not (d / "feats.scp").is_file():
+        return None
+    out: dict = {"files": {n: _sha256(d / n) for n in FEATURE_DIR_FILES if (d / n).is_file()}}
+    if not (d / "conf" / "feats.inputs").is_file():
+        arks = set()
+        for table in ("feats.scp", "cmvn.scp"):
+            if (d / table).is_file():
+                for line in (d / table).read_text(encoding="utf-8").splitlines():
+                    parts = line.split(None, 1)
+                    if len(parts) == 2:
+                        arks.add(parts[1].strip().rsplit(":", 1)[0])
+        out["arks"] = {}
+        for a in sorted(arks):
+            try:
+                st = Path(a).stat()
+                out["arks"][a] = [st.st_size, st.st_mtime_ns]
+            except OSError:
+                out["arks"][a] = None
+    return out
 
 
 def read_dump_info(feats_dir: str | Path) -> dict | None:

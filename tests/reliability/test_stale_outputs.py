@@ -311,3 +311,30 @@ def test_inconsistent_spk2utt_caught_before_features_are_computed(tmp_path, wav_
     # the dump verb checks it before extracting too
     r = cli(["bash", DUMP, "--nj", "1", "fbank", data, tmp_path / "dump"])
     assert r.returncode == 1 and "spk2utt:2:" in r.stderr and not (tmp_path / "dump" / "ark").exists()
+
+
+# ------------------------------------------------- defect 2: a downstream run over recomputed features
+def test_downstream_run_not_skipped_over_features_made_from_other_inputs(tmp_path):
+    """Stage 5 over a Kaldi feature dir (fbank): its record hashes the dir's tables and
+    compute_feats.sh's record of the audio inputs, so features recomputed from an edited wav.scp
+    are not taken for the ones the finished run used (the exp dir refuses them, naming why)."""
+    from s3prl.downstream.config import load_downstream_config
+    from s3prl.downstream.task import RunInputs, run_downstream
+    from s3prl.errors import UserError
+    from tests.downstream.conftest import build_cpc
+    from tests.downstream.test_task import FAST
+
+    fx = build_cpc(tmp_path / "c", utts_per_speaker=2, dim=8)
+    (fx.feats / "conf").mkdir(exist_ok=True)
+    (fx.feats / "conf" / "feats.inputs").write_text("wav.scp aaaa\n")
+
+    def run(exp):
+        cfg = load_downstream_config(None, ["head.name=linear", *FAST], task="phone")
+        return run_downstream(cfg, RunInputs(str(fx.labels), feats_dir=str(fx.feats)), exp, progress=False)
+
+    rec = run(tmp_path / "exp")
+    assert run(tmp_path / "exp")["skipped"]                      # unchanged: skip
+    (fx.feats / "conf" / "feats.inputs").write_text("wav.scp bbbb\n")  # recomputed from an edited wav.scp
+    with pytest.raises(UserError, match="another config or inputs"):
+        run(tmp_path / "exp")
+    assert run(tmp_path / "exp2")["config_hash"] != rec["config_hash"]
