@@ -361,12 +361,19 @@ def inputs_identity(data: Path, external: bool) -> dict:
     copies (COPY_FILES; with external features also feats.scp, cmvn.scp, utt2num_frames) and, for
     external features, the size and mtime of every ark they point into. A dump whose record holds
     other values was made from older inputs and is redone."""
+    names = list(COPY_FILES) + (["feats.scp", "cmvn.scp", "utt2num_frames"] if external else [])
+    return files_identity(data, names, ("feats.scp", "cmvn.scp") if external else ())
+
+
+def files_identity(data: Path, names: Sequence[str], ark_tables: Sequence[str] = ()) -> dict:
+    """{name: sha256} of the files `names` of `data` that exist and, when `ark_tables` (scp files)
+    are given, "arks": {ark path: [size, mtime_ns] or None if missing} of every ark they point into."""
     from s3prl.data.kaldi_dir import read_kv
 
-    names = list(COPY_FILES) + (["feats.scp", "cmvn.scp", "utt2num_frames"] if external else [])
+    data = Path(data)
     out: dict = {name: _sha256(data / name) for name in names if (data / name).is_file()}
-    if external:
-        arks = sorted({v.strip().rsplit(":", 1)[0] for t in ("feats.scp", "cmvn.scp") if (data / t).is_file()
+    if ark_tables:
+        arks = sorted({v.strip().rsplit(":", 1)[0] for t in ark_tables if (data / t).is_file()
                        for v in read_kv(data / t).values()})
         out["arks"] = {}
         for a in arks:

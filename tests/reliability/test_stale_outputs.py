@@ -338,3 +338,28 @@ def test_downstream_run_not_skipped_over_features_made_from_other_inputs(tmp_pat
     with pytest.raises(UserError, match="another config or inputs"):
         run(tmp_path / "exp")
     assert run(tmp_path / "exp2")["config_hash"] != rec["config_hash"]
+
+
+def test_pretraining_on_edited_data_is_neither_complete_nor_resumed(tmp_path, wav_dir, tiny_ckpt):
+    exp = tmp_path / "tera"
+    shutil.copytree(tiny_ckpt.parent, exp)
+    assert set(json.loads((exp / "inputs.json").read_text())) == {"wav.scp", "utt2spk", "spk2utt"}
+    data = _copy(wav_dir, tmp_path / "train")
+    _swap_first_audio(data)
+    snap = _mtimes(exp)
+    r = cli(pretrain_cmd(data, exp))
+    assert r.returncode == 1 and "complete" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1].endswith(
+        f"{exp} holds checkpoints trained on other data: {data / 'wav.scp'} changed since the run started "
+        f"(see {exp / 'inputs.json'}); use another exp dir or remove it"), r.stderr
+    assert _mtimes(exp) == snap
+    # the same data: complete as before
+    r = cli(pretrain_cmd(wav_dir, exp))
+    assert r.returncode == 0 and "pre-training is complete" in r.stderr, r.stderr
+    # an interrupted run (final checkpoint missing) is not resumed on the edited data either
+    (exp / "states-12.ckpt").unlink()
+    snap = _mtimes(exp)
+    r = cli(pretrain_cmd(data, exp))
+    assert r.returncode == 1 and "holds checkpoints trained on other data" in r.stderr, r.stderr
+    assert {k: v for k, v in _mtimes(exp).items() if k != "config.yaml"} == \
+        {k: v for k, v in snap.items() if k != "config.yaml"}
