@@ -95,8 +95,10 @@ fi
 rm -f "$dump/complete/$name.json"
 
 # The data dir as a whole is checked before anything is extracted, not after.
+# (feats.scp and wav.scp are checked when present: external-feature upstreams read no audio)
 vopts=(--no-feats)
 [ -f "$data/text" ] || vopts+=(--no-text)
+[ -f "$data/wav.scp" ] || vopts+=(--no-wav)
 "$utils_dir/validate_data_dir.sh" "${vopts[@]}" "$data" >/dev/null 9>&-
 
 "$utils_dir/split_data.sh" "$data" "$nj" 9>&-
