@@ -8,10 +8,12 @@
 #   --config YAML       feature config (s3prl.features.FeatureConfig; default: fbank defaults)
 #   --compress BOOL|M   false (default, exact FM), true (Kaldi's auto CM/CM2) or method 1-7
 # Writes <feat-dir>/raw_<type>_<data>.<n>.{ark,scp}, <feat-dir>/cmvn_<data>.ark and, in the data
-# dir, feats.scp, utt2num_frames, feats_dim, frame_shift, cmvn.scp and conf/feats.yaml (the
-# resolved config). If the data dir already has complete features made with the same config it
-# says "skip" and does nothing. Files move into place only once complete, conf/feats.yaml last, so
-# a killed run is redone by the next one.
+# dir, feats.scp, utt2num_frames, feats_dim, frame_shift, cmvn.scp, conf/feats.inputs (sha256 of
+# the wav.scp, segments, utt2spk and spk2utt the features were made from) and conf/feats.yaml (the
+# resolved config). If the data dir already has complete features made with the same config from
+# the same inputs it says "skip" and does nothing; an edited input makes it recompute. The data
+# dir is validated before any job runs. Files move into place only once complete,
+# conf/feats.yaml last, so a killed run is redone by the next one.
 set -euo pipefail
 
 nj=4
@@ -71,17 +73,26 @@ printf 'host=%s pid=%s started=%s compute_feats.sh\n' "$(hostname)" "$$" "$(date
 # The resolved config (the same effective options give the same text), for the jobs and, at the
 # end, for $data/conf/feats.yaml. It is replaced only when its text changes, so that jobs whose
 # outputs are complete and newer than it are not redone by a rerun.
+# Likewise the identity of the data dir's inputs (sha256 of wav.scp, segments, utt2spk, spk2utt):
+# when it changed since the last run, the split and every job's outputs are stale and redone.
 cfg_copy="$logdir/feats.yaml"
+inputs_copy="$logdir/feats.inputs"
 read -r status feat_type feat_dim frame_shift < <("$py" -m s3prl.bin.compute_feats \
-  ${cfg_opt[@]+"${cfg_opt[@]}"} --plan "$data" --write-config "$cfg_copy.new" 9>&-) || true
+  ${cfg_opt[@]+"${cfg_opt[@]}"} --plan "$data" --write-config "$cfg_copy.new" \
+  --write-inputs "$inputs_copy.new" 9>&-) || true
 if [ -f "$cfg_copy.new" ]; then
   if cmp -s "$cfg_copy.new" "$cfg_copy"; then rm -f "$cfg_copy.new"; else mv "$cfg_copy.new" "$cfg_copy"; fi
 fi
 if [ "${status:-}" = done ]; then
-  echo "$prog: skip: $data/feats.scp is complete and made with the same config"
+  rm -f "$inputs_copy.new"
+  echo "$prog: skip: $data/feats.scp is complete and made with the same config from the same inputs"
   exit 0
 fi
-[ "${status:-}" = todo ] || exit 1  # the verb printed the error
+[ "${status:-}" = todo ] || { rm -f "$inputs_copy.new"; exit 1; }  # the verb printed the error
+if [ -f "$inputs_copy.new" ]; then
+  if cmp -s "$inputs_copy.new" "$inputs_copy"; then rm -f "$inputs_copy.new"
+  else rm -rf "$data/split$nj"; mv "$inputs_copy.new" "$inputs_copy"; fi
+fi
 
 nspk=$(cut -d' ' -f2 "$data/utt2spk" | LC_ALL=C sort -u | wc -l)
 if [ "$nj" -gt "$nspk" ]; then
@@ -93,8 +104,14 @@ mkdir -p "$featdir" "$data/conf"
 featdir=$(cd "$featdir" && pwd)
 name=$(basename "$(cd "$data" && pwd)")
 
-# The old outputs no longer describe what is being made.
-rm -f "$data/conf/feats.yaml" "$data/feats.scp" "$data/cmvn.scp"
+# The old outputs no longer describe what is being made (the completion mark goes first).
+rm -f "$data/conf/feats.yaml" "$data/conf/feats.inputs" "$data/feats.scp" "$data/cmvn.scp" "$data/utt2num_frames"
+
+# The data dir as a whole (utt2spk/spk2utt agreeing, sorted, no duplicates, text if present) is
+# checked before any feature is computed, not after the jobs ran.
+vopts=(--no-feats)
+[ -f "$data/text" ] || vopts+=(--no-text)
+"$utils_dir/validate_data_dir.sh" "${vopts[@]}" "$data" 9>&-
 
 "$utils_dir/split_data.sh" "$data" "$nj" 9>&-
 
@@ -108,7 +125,7 @@ fi
     --write-utt2num-frames true "$data/split$nj/JOB" "$featdir/raw_${feat_type}_${name}.JOB" 9>&-
 
 tmp=".tmp.$$"
-trap 'rm -f "$data/feats.scp$tmp" "$data/utt2num_frames$tmp" "$data/feats_dim$tmp" "$data/frame_shift$tmp" "$data/conf/feats.yaml$tmp"' EXIT
+trap 'rm -f "$data/feats.scp$tmp" "$data/utt2num_frames$tmp" "$data/feats_dim$tmp" "$data/frame_shift$tmp" "$data/conf/feats.inputs$tmp" "$data/conf/feats.yaml$tmp"' EXIT
 for n in $(seq "$nj"); do
   cat "$featdir/raw_${feat_type}_${name}.$n.scp"
 done | LC_ALL=C sort > "$data/feats.scp$tmp"
@@ -140,7 +157,9 @@ else
   "$utils_dir/validate_data_dir.sh" --no-text "$data" 9>&-
 fi
 
-# Last: the config copy that marks the features as complete.
+# Last: the record of the inputs, then the config copy that marks the features as complete.
+cp "$inputs_copy" "$data/conf/feats.inputs$tmp"
+mv "$data/conf/feats.inputs$tmp" "$data/conf/feats.inputs"
 cp "$cfg_copy" "$data/conf/feats.yaml$tmp"
 mv "$data/conf/feats.yaml$tmp" "$data/conf/feats.yaml"
 echo "$prog: succeeded for $data ($nfeat utterances, $feat_type)"

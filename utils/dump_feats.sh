@@ -9,7 +9,7 @@
 #   --cmd CMD         job runner (default run.pl)
 #   --layer SPEC      all (default) | last | N | N,M,...   (0 = the input block, L = last layer)
 #   --batch-size B    utterances per forward pass (default 8; length-sorted, little padding)
-#   --device DEV      cpu (default) | cuda
+#   --device DEV      cpu (default) | cuda | auto (cuda when available)
 #   --compress BOOL   false (default, exact FM) | true (Kaldi CM, lossy)
 #   --chunk-context N transformers: inputs longer than the model's sequence_length are encoded in
 #                     overlapping windows giving every frame N frames of context each side
@@ -18,13 +18,18 @@
 #
 # Layout of <dump-dir> (set = basename of <data-dir>):
 #   upstream.json               which upstream made this dump (path, size, mtime, sha256)
+#   complete/<set>.json         written last: the set's dump is complete (upstream, sha256 of the
+#                               data-dir files read, the layers present, the model's number of states)
 #   layer-<k>/<set>/            Kaldi data dir: feats.scp cmvn.scp utt2num_frames feats_dim
 #                               frame_shift upstream.json + utt2spk spk2utt text wav.scp ... copied
 #   ark/<set>/raw.JOB.layer-<k>.{ark,scp}, cmvn.layer-<k>.{ark,scp}   the matrices
 #   log/<set>/extract.JOB.log   per-job logs
 # Every layer dir is built under a temporary name, validated and then renamed, so it is complete
-# or absent. A rerun whose layer dirs are complete (same upstream) says "skip" and does nothing; a
-# dump dir made from another upstream is an error naming both.
+# or absent; the set's dump is complete only once complete/<set>.json exists (a run killed between
+# layers is redone). A rerun whose record names the same upstream, the same data-dir inputs and
+# every requested layer says "skip" and does nothing; edited inputs (wav.scp, segments, utt2spk,
+# text, ...) make it dump again; a dump dir made from another upstream is an error naming both.
+# Works without path.sh (the toolkit's python is found from this script's location).
 set -euo pipefail
 
 nj=4
@@ -34,9 +39,12 @@ batch_size=8
 device=cpu
 compress=false
 chunk_context=0
-help_message="Usage: $0 [--nj N] [--cmd run.pl] [--layer all|last|N] [--batch-size 8] [--device cpu|cuda] [--compress false] [--chunk-context 0] <upstream-ckpt-or-name> <data-dir> <dump-dir>"
+help_message="Usage: $0 [--nj N] [--cmd run.pl] [--layer all|last|N] [--batch-size 8] [--device cpu|cuda|auto] [--compress false] [--chunk-context 0] <upstream-ckpt-or-name> <data-dir> <dump-dir>"
 
-utils_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+utils_dir=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+# The toolkit's python and the repository on PYTHONPATH without path.sh, as compute_feats.sh.
+. "$utils_dir/lib.sh"
+py=$S3PRL_PYTHON
 prog=${0##*/}
 . "$utils_dir/parse_options.sh"
 
@@ -78,28 +86,35 @@ fi
 case "$chunk_context" in ''|*[!0-9]*) echo "$prog: --chunk-context must be a non-negative integer, got '$chunk_context'" >&2; exit 1 ;; esac
 opts=(--upstream "$upstream" --layer "$layer" --chunk-context "$chunk_context")
 # Children get `9>&-`: only this shell holds the lock, so it is free as soon as this shell dies.
-status=$(python -m s3prl.bin.extract --mode check "${opts[@]}" "$data" "$dump" 9>&-)
+status=$("$py" -m s3prl.bin.extract --mode check "${opts[@]}" "$data" "$dump" 9>&-)
 if [ "$status" = complete ]; then
-  echo "$prog: skip: $dump/layer-*/$name are complete and made with $upstream"
+  echo "$prog: skip: $dump/layer-*/$name are complete and made with $upstream from the same inputs"
   exit 0
 fi
+# Not complete: the set's completion record goes first (merge writes it again, last).
+rm -f "$dump/complete/$name.json"
+
+# The data dir as a whole is checked before anything is extracted, not after.
+# (feats.scp and wav.scp are checked when present: external-feature upstreams read no audio)
+vopts=(--no-feats)
+[ -f "$data/text" ] || vopts+=(--no-text)
+[ -f "$data/wav.scp" ] || vopts+=(--no-wav)
+"$utils_dir/validate_data_dir.sh" "${vopts[@]}" "$data" >/dev/null 9>&-
 
 "$utils_dir/split_data.sh" "$data" "$nj" 9>&-
 
+# $cmd may carry options ("run.pl --mem 4G"); find run.pl next to this script if not on PATH.
+read -r -a cmd_arr <<< "$cmd"
+if ! command -v "${cmd_arr[0]}" > /dev/null && [ -x "$utils_dir/${cmd_arr[0]}" ]; then
+  cmd_arr[0]="$utils_dir/${cmd_arr[0]}"
+fi
 logdir="$dump/log/$name"
 mkdir -p "$logdir" "$dump/ark/$name"
-$cmd JOB=1:"$nj" "$logdir/extract.JOB.log" \
-  python -m s3prl.bin.extract "${opts[@]}" --batch-size "$batch_size" --device "$device" \
+"${cmd_arr[@]}" JOB=1:"$nj" "$logdir/extract.JOB.log" \
+  "$py" -m s3prl.bin.extract "${opts[@]}" --batch-size "$batch_size" --device "$device" \
     --compress "$compress" "$data/split$nj/JOB" "$dump/ark/$name/raw.JOB" 9>&- || {
   echo "$prog: extraction failed; see $logdir/extract.*.log" >&2; exit 1; }
 
-python -m s3prl.bin.extract --mode merge --nj "$nj" "${opts[@]}" "$data" "$dump" 9>&-
-
-for d in "$dump"/layer-*/"$name"; do
-  [ -f "$d/feats.scp" ] || continue
-  vopts=()
-  [ -f "$d/text" ] || vopts+=(--no-text)
-  [ -f "$d/wav.scp" ] || vopts+=(--no-wav)
-  "$utils_dir/validate_data_dir.sh" ${vopts[@]+"${vopts[@]}"} "$d" >/dev/null 9>&-
-done
+# Builds, validates and renames each layer dir, then writes the completion record.
+"$py" -m s3prl.bin.extract --mode merge --nj "$nj" "${opts[@]}" "$data" "$dump" 9>&-
 echo "$prog: succeeded for $data -> $dump/layer-*/$name"

@@ -7,8 +7,10 @@
 #
 # It sources path.sh and cmd.sh, parses the --options (Kaldi's utils/parse_options.sh: every
 # option must be a variable of the configuration section), refuses a leftover argument with the
-# help message, and defines `log` (utils/log.sh) and `abspath PATH` (PATH as given on the command
-# line, made absolute against the caller's directory; "" stays "").
+# help message, validates every numeric option the recipe declares (below) before any stage runs,
+# and defines `log` (utils/log.sh), `abspath PATH` (PATH as given on the command line, made
+# absolute against the caller's directory; "" stays "") and `recipe_check_nj SRC...` (refuses
+# --nj above the speaker count of a data dir or corpus subset, before the stage that would split).
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
@@ -19,3 +21,51 @@ if [ $# -ne 0 ]; then
 fi
 . utils/log.sh
 abspath() { case "$1" in /*|"") echo "$1" ;; *) echo "$caller_pwd/$1" ;; esac; }
+
+# Numeric options, checked here so that a typo (--stage abc, --nj 4x) stops the recipe with exit 1
+# and the option named instead of failing every `[ "$stage" -le N ]` test (bash prints "integer
+# expression expected" and the `if` is simply false, so nothing runs and the script exits 0).
+# NAME:MIN for each option a recipe may declare; options a recipe does not declare are ignored.
+recipe_int_options="stage:0 stop_stage:0 nj:1 max_parallel:1 ngpu:0 synth_seed:0 split_seed:0 chunk_context:0"
+recipe_check_int() {  # recipe_check_int NAME MIN: $NAME must be a whole number >= MIN
+  local name=$1 min=$2 value=${!1} opt=--${1//_/-}
+  if ! [[ "$value" =~ ^[0-9]+$ ]] || [ "$((10#$value))" -lt "$min" ]; then
+    echo "$0: $opt must be a whole number >= $min, got '$value'" >&2
+    exit 1
+  fi
+  printf -v "$name" '%d' "$((10#$value))"
+}
+for __ri in $recipe_int_options; do
+  __rn=${__ri%%:*}
+  if [ -n "${!__rn+x}" ]; then recipe_check_int "$__rn" "${__ri#*:}"; fi
+done
+unset __ri __rn
+# --layer: last | all | N | N,M,... where the recipe has it (the dump verb resolves N against the model)
+if [ -n "${layer+x}" ] && ! [[ "$layer" =~ ^(last|all|-?[0-9]+(,-?[0-9]+)*)$ ]]; then
+  echo "$0: --layer must be last, all or a layer number, got '$layer'" >&2
+  exit 1
+fi
+
+# recipe_check_nj [--depth D] SRC...: exit 1 if --nj is more than the number of speakers of any
+# SRC: a Kaldi data dir (the speakers of its utt2spk) or, before the data dirs exist, a corpus
+# directory whose speakers are its subdirectories D levels down (LibriSpeech: D=2, one speaker
+# per READER/CHAPTER, as prepare_librispeech makes them). A SRC that does not exist (yet) is
+# skipped. Kaldi's split_data.sh refuses to split a data dir into more parts than speakers;
+# checking every set up front stops the recipe before anything is written, not halfway.
+recipe_check_nj() {
+  local depth=1 src n
+  if [ "${1:-}" = --depth ]; then depth=$2; shift 2; fi
+  for src in "$@"; do
+    if [ -f "$src/utt2spk" ]; then
+      n=$(cut -d' ' -f2 "$src/utt2spk" | LC_ALL=C sort -u | wc -l)
+    elif [ -d "$src" ]; then
+      n=$(find "$src" -mindepth "$depth" -maxdepth "$depth" -type d | wc -l)
+    else
+      continue
+    fi
+    if [ "$nj" -gt "$n" ]; then
+      echo "$0: --nj $nj is more than the number of speakers ($n) in $src" >&2
+      exit 1
+    fi
+  done
+}

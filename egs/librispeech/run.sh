@@ -89,6 +89,20 @@ else
 fi
 sets="$train_set"
 if $asr; then sets="$sets $dev_set $test_set"; fi
+# --nj against the speakers of every set, before any stage writes anything: the corpus subsets
+# (one speaker per READER/CHAPTER) when stage 1 will make the data dirs, else the data dirs; the
+# synthetic corpus is only known once stage 0 made it, so stage 2 checks again.
+nj_sources=()
+for x in $sets; do
+  if [ "$stage" -le 1 ] && [ -d "$corpus_dir/LibriSpeech/$x" ]; then nj_sources+=("$corpus_dir/LibriSpeech/$x")
+  elif [ "$stage" -le 1 ] && [ -d "$corpus_dir/$x" ]; then nj_sources+=("$corpus_dir/$x")
+  else nj_sources+=("data/$x"); fi
+done
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 2 ]; then  # stages 2 and 4 split the data dirs by speaker
+  for src in "${nj_sources[@]}"; do
+    case "$src" in data/*) recipe_check_nj "$src" ;; *) recipe_check_nj --depth 2 "$src" ;; esac
+  done
+fi
 pretrain_args=(); for kv in $pretrain_override; do pretrain_args+=(--override "$kv"); done
 downstream_args=(); for kv in $downstream_override; do downstream_args+=(--override "$kv"); done
 
@@ -110,6 +124,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  for x in $sets; do recipe_check_nj "data/$x"; done
   log "Stage 2: features ($feat_config) with $nj jobs"
   for x in $sets; do
     utils/compute_feats.sh --nj "$nj" --cmd "$train_cmd" --config "$feat_config" \
@@ -140,6 +155,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  for x in $sets; do recipe_check_nj "data/$x"; done
   for u in $upstreams; do
     name=${u}_${size}
     for x in $sets; do
@@ -150,22 +166,21 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   done
 fi
 
-# The dumped layer dirs of upstream $1 that stage 5 evaluates (dump/<name>/layer-<k>).
+# layer_dirs NAME SET...: the dumped layer dirs dump/NAME/layer-<k> that --layer names, "last"
+# resolved from the checkpoint exp/NAME (never from the layer dirs that happen to exist); exits 1
+# naming the set if the dump of any SET is incomplete (stage 4 killed between layers), stale or
+# lacks a layer. Call it as dirs=$(layer_dirs ...) so that set -e stops the recipe.
 layer_dirs() {
-  local all
-  all=$(ls -d "dump/$1"/layer-* 2>/dev/null | sort -V)
-  case "$layer" in
-    all) echo "$all" ;;
-    last) echo "$all" | tail -n 1 ;;
-    *) echo "dump/$1/layer-$layer" ;;
-  esac
+  local name=$1; shift
+  python -m s3prl.bin.extract --mode layers --upstream "exp/$name" --layer "$layer" "dump/$name" "$@"
 }
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   ds_suffix=_$downstream_size; [ "$downstream_size" = base ] && ds_suffix=
   inputs="fbank:data/$train_set"
   for u in $upstreams; do
-    for d in $(layer_dirs "${u}_${size}"); do inputs="$inputs ${u}_${size}:$d/$train_set"; done
+    dirs=$(layer_dirs "${u}_${size}" "$train_set")
+    for d in $dirs; do inputs="$inputs ${u}_${size}:$d/$train_set"; done
   done
   for input in $inputs; do
     name=${input%%:*}; feats=${input#*:}
@@ -191,7 +206,8 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && $asr; then
   inputs="fbank:data"
   for u in $upstreams; do
     if [ "$asr_mode" = dump ]; then
-      for d in $(layer_dirs "${u}_${size}"); do inputs="$inputs ${u}_${size}:$d"; done
+      dirs=$(layer_dirs "${u}_${size}" "$train_set" "$dev_set" "$test_set")
+      for d in $dirs; do inputs="$inputs ${u}_${size}:$d"; done
     else
       inputs="$inputs ${u}_${size}:$asr_mode"
     fi
@@ -230,7 +246,8 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   else
     kaldi_exp=$(abspath "$kaldi_exp")
     name=$(echo "$upstreams" | awk '{print $1}')_${size}
-    feats=$(layer_dirs "$name" | tail -n 1)
+    feats=$(layer_dirs "$name" "$train_set" "$dev_set" "$test_set")
+    feats=$(echo "$feats" | tail -n 1)
     pk_exp=exp/pytorch_kaldi_${name}_$(basename "$feats")
     log "Stage 8: PyTorch-Kaldi experiment $pk_exp over $feats"
     python -m s3prl.bin.make_pytorch_kaldi_cfg --config "$pk_config" --check-frames \

@@ -124,8 +124,8 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   for c in ${ckpts[@]+"${ckpts[@]}"}; do
     name=$(upstream_name "$c")
     case "$upstream_mode" in
-      dump) d=$(ls -d "dump/$name"/layer-*/mosei | sort -V | tail -n 1)
-            [ "$layer" = last ] || d=dump/$name/layer-$layer/mosei
+      dump) # "last" from the checkpoint; an incomplete (killed) or stale dump stops here
+            d=$(python -m s3prl.bin.extract --mode layers --upstream "$c" --layer "$layer" "dump/$name" mosei)/mosei
             inputs+=("${name}_$(basename "$(dirname "$d")")|$name|--feats|$d|--layer=$layer") ;;
       frozen) inputs+=("${name}_$layer|$c|--data|data/mosei|--layer=$layer|$ctx") ;;
       weighted_sum) inputs+=("${name}_ws|$c|--data|data/mosei|--layer=weighted_sum|$ctx") ;;

@@ -69,21 +69,22 @@ upstream=${upstream_ckpt:-exp/$name}
 if [ -n "$upstream_ckpt" ]; then name=$(basename "$(dirname "$upstream_ckpt")"); fi
 pk_exp=exp/pytorch_kaldi_${name}_${layer}
 
+# --nj against the speakers of every set that exists, before any stage writes anything (stage 0
+# makes them from the corpus; stages 1 and 3 split them by speaker and check again).
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 1 ]; then
+  for x in $sets; do recipe_check_nj "data/$x"; done
+fi
+
 need_kaldi_dirs() {
   for d in "$ali_train" "$ali_dev" "$ali_test" "$graph"; do
     [ -n "$d" ] || { log "error: give --kaldi-exp (or --ali-train/--ali-dev/--ali-test/--graph)"; exit 1; }
   done
 }
-# The dump dir of the chosen layer: layer-N, or the highest layer-* for "last".
+# The dump dir of the chosen layer: layer-N, or for "last" the upstream's last hidden state (from
+# the checkpoint, never the highest layer-* that happens to exist); exits 1 naming the set if the
+# dump of train, dev or test is incomplete (stage 3 killed), stale or lacks the layer.
 layer_dir() {
-  local n best=-1
-  if [ "$layer" != last ]; then echo "dump/$name/layer-$layer"; return; fi
-  for d in dump/"$name"/layer-*; do
-    n=${d##*/layer-}
-    [ -d "$d" ] && [ "$n" -gt "$best" ] && best=$n
-  done
-  [ "$best" -ge 0 ] || { log "error: no dump/$name/layer-* (run stage 3)"; exit 1; }
-  echo "dump/$name/layer-$best"
+  python -m s3prl.bin.extract --mode layers --upstream "$upstream" --layer "$layer" "dump/$name" $sets
 }
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
@@ -93,6 +94,7 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  for x in $sets; do recipe_check_nj "data/$x"; done
   log "Stage 1: features ($feat_config) with $nj jobs"
   for x in $sets; do
     utils/compute_feats.sh --nj "$nj" --cmd "$train_cmd" --config "$feat_config" \
@@ -112,6 +114,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  for x in $sets; do recipe_check_nj "data/$x"; done
   for x in $sets; do
     log "Stage 3: dumping $name representations ($layer) for $x"
     utils/dump_feats.sh --nj "$nj" --cmd "$train_cmd" --layer "$layer" --device "$device" \

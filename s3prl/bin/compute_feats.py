@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "'todo FEAT_TYPE DIM FRAME_SHIFT_SECONDS'; with --write-config PATH also write the "
                         "resolved config there (used by utils/compute_feats.sh; imports no torch)")
     p.add_argument("--write-config", metavar="PATH", default=None)
+    p.add_argument("--write-inputs", metavar="PATH", default=None,
+                   help="with --plan: also write the identity of DATA_DIR's input files there")
     p.add_argument("data_dir", nargs="?")
     p.add_argument("out_prefix", nargs="?", help="writes OUT_PREFIX.ark, .scp and .utt2num_frames")
     return p
@@ -117,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.write_config:
             atomic_write_text(args.write_config, config_yaml(cfg))
+        if args.write_inputs:
+            atomic_write_text(args.write_inputs, inputs_identity(args.plan))
         if features_done(args.plan, cfg):
             print("done")
         else:
@@ -156,18 +160,41 @@ def config_yaml(cfg) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=True)
 
 
+# The data-dir files the features are made from (audio entries, segmentation, speakers for CMVN).
+INPUT_FILES = ("wav.scp", "segments", "reco2file_and_channel", "utt2spk", "spk2utt")
+
+
+def inputs_identity(data_dir: str | Path) -> str:
+    """The identity of DATA_DIR's input files: one '<file> <sha256 of its bytes>' line each (absent
+    files say 'absent'). Stored as DATA_DIR/conf/feats.inputs next to the config, so that features
+    made from an older wav.scp, segments, utt2spk or spk2utt are recomputed, and features of
+    unchanged inputs still skip (content, not mtime, decides: a touched file is unchanged)."""
+    import hashlib
+
+    d = Path(data_dir)
+    lines = []
+    for name in INPUT_FILES:
+        p = d / name
+        lines.append(f"{name} {hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else 'absent'}\n")
+    return "".join(lines)
+
+
 def features_done(data_dir: str | Path, cfg) -> bool:
-    """True if DATA_DIR holds complete features made with `cfg`: conf/feats.yaml equal to it,
-    feats.scp and utt2num_frames covering exactly the utterances, their arks present, feats_dim
-    right, and cmvn.scp covering every speaker."""
+    """True if DATA_DIR holds complete features made with `cfg` from its current inputs:
+    conf/feats.yaml equal to the config, conf/feats.inputs equal to `inputs_identity`, feats.scp
+    and utt2num_frames covering exactly the utterances, their arks present, feats_dim right, and
+    cmvn.scp covering every speaker."""
     from s3prl.data.kaldi_dir import DataDir, read_kv
     from s3prl.features import feature_dim
 
     d = Path(data_dir)
-    need = [d / "conf" / "feats.yaml", d / "feats.scp", d / "utt2num_frames", d / "feats_dim", d / "cmvn.scp"]
+    need = [d / "conf" / "feats.yaml", d / "feats.scp", d / "utt2num_frames", d / "feats_dim", d / "cmvn.scp",
+            d / "conf" / "feats.inputs"]
     if not all(p.is_file() for p in need):
         return False
     if need[0].read_text() != config_yaml(cfg):
+        return False
+    if need[5].read_text() != inputs_identity(d):
         return False
     if need[3].read_text().strip() != str(feature_dim(cfg)):
         return False

@@ -5,7 +5,7 @@ Three modes; `utils/dump_feats.sh` strings them together over `nj` jobs:
 ``--mode extract`` (default), one job on one (split) data dir::
 
     python -m s3prl.bin.extract --upstream CKPT_OR_NAME [--layer N|all|last|N,M] [--batch-size B]
-        [--device cpu|cuda] [--compress false|true] [--chunk-context N] <data-dir> <out-prefix>
+        [--device cpu|cuda|auto] [--compress false|true] [--chunk-context N] <data-dir> <out-prefix>
 
   Utterances are read in length-sorted batches (longest first, so a batch pads little and the
   first batch shows the peak memory), pushed through the upstream (s3prl.upstream.hub) and written
@@ -17,16 +17,26 @@ Three modes; `utils/dump_feats.sh` strings them together over `nj` jobs:
   features read the data dir's feats.scp (mean-normalised with its cmvn.scp when present, as
   Kaldi's ``apply-cmvn --utt2spk``) instead of audio.
 
-``--mode check <data-dir> <dump-dir>``: prints ``complete`` (every requested layer dir exists,
-  validated, made by this upstream) or ``todo``; a dump made from another upstream is an error
-  naming both.
+``--mode check <data-dir> <dump-dir>``: prints ``complete`` (the set's completion record exists,
+  names this upstream and the data dir's current inputs, and covers every requested layer) or
+  ``todo``; a dump made from another upstream is an error naming both.
 
 ``--mode merge --nj N <data-dir> <dump-dir>``: gathers the job outputs in
   ``<dump-dir>/ark/<set>/raw.{1..N}.*`` into one Kaldi data dir per layer,
   ``<dump-dir>/layer-<k>/<set>/`` (set = the data dir's base name): feats.scp (C-locale order),
   cmvn.scp (per speaker), utt2num_frames, feats_dim, frame_shift, upstream.json and copies of the
   data dir's utt2spk, spk2utt, text, wav.scp, segments, utt2dur ... Each layer dir is built under
-  a temporary name, validated, then renamed: it appears complete or not at all.
+  a temporary name, validated, then renamed: it appears complete or not at all. Last, once every
+  requested layer is in place, the set's completion record ``<dump-dir>/complete/<set>.json``
+  (upstream identity, the sha256 of every data-dir file read, the model's number of hidden
+  states, the layers present). A dump killed between layers has no record and is not complete,
+  although some of its layer dirs are; a record whose inputs differ from the data dir's is stale.
+
+``--mode layers --layer SPEC <dump-dir> <set>...``: prints the layer dirs
+  ``<dump-dir>/layer-<k>`` that SPEC names for this upstream, one a line; ``last`` is the
+  checkpoint's last hidden state (never the highest layer dir that happens to exist). An error
+  names the first set whose dump is absent, incomplete, stale or lacks a requested layer, so a
+  recipe stage never reads a partial dump.
 
 ``--chunk-context N`` (transformer upstreams; 0 = S3PRL's non-overlapping chunks): inputs longer
 than the model's ``sequence_length`` are encoded in overlapping windows so that every frame sees N
@@ -112,12 +122,8 @@ def _upstream_identity(name: str) -> dict:
         if name in BASELINES:
             return {"name": name, "features": FeatureConfig(feat_type=name).to_s3prl_audio()}
         raise UserError(f"upstream '{name}': no such checkpoint file (or use a baseline: {', '.join(BASELINES)})")
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
     st = p.stat()
-    return {"path": str(p.resolve()), "size": st.st_size, "mtime": int(st.st_mtime), "sha256": h.hexdigest()}
+    return {"path": str(p.resolve()), "size": st.st_size, "mtime": int(st.st_mtime), "sha256": _sha256(p)}
 
 
 def _same_upstream(a: dict, b: dict) -> bool:
@@ -337,17 +343,68 @@ def job_prefix(dump: Path, set_name: str, job: int | str) -> Path:
     return dump / "ark" / set_name / f"raw.{job}"
 
 
-def _layer_complete(d: Path, ident: dict) -> bool:
+def complete_record(dump: Path, set_name: str) -> Path:
+    """The completion record of one set's dump (written last by `merge`)."""
+    return dump / "complete" / f"{set_name}.json"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def inputs_identity(data: Path, external: bool) -> dict:
+    """The identity of what a dump read from a data dir: the sha256 of every file it reads or
+    copies (COPY_FILES; with external features also feats.scp, cmvn.scp, utt2num_frames) and, for
+    external features, the size and mtime of every ark they point into. A dump whose record holds
+    other values was made from older inputs and is redone."""
+    names = list(COPY_FILES) + (["feats.scp", "cmvn.scp", "utt2num_frames"] if external else [])
+    return files_identity(data, names, ("feats.scp", "cmvn.scp") if external else ())
+
+
+def files_identity(data: Path, names: Sequence[str], ark_tables: Sequence[str] = ()) -> dict:
+    """{name: sha256} of the files `names` of `data` that exist and, when `ark_tables` (scp files)
+    are given, "arks": {ark path: [size, mtime_ns] or None if missing} of every ark they point into."""
+    from s3prl.data.kaldi_dir import read_kv
+
+    data = Path(data)
+    out: dict = {name: _sha256(data / name) for name in names if (data / name).is_file()}
+    if ark_tables:
+        arks = sorted({v.strip().rsplit(":", 1)[0] for t in ark_tables if (data / t).is_file()
+                       for v in read_kv(data / t).values()})
+        out["arks"] = {}
+        for a in arks:
+            try:
+                st = os.stat(a)
+                out["arks"][a] = [st.st_size, st.st_mtime_ns]
+            except OSError:
+                out["arks"][a] = None
+    return out
+
+
+def _layer_complete(d: Path, ident: dict, inputs: dict | None = None) -> bool:
     """A layer dir is complete when it exists with feats.scp and records this upstream (it is
-    only ever renamed into place after validation); another upstream's record is an error."""
+    only ever renamed into place after validation) and, when `inputs` is given, these inputs;
+    another upstream's record is an error."""
     if not (d / "feats.scp").is_file():
         return False
-    return check_identity(d / INFO, ident)
+    if not check_identity(d / INFO, ident):
+        return False
+    return inputs is None or (_read_info(d / INFO) or {}).get("inputs") == inputs
+
+
+def _read_record(dump: Path, set_name: str) -> dict | None:
+    rec = _read_info(complete_record(dump, set_name))
+    return rec if isinstance(rec, dict) else None
 
 
 def check(upstream_name: str, data: str | Path, dump: str | Path, layers: str = "all",
           chunk_context: int = 0) -> bool:
-    """True if every requested layer of `data` is already dumped under `dump` by this upstream."""
+    """True if every requested layer of `data` is already dumped under `dump` by this upstream
+    from the data dir's current inputs, as the set's completion record says."""
     from s3prl.upstream.hub import load_upstream
 
     data, dump = Path(data), Path(dump)
@@ -355,8 +412,42 @@ def check(upstream_name: str, data: str | Path, dump: str | Path, layers: str = 
     check_identity(dump / INFO, ident)
     up = load_upstream(upstream_name)
     idx = resolve_layers(layers, up.num_hidden_states)
-    done = [_layer_complete(layer_dir(dump, k, data.name), ident) for k in idx]
-    return all(done)
+    rec = _read_record(dump, data.name)
+    if rec is None or not _same_upstream(rec, ident):
+        return False
+    if rec.get("inputs") != inputs_identity(data, up.external_features):
+        return False
+    if not set(idx) <= set(rec.get("layers") or []):
+        return False
+    return all(_layer_complete(layer_dir(dump, k, data.name), ident) for k in idx)
+
+
+def dump_layer_dirs(upstream_name: str, dump: str | Path, sets: Sequence[str], layers: str = "last",
+                    chunk_context: int | None = None) -> list[Path]:
+    """The layer dirs ``<dump>/layer-<k>`` that `layers` names, every requested layer complete for
+    every set (see the module docstring, ``--mode layers``). `layers` is resolved against the
+    upstream's own number of hidden states; `chunk_context` None accepts the dump's setting."""
+    from s3prl.upstream.hub import load_upstream
+
+    dump = Path(dump)
+    up = load_upstream(upstream_name)
+    idx = resolve_layers(layers, up.num_hidden_states)
+    for set_name in sets:
+        rec = _read_record(dump, set_name)
+        if rec is None:
+            raise UserError(f"{dump}: the dump of '{set_name}' is incomplete or absent (no "
+                            f"{complete_record(dump, set_name).relative_to(dump)}); run utils/dump_feats.sh for it")
+        ctx = int(rec.get("chunk_context", 0)) if chunk_context is None else chunk_context
+        ident = upstream_identity(upstream_name, ctx)
+        if not _same_upstream(rec, ident):
+            raise UserError(f"{complete_record(dump, set_name)}: made from upstream {_describe(rec)}, "
+                            f"not {_describe(ident)}; dump it again")
+        missing = [k for k in idx if k not in (rec.get("layers") or [])
+                   or not (layer_dir(dump, k, set_name) / "feats.scp").is_file()]
+        if missing:
+            raise UserError(f"{dump}: layer {missing[0]} of '{set_name}' was not dumped (dumped: "
+                            f"{', '.join(map(str, rec.get('layers') or [])) or 'none'}); dump it with --layer {layers}")
+    return [dump / f"layer-{k}" for k in idx]
 
 
 def merge(upstream_name: str, data: str | Path, dump: str | Path, nj: int, layers: str = "all",
@@ -390,9 +481,12 @@ def merge(upstream_name: str, data: str | Path, dump: str | Path, nj: int, layer
         raise UserError(f"{data}: utterance {missing[0]} was not extracted by any of the {nj} jobs")
     if not (dump / INFO).is_file():
         atomic_write_text(dump / INFO, json.dumps(ident, indent=1, sort_keys=True) + "\n")
+    inputs = inputs_identity(data, up.external_features)
+    record = complete_record(dump, set_name)
+    record.unlink(missing_ok=True)  # describes a dump being remade
     for k in idx:
         final = layer_dir(dump, k, set_name)
-        if _layer_complete(final, ident):
+        if _layer_complete(final, ident, inputs):
             log.info("%s: complete, kept", final)
             continue
         entries: dict[str, str] = {}
@@ -418,12 +512,16 @@ def merge(upstream_name: str, data: str | Path, dump: str | Path, nj: int, layer
             _write_table(tmp / "cmvn.scp", read_kv(cmvn_scp))
             (tmp / "feats_dim").write_text(f"{up.hidden_size}\n", encoding="utf-8")
             (tmp / "frame_shift").write_text(f"{frame_shift:g}\n", encoding="utf-8")
-            (tmp / INFO).write_text(json.dumps({**ident, "layer": k}, indent=1, sort_keys=True) + "\n",
-                                    encoding="utf-8")
+            (tmp / INFO).write_text(json.dumps({**ident, "layer": k, "inputs": inputs}, indent=1, sort_keys=True)
+                                    + "\n", encoding="utf-8")
             validate_data_dir(tmp, no_feats=False, no_text=not (tmp / "text").is_file(),
                               no_wav=not (tmp / "wav.scp").is_file())
         log.info("%s: %d utterances, dim %d", final, len(utt2spk), up.hidden_size)
         made.append(final)
+    # Last: the record that makes the set's dump complete, listing every layer dir of these inputs.
+    present = [k for k in range(up.num_hidden_states) if _layer_complete(layer_dir(dump, k, set_name), ident, inputs)]
+    atomic_write_text(record, json.dumps({**ident, "set": set_name, "inputs": inputs, "layers": present,
+                                          "num_hidden_states": up.num_hidden_states}, indent=1, sort_keys=True) + "\n")
     return made
 
 
@@ -446,14 +544,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compress", default="false", help="true: Kaldi CM compression (lossy); default false")
     p.add_argument("--apply-cmvn", default="true",
                    help="external-feature upstreams: mean-normalise feats.scp with the data dir's cmvn.scp")
-    p.add_argument("--mode", default="extract", choices=["extract", "check", "merge"])
+    p.add_argument("--mode", default="extract", choices=["extract", "check", "merge", "layers"])
     p.add_argument("--nj", type=int, default=1, help="merge mode: number of jobs to gather")
-    p.add_argument("--chunk-context", type=int, default=0,
+    p.add_argument("--chunk-context", type=int, default=None,
                    help="transformers: frames of context each side in overlapping windows for inputs longer "
-                        "than sequence_length (0 = non-overlapping chunks, as S3PRL)")
+                        "than sequence_length (default 0 = non-overlapping chunks, as S3PRL; layers mode: "
+                        "default the dump's own setting)")
     p.add_argument("-v", "--verbose", action="count", default=0)
-    p.add_argument("data_dir")
-    p.add_argument("out", help="extract: output prefix; check/merge: the dump dir")
+    p.add_argument("data_dir", help="extract/check/merge: the data dir; layers: the dump dir")
+    p.add_argument("out", nargs="+", help="extract: output prefix; check/merge: the dump dir; layers: the sets")
     return p
 
 
@@ -465,8 +564,16 @@ def main(argv: list[str] | None = None) -> int:
     compress = _parse_bool(args.compress, "--compress")
     apply_cmvn = _parse_bool(args.apply_cmvn, "--apply-cmvn")
     args.device = resolve_device(args.device)
-    if args.chunk_context < 0:
+    if args.chunk_context is not None and args.chunk_context < 0:
         raise UserError(f"--chunk-context: must be >= 0, got {args.chunk_context}")
+    if args.mode == "layers":
+        for d in dump_layer_dirs(args.upstream, args.data_dir, args.out, args.layer, args.chunk_context):
+            print(d)
+        return 0
+    if len(args.out) != 1:
+        raise UserError(f"--mode {args.mode}: expected <data-dir> and one output, got {len(args.out)}")
+    args.out = args.out[0]
+    args.chunk_context = args.chunk_context or 0
     if args.mode == "check":
         print("complete" if check(args.upstream, args.data_dir, args.out, args.layer, args.chunk_context) else "todo")
         return 0

@@ -11,19 +11,25 @@ cmvn.scp). Writes `<exp-dir>/config.yaml` (the resolved config), `states-<step>.
 `runner.max_keep`), `tb/` (TensorBoard) and `plots/` (PNG spectrograms, learning curve). Logs
 go to stderr (recipes redirect them through run.pl).
 
-Reruns: when the final `states-<total_steps>.ckpt` exists the run is complete and nothing is done.
+The sha256 of the data-dir files read goes to `<exp-dir>/inputs.json` when a run starts.
+
+Reruns: when the final `states-<total_steps>.ckpt` exists the run is complete and nothing is done
+but redrawing `plots/learning_curve.png` from the checkpoint's history if a kill lost it.
 When `<exp-dir>` holds checkpoints, training resumes from the newest one (`--resume` says so
 explicitly), provided the config equals the stored `config.yaml` except for the keys in
 `FREE_KEYS` (and `runner.total_steps` with `--resume`, to train further); otherwise it stops with
-an error naming the first differing key and touches nothing. The exp dir is locked
-(s3prl.atomic.StageLock) against a second concurrent run.
+an error naming the first differing key and touches nothing; so does a data dir whose files
+differ from `inputs.json` (checkpoints trained on other data are neither resumed nor complete).
+The exp dir is locked (s3prl.atomic.StageLock) against a second concurrent run.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
+from s3prl.atomic import atomic_write_text
 from s3prl.config import ConfigError, from_dict, load_config, read_yaml, save_config, to_dict
 from s3prl.errors import UserError, cli_main
 from s3prl.log import setup_logging
@@ -123,11 +129,17 @@ def _run(args, cfg, exp_dir: Path, total: int, info) -> int:
         else:
             raise UserError(f"{exp_dir} holds checkpoints but no config.yaml; use another exp dir")
         if any(step >= total for step, _ in ckpts):
+            _check_inputs(exp_dir, args.data_dir, cfg)
+            if info.is_main:
+                _finish_plots(exp_dir, ckpts[-1][1])
             log.info("%s: pre-training is complete (%s exists); nothing to do", exp_dir, ckpts[-1][1].name)
             return 0
     if info.is_main:
         exp_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, stored)
+        if not ckpts or not (exp_dir / INPUTS).is_file():
+            atomic_write_text(exp_dir / INPUTS, json.dumps(inputs_identity(args.data_dir, cfg), indent=1,
+                                                           sort_keys=True) + "\n")
 
     from s3prl.data.dataset import FeatureDataset, collate_features
     from s3prl.data.sampler import BucketBatchSampler
@@ -158,13 +170,69 @@ def _run(args, cfg, exp_dir: Path, total: int, info) -> int:
                       optimizer_cfg=cfg.optimizer, runner_cfg=cfg.runner, exp_dir=exp_dir, dist=info,
                       num_workers=d.num_workers, progress=not args.no_progress)
     if ckpts:
-        trainer.resume(ckpts[-1][1])
+        trainer.resume(ckpts[-1][1])  # refuses a checkpoint of another input kind or dim first
+        _check_inputs(exp_dir, args.data_dir, cfg)
     elif args.resume:
         log.info("%s: no checkpoint to resume from; starting from step 0", exp_dir)
     trainer.fit()
     if info.is_main:
         log.info("pre-training done: %s", exp_dir / f"states-{trainer.step}.ckpt")
     return 0
+
+
+INPUTS = "inputs.json"
+
+
+def inputs_identity(data_dir: str | Path, cfg) -> dict:
+    """sha256 of the data-dir files pre-training reads: wav.scp, segments, utt2spk, spk2utt for
+    audio input; feats.scp, cmvn.scp, utt2spk, spk2utt and the arks' size/mtime for external
+    features. Recorded as <exp-dir>/inputs.json when a run starts."""
+    from s3prl.bin.extract import files_identity
+
+    if cfg.input == "external":
+        return files_identity(Path(data_dir), ("feats.scp", "cmvn.scp", "utt2spk", "spk2utt"), ("feats.scp", "cmvn.scp"))
+    return files_identity(Path(data_dir), ("wav.scp", "segments", "utt2spk", "spk2utt"))
+
+
+def _check_inputs(exp_dir: Path, data_dir: str, cfg) -> None:
+    """Checkpoints trained on other data are not resumed nor reported complete: a data dir whose
+    files changed since the run started is an error naming the first changed file (nothing is
+    touched; as with a changed config, use another exp dir or remove this one). Runs made before
+    the record existed are not checked."""
+    stored = exp_dir / INPUTS
+    if not stored.is_file():
+        return
+    try:
+        old = json.loads(stored.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise UserError(f"{stored}: unreadable ({e})") from None
+    new = inputs_identity(data_dir, cfg)
+    for name in sorted(set(old) | set(new)):
+        if old.get(name) != new.get(name):
+            what = "the arks its feats.scp/cmvn.scp point into" if name == "arks" else f"{Path(data_dir) / name}"
+            raise UserError(f"{exp_dir} holds checkpoints trained on other data: {what} changed since the run "
+                            f"started (see {stored}); use another exp dir or remove it")
+
+
+def _finish_plots(exp_dir: Path, final_ckpt: Path) -> None:
+    """The learning curve is part of a finished run: a run killed after its final checkpoint and
+    before the plot gets it redrawn here from the history the checkpoint holds (the trainer's
+    logged scalars), so a rerun that skips training still leaves every output in place."""
+    from s3prl.train.observe import Observer
+
+    curve = exp_dir / "plots" / "learning_curve.png"
+    if curve.is_file():
+        return
+    from s3prl.upstream.checkpoint import OURS, load_checkpoint
+
+    history = ((load_checkpoint(final_ckpt).get(OURS) or {}).get("extra") or {}).get("Trainer", {}).get("history")
+    if not history:
+        log.warning("%s: no logged history to draw %s from", final_ckpt, curve)
+        return
+    obs = Observer(exp_dir, enabled=True, total_steps=0, tensorboard=False, progress=False)
+    obs.learning_curve(history)
+    obs.close()
+    log.info("%s: redrawn from %s", curve, final_ckpt.name)
 
 
 if __name__ == "__main__":

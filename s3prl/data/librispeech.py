@@ -17,11 +17,12 @@ directly; `wav_format="pipe"` writes Kaldi's `flac -c -d -s PATH |` form instead
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import soundfile as sf
 
-from s3prl.data.kaldi_dir import validate_data_dir, write_data_dir
+from s3prl.data.kaldi_dir import read_kv, validate_data_dir, write_data_dir
 from s3prl.errors import UserError
 
 _UTT_RE = re.compile(r"^(\d+)-(\d+)-(\d+)$")
@@ -88,9 +89,11 @@ def prepare_librispeech(corpus_dir: str | Path, subset: str, data_dir: str | Pat
     if (data_dir / "utt2dur").is_file():
         try:
             validate_data_dir(data_dir, no_feats=True)
-            return data_dir
+            pipes = {v.rstrip().endswith("|") for v in read_kv(data_dir / "wav.scp").values()}
+            if pipes == {wav_format == "pipe"}:
+                return data_dir
         except UserError:
-            pass  # incomplete or broken: rebuild below
+            pass  # incomplete, broken or of the other --wav-format: rebuild below
     genders = read_speakers_txt(root / "SPEAKERS.TXT")
     wav, text, utt2spk, utt2dur, spk2gender = {}, {}, {}, {}, {}
     trans_files = sorted(src.glob("*/*/*.trans.txt"))
@@ -109,7 +112,8 @@ def prepare_librispeech(corpus_dir: str | Path, subset: str, data_dir: str | Pat
             except Exception as e:  # soundfile raises RuntimeError/LibsndfileError
                 raise UserError(f"{flac}: unreadable audio for utterance {utt}: {e}") from None
             spk = f"{reader}-{chapter}"
-            wav[utt] = f"flac -c -d -s {flac} |" if wav_format == "pipe" else str(flac)
+            # The pipe runs through bash (as Kaldi's): the path is quoted, spaces and all.
+            wav[utt] = f"flac -c -d -s {shlex.quote(str(flac))} |" if wav_format == "pipe" else str(flac)
             text[utt] = words
             utt2spk[utt] = spk
             utt2dur[utt] = f"{info.frames / info.samplerate:.3f}"

@@ -1,0 +1,119 @@
+"""Option handling of the three egs/*/run.sh, shared in utils/recipe.sh: a non-numeric numeric
+option, or --nj above the speaker count of a set, stops the recipe with exit 1 and the option
+named, before stage 0 runs and before anything is written (Kaldi's parse_options.sh takes any
+string; its recipes then fail at the first `[ $stage -le N ]` with "integer expression expected"
+and, inside `if`, exit 0 having run nothing)."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.harness import REPO, env
+
+
+def _recipe_copy(root: Path, name: str) -> Path:
+    """egs/<name> made of links to the real recipe, under a path with spaces (outputs stay in tmp)."""
+    rdir = root / "my recipes" / "egs" / name
+    rdir.mkdir(parents=True)
+    real = REPO / "egs" / name
+    for f in real.iterdir():
+        if f.name not in ("utils", "path.sh", "data", "exp", "dump", "feats", "downloads"):
+            os.symlink(f, rdir / f.name)
+    os.symlink(REPO / "utils", rdir / "utils")
+    os.symlink(REPO / "path.sh", rdir / "path.sh")
+    return rdir
+
+
+def _run(rdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(rdir / "run.sh"), *args], cwd=str(rdir.parent), env=env(),
+                          capture_output=True, text=True, timeout=120)
+
+
+def _written(rdir: Path) -> list[str]:
+    return sorted(p.name for p in rdir.iterdir() if not p.is_symlink())
+
+
+@pytest.mark.parametrize("recipe", ["librispeech", "timit", "mosei"])
+@pytest.mark.parametrize("args,named", [
+    (("--stage", "abc", "--stop-stage", "1"), "--stage"),
+    (("--stage", "1x"), "--stage"),
+    (("--stop-stage", "x"), "--stop-stage"),
+    (("--stage", "-1"), "--stage"),
+    (("--nj", "0"), "--nj"),
+    (("--nj", "two"), "--nj"),
+    (("--chunk-context", "1.5"), "--chunk-context"),
+])
+def test_non_numeric_option_exits_1_naming_it(tmp_path, recipe, args, named):
+    rdir = _recipe_copy(tmp_path, recipe)
+    r = _run(rdir, *args)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert r.stderr.strip().splitlines()[-1] == f"{rdir}/run.sh: {named} must be a whole number >= " \
+        f"{1 if named == '--nj' else 0}, got '{args[args.index(named) + 1]}'"
+    assert "integer expression expected" not in r.stderr
+    assert "Stage" not in r.stderr + r.stdout          # no stage started
+    assert _written(rdir) == []                        # nothing written
+
+
+@pytest.mark.parametrize("args,named", [
+    (("--max-parallel", "many"), "--max-parallel"),
+    (("--synth-seed", "s1"), "--synth-seed"),
+    (("--ngpu", "1gpu"), "--ngpu"),
+])
+def test_librispeech_other_numeric_options(tmp_path, args, named):
+    rdir = _recipe_copy(tmp_path, "librispeech")
+    r = _run(rdir, *args)
+    assert r.returncode == 1 and named in r.stderr.strip().splitlines()[-1], r.stderr
+    assert _written(rdir) == []
+
+
+def test_mosei_split_seed_and_layer(tmp_path):
+    rdir = _recipe_copy(tmp_path, "mosei")
+    r = _run(rdir, "--split-seed", "x29")
+    assert r.returncode == 1 and "--split-seed must be a whole number >= 0, got 'x29'" in r.stderr
+    r = _run(rdir, "--layer", "top")
+    assert r.returncode == 1 and "--layer must be last, all or a layer number, got 'top'" in r.stderr
+    assert _written(rdir) == []
+
+
+def _fake_librispeech(root: Path, subsets: dict[str, int]) -> Path:
+    """A LibriSpeech-layout tree with `n` READER/CHAPTER dirs per subset (no audio needed: the
+    check runs before stage 0)."""
+    for subset, n in subsets.items():
+        for i in range(n):
+            (root / "LibriSpeech" / subset / f"{100 + i}" / "1").mkdir(parents=True)
+    return root
+
+
+def test_nj_above_speakers_refused_before_any_stage(tmp_path):
+    rdir = _recipe_copy(tmp_path, "librispeech")
+    corpus = _fake_librispeech(tmp_path / "corpus", {"train-clean-100": 5, "dev-clean": 3, "test-clean": 2})
+    r = _run(rdir, "--corpus-dir", str(corpus), "--cpc-dir", str(corpus), "--nj", "3")
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (f"{rdir}/run.sh: --nj 3 is more than the number of speakers "
+                                                 f"(2) in {corpus}/LibriSpeech/test-clean")
+    assert "Stage" not in r.stderr and _written(rdir) == []
+    # from stage 2 on, the data dirs decide (written by stage 1): a 2-speaker data/test-clean
+    for x, spk in (("train-clean-100", 5), ("dev-clean", 3), ("test-clean", 2)):
+        d = rdir / "data" / x
+        d.mkdir(parents=True)
+        (d / "utt2spk").write_text("".join(f"u{i} s{i}\n" for i in range(spk)))
+    r = _run(rdir, "--stage", "2", "--nj", "3")
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].endswith(
+        "--nj 3 is more than the number of speakers (2) in data/test-clean"), r.stderr
+    assert "Stage" not in r.stderr and _written(rdir) == ["data"]
+    assert not (rdir / "data" / "test-clean" / "split3").exists()
+
+
+def test_timit_nj_above_speakers_refused_before_any_stage(tmp_path):
+    rdir = _recipe_copy(tmp_path, "timit")
+    for x, spk in (("train", 4), ("dev", 2), ("test", 3)):
+        d = rdir / "data" / x
+        d.mkdir(parents=True)
+        (d / "utt2spk").write_text("".join(f"u{i} s{i}\n" for i in range(spk)))
+    r = _run(rdir, "--stage", "1", "--nj", "3")
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].endswith(
+        "--nj 3 is more than the number of speakers (2) in data/dev"), r.stderr
+    assert "Stage" not in r.stderr and _written(rdir) == ["data"]
