@@ -48,33 +48,17 @@ exp=$2
 [ -d "$data" ] || { echo "$prog: $data: no such data directory" >&2; exit 1; }
 case "$ngpu" in ''|*[!0-9]*) echo "$prog: --ngpu must be a whole number, got '$ngpu'" >&2; exit 1 ;; esac
 
-# One run per exp dir. The verb locks <exp-dir>/.lock itself, but only once the job runner has
-# already (re)written the log: a refused second run would truncate the running one's log and
-# append "# Ended (code 1)" to it. So this script takes its own lock first and a refused run
-# touches nothing (the kernel drops the lock when the holder dies).
-mkdir -p "$exp/log"
-lockfile="$exp/log/.pretrain.sh.lock"
-exec 9>>"$lockfile"
-if ! flock -n 9; then
-  echo "$prog: $exp: locked by another run ($(cat "$lockfile" 2>/dev/null || true))" >&2
-  exit 1
-fi
-printf 'host=%s pid=%s started=%s pretrain.sh\n' "$(hostname)" "$$" "$(date '+%Y-%m-%d %H:%M:%S')" > "$lockfile"
-# A verb run started directly (not through this script) holds only <exp-dir>/.lock.
-if [ -f "$exp/.lock" ] && ! flock -n "$exp/.lock" true 9>&-; then
-  echo "$prog: $exp: locked by another run ($(cat "$exp/.lock" 2>/dev/null || true))" >&2
-  exit 1
-fi
-
+# One run per exp dir: the verb locks <exp-dir>/.lock itself, but only once the job runner has
+# already (re)written the log; with_lock.sh refuses a second run before anything is touched.
 verb=(-m s3prl.bin.pretrain --config "$config" --input "$input" ${overrides[@]+"${overrides[@]}"} "$data" "$exp")
 if [ "$ngpu" -gt 1 ]; then
   # torchrun lives next to the venv's python.
   torchrun=$(dirname "$S3PRL_PYTHON")/torchrun
   [ -x "$torchrun" ] || torchrun=torchrun
-  $cmd --gpu "$ngpu" "$exp/log/pretrain.log" \
-    "$torchrun" --standalone --nproc_per_node "$ngpu" "${verb[@]}" 9>&-
+  exec "$utils_dir/with_lock.sh" "$exp" $cmd --gpu "$ngpu" "$exp/log/pretrain.log" \
+    "$torchrun" --standalone --nproc_per_node "$ngpu" "${verb[@]}"
 else
   gpu_opt=()
   [ "$ngpu" -eq 1 ] && gpu_opt=(--gpu 1)
-  $cmd ${gpu_opt[@]+"${gpu_opt[@]}"} "$exp/log/pretrain.log" "$S3PRL_PYTHON" "${verb[@]}" 9>&-
+  exec "$utils_dir/with_lock.sh" "$exp" $cmd ${gpu_opt[@]+"${gpu_opt[@]}"} "$exp/log/pretrain.log" "$S3PRL_PYTHON" "${verb[@]}"
 fi

@@ -189,7 +189,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
       task=${task_head%%:*}; head=${task_head#*:}
       dir=exp/downstream/${task}_${head}_${tag}
       log "Stage 5: $task classification on $feats, $head head -> $dir"
-      bg_run $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream \
+      bg_run utils/with_lock.sh "$dir" $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream \
         --config "conf/downstream/${task}_${head}${ds_suffix}.yaml" --task "$task" \
         ${downstream_args[@]+"${downstream_args[@]}"} \
         --labels "$cpc_dir" --feats "$feats" --upstream "$upstream" --results-md RESULTS.md "$dir"
@@ -226,7 +226,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && $asr; then
     fi
     dir=exp/downstream/asr_bilstm_${tag}
     log "Stage 6: CTC recognizer on $root/{$train_set,$dev_set,$test_set} ($upstream) -> $dir"
-    bg_run $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_asr \
+    bg_run utils/with_lock.sh "$dir" $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_asr \
       --config "conf/downstream/asr_bilstm${ds_suffix}.yaml" ${src[@]+"${src[@]}"} ${downstream_args[@]+"${downstream_args[@]}"} \
       --upstream "$upstream" --train "$root/$train_set" --dev "$root/$dev_set" --test "$root/$test_set" \
       --results-md RESULTS.md "$dir"

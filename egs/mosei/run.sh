@@ -140,7 +140,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
       for mode in $label_modes; do
         dir=exp/sentiment/${mode}_${head}_${tag}
         log "Stage 4: sentiment $mode, $head head, on $tag -> $dir"
-        $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream --task sentiment \
+        utils/with_lock.sh "$dir" $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream --task sentiment \
           --config "conf/downstream/sentiment_${head}_${downstream_size}.yaml" --override "labels.mode=$mode" \
           "$extra" ${otf:+"$otf"} ${train_opts[@]+"${train_opts[@]}"} --labels data/sentiment "$src_opt" "$src" --upstream "$upstream" --results-md RESULTS.md \
           --no-progress "$dir"
