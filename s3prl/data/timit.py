@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shlex
 from pathlib import Path
 
 import soundfile as sf
@@ -224,9 +225,9 @@ def _sibling(wav: Path, ext: str) -> Path:
 
 def _wav_entry(path: Path, wav_format: str, shorten: bool) -> str:
     if wav_format == "sph2pipe":
-        return f"sph2pipe -f wav {path} |"
+        return f"sph2pipe -f wav {shlex.quote(str(path))} |"
     if wav_format == "sox":
-        return f"sox {path} -t wav - |"
+        return f"sox {shlex.quote(str(path))} -t wav - |"
     if shorten:
         raise UserError(f"{path}: shorten-compressed SPHERE cannot be read directly; use --wav-format sph2pipe")
     return str(path)

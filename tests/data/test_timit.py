@@ -121,6 +121,18 @@ def test_sphere_header_and_pipes(tmp_path):
     assert (out["train"] / "stm").read_text().splitlines()[3].endswith("<O,F> sil sh ix hh eh vcl er sil")
 
 
+@pytest.mark.parametrize("fmt,argv", [("sox", ["sox", None, "-t", "wav", "-", "|"]),
+                                      ("sph2pipe", ["sph2pipe", "-f", "wav", None, "|"])])
+def test_pipes_quote_paths_with_spaces(tmp_path, fmt, argv):
+    import shlex
+
+    make_fake_timit(tmp_path / "my corpus")
+    wav = (tmp_path / "my corpus/TIMIT/TRAIN/DR1/FCJF0/SI943.WAV").resolve()
+    out = prepare_timit(tmp_path / "my corpus", tmp_path / "d", wav_format=fmt)
+    entry = DataDir(out["train"]).wav_scp["fcjf0-si943"]
+    assert shlex.split(entry) == [str(wav) if a is None else a for a in argv]
+
+
 def test_prepare_timit_errors(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         prepare_timit(tmp_path / "nope", tmp_path / "data")
