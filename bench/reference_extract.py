@@ -2,7 +2,7 @@
 
 Runs INSIDE tools/bench-venv (tools/install_bench_reference.sh), never in the toolkit's venv, so
 `import s3prl` here is the PyPI reference package. It installs the torchaudio compatibility shims
-of ../shared/reference/deps.md first (CUDA-linked torchaudio 2.11 wheel on a torch whose extension
+of docs/dependencies.md first (CUDA-linked torchaudio 2.11 wheel on a torch whose extension
 may not load; removed `set_audio_backend` and `sox_effects`), then times
 `tera_local(ckpt)(wavs)` on the same waveforms, batches, threads and device as our side.
 
@@ -20,7 +20,7 @@ import types
 
 
 def import_torchaudio():
-    """deps.md shim: fall back to torchaudio's pure-Python parts when its extension cannot load."""
+    """The shim of docs/dependencies.md: fall back to torchaudio's pure-Python parts when its extension cannot load."""
     try:
         import torchaudio
         return torchaudio

@@ -1,5 +1,6 @@
-"""An independent reader of Kaldi's binary archive format, written from the format description in
-reference/kaldi.md §3.2 (no kaldiio), so tests can check what our writers produce.
+"""An independent reader of Kaldi's binary archive format, written from Kaldi's writers
+(kaldi-asr/kaldi, src/base/io-funcs-inl.h, src/matrix/kaldi-matrix.cc,
+src/matrix/compressed-matrix.cc; no kaldiio), so tests can check what our writers produce.
 
 Supported objects after the ``\\0B`` binary marker:
 - ``FM `` / ``DM ``: float32 / float64 matrix: size byte 4 + int32 rows, size byte 4 + int32 cols,

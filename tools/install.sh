@@ -39,6 +39,6 @@ fi
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-# Exact pins: a bare torch or a range pulls a multi-GB build (see ../shared/SPEC.md).
+# Exact pins: a bare torch or a range pulls a multi-GB build (see docs/dependencies.md).
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$root[test]"
 "$venv/bin/python" -c "import torch, torchaudio, kaldiio, soundfile, sentencepiece, yaml, tqdm; print('install.sh: torch', torch.__version__, 'torchaudio', torchaudio.__version__)"

@@ -3,7 +3,7 @@
 # (s3prl 0.4.18 from PyPI) that `make bench` compares our extractor against. It is never
 # imported by the toolkit; the benchmark harness (bench/harness/reference_extract.py) runs it in a
 # subprocess and installs the torchaudio compatibility shims described in
-# ../shared/reference/deps.md (CUDA-linked torchaudio 2.11 wheel, removed set_audio_backend and
+# docs/dependencies.md (CUDA-linked torchaudio 2.11 wheel, removed set_audio_backend and
 # sox_effects) before importing s3prl.hub.
 #
 # Usage: tools/install_bench_reference.sh [--venv DIR]
@@ -27,7 +27,7 @@ fi
 if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
 fi
-# Exact pins (a bare torch pulls a multi-GB build of another version; ../shared/SPEC.md).
+# Exact pins (a bare torch pulls a multi-GB build of another version; docs/dependencies.md).
 "$venv/bin/python" -m pip install -q --disable-pip-version-check \
   "torch==2.14.1" "torchaudio==2.11.0" "s3prl==0.4.18" numpy
 "$venv/bin/python" - <<'PY'

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tools/install_pytorch_kaldi.sh: the optional PyTorch-Kaldi checkout for the hybrid DNN/HMM
-# hand-off (reference/kaldi.md §5; utils/run_pytorch_kaldi.sh runs it).
+# hand-off (mravanelli/pytorch-kaldi, README; utils/run_pytorch_kaldi.sh runs it).
 #
 # Usage: tools/install_pytorch_kaldi.sh [--repo URL] [--ref REF] [--dir DIR]
 #   --repo URL   git repository (default https://github.com/mravanelli/pytorch-kaldi.git)
@@ -9,7 +9,7 @@
 #
 # Clones PyTorch-Kaldi and pip-installs its requirements into our venv (tools/venv), keeping the
 # installed torch/torchaudio pinned (a bare `torch` would otherwise pull a multi-GB build; see
-# ../shared/SPEC.md). Needs network access. Idempotent: an existing checkout at the requested ref
+# docs/dependencies.md). Needs network access. Idempotent: an existing checkout at the requested ref
 # whose requirements are already installed is left alone. PyTorch-Kaldi also needs Kaldi itself
 # (KALDI_ROOT with copy-feats, hmm-info, latgen-faster-mapped ...), which this script does not build.
 set -euo pipefail

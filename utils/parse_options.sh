@@ -1,5 +1,5 @@
 # utils/parse_options.sh: command-line option parsing for shell scripts, with the semantics of
-# Kaldi's utils/parse_options.sh (reference/kaldi.md section 1.4).
+# Kaldi's utils/parse_options.sh (kaldi-asr/kaldi, egs/wsj/s5/utils/parse_options.sh).
 #
 # Source it AFTER declaring every option variable with its default:
 #     stage=1; nj=4; use_gpu=false; help_message="Usage: $0 [options] <data>"

@@ -1,6 +1,6 @@
 #!/usr/bin/env perl
 # utils/run.pl: run a (possibly array) job on the local machine, with the interface and log format
-# of Kaldi's utils/parallel/run.pl (reference/kaldi.md section 1.7).
+# of Kaldi's utils/parallel/run.pl (kaldi-asr/kaldi, egs/wsj/s5/utils/parallel/run.pl).
 #
 # Usage: run.pl [options] [JOB=1:N] <log-file> <command...>
 #   JOB=a:b   runs the command once per index; the identifier (any name, e.g. JOB or TASK) is

@@ -1,6 +1,6 @@
 #!/usr/bin/env perl
 # utils/slurm.pl: run a (possibly array) job on a SLURM cluster with the same interface and log
-# format as run.pl, following Kaldi's utils/parallel/slurm.pl (reference/kaldi.md section 1.7).
+# format as run.pl, following kaldi-asr/kaldi, egs/wsj/s5/utils/parallel/slurm.pl.
 #
 # Usage: slurm.pl [options] [JOB=1:N] <log-file> <command...>
 #   Options: --config FILE (default conf/slurm.conf if it exists, else the built-in config below),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# utils/validate_data_dir.sh: check a Kaldi data directory (reference/kaldi.md section 2.3) through
+# utils/validate_data_dir.sh: check a Kaldi data directory (kaldi-asr/kaldi, egs/wsj/s5/utils/validate_data_dir.sh) through
 # `python -m s3prl.bin.data_dir validate`. Flags may be given bare (--no-feats, as in Kaldi) or with
 # a value (--no-feats true).
 set -euo pipefail

@@ -5,7 +5,8 @@
     python -m s3prl.bin.data_dir split [--per-utt] <data> <num-to-split>
     python -m s3prl.bin.data_dir subset (--first N | --last N | --utt-list F | --spk-list F | --num-utts N [--seed S]) <data> <dest>
 
-Each verb follows the Kaldi script of the same name (reference/kaldi.md sections 1.7 and 2) through
+Each verb follows the Kaldi script of the same name (kaldi-asr/kaldi, egs/wsj/s5/utils/:
+validate_data_dir.sh, fix_data_dir.sh, split_data.sh, subset_data_dir.sh) through
 `s3prl.data.kaldi_dir`; errors are one line naming the file and line at fault.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Kaldi ark/scp writing and reading, around kaldiio (reference/kaldi.md §3).
+"""Kaldi ark/scp writing and reading, around kaldiio (kaldi-asr/kaldi, src/util/kaldi-table.h).
 
 `ArkWriter` writes binary Kaldi matrices (``FM`` float32, ``DM`` float64, or compressed
 ``CM``/``CM2``/``CM3`` with kaldiio's `compression_method`) into ``NAME.ark`` and the index

@@ -1,7 +1,7 @@
 """Kaldi data directories: the one reader, writer, validator, fixer, splitter and subsetter.
 
-A Kaldi data directory (``data/<set>/``, reference/kaldi.md section 2 and SPEC.md "Kaldi data
-directories") holds plain-text tables, one ``<key> <value...>`` per LF-terminated line, sorted on
+A Kaldi data directory (``data/<set>/``; kaldi-asr/kaldi, egs/wsj/s5/utils/validate_data_dir.sh and
+src/doc/data_prep.dox) holds plain-text tables, one ``<key> <value...>`` per LF-terminated line, sorted on
 the key in C (byte) order with unique keys:
 
 - utterance-keyed: utt2spk (the master list), text, feats.scp, utt2num_frames, utt2dur, segments,

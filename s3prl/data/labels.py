@@ -1,5 +1,5 @@
 """Downstream label files of the CPC protocol: frame phone labels, the train/dev/test split and
-speaker labels (reference/s3prl.md §3.4; SPEC.md "Labels").
+speaker labels (github.com/s3prl/s3prl @ b72a2cd9, dataloader.py: CPC_Phone_Dataset, Speaker_Dataset).
 
 Formats (as distributed with CPC, Oord et al. 2018, and used by S3PRL 2020 `data/cpc_phone/`):
 

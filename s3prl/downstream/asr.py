@@ -1,7 +1,7 @@
 """End-to-end CTC speech recognition downstream (BiLSTM + CTC, greedy decoding) on the one trainer.
 
-The model follows S3PRL's ASR downstream (its ``downstream/asr`` RNNs expert, reference/s3prl.md
-§2.5, SUPERB): representations (dumped feats.scp, or an upstream run on the fly: frozen, weighted
+The model follows S3PRL's ASR downstream (github.com/s3prl/s3prl v0.4.18,
+s3prl/downstream/asr/model.py, RNNs; SUPERB, Yang et al., arXiv 2105.01051): representations (dumped feats.scp, or an upstream run on the fly: frozen, weighted
 sum, or fine-tuned jointly) -> optional frame downsampling (``concat``: stack k frames, or
 ``drop``: keep every k-th) -> a bidirectional LSTM (2 layers, 1024 units per direction by
 default, dropout 0.2) -> Linear to the sentencepiece units (s3prl.downstream.tokenizer, blank =

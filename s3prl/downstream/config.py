@@ -1,6 +1,6 @@
 """Typed config of a downstream classification run (phone or speaker, CPC protocol).
 
-It maps the 2020 S3PRL `config/downstream.yaml` (reference/s3prl.md §2.2, §4) onto dataclasses
+It maps the 2020 S3PRL `config/downstream.yaml` (github.com/s3prl/s3prl @ b72a2cd9) onto dataclasses
 loaded with `s3prl.config.load_config`:
 
 ```yaml
@@ -77,7 +77,10 @@ class InputConfig:
 
 @dataclass
 class LabelConfig:
-    """The CPC protocol (reference/s3prl.md §3.4): 41 phone classes, seeded 90/10 train/dev split."""
+    """The CPC protocol: 41 phone classes, seeded 90/10 train/dev split.
+
+    As github.com/s3prl/s3prl @ b72a2cd9, dataloader.py, CPC_Phone_Dataset.
+    """
     num_phone_classes: int = 41
     split_seed: int = 1337
     train_proportion: float = 0.9

@@ -1,4 +1,6 @@
-"""Downstream classifier heads of the S3PRL 2020 / Mockingjay protocols (reference/s3prl.md §2.2, §4).
+"""Downstream classifier heads of the S3PRL 2020 / Mockingjay protocols.
+
+As github.com/s3prl/s3prl @ b72a2cd9, downstream/model.py (LinearClassifier, RnnClassifier).
 
 Frame-level heads map (B, T, H) representations to (B, T, C) logits:
 

@@ -1,5 +1,6 @@
 """Phone classification on the CPC protocol (Oord et al. 2018; S3PRL 2020 `phone_linear`,
-`phone_1hidden`, `phone_concat`; reference/s3prl.md §3.4, §4).
+`phone_1hidden`, `phone_concat`;
+github.com/s3prl/s3prl @ b72a2cd9, downstream/model.py).
 
 41 classes, one label per 10 ms frame from ``converted_aligned_phones.txt``; train/dev = the
 seeded 90/10 shuffle of ``train_split.txt``, test = ``test_split.txt`` (s3prl.data.labels).

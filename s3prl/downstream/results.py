@@ -2,7 +2,8 @@
 learning-curve PNG.
 
 - ``<exp>/results.json``: task, upstream, layer, head, dev and test accuracy (test scored at the
-  best-dev checkpoint, as S3PRL 2020 reported it: reference/s3prl.md §4), best-dev step, total
+  best-dev checkpoint, as S3PRL 2020 reported it:
+  github.com/s3prl/s3prl @ b72a2cd9, downstream/runner.py), best-dev step, total
   steps, config hash (sha1 of the resolved config YAML, first 10 hex digits) and the command line.
 - ``RESULTS.md`` (e.g. ``egs/librispeech/RESULTS.md``): a Markdown table between the markers
   ``<!-- downstream-results:begin -->`` and ``<!-- downstream-results:end -->`` holding ONE row per

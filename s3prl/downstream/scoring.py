@@ -1,6 +1,6 @@
 """Word and character error rates by Levenshtein alignment, written the way Kaldi writes them.
 
-Follows Kaldi's ``compute-wer`` (reference/kaldi.md): errors = substitutions + deletions +
+Follows Kaldi's ``compute-wer`` (kaldi-asr/kaldi, src/bin/compute-wer.cc): errors = substitutions + deletions +
 insertions of the minimum-cost alignment of hypothesis to reference, WER = 100 * errors /
 reference tokens, and the summary line
 

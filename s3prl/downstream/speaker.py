@@ -1,5 +1,6 @@
 """Speaker classification on the CPC train-clean-100 split (S3PRL 2020 `speaker_frame`,
-`speaker_utterance`; Mockingjay paper's one-layer RNN classifier; reference/s3prl.md §3.4, §4).
+`speaker_utterance`; Mockingjay paper's one-layer RNN classifier;
+github.com/s3prl/s3prl @ b72a2cd9, downstream/model.py).
 
 The same seeded 90/10 train/dev split of ``train_split.txt`` and the same ``test_split.txt`` as
 the phone task (an utterance-level split: the same speakers occur in train, dev and test, S3PRL

@@ -1,6 +1,6 @@
 """Output units of the CTC recognizer: sentencepiece characters or BPE trained on the training text.
 
-Uses sentencepiece (reference/deps.md: 0.2.x trains bpe and char models in well under a second
+Uses sentencepiece (github.com/google/sentencepiece; docs/dependencies.md: 0.2.x trains bpe and char models in well under a second
 on a few thousand lines). The model is trained with
 
 * ``model_type`` ``char`` (one unit per character plus the word-boundary piece ``▁``; the unit set

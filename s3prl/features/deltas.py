@@ -4,7 +4,7 @@ Kaldi (src/feat/feature-functions.cc, DeltaFeatures): order-i coefficients are t
 regression filter ``sum_j j * x[t+j] / (2 * sum_{j=1..N} j^2)`` (window N, default 2) convolved
 into one compound filter applied to the *original* features, with frame indices clamped at the
 edges (edge frames replicated). Output = [x, d1, d2, ...] concatenated on the feature axis, so 13
-MFCCs with order 2 give 39 dims (reference/kaldi.md §4.3).
+MFCCs with order 2 give 39 dims (kaldi-asr/kaldi, src/featbin/add-deltas.cc).
 
 librosa (used by the 2020 Mockingjay preprocessing for mel160): ``librosa.feature.delta(width=9,
 order=1, mode='interp')`` = ``scipy.signal.savgol_filter(deriv=1, polyorder=1)``. Interior frames

@@ -1,6 +1,6 @@
 """Mockingjay 2020 librosa-style spectral features, in torch (no librosa): mel160 and linear1025.
 
-Follows the 2020 S3PRL preprocessing (``utility/audio.py``, reference/s3prl.md §3.1), audio in
+Follows the 2020 S3PRL preprocessing (github.com/s3prl/s3prl @ b72a2cd9, ``utility/audio.py``), audio in
 [-1, 1] at 16 kHz:
 
 - pre-emphasis ``y[n] = x[n] - 0.97 x[n-1]`` (``y[0] = x[0]``);

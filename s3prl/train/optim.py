@@ -1,7 +1,7 @@
 """Optimizers and the warm-up + linear-decay learning-rate schedule of the S3PRL trainer.
 
 - `AdamW` (default) and `Adam` are torch's (fused kernel, else multi-tensor foreach); `BertAdam` re-implements the optimizer S3PRL used in
-  2020 (from pytorch-pretrained-bert, see reference/s3prl.md §1.4): Adam *without* bias
+  2020 (from pytorch-pretrained-bert; github.com/s3prl/s3prl @ b72a2cd9, transformer/optimization.py): Adam *without* bias
   correction, eps 1e-6, decoupled weight decay (0.01; none on biases and LayerNorm parameters),
   and each parameter's gradient clipped to norm `max_grad_norm` (1.0) inside the optimizer;
   its update runs as `torch._foreach_*` multi-tensor ops over each parameter group.

@@ -1,6 +1,6 @@
 """The one training loop of the toolkit, shared by pre-training and downstream training.
 
-It reproduces the 2020 S3PRL runner loop (reference/s3prl.md §1.4): `total_steps` optimizer
+It reproduces the 2020 S3PRL runner loop (github.com/s3prl/s3prl @ b72a2cd9, transformer/solver.py): `total_steps` optimizer
 updates, the loss divided by `gradient_accumulation_steps`, a global grad-norm clip where a
 non-finite norm skips the update, warm-up + linear-decay lr, logging every `log_step`,
 `states-<step>.ckpt` every `save_step` keeping the newest `max_keep`. It adds what the 2020 code

@@ -2,7 +2,7 @@
 Mockingjay / TERA / Audio ALBERT, the alteration (masking) objective, and APC.
 
 Field names and defaults follow the 2020 S3PRL `transformer:` YAML section and today's
-`Upstream_Config.transformer` (reference/s3prl.md §1.1-1.5, §2.1); they load through
+`Upstream_Config.transformer` (github.com/s3prl/s3prl @ b72a2cd9, config/*.yaml; github.com/s3prl/s3prl v0.4.18, s3prl/upstream/mockingjay/model.py); they load through
 `s3prl.config.load_config`. `UpstreamConfig.model` selects the preset and its checks:
 Mockingjay = time masking only, TERA = time (+ frequency + magnitude), AALBERT = time masking
 with one transformer layer shared by all depths, APC = autoregressive predictive coding.
@@ -60,7 +60,7 @@ class TransformerConfig:
 
 @dataclass
 class MaskConfig:
-    """Alteration of the (stacked) input, reference/s3prl.md §1.2 (2020 `transformer/mam.py`)."""
+    """Alteration of the (stacked) input, as github.com/s3prl/s3prl @ b72a2cd9, `transformer/mam.py`."""
 
     mask_proportion: float = 0.15
     mask_consecutive_min: int = 7
@@ -141,7 +141,7 @@ class UpstreamConfig:
 
 
 def preset(model: str) -> UpstreamConfig:
-    """The 2020 recipe defaults of each model (reference/s3prl.md §1.3, §1.5)."""
+    """The 2020 recipe defaults of each model (github.com/s3prl/s3prl @ b72a2cd9, config/*.yaml and rnn/runner.py)."""
     if model == "mockingjay":
         return UpstreamConfig(model="mockingjay", transformer=TransformerConfig(sequence_length=3000),
                               mask=MaskConfig())

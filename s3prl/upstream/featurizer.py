@@ -2,7 +2,7 @@
 model consumes.
 
 Follows today's S3PRL `s3prl.nn.Featurizer` / `upstream/interfaces.Featurizer`
-(reference/s3prl.md §2.5, §9 item 12):
+(github.com/s3prl/s3prl v0.4.18, s3prl/nn/upstream.py and s3prl/upstream/interfaces.py):
 
 * ``layer="weighted_sum"``: a softmax-weighted sum over **all** hidden states (the input-block
   output plus every layer, N+1 states, as today's S3PRL; the 2020 code summed the N encoder

@@ -1,6 +1,6 @@
 """Input alteration for masked reconstruction pre-training (Mockingjay / TERA / AALBERT).
 
-Follows S3PRL's 2020 `transformer/mam.py` as described in reference/s3prl.md §1.2 and the TERA
+Follows S3PRL's 2020 `transformer/mam.py` (github.com/s3prl/s3prl @ b72a2cd9) and the TERA
 paper (arXiv 2007.06028, §3): on the stacked, zero-padded batch
 
 1. time alteration, per utterance: span length C ~ U{min..max}; round(len * p / C) span starts

@@ -1,4 +1,4 @@
-"""Alteration statistics and the masked L1 loss (reference/s3prl.md §1.2)."""
+"""Alteration statistics and the masked L1 loss (github.com/s3prl/s3prl @ b72a2cd9, transformer/mam.py)."""
 import torch
 
 from s3prl.upstream.config import MaskConfig

@@ -2,7 +2,7 @@
 
 Each chapter (a LibriSpeech "recording session") gets one `ChannelParams`: a zero-phase Butterworth
 band-pass, a zero-phase first-order spectral tilt, optionally a synthetic exponential-decay room
-impulse response with its direct path at t = 0, and a mean SNR (reference/corpus.md §2). Every
+impulse response with its direct path at t = 0, and a mean SNR (docs/synthetic-corpus.md §2). Every
 utterance then gets pink-ish noise at that SNR +-5 dB, 0.1-0.45 s leading and trailing silence and
 a random gain. Nothing here moves phone boundaries: all filters are zero-phase or causal with the
 direct path at sample 0, and the leading pad is returned so segments can be shifted.

@@ -2,7 +2,7 @@
 
 Every engine call returns ``(waveform, segments)``: a float32 waveform at 16 kHz and a list of
 ``(phone, start_sample, end_sample)`` with ARPAbet phones of ``phones.PHONES``, in samples of the
-returned waveform. The timings come from the synthesizers themselves (reference/corpus.md §1):
+returned waveform. The timings come from the synthesizers themselves (docs/synthetic-corpus.md §1):
 
 * **espeak-ng** (``libespeak-ng1``, C API via ctypes): ``espeakEVENT_PHONEME`` events carry the
   sample index at 22050 Hz. Four deterministic fix-ups turn espeak's conventions into dictionary
@@ -44,7 +44,7 @@ ESPEAK_LIB = "libespeak-ng.so.1"
 HTS_VOICE = "/usr/share/festival/voices/us/cmu_us_slt_arctic_hts/hts/cmu_us_slt_arctic_hts.htsvoice"
 FLITE_VOICES = ("awb", "rms", "slt")
 ESPEAK_ACCENTS = ("en-us", "en-us-nyc", "en-gb-x-rp", "en-gb-scotland")
-# espeak's voice list holds at most 349 entries, 131 of them language files in 1.51 (corpus.md §1.1)
+# espeak's voice list holds at most 349 entries, 131 of them language files in 1.51 (docs/synthetic-corpus.md §1.1)
 MAX_ESPEAK_VARIANTS = 200
 
 Segments = list[tuple[str, int, int]]
@@ -315,7 +315,7 @@ class Espeak:
 def fix_espeak_segments(x: np.ndarray, events: list[tuple[str, int]], accent: str,
                         sr: int) -> list[tuple[list[str], float, float]]:
     """espeak phoneme events -> ``[(arpabet_phones, start_s, end_s)]`` with the fix-ups of
-    corpus.md §1.1 (checked on spectrograms):
+    docs/synthetic-corpus.md §1.1 (checked on spectrograms):
 
     1. the ``;`` hiatus glide after i/I is merged into the vowel;
     2. a stop's closure (the run of exact-zero samples before its event, at most 120 ms, never

@@ -3,7 +3,7 @@
 
 Builds, offline and deterministically from a seed, a stand-in for LibriSpeech train-clean-100
 (plus small dev-clean / test-clean sets of other speakers) out of Debian TTS engines whose phone
-timings are exact (engines.py; findings in reference/corpus.md):
+timings are exact (engines.py; findings in docs/synthetic-corpus.md):
 
     OUT/LibriSpeech/<subset>/SPK/CHAPTER/SPK-CHAPTER-UUUU.flac   16 kHz mono 16-bit FLAC
     OUT/LibriSpeech/<subset>/SPK/CHAPTER/SPK-CHAPTER.trans.txt   "UTTID WORDS ..." (upper case)
@@ -81,7 +81,7 @@ class CorpusConfig:
         corpus.check_voice_options(self.difficulty, self.engines)
 
 
-# Presets. default = reference/corpus.md §5 (difficulty 0.5, 2 chapters, 100 speakers x 10 utts).
+# Presets. default = docs/synthetic-corpus.md §4 (difficulty 0.5, 2 chapters, 100 speakers x 10 utts).
 PRESETS = {
     "tiny": CorpusConfig(preset="tiny", speakers=6, utts=4, eval_speakers=2, eval_utts=2),
     "default": CorpusConfig(preset="default"),

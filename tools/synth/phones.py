@@ -3,7 +3,7 @@
 Labels use the 41 classes of Kaldi's LibriSpeech ``data/lang/phones/sets.txt`` (SIL, SPN and the 39
 ARPAbet phones without stress), in that order: 0 = SIL, 1 = SPN, 2 = AA ... 40 = ZH. The integer
 mapping of the real CPC ``converted_aligned_phones.txt`` was never published, so our ids match it
-only up to a permutation (reference/corpus.md §1.2).
+only up to a permutation (docs/synthetic-corpus.md §1.2).
 
 Frames follow Kaldi's 25 ms / 10 ms framing with snip-edges (the project's fbank): an utterance of
 ``n`` samples has ``1 + (n - 400) // 160`` frames and frame ``i`` takes the phone covering its
@@ -12,7 +12,7 @@ centre, sample ``160 * i + 200``.
 Engine phone sets:
   * festival/flite/HTS use the radio/CMU set (aa ... zh, ax, pau): almost 1:1 (``FESTIVAL``).
   * espeak-ng phoneme mnemonics need a table (``ESPEAK_CONSONANTS``, ``ESPEAK_VOWELS``,
-    ``ESPEAK_RVOWELS``); r-coloured vowels depend on the accent's rhoticity (corpus.md §1.1).
+    ``ESPEAK_RVOWELS``); r-coloured vowels depend on the accent's rhoticity (docs/synthetic-corpus.md §1.1).
 A symbol that maps to several ARPAbet phones is split in time: the first phone gets 60 %, the rest
 share the remainder.
 """

@@ -1,6 +1,6 @@
 """Synthetic speakers: per-speaker parameter draws and per-utterance rendering with jitter.
 
-A `Speaker` is one engine plus parameters drawn once from a seeded generator (reference/corpus.md
+A `Speaker` is one engine plus parameters drawn once from a seeded generator (docs/synthetic-corpus.md
 §2), and one `channel.ChannelParams` per recording session (chapter). `difficulty` scales how far
 apart speakers are drawn (1 = the prototype's spread; the recommended 0.5 halves the ranges):
 
