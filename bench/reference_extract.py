@@ -20,7 +20,8 @@ import types
 
 
 def import_torchaudio():
-    """The shim of docs/dependencies.md: fall back to torchaudio's pure-Python parts when its extension cannot load."""
+    """The shim of docs/dependencies.md: fall back to torchaudio's pure-Python parts when its
+    extension cannot load."""
     try:
         import torchaudio
         return torchaudio

@@ -9,8 +9,8 @@
 # Needs KALDI_ROOT (a compiled Kaldi: copy-feats, hmm-info, ali-to-pdf, latgen-faster-mapped ...)
 # and the checkout; without them it stops with a one-line message saying what to install (exit 1).
 # PyTorch-Kaldi runs from its own directory with our repository on PYTHONPATH (the cfg may name
-# s3prl.downstream.pk_arch). It exits 0 even on errors (mravanelli/pytorch-kaldi, utils.py), so success is
-# judged from <out_folder>/log.log and the res.res it writes at the end.
+# s3prl.downstream.pk_arch). It exits 0 even on errors (mravanelli/pytorch-kaldi, utils.py), so
+# success is judged from <out_folder>/log.log and the res.res it writes at the end.
 set -euo pipefail
 
 pytorch_kaldi_root=

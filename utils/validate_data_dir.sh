@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# utils/validate_data_dir.sh: check a Kaldi data directory (kaldi-asr/kaldi, egs/wsj/s5/utils/validate_data_dir.sh) through
-# `python -m s3prl.bin.data_dir validate`. Flags may be given bare (--no-feats, as in Kaldi) or with
-# a value (--no-feats true).
+# utils/validate_data_dir.sh: check a Kaldi data directory as kaldi-asr/kaldi's
+# egs/wsj/s5/utils/validate_data_dir.sh does, through `python -m s3prl.bin.data_dir validate`.
+# Flags may be given bare (--no-feats, as in Kaldi) or with a value (--no-feats true).
 set -euo pipefail
 no_feats=false; no_text=false; no_wav=false; non_print=false; no_spk_sort=false
 help_message="Usage: $0 [--no-feats] [--no-text] [--no-wav] [--non-print] [--no-spk-sort] <data-dir>

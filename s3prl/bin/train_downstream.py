@@ -35,10 +35,10 @@ Arguments:
                        (default: ./RESULTS.md; '' = none).
     --device D         auto | cpu | cuda (default auto: cuda when available).
 
-The 2020 protocol (github.com/s3prl/s3prl @ b72a2cd9, downstream/runner.py): frozen runs train the head with Adam lr 4e-3, evaluate
-dev every runner.dev_step, keep best-dev.ckpt and report test accuracy at the best-dev step. An
-interrupted run resumes from its newest states-<step>.ckpt; a run whose results.json has the same
-config hash (config + inputs) prints "complete" and does no work.
+The 2020 protocol (github.com/s3prl/s3prl @ b72a2cd9, downstream/runner.py): frozen runs train the
+head with Adam lr 4e-3, evaluate dev every runner.dev_step, keep best-dev.ckpt and report test
+accuracy at the best-dev step. An interrupted run resumes from its newest states-<step>.ckpt; a run
+whose results.json has the same config hash (config + inputs) prints "complete" and does no work.
 """
 from __future__ import annotations
 

@@ -4,11 +4,12 @@ their lengths agree with a feature data dir's frame counts.
 A Kaldi alignment dir (written by `steps/align_si.sh`, `steps/align_fmllr.sh`, nnet1's
 `align.sh`) holds `final.mdl` (the transition model), `num_jobs` and `ali.1.gz .. ali.N.gz`:
 gzip'ed binary archives of int32 vectors, one per utterance, one transition-id per 10 ms frame
-(kaldi-asr/kaldi, src/base/io-funcs-inl.h, WriteIntegerVector: `key ' ' '\\0B' '\\x04' <int32 size>` then size times
-`'\\x04' <int32>`). PyTorch-Kaldi turns them into pdf ids with `ali-to-pdf final.mdl`, keeps only
-the utterances present in both the features and the alignments, and assumes frame i of the
-features is frame i of the alignment (mravanelli/pytorch-kaldi, data_io.py). The number of frames does not
-depend on that mapping, so reading the int vectors is enough to check the hand-off.
+(kaldi-asr/kaldi, src/base/io-funcs-inl.h, WriteIntegerVector: `key ' ' '\\0B' '\\x04' <int32 size>`
+then size times `'\\x04' <int32>`). PyTorch-Kaldi turns them into pdf ids with `ali-to-pdf
+final.mdl`, keeps only the utterances present in both the features and the alignments, and assumes
+frame i of the features is frame i of the alignment (mravanelli/pytorch-kaldi, data_io.py). The
+number of frames does not depend on that mapping, so reading the int vectors is enough to check the
+hand-off.
 
 Mismatched framing (e.g. 12.5 ms Mockingjay features against 10 ms GMM alignments, s3prl#44,
 pytorch-kaldi#46) is the classic silent failure; `check_alignments` turns it into an error.

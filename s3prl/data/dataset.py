@@ -20,8 +20,8 @@ Lengths (for bucketing) come from utt2num_frames when present, else utt2dur (con
 feature config's framing), else by reading every utterance once.
 
 `max_timestep` (0 = off), applied to training data:
-  - policy "drop" (the 2020 S3PRL behaviour, github.com/s3prl/s3prl @ b72a2cd9, dataloader.py): utterances with more than
-    max_timestep frames are removed from the dataset;
+  - policy "drop" (the 2020 S3PRL behaviour, github.com/s3prl/s3prl @ b72a2cd9, dataloader.py):
+    utterances with more than max_timestep frames are removed from the dataset;
   - policy "crop": a random window of max_timestep frames is taken, its start drawn from a numpy
     generator seeded with (seed, epoch, utterance index), so a resumed run crops identically.
 

@@ -1,8 +1,8 @@
 """Kaldi data directories: the one reader, writer, validator, fixer, splitter and subsetter.
 
 A Kaldi data directory (``data/<set>/``; kaldi-asr/kaldi, egs/wsj/s5/utils/validate_data_dir.sh and
-src/doc/data_prep.dox) holds plain-text tables, one ``<key> <value...>`` per LF-terminated line, sorted on
-the key in C (byte) order with unique keys:
+src/doc/data_prep.dox) holds plain-text tables, one ``<key> <value...>`` per LF-terminated line,
+sorted on the key in C (byte) order with unique keys:
 
 - utterance-keyed: utt2spk (the master list), text, feats.scp, utt2num_frames, utt2dur, segments,
   wav.scp (when there is no segments file), utt2lang, utt2uniq, vad.scp, utt2warp;

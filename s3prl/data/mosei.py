@@ -2,9 +2,10 @@
 
 CMU-MOSEI (Zadeh et al., ACL 2018) holds full-length YouTube opinion videos, each cut into
 sentence segments whose sentiment is the mean of three annotators' ratings in [-3, 3]. S3PRL 2020
-(github.com/s3prl/s3prl @ b72a2cd9: `preprocess/preprocess_mosei/`, `Mosei_Dataset` in dataloader.py) cut the videos with a
-label table and trained on the segments; here the cutting is a Kaldi `segments` file, so nothing
-is copied and every verb reads the slices through `s3prl.data.audio.load_utterance`.
+(github.com/s3prl/s3prl @ b72a2cd9: `preprocess/preprocess_mosei/`, `Mosei_Dataset` in
+dataloader.py) cut the videos with a label table and trained on the segments; here the cutting is a
+Kaldi `segments` file, so nothing is copied and every verb reads the slices through
+`s3prl.data.audio.load_utterance`.
 
 Expected input (the real corpus and tools/synth/mosei.py alike)::
 

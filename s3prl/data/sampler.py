@@ -1,7 +1,7 @@
 """Length-bucketing batch sampler: distributed-aware, seeded and resumable.
 
-Follows the 2020 S3PRL bucketing (github.com/s3prl/s3prl @ b72a2cd9, dataloader.py): utterances sorted by length,
-descending; consecutive utterances form a bucket of the *global* batch size
+Follows the 2020 S3PRL bucketing (github.com/s3prl/s3prl @ b72a2cd9, dataloader.py): utterances
+sorted by length, descending; consecutive utterances form a bucket of the *global* batch size
 (`batch_size` x `world_size`); a bucket whose longest member is longer than `half_batch_above`
 frames is split into two half buckets (S3PRL's HALF_BATCHSIZE_TIME, 1000 frames); bucket order is
 shuffled every epoch with a generator seeded by `seed + epoch`.

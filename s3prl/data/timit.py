@@ -17,9 +17,9 @@ Kaldi's standard sets, reproduced here:
   training phones of Lee & Hon (1989) by `PHONE_MAP` (Kaldi's phones.60-48-39.map); the glottal
   stop `q` has no mapping and is deleted. `phones=39` or `phones=60` write the other columns.
 
-Our data-dir rules (docs/formats.md) replace Kaldi's `spk_utt` ids with `spk-utt` (speaker prefix joined
-with '-': e.g. `fcjf0-si1027`), lower case. The wav.scp value is the absolute SPHERE path, which
-libsndfile (our audio reader) decodes directly; `wav_format="sph2pipe"` writes Kaldi's
+Our data-dir rules (docs/formats.md) replace Kaldi's `spk_utt` ids with `spk-utt` (speaker prefix
+joined with '-': e.g. `fcjf0-si1027`), lower case. The wav.scp value is the absolute SPHERE path,
+which libsndfile (our audio reader) decodes directly; `wav_format="sph2pipe"` writes Kaldi's
 `sph2pipe -f wav PATH |` and `wav_format="sox"` writes `sox PATH -t wav - |`, for Kaldi tools.
 Shorten-compressed SPHERE (some TIMIT copies) is not readable by libsndfile: use sph2pipe.
 Files written to `data/{train,dev,test}/`: wav.scp, text, utt2spk, spk2utt, spk2gender, utt2dur,

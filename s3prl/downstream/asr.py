@@ -1,13 +1,13 @@
 """End-to-end CTC speech recognition downstream (BiLSTM + CTC, greedy decoding) on the one trainer.
 
 The model follows S3PRL's ASR downstream (github.com/s3prl/s3prl v0.4.18,
-s3prl/downstream/asr/model.py, RNNs; SUPERB, Yang et al., arXiv 2105.01051): representations (dumped feats.scp, or an upstream run on the fly: frozen, weighted
-sum, or fine-tuned jointly) -> optional frame downsampling (``concat``: stack k frames, or
-``drop``: keep every k-th) -> a bidirectional LSTM (2 layers, 1024 units per direction by
-default, dropout 0.2) -> Linear to the sentencepiece units (s3prl.downstream.tokenizer, blank =
-0) -> CTC loss. Decoding is greedy (best path: argmax per frame, collapse repeats, drop blanks),
-no language model. Defaults: Adam lr 1e-4, batch 32, dev WER every 2000 steps (best-dev =
-lowest WER, ties broken by CER), 200k steps.
+s3prl/downstream/asr/model.py, RNNs; SUPERB, Yang et al., arXiv 2105.01051): representations (dumped
+feats.scp, or an upstream run on the fly: frozen, weighted sum, or fine-tuned jointly) -> optional
+frame downsampling (``concat``: stack k frames, or ``drop``: keep every k-th) -> a bidirectional
+LSTM (2 layers, 1024 units per direction by default, dropout 0.2) -> Linear to the sentencepiece
+units (s3prl.downstream.tokenizer, blank = 0) -> CTC loss. Decoding is greedy (best path: argmax per
+frame, collapse repeats, drop blanks), no language model. Defaults: Adam lr 1e-4, batch 32, dev WER
+every 2000 steps (best-dev = lowest WER, ties broken by CER), 200k steps.
 
 `run_asr` is the whole run: the unit set trained on the training transcripts and saved as
 ``<exp>/tokenizer.model``; training with resume and best-dev selection through

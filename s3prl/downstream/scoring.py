@@ -1,8 +1,8 @@
 """Word and character error rates by Levenshtein alignment, written the way Kaldi writes them.
 
-Follows Kaldi's ``compute-wer`` (kaldi-asr/kaldi, src/bin/compute-wer.cc): errors = substitutions + deletions +
-insertions of the minimum-cost alignment of hypothesis to reference, WER = 100 * errors /
-reference tokens, and the summary line
+Follows Kaldi's ``compute-wer`` (kaldi-asr/kaldi, src/bin/compute-wer.cc): errors = substitutions +
+deletions + insertions of the minimum-cost alignment of hypothesis to reference, WER = 100 * errors
+/ reference tokens, and the summary line
 
     %WER 12.34 [ 56 / 454, 7 ins, 8 del, 41 sub ]
 

@@ -3,10 +3,11 @@
 The Mockingjay paper (Liu et al., ICASSP 2020, Table 2) evaluates representations on CMU-MOSEI
 2-class sentiment with its one-layer RNN classifier (every 5th frame -> GRU 32 -> final state ->
 ReLU layer, dropout 0.5 -> linear; S3PRL issue #35); today's S3PRL uses mean-pool + linear
-(github.com/s3prl/s3prl v0.4.18, s3prl/downstream/mosei/). Both heads come from s3prl.downstream.heads (``rnn`` and
-``utterance``), the representations from the same paths as the phone/speaker tasks
-(s3prl.downstream.task.DownstreamModel): dumped features or Kaldi features (``--feats``), or an
-upstream run on the fly (``--data`` + ``--upstream``; frozen, learned weighted sum, fine-tuned).
+(github.com/s3prl/s3prl v0.4.18, s3prl/downstream/mosei/). Both heads come from
+s3prl.downstream.heads (``rnn`` and ``utterance``), the representations from the same paths as the
+phone/speaker tasks (s3prl.downstream.task.DownstreamModel): dumped features or Kaldi features
+(``--feats``), or an upstream run on the fly (``--data`` + ``--upstream``; frozen, learned weighted
+sum, fine-tuned).
 
 Data: a Kaldi data dir with `segments` (s3prl.data.mosei.prepare_mosei) and its label dir
 (utt2sentiment, train/dev/test.list: a video-level split). Label modes (`labels.mode`):

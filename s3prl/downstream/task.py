@@ -4,8 +4,8 @@
 plugs it into `s3prl.train.trainer.Trainer` (cross-entropy over valid frames or utterances,
 accuracy as the dev metric that selects ``best-dev.ckpt``); `run_downstream` is the whole run:
 splits and labels, datasets, training with resume, test scored at the best-dev checkpoint (the
-number S3PRL 2020 reported: github.com/s3prl/s3prl @ b72a2cd9, downstream/runner.py), results.json, the RESULTS.md row and the
-learning-curve PNG.
+number S3PRL 2020 reported: github.com/s3prl/s3prl @ b72a2cd9, downstream/runner.py), results.json,
+the RESULTS.md row and the learning-curve PNG.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Output units of the CTC recognizer: sentencepiece characters or BPE trained on the training text.
 
-Uses sentencepiece (github.com/google/sentencepiece; docs/dependencies.md: 0.2.x trains bpe and char models in well under a second
-on a few thousand lines). The model is trained with
+Uses sentencepiece (github.com/google/sentencepiece; docs/dependencies.md: 0.2.x trains bpe and char
+models in well under a second on a few thousand lines). The model is trained with
 
 * ``model_type`` ``char`` (one unit per character plus the word-boundary piece ``▁``; the unit set
   is exactly the characters of the training text) or ``bpe`` (``vocab_size`` pieces at most:

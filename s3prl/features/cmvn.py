@@ -1,10 +1,10 @@
 """Cepstral mean and variance normalisation in Kaldi's layout (src/transform/cmvn.cc).
 
 Stats are a float64 matrix of shape (2, D+1): row 0 holds the per-dimension sums with the frame
-count in the last column, row 1 the sums of squares with 0 in the last column
-(kaldi-asr/kaldi, src/transform/cmvn.cc). `apply_cmvn` follows ``apply-cmvn``: means are normalised by default,
-variances only on request (floored at 1e-20), and a count below 1 is an error.
-`utterance_cmvn` is the Mockingjay 2020 per-utterance standardisation ``(x - mean) / (std + 1e-16)``
+count in the last column, row 1 the sums of squares with 0 in the last column (kaldi-asr/kaldi,
+src/transform/cmvn.cc). `apply_cmvn` follows ``apply-cmvn``: means are normalised by default,
+variances only on request (floored at 1e-20), and a count below 1 is an error. `utterance_cmvn` is
+the Mockingjay 2020 per-utterance standardisation ``(x - mean) / (std + 1e-16)``
 (population std); with ``unbiased=True, eps=1e-10`` it is today's S3PRL Kaldi-style extracter
 (`upstream/baseline/extracter.py` CMVN: ``x.std()`` is the unbiased estimate).
 """

@@ -1,7 +1,7 @@
 """Mockingjay 2020 librosa-style spectral features, in torch (no librosa): mel160 and linear1025.
 
-Follows the 2020 S3PRL preprocessing (github.com/s3prl/s3prl @ b72a2cd9, ``utility/audio.py``), audio in
-[-1, 1] at 16 kHz:
+Follows the 2020 S3PRL preprocessing (github.com/s3prl/s3prl @ b72a2cd9, ``utility/audio.py``),
+audio in [-1, 1] at 16 kHz:
 
 - pre-emphasis ``y[n] = x[n] - 0.97 x[n-1]`` (``y[0] = x[0]``);
 - STFT as ``librosa.stft``: n_fft 2048, periodic Hann window of 800 samples (50 ms) centred in

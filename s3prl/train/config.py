@@ -1,9 +1,9 @@
 """Typed configs of the trainer (optimizer, runner, data) and of pre-training (`PretrainConfig`).
 
-They map the 2020 S3PRL YAML sections (github.com/s3prl/s3prl @ b72a2cd9, config/*.yaml: `optimizer:`, `dataloader:`,
-`runner:`) onto dataclasses loaded with `s3prl.config.load_config`. `PretrainConfig` (defined in
-s3prl.train.pretrain, importable from here) adds `upstream:` (UpstreamConfig) and `features:`
-(FeatureConfig). Downstream training reuses `OptimizerConfig`,
+They map the 2020 S3PRL YAML sections (github.com/s3prl/s3prl @ b72a2cd9, config/*.yaml:
+`optimizer:`, `dataloader:`, `runner:`) onto dataclasses loaded with `s3prl.config.load_config`.
+`PretrainConfig` (defined in s3prl.train.pretrain, importable from here) adds `upstream:`
+(UpstreamConfig) and `features:` (FeatureConfig). Downstream training reuses `OptimizerConfig`,
 `RunnerConfig` and `DataConfig`.
 """
 from __future__ import annotations
@@ -71,7 +71,8 @@ class RunnerConfig:
 
 @dataclass
 class DataConfig:
-    """Batching over a Kaldi data dir (S3PRL 2020 bucketing: github.com/s3prl/s3prl @ b72a2cd9, dataloader.py).
+    """Batching over a Kaldi data dir (S3PRL 2020 bucketing: github.com/s3prl/s3prl @ b72a2cd9,
+    dataloader.py).
 
     batch_size is per process (global batch = batch_size x world size). Utterances are sorted by
     length (descending), cut into buckets of the global batch size, a bucket whose longest member

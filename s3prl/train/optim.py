@@ -1,10 +1,11 @@
 """Optimizers and the warm-up + linear-decay learning-rate schedule of the S3PRL trainer.
 
-- `AdamW` (default) and `Adam` are torch's (fused kernel, else multi-tensor foreach); `BertAdam` re-implements the optimizer S3PRL used in
-  2020 (from pytorch-pretrained-bert; github.com/s3prl/s3prl @ b72a2cd9, transformer/optimization.py): Adam *without* bias
-  correction, eps 1e-6, decoupled weight decay (0.01; none on biases and LayerNorm parameters),
-  and each parameter's gradient clipped to norm `max_grad_norm` (1.0) inside the optimizer;
-  its update runs as `torch._foreach_*` multi-tensor ops over each parameter group.
+- `AdamW` (default) and `Adam` are torch's (fused kernel, else multi-tensor foreach); `BertAdam`
+  re-implements the optimizer S3PRL used in 2020 (from pytorch-pretrained-bert;
+  github.com/s3prl/s3prl @ b72a2cd9, transformer/optimization.py): Adam *without* bias correction,
+  eps 1e-6, decoupled weight decay (0.01; none on biases and LayerNorm parameters), and each
+  parameter's gradient clipped to norm `max_grad_norm` (1.0) inside the optimizer; its update runs
+  as `torch._foreach_*` multi-tensor ops over each parameter group.
 - `warmup_linear(k, total, warmup_proportion)` is the `warmup_linear` schedule: for the k-th
   optimizer update (1-based) the lr factor rises linearly to 1 over the first
   `warmup_proportion * total` updates, then decays linearly to 0 at update `total`.

@@ -2,11 +2,12 @@
 
 The task wraps an objective from `s3prl.upstream.objectives.build_objective` (Mockingjay / TERA /
 AALBERT masked reconstruction, APC) and writes checkpoints with
-`s3prl.upstream.checkpoint.save_upstream_checkpoint` (today's S3PRL layout, github.com/s3prl/s3prl v0.4.18,
-s3prl/pretrain/runner.py; docs/checkpoint-formats.md), the trainer's resume state under ``S3PRL_Recipes.extra.Trainer`` and the input description
-under ``S3PRL_Recipes.extra.Input`` (``{"kind": "audio"|"external", "dim": D}``). External (Kaldi
-feats.scp) inputs record an ``audio`` section ``{"external_features": true, "feat_dim": D,
-"cmvn": ...}`` since no on-the-fly extractor can reproduce them.
+`s3prl.upstream.checkpoint.save_upstream_checkpoint` (today's S3PRL layout, github.com/s3prl/s3prl
+v0.4.18, s3prl/pretrain/runner.py; docs/checkpoint-formats.md), the trainer's resume state under
+``S3PRL_Recipes.extra.Trainer`` and the input description under ``S3PRL_Recipes.extra.Input``
+(``{"kind": "audio"|"external", "dim": D}``). External (Kaldi feats.scp) inputs record an ``audio``
+section ``{"external_features": true, "feat_dim": D, "cmvn": ...}`` since no on-the-fly extractor
+can reproduce them.
 """
 from __future__ import annotations
 

@@ -1,14 +1,14 @@
 """The one training loop of the toolkit, shared by pre-training and downstream training.
 
-It reproduces the 2020 S3PRL runner loop (github.com/s3prl/s3prl @ b72a2cd9, transformer/solver.py): `total_steps` optimizer
-updates, the loss divided by `gradient_accumulation_steps`, a global grad-norm clip where a
-non-finite norm skips the update, warm-up + linear-decay lr, logging every `log_step`,
-`states-<step>.ckpt` every `save_step` keeping the newest `max_keep`. It adds what the 2020 code
-lacked: exact resume (model, optimizer, scheduler, AMP scaler, step, RNG states and the data
-order), DistributedDataParallel over torchrun, dev evaluation with `best-dev.ckpt`, mixed
+It reproduces the 2020 S3PRL runner loop (github.com/s3prl/s3prl @ b72a2cd9, transformer/solver.py):
+`total_steps` optimizer updates, the loss divided by `gradient_accumulation_steps`, a global
+grad-norm clip where a non-finite norm skips the update, warm-up + linear-decay lr, logging every
+`log_step`, `states-<step>.ckpt` every `save_step` keeping the newest `max_keep`. It adds what the
+2020 code lacked: exact resume (model, optimizer, scheduler, AMP scaler, step, RNG states and the
+data order), DistributedDataParallel over torchrun, dev evaluation with `best-dev.ckpt`, mixed
 precision (`runner.amp`): bf16 autocast on CUDA and on CPUs with bf16 matrix units (AVX512-BF16 /
-AMX, through oneDNN), fp16 with a gradient scaler on CUDA. Master weights, optimizer state, the
-loss and the ops torch's autocast keeps in float32 (softmax, LayerNorm, losses) stay float32.
+AMX, through oneDNN), fp16 with a gradient scaler on CUDA. Master weights, optimizer state, the loss
+and the ops torch's autocast keeps in float32 (softmax, LayerNorm, losses) stay float32.
 
 A task plugs in through the small `Task` interface below (model, training_step, evaluate, plot,
 checkpoint layout). The pre-training task is `s3prl.train.pretrain.PretrainTask`.

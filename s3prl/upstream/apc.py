@@ -3,10 +3,10 @@
 A stack of single-layer GRUs (`rnn_layers.{i}`, run on packed sequences so padding never enters
 the recurrence), dropout between layers, residual connections from the second layer on (where
 input and output sizes match), and a `postnet` Linear(hidden -> input_dim) that predicts the frame
-`time_shift` (n = 3) steps ahead. Parameter names and shapes equal S3PRL's
-`upstream/apc/apc.py` (`rnn_layers.<i>.{weight,bias}_{ih,hh}_l0`, `postnet.{weight,bias}`), so the
-state dict loads there and vice versa (github.com/s3prl/s3prl @ b72a2cd9, rnn/model.py; github.com/s3prl/s3prl v0.4.18, s3prl/upstream/apc/hubconf.py `apc_local`;
-docs/checkpoint-formats.md).
+`time_shift` (n = 3) steps ahead. Parameter names and shapes equal S3PRL's `upstream/apc/apc.py`
+(`rnn_layers.<i>.{weight,bias}_{ih,hh}_l0`, `postnet.{weight,bias}`), so the state dict loads there
+and vice versa (github.com/s3prl/s3prl @ b72a2cd9, rnn/model.py; github.com/s3prl/s3prl v0.4.18,
+s3prl/upstream/apc/hubconf.py `apc_local`; docs/checkpoint-formats.md).
 
 Hidden states: we return the output of every GRU layer (after residual), L tensors (B, T, H) and no
 input-level state, which is what S3PRL's APC upstream returns for the usual 3 layers (its hooks

@@ -2,10 +2,11 @@
 Mockingjay / TERA / Audio ALBERT, the alteration (masking) objective, and APC.
 
 Field names and defaults follow the 2020 S3PRL `transformer:` YAML section and today's
-`Upstream_Config.transformer` (github.com/s3prl/s3prl @ b72a2cd9, config/*.yaml; github.com/s3prl/s3prl v0.4.18, s3prl/upstream/mockingjay/model.py); they load through
-`s3prl.config.load_config`. `UpstreamConfig.model` selects the preset and its checks:
-Mockingjay = time masking only, TERA = time (+ frequency + magnitude), AALBERT = time masking
-with one transformer layer shared by all depths, APC = autoregressive predictive coding.
+`Upstream_Config.transformer` (github.com/s3prl/s3prl @ b72a2cd9, config/*.yaml;
+github.com/s3prl/s3prl v0.4.18, s3prl/upstream/mockingjay/model.py); they load through
+`s3prl.config.load_config`. `UpstreamConfig.model` selects the preset and its checks: Mockingjay =
+time masking only, TERA = time (+ frequency + magnitude), AALBERT = time masking with one
+transformer layer shared by all depths, APC = autoregressive predictive coding.
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ class TransformerConfig:
 
 @dataclass
 class MaskConfig:
-    """Alteration of the (stacked) input, as github.com/s3prl/s3prl @ b72a2cd9, `transformer/mam.py`."""
+    """Alteration of the (stacked) input (github.com/s3prl/s3prl @ b72a2cd9, `transformer/mam.py`)."""
 
     mask_proportion: float = 0.15
     mask_consecutive_min: int = 7
@@ -141,7 +142,10 @@ class UpstreamConfig:
 
 
 def preset(model: str) -> UpstreamConfig:
-    """The 2020 recipe defaults of each model (github.com/s3prl/s3prl @ b72a2cd9, config/*.yaml and rnn/runner.py)."""
+    """The 2020 recipe defaults of each model.
+
+    From github.com/s3prl/s3prl @ b72a2cd9: config/*.yaml, and rnn/runner.py for APC.
+    """
     if model == "mockingjay":
         return UpstreamConfig(model="mockingjay", transformer=TransformerConfig(sequence_length=3000),
                               mask=MaskConfig())

@@ -1,10 +1,11 @@
 """The upstream pre-training objectives the trainer calls.
 
 * `MaskedReconstruction`: Mockingjay / TERA / AALBERT (github.com/s3prl/s3prl @ b72a2cd9,
-  transformer/model.py and transformer/mam.py): stack frames,
-  alter the input (`s3prl.upstream.masking.alter`), encode with `TransformerModel`, predict with
-  `SpecHead`, L1 on the masked elements of the clean (or separate, e.g. linear-1025) target.
-* `APCObjective`: APC (Chung et al., arXiv 1904.03240; github.com/s3prl/s3prl @ b72a2cd9, rnn/): predict x_{t+n} from x_{<=t}, L1 over valid frames.
+  transformer/model.py and transformer/mam.py): stack frames, alter the input
+  (`s3prl.upstream.masking.alter`), encode with `TransformerModel`, predict with `SpecHead`, L1 on
+  the masked elements of the clean (or separate, e.g. linear-1025) target.
+* `APCObjective`: APC (Chung et al., arXiv 1904.03240; github.com/s3prl/s3prl @ b72a2cd9, rnn/):
+  predict x_{t+n} from x_{<=t}, L1 over valid frames.
 
 Both take `forward(feats (B, T, D), lengths (B,), generator, target=None) -> ObjectiveOutput`.
 A batch in which no utterance received a mask returns `num_elements == 0` and a zero loss that

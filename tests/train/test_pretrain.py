@@ -185,7 +185,8 @@ def test_shipped_presets_dry_run(name):
     n = sum(p.numel() for p in {id(p): p for p in task.model.parameters()}.values())
     if name in ("tera_base", "aalbert_3l"):
         enc = sum(p.numel() for p in {id(p): p for p in task.model.transformer.parameters()}.values())
-        # BERT layer at H 768, I 3072 (Mockingjay, arXiv 1910.12638): 3 layers of 7,087,872 + input block (80 -> 768) = 21.33 M;
+        # One BERT layer at H 768, I 3072 has 7,087,872 parameters (Mockingjay, arXiv 1910.12638):
+        # 3 layers + input block (80 -> 768) = 21.33 M;
         # AALBERT: one shared layer + input block (80 -> 768, no stacking: what s3prl 0.4.x loads) = 7.15 M
         assert enc == (3 * 7087872 + 80 * 768 + 768 + 2 * 768 if name == "tera_base"
                        else 7087872 + 80 * 768 + 768 + 2 * 768), enc

@@ -1,4 +1,7 @@
-"""Alteration statistics and the masked L1 loss (github.com/s3prl/s3prl @ b72a2cd9, transformer/mam.py)."""
+"""Alteration statistics and the masked L1 loss.
+
+The algorithm is S3PRL 2020's (github.com/s3prl/s3prl @ b72a2cd9, transformer/mam.py).
+"""
 import torch
 
 from s3prl.upstream.config import MaskConfig

@@ -1,4 +1,7 @@
-"""Tests of utils/parse_options.sh: Kaldi's option-parsing rules (kaldi-asr/kaldi, egs/wsj/s5/utils/parse_options.sh)."""
+"""Tests of utils/parse_options.sh: Kaldi's option-parsing rules.
+
+As kaldi-asr/kaldi, egs/wsj/s5/utils/parse_options.sh.
+"""
 from __future__ import annotations
 
 import subprocess

@@ -1,4 +1,7 @@
-"""Tests of utils/run.pl: Kaldi's local job runner (kaldi-asr/kaldi, egs/wsj/s5/utils/parallel/run.pl)."""
+"""Tests of utils/run.pl: Kaldi's local job runner.
+
+As kaldi-asr/kaldi, egs/wsj/s5/utils/parallel/run.pl.
+"""
 from __future__ import annotations
 
 import re

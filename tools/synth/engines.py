@@ -44,7 +44,8 @@ ESPEAK_LIB = "libespeak-ng.so.1"
 HTS_VOICE = "/usr/share/festival/voices/us/cmu_us_slt_arctic_hts/hts/cmu_us_slt_arctic_hts.htsvoice"
 FLITE_VOICES = ("awb", "rms", "slt")
 ESPEAK_ACCENTS = ("en-us", "en-us-nyc", "en-gb-x-rp", "en-gb-scotland")
-# espeak's voice list holds at most 349 entries, 131 of them language files in 1.51 (docs/synthetic-corpus.md §1.1)
+# espeak's voice list holds at most 349 entries, 131 of them language files in 1.51
+# (docs/synthetic-corpus.md §1.1)
 MAX_ESPEAK_VARIANTS = 200
 
 Segments = list[tuple[str, int, int]]

@@ -12,7 +12,8 @@ centre, sample ``160 * i + 200``.
 Engine phone sets:
   * festival/flite/HTS use the radio/CMU set (aa ... zh, ax, pau): almost 1:1 (``FESTIVAL``).
   * espeak-ng phoneme mnemonics need a table (``ESPEAK_CONSONANTS``, ``ESPEAK_VOWELS``,
-    ``ESPEAK_RVOWELS``); r-coloured vowels depend on the accent's rhoticity (docs/synthetic-corpus.md §1.1).
+    ``ESPEAK_RVOWELS``); r-coloured vowels depend on the accent's rhoticity
+    (docs/synthetic-corpus.md §1.1).
 A symbol that maps to several ARPAbet phones is split in time: the first phone gets 60 %, the rest
 share the remainder.
 """

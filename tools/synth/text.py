@@ -1,9 +1,9 @@
 """Utterance texts for the synthetic corpora: a vendored sentence list and LibriSpeech transcripts.
 
 The sentences come from Debian's ``fortunes`` package (fortune-mod data files, 1:1.99.1-7.3),
-filtered with the rules of docs/synthetic-corpus.md §3 plus a small blocklist of crude words, and are
-vendored as ``sentences.txt`` next to this module so that a corpus does not depend on the installed
-package. ``python text.py --extract [FORTUNE_DIR]`` regenerates that file.
+filtered with the rules of docs/synthetic-corpus.md §3 plus a small blocklist of crude words, and
+are vendored as ``sentences.txt`` next to this module so that a corpus does not depend on the
+installed package. ``python text.py --extract [FORTUNE_DIR]`` regenerates that file.
 
 Utterance texts are built by joining seeded-shuffled sentences to a random target length of
 45-105 characters, which synthesizes to about 3-8 s of speech. Transcripts follow LibriSpeech:
@@ -58,9 +58,10 @@ def _keep(s: str, min_chars: int, max_chars: int) -> bool:
 
 
 def extract_sentences(fortune_dir: str = FORTUNE_DIR, min_chars: int = 20, max_chars: int = 110) -> list[str]:
-    """Filtered, distinct, sorted sentences from the fortune files in `fortune_dir` (docs/synthetic-corpus.md §3):
-    attribution lines dropped, cookies split into sentences, 20-110 characters, >= 4 words, only
-    letters and ``,.;'!?-``, no acronyms, stray single letters, digits or blocklisted words."""
+    """Filtered, distinct, sorted sentences from the fortune files in `fortune_dir`
+    (docs/synthetic-corpus.md §3): attribution lines dropped, cookies split into sentences, 20-110
+    characters, >= 4 words, only letters and ``,.;'!?-``, no acronyms, stray single letters, digits
+    or blocklisted words."""
     out = set()
     for name in sorted(os.listdir(fortune_dir)):
         path = os.path.join(fortune_dir, name)

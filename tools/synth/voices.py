@@ -1,8 +1,9 @@
 """Synthetic speakers: per-speaker parameter draws and per-utterance rendering with jitter.
 
-A `Speaker` is one engine plus parameters drawn once from a seeded generator (docs/synthetic-corpus.md
-§2), and one `channel.ChannelParams` per recording session (chapter). `difficulty` scales how far
-apart speakers are drawn (1 = the prototype's spread; the recommended 0.5 halves the ranges):
+A `Speaker` is one engine plus parameters drawn once from a seeded generator
+(docs/synthetic-corpus.md §2), and one `channel.ChannelParams` per recording session (chapter).
+`difficulty` scales how far apart speakers are drawn (1 = the prototype's spread; the recommended
+0.5 halves the ranges):
 
 * hts: all-pass alpha 0.45 + d*U(-0.06, 0.05) (-0.02 for male), F0 shift U(-3, 2.5) half-tones
   (female) or U(-11, -6) (male) scaled by 0.5 + 0.5 d, speed 0.85-1.15, GV weights.
