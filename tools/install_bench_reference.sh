@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates tools/bench-venv: a SEPARATE virtual environment holding the reference implementation
 # (s3prl 0.4.18 from PyPI) that `make bench` compares our extractor against. It is never
-# imported by the toolkit; the benchmark harness (bench/harness/reference_extract.py) runs it in a
+# imported by the toolkit; the benchmark harness (bench/reference_extract.py) runs it in a
 # subprocess and installs the torchaudio compatibility shims described in
 # docs/dependencies.md (CUDA-linked torchaudio 2.11 wheel, removed set_audio_backend and
 # sox_effects) before importing s3prl.hub.
