@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -63,7 +62,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from s3prl.atomic import atomic_dir, atomic_write_text, remove_stale_tmp
+from s3prl.atomic import atomic_dir, atomic_write_text, file_sha256, remove_stale_tmp
 from s3prl.errors import UserError, cli_main
 from s3prl.log import setup_logging
 
@@ -123,7 +122,7 @@ def _upstream_identity(name: str) -> dict:
             return {"name": name, "features": FeatureConfig(feat_type=name).to_s3prl_audio()}
         raise UserError(f"upstream '{name}': no such checkpoint file (or use a baseline: {', '.join(BASELINES)})")
     st = p.stat()
-    return {"path": str(p.resolve()), "size": st.st_size, "mtime": int(st.st_mtime), "sha256": _sha256(p)}
+    return {"path": str(p.resolve()), "size": st.st_size, "mtime": int(st.st_mtime), "sha256": file_sha256(p)}
 
 
 def _same_upstream(a: dict, b: dict) -> bool:
@@ -348,13 +347,6 @@ def complete_record(dump: Path, set_name: str) -> Path:
     return dump / "complete" / f"{set_name}.json"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def inputs_identity(data: Path, external: bool) -> dict:
     """The identity of what a dump read from a data dir: the sha256 of every file it reads or
@@ -371,7 +363,7 @@ def files_identity(data: Path, names: Sequence[str], ark_tables: Sequence[str] =
     from s3prl.data.kaldi_dir import read_kv
 
     data = Path(data)
-    out: dict = {name: _sha256(data / name) for name in names if (data / name).is_file()}
+    out: dict = {name: file_sha256(data / name) for name in names if (data / name).is_file()}
     if ark_tables:
         arks = sorted({v.strip().rsplit(":", 1)[0] for t in ark_tables if (data / t).is_file()
                        for v in read_kv(data / t).values()})

@@ -19,7 +19,6 @@ frame labels with ``IGNORE_INDEX`` (-100), which the loss and the accuracy skip.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from s3prl.atomic import file_sha256
 from s3prl.data.labels import MAX_FRAME_MISMATCH, aligned_length
 from s3prl.errors import UserError
 
@@ -163,7 +163,7 @@ def feature_dir_identity(feats_dir: str | Path) -> dict | None:
     d = Path(feats_dir)
     if not (d / "feats.scp").is_file():
         return None
-    out: dict = {"files": {n: _sha256(d / n) for n in FEATURE_DIR_FILES if (d / n).is_file()}}
+    out: dict = {"files": {n: file_sha256(d / n) for n in FEATURE_DIR_FILES if (d / n).is_file()}}
     if not (d / "conf" / "feats.inputs").is_file():
         arks = set()
         for table in ("feats.scp", "cmvn.scp"):
@@ -234,13 +234,6 @@ def check_dump_complete(feats_dir: str | Path, info: dict) -> None:
                         f"(upstream or inputs differ); run utils/dump_feats.sh again")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def same_upstream(named: str, info: dict) -> bool:
     """Whether an upstream named on the command line is the one a dump recorded (`info` from
@@ -255,7 +248,7 @@ def same_upstream(named: str, info: dict) -> bool:
     a, b = Path(named), Path(recorded)
     if a.is_file():
         if info.get("sha256"):
-            return _sha256(a) == info["sha256"]
+            return file_sha256(a) == info["sha256"]
         return b.exists() and a.resolve() == b.resolve()
     if named == recorded:
         return True
