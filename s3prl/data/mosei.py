@@ -66,7 +66,6 @@ log = logging.getLogger(__name__)
 
 LABEL_MODES = ("2class", "7class", "regression")
 NUM_CLASSES = {"2class": 2, "7class": 7, "regression": 1}
-S3PRL_MODE_NAMES = {"positive_negative": "2class", "original": "7class", "regression": "regression"}
 SCORE_FILE = "utt2sentiment"
 KEY_FILE = "utt2key"
 SPLITS = ("train", "dev", "test")

@@ -16,8 +16,6 @@ import numpy as np
 
 from s3prl.data.labels import PHONE_FILE, check_coverage, read_phone_labels
 
-HEADS = ("linear", "1hidden", "concat")
-
 
 def phone_labels(label_dir: str | Path, splits: dict[str, list[str]],
                  num_classes: int = 41) -> dict[str, dict[str, np.ndarray]]:

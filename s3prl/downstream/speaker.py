@@ -18,8 +18,6 @@ from pathlib import Path
 
 from s3prl.data.labels import TEST_SPLIT_FILE, TRAIN_SPLIT_FILE, speaker_classes, speaker_labels
 
-HEADS = ("frame", "utterance", "rnn")
-
 
 def speaker_task_labels(splits: dict[str, list[str]],
                         label_dir: str | Path = "") -> tuple[dict[str, dict[str, int]], list[str]]:
