@@ -1,8 +1,10 @@
-"""Print the downstream results table of RESULTS.md, optionally adding finished runs to it.
+"""Print a downstream results table of RESULTS.md, optionally adding finished runs to it.
 
 Usage:
-    python -m s3prl.bin.results_table [--exp DIR]... [--update] [RESULTS.md]
+    python -m s3prl.bin.results_table [--table TASK] [--exp DIR]... [--update] [RESULTS.md]
 
+--table: the task whose table is meant (s3prl.downstream.tasks.TASKS: phone, speaker, sentiment,
+asr, ...; default phone). phone and speaker share one table, also called ``classification``.
 Without --exp: print the table stored in RESULTS.md (default ./RESULTS.md). With --exp: read each
 run's results.json (a dir without one is an error: the run is not complete) and print those runs'
 rows; with --update also insert/replace them in RESULTS.md (one row per task, upstream, layer,
@@ -16,24 +18,23 @@ from pathlib import Path
 from s3prl.errors import UserError, cli_main
 from s3prl.log import setup_logging
 
+CLASSIFICATION_ALIAS = "classification"   # the phone / speaker table's name before tables were named by task
+
 
 def main(argv: list[str] | None = None) -> int:
+    from s3prl.downstream.tasks import TASKS
+
     p = argparse.ArgumentParser(prog="results_table", description=__doc__.split("\n")[0])
     p.add_argument("--exp", action="append", default=[], metavar="DIR", help="experiment dir with results.json")
     p.add_argument("--update", action="store_true", help="write the --exp rows into RESULTS.md")
-    p.add_argument("--table", choices=("classification", "sentiment", "asr"), default="classification",
-                   help="which table of RESULTS.md (sentiment: s3prl.downstream.sentiment, asr: s3prl.downstream.asr)")
+    p.add_argument("--table", choices=sorted(TASKS) + [CLASSIFICATION_ALIAS], default="phone",
+                   help="the task whose table is meant (phone and speaker share one: classification)")
     p.add_argument("results_md", nargs="?", default="RESULTS.md", help="RESULTS.md (default ./RESULTS.md)")
     args = p.parse_args(argv)
     setup_logging()
-    from s3prl.downstream.results import (format_table, parse_results_table, read_results, result_row,
-                                          update_results_md)
+    from s3prl.downstream.results import format_table, parse_results_table, read_results, update_results_md
 
-    spec = None
-    if args.table == "sentiment":
-        from s3prl.downstream.sentiment import SENTIMENT_TABLE as spec
-    elif args.table == "asr":
-        from s3prl.downstream.asr import ASR_TABLE as spec
+    spec = TASKS["phone" if args.table == CLASSIFICATION_ALIAS else args.table].table
     md = Path(args.results_md)
     if not args.exp:
         if args.update:
@@ -44,10 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = []
     for d in args.exp:
-        rec = read_results(d) if spec is None else read_results(d, spec.required)
+        rec = read_results(d, spec.required)
         if rec is None:
             raise UserError(f"{d}/results.json: missing or incomplete (has the run finished?)")
-        rows.append(result_row(rec, d) if spec is None else spec.row(rec, d))
+        rows.append(spec.row(rec, d))
         if args.update:
             update_results_md(md, rec, d, spec)
     print(format_table(sorted(rows, key=lambda r: tuple(r[:4])), spec))

@@ -20,20 +20,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s3prl.downstream.config import InputConfig, load_task_config
+from s3prl.downstream.config import TaskConfig, load_task_config
 from s3prl.downstream.data import FeatureView
-from s3prl.downstream.results import TableSpec
-from s3prl.downstream.runner import RunSpec, eval_loader, finish_run, load_best_dev, run_fields, run_task
+from s3prl.downstream.results import TableSpec, table_row
+from s3prl.downstream.runner import TaskSpec, eval_loader, finish_run, load_best_dev, run_fields, run_spec
 from s3prl.downstream.task import (ClassificationTask, DownstreamModel, dumped_representation, feature_dataset,
-                                   on_the_fly_representation, resolved_config_yaml)
+                                   on_the_fly_representation)
 from s3prl.downstream.tokenizer import BLANK_ID, MODEL_FILE, Tokenizer, TokenizerConfig, train_tokenizer
 from s3prl.errors import UserError
 from s3prl.train.config import DataConfig, OptimizerConfig, RunnerConfig
@@ -74,7 +73,7 @@ def _data() -> DataConfig:
 
 
 @dataclass
-class AsrConfig:
+class AsrConfig(TaskConfig):
     """The ASR downstream YAML (conf/downstream/asr_bilstm.yaml). selection: the dev error rate
     that picks the best-dev checkpoint, wer (S3PRL's) or cer (the other breaks ties); cer suits
     short runs whose WER still sits near 100 % and moves by noise while CER falls steadily."""
@@ -82,10 +81,12 @@ class AsrConfig:
     selection: Literal["wer", "cer"] = "wer"
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: BiLSTMConfig = field(default_factory=BiLSTMConfig)
-    input: InputConfig = field(default_factory=InputConfig)
     optimizer: OptimizerConfig = field(default_factory=_optimizer)
     runner: RunnerConfig = field(default_factory=_runner)
     dataloader: DataConfig = field(default_factory=_data)
+
+    yaml_order: ClassVar[tuple[str, ...]] = ("task", "selection", "tokenizer", "model", "input", "optimizer", "runner",
+                                             "dataloader")
 
 
 def load_asr_config(path=None, overrides: list[str] | None = None) -> AsrConfig:
@@ -296,6 +297,21 @@ class AsrInputs:
     upstream: str | None = None
     on_the_fly: bool = False
 
+    @staticmethod
+    def add_arguments(p) -> None:
+        """The ASR task's command-line options (TaskSpec.add_arguments)."""
+        p.add_argument("--train", required=True, metavar="DIR", help="training data dir (with text)")
+        p.add_argument("--dev", required=True, metavar="DIR", help="dev data dir (best-dev selection)")
+        p.add_argument("--test", required=True, metavar="DIR", help="test data dir (scored at best dev)")
+        p.add_argument("--upstream", help="checkpoint path or baseline name (fbank, mfcc, mel160)")
+        p.add_argument("--on-the-fly", action="store_true", help="run --upstream on the data dirs inside the model")
+
+    @classmethod
+    def from_args(cls, args) -> "AsrInputs":
+        if (args.layer is not None or args.fine_tune) and not args.on_the_fly:
+            raise UserError("--layer and --fine-tune need --on-the-fly (dumped features are one fixed layer)")
+        return cls(train=args.train, dev=args.dev, test=args.test, upstream=args.upstream, on_the_fly=args.on_the_fly)
+
     def resolved(self) -> dict:
         from s3prl.downstream.data import source_identity
 
@@ -311,11 +327,9 @@ class AsrInputs:
 def _asr_row(record: dict, exp_label: str | None = None) -> list[str]:
     def pct(x):
         return "-" if x is None else f"{float(x):.2f}"
-    cells = [str(record["task"]), str(record["upstream"]), str(record["layer"]), str(record["head"]),
-             str(record.get("units", "-")), pct(record["dev_wer"]), pct(record["dev_cer"]), pct(record["test_wer"]),
-             pct(record["test_cer"]), str(record["best_step"]), str(record["steps"]), str(record["config_hash"]),
-             exp_label if exp_label is not None else str(record.get("exp_dir", "-"))]
-    return [c.replace("|", "\\|").replace("\n", " ") for c in cells]
+    return table_row([str(record["task"]), str(record["upstream"]), str(record["layer"]), str(record["head"]),
+                      str(record.get("units", "-")), pct(record["dev_wer"]), pct(record["dev_cer"]),
+                      pct(record["test_wer"]), pct(record["test_cer"])], record, exp_label)
 
 
 ASR_REQUIRED = ("task", "upstream", "layer", "head", "dev_wer", "dev_cer", "test_wer", "test_cer", "best_step",
@@ -408,13 +422,7 @@ def run_asr(cfg: AsrConfig, inputs: AsrInputs, exp_dir: str | Path, *, results_m
     """Train, pick the lowest-dev-WER step, decode dev and test there, write results; returns the
     record. A complete exp dir of the same config and inputs is returned as is; one holding a
     run of another config is refused (the scaffolding is s3prl.downstream.runner.run_task)."""
-    exp_dir = Path(exp_dir)
-    # Seeded before build: the head's initial weights come from runner.seed, not from whatever
-    # state the global RNG is in (two runs of one command gave different WERs).
-    spec = RunSpec(build=partial(build_asr_run, cfg, inputs, exp_dir), collate_fn=collate_ctc, seed=cfg.runner.seed,
-                   score=partial(_score, cfg=cfg, inputs=inputs, exp_dir=exp_dir, command=command),
-                   required=ASR_REQUIRED, table=ASR_TABLE, lock_name="train_asr", barrier_after_config=True)
-    return run_task(spec, resolved_config_yaml(cfg, inputs), cfg, exp_dir, results_md=results_md, device=device,
+    return run_spec(ASR, cfg, inputs, exp_dir, results_md=results_md, command=command, device=device,
                     progress=progress)
 
 
@@ -455,6 +463,11 @@ def describe(record: dict) -> str:
             f"CER {record['test_cer']:.2f} % (best-dev step {record['best_step']} of {record['steps']})")
 
 
-__all__ = ["AsrConfig", "BiLSTMConfig", "load_asr_config", "BiLSTMCTCHead", "downsample", "ctc_greedy_decode",
+ASR = TaskSpec(name="asr", config=AsrConfig, heads=("bilstm",), add_arguments=AsrInputs.add_arguments,
+               inputs=AsrInputs.from_args, build=build_asr_run, score=_score, collate_fn=collate_ctc, table=ASR_TABLE,
+               describe=describe, lock_name="train_asr", barrier_after_config=True)
+
+
+__all__ = ["ASR", "AsrConfig", "BiLSTMConfig", "load_asr_config", "BiLSTMCTCHead", "downsample", "ctc_greedy_decode",
            "ctc_min_frames", "CTCBatch", "TranscribedDataset", "collate_ctc", "CTCTask", "AsrInputs",
            "build_asr_run", "run_asr", "describe", "ASR_TABLE", "ASR_REQUIRED"]

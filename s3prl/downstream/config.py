@@ -1,7 +1,11 @@
-"""Typed config of a downstream classification run (phone or speaker, CPC protocol).
+"""Typed configs of the downstream tasks: the base every task's config extends, and the phone /
+speaker (CPC protocol) config.
 
-It maps the 2020 S3PRL `config/downstream.yaml` (github.com/s3prl/s3prl @ b72a2cd9) onto dataclasses
-loaded with `s3prl.config.load_config`:
+`TaskConfig` holds the sections every task has (`task`, `input`, `optimizer`, `runner`,
+`dataloader`; the defaults are the 2020 frozen-upstream protocol); a task's config extends it with
+its own sections (`head`, `labels`, ASR's `model` ...) and may change the defaults. The phone /
+speaker config maps the 2020 S3PRL `config/downstream.yaml` (github.com/s3prl/s3prl @ b72a2cd9)
+onto dataclasses loaded with `s3prl.config.load_config`:
 
 ```yaml
 task: phone            # phone | speaker
@@ -18,22 +22,19 @@ clip 1.0, batch 6 bucketed, 500k steps, dev every 10k steps. Fine-tuning in 2020
 with 7 % warm-up and weight decay 0.01 (set those in the optimizer section with
 `input.fine_tune: true`).
 
-`load_downstream_config` merges the YAML onto these defaults section by section (a YAML that sets
-only `optimizer.lr` keeps Adam / constant schedule rather than OptimizerConfig's own AdamW
-defaults), then applies `--override` strings.
+`load_task_config` merges the YAML onto a config class's defaults section by section (a YAML that
+sets only `optimizer.lr` keeps Adam / constant schedule rather than OptimizerConfig's own AdamW
+defaults), then applies `--override` strings. The head names a task accepts are listed once, in its
+`s3prl.downstream.runner.TaskSpec` (table: s3prl.downstream.tasks).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from s3prl.config import apply_overrides, from_dict, read_yaml, to_dict
 from s3prl.downstream.heads import HeadConfig
 from s3prl.train.config import DataConfig, OptimizerConfig, RunnerConfig
-
-PHONE_HEADS = ("linear", "1hidden", "concat")
-SPEAKER_HEADS = ("frame", "utterance", "rnn")
-
 
 @dataclass
 class InputConfig:
@@ -95,33 +96,69 @@ class LabelConfig:
             raise ValueError("max_frame_mismatch must be >= 0")
 
 
-def _frozen_optimizer() -> OptimizerConfig:
+def frozen_optimizer() -> OptimizerConfig:
+    """The 2020 frozen-upstream optimizer: plain Adam, lr 4e-3, constant, global clip 1.0."""
     return OptimizerConfig(name="Adam", lr=4e-3, weight_decay=0.0, schedule="constant", warmup_proportion=0.0,
                            gradient_clipping=1.0)
 
 
-def _runner() -> RunnerConfig:
+def protocol_runner() -> RunnerConfig:
+    """The 2020 protocol's schedule: 500k steps, dev every 10k, checkpoints every 2k."""
     return RunnerConfig(total_steps=500000, log_step=2000, save_step=2000, dev_step=10000, max_keep=2)
 
 
-def _data() -> DataConfig:
+def protocol_dataloader() -> DataConfig:
+    """The 2020 protocol's batches: 6 utterances (12 for dev / test)."""
     return DataConfig(batch_size=6, dev_batch_size=12)
 
 
 @dataclass
-class DownstreamConfig:
-    task: Literal["phone", "speaker"] = "phone"
-    head: HeadConfig = field(default_factory=HeadConfig)
+class TaskConfig:
+    """The sections every downstream task's config has; a task's config extends it.
+
+    task: the task name (s3prl.downstream.tasks.TASKS). input: how representations reach the head
+    (InputConfig). optimizer / runner / dataloader: the trainer's sections (s3prl.train.config),
+    defaulting to the 2020 frozen-upstream protocol; a task redeclares a field to change its default.
+
+    `yaml_order`: the order of the sections in config.yaml (empty: the dataclass order, which puts
+    these base sections first). The built-in tasks keep the order their config.yaml was always
+    written in, so the config hash (sha1 of that text) of a run stays the one already recorded.
+    A config with a `head` section must name one of its task's heads (TaskSpec.heads).
+    """
+    task: str = ""
     input: InputConfig = field(default_factory=InputConfig)
-    labels: LabelConfig = field(default_factory=LabelConfig)
-    optimizer: OptimizerConfig = field(default_factory=_frozen_optimizer)
-    runner: RunnerConfig = field(default_factory=_runner)
-    dataloader: DataConfig = field(default_factory=_data)
+    optimizer: OptimizerConfig = field(default_factory=frozen_optimizer)
+    runner: RunnerConfig = field(default_factory=protocol_runner)
+    dataloader: DataConfig = field(default_factory=protocol_dataloader)
+
+    yaml_order: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self):
-        valid = PHONE_HEADS if self.task == "phone" else SPEAKER_HEADS
-        if self.head.name not in valid:
-            raise ValueError(f"head.name {self.head.name!r} is not a {self.task} head (valid: {', '.join(valid)})")
+        head = getattr(self, "head", None)
+        if head is None:
+            return
+        from s3prl.downstream.tasks import TASKS   # the table imports the task modules, which import this one
+
+        spec = TASKS.get(self.task)
+        if spec is not None and head.name not in spec.heads:
+            raise ValueError(f"head.name {head.name!r} is not a {self.task} head (valid: {', '.join(spec.heads)})")
+
+
+def config_dict(cfg: TaskConfig) -> dict:
+    """`cfg` as plain Python, its sections in `yaml_order` (the text config.yaml holds and hashes)."""
+    data = to_dict(cfg)
+    order = [k for k in cfg.yaml_order if k in data]
+    return {**{k: data[k] for k in order}, **{k: v for k, v in data.items() if k not in order}}
+
+
+@dataclass
+class DownstreamConfig(TaskConfig):
+    """Phone or speaker classification on the CPC protocol (the module docstring's YAML)."""
+    task: Literal["phone", "speaker"] = "phone"
+    head: HeadConfig = field(default_factory=HeadConfig)
+    labels: LabelConfig = field(default_factory=LabelConfig)
+
+    yaml_order: ClassVar[tuple[str, ...]] = ("task", "head", "input", "labels", "optimizer", "runner", "dataloader")
 
 
 def _merge(base: dict, over: dict) -> dict:

@@ -63,24 +63,30 @@ def read_results(exp_dir: str | Path, required: tuple = REQUIRED_KEYS) -> dict |
     return data
 
 
-def _fmt_acc(x) -> str:
+def percent(x) -> str:
+    """A fraction as a table cell in % with 2 decimals ("-" for None)."""
     return "-" if x is None else f"{100.0 * float(x):.2f}"
 
 
-def result_row(record: dict, exp_label: str | None = None) -> list[str]:
-    """The RESULTS.md cells of one run."""
-    cells = [str(record["task"]), str(record["upstream"]), str(record["layer"]), str(record["head"]),
-             _fmt_acc(record["dev_accuracy"]), _fmt_acc(record["test_accuracy"]), str(record["best_step"]),
-             str(record["steps"]), str(record["config_hash"]),
-             exp_label if exp_label is not None else str(record.get("exp_dir", "-"))]
+def table_row(cells: list[str], record: dict, exp_label: str | None = None) -> list[str]:
+    """A task's own `cells`, then the cells every table ends with (best step, steps, config hash,
+    exp dir: `exp_label` or the record's), escaped for a Markdown table row."""
+    cells = cells + [str(record["best_step"]), str(record["steps"]), str(record["config_hash"]),
+                     exp_label if exp_label is not None else str(record.get("exp_dir", "-"))]
     return [c.replace("|", "\\|").replace("\n", " ") for c in cells]
+
+
+def result_row(record: dict, exp_label: str | None = None) -> list[str]:
+    """The RESULTS.md cells of one classification (phone / speaker) run."""
+    return table_row([str(record["task"]), str(record["upstream"]), str(record["layer"]), str(record["head"]),
+                      percent(record["dev_accuracy"]), percent(record["test_accuracy"])], record, exp_label)
 
 
 @dataclass(frozen=True)
 class TableSpec:
     """One results table of RESULTS.md: its markers, section title, columns, how many leading
     columns identify a row, the results.json keys it needs and the row builder. The default
-    (`CLASSIFICATION`) is the table above; s3prl.downstream.asr defines the ASR (WER/CER) one."""
+    (`CLASSIFICATION`) is the table above; every task names its own (TaskSpec.table)."""
     begin: str
     end: str
     title: str

@@ -12,9 +12,11 @@ downstream/runner.py) whatever the task:
 4. ``best-dev.ckpt`` (or the final model when dev never ran) is reloaded and dev and test are
    scored there; ``results.json``, ``learning_curve.png`` and the RESULTS.md row are written.
 
-A task plugs in how it builds (task, datasets, info) and how it scores a trained model; the
-helpers below (`load_best_dev`, `run_fields`, `finish_run`, `eval_loader`) are the pieces of
-scoring the tasks have in common.
+A task is one `TaskSpec` (its config class, heads, command-line inputs, how it builds (task,
+datasets, info) and scores a trained model, its RESULTS.md table and one-line summary), listed by
+name in s3prl.downstream.tasks.TASKS; `run_spec` runs any of them. The helpers below
+(`load_best_dev`, `run_fields`, `finish_run`, `eval_loader`) are the pieces of scoring the tasks
+have in common.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import logging
 import shlex
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -113,6 +116,20 @@ class RunSpec:
     barrier_after_config: bool = False
 
 
+def _config_yaml(cfg, resolved_inputs: dict) -> str:
+    import yaml
+
+    from s3prl.downstream.config import config_dict
+
+    return yaml.safe_dump({**config_dict(cfg), "inputs": resolved_inputs}, sort_keys=False)
+
+
+def resolved_config_yaml(cfg, inputs) -> str:
+    """The text hashed for skip-if-complete and saved as config.yaml: the full task config (its
+    sections in the config's `yaml_order`) plus the resolved inputs (`inputs.resolved()`)."""
+    return _config_yaml(cfg, inputs.resolved())
+
+
 def canonical_config_text(text: str, config_class: type) -> str:
     """A stored resolved-config YAML (`config.yaml`: the task config + ``inputs``) as this version
     writes it: keys added since take their defaults, so a run made before they existed hashes as
@@ -120,14 +137,14 @@ def canonical_config_text(text: str, config_class: type) -> str:
     a bad value) comes back as is, and so hashes as another config."""
     import yaml
 
-    from s3prl.config import ConfigError, from_dict, to_dict
+    from s3prl.config import ConfigError, from_dict
 
     try:
         data = yaml.safe_load(text)
         if not isinstance(data, dict) or "inputs" not in data:
             return text
         inputs = data.pop("inputs")
-        return yaml.safe_dump({**to_dict(from_dict(config_class, data)), "inputs": inputs}, sort_keys=False)
+        return _config_yaml(from_dict(config_class, data), inputs)
     except (yaml.YAMLError, ConfigError, TypeError, ValueError):
         return text
 
@@ -191,6 +208,50 @@ def run_task(spec: RunSpec, config_text: str, cfg, exp_dir: str | Path, *, resul
     return record or {}
 
 
+@dataclass(frozen=True)
+class TaskSpec:
+    """One downstream task: everything the CLI (s3prl.bin.train_downstream --task NAME), `run_spec`
+    and the results table (s3prl.bin.results_table --table NAME) need, listed by name in
+    s3prl.downstream.tasks.TASKS.
+
+    config: its config dataclass (extends s3prl.downstream.config.TaskConfig). heads: the
+    `head.name`s it accepts (the first is shown in help). add_arguments(parser): its own
+    command-line options (where its data come from). inputs(args) -> the inputs object (with
+    ``resolved()``: what the config hash records about them) from the parsed options.
+    build(cfg, inputs, exp_dir, device) -> (trainer Task, {"train"|"dev"|"test": dataset}, info).
+    score(task, trainer, datasets, info, chash, history, *, cfg, inputs, exp_dir, command) -> the
+    results.json record, written (see `RunSpec`). collate_fn: batches its datasets. table: its
+    RESULTS.md table (row builder and the results.json keys it needs). describe(record) -> the
+    one-line summary the CLI prints. lock_name / barrier_after_config: as `RunSpec`.
+    """
+    name: str
+    config: type
+    heads: tuple[str, ...]
+    add_arguments: Callable[[Any], None]
+    inputs: Callable[[Any], Any]
+    build: Callable[..., tuple]
+    score: Callable[..., dict]
+    collate_fn: Callable
+    table: TableSpec
+    describe: Callable[[dict], str]
+    lock_name: str = "train_downstream"
+    barrier_after_config: bool = False
+
+
+def run_spec(spec: TaskSpec, cfg, inputs, exp_dir: str | Path, *, results_md: str | Path | None = None,
+             command: str | None = None, device: str | None = None, progress: bool = True) -> dict:
+    """Run task `spec` with config `cfg` on `inputs` in `exp_dir` (see the module docstring);
+    returns the results.json record (``skipped: True`` when the run was already complete). The
+    head's initial weights come from `cfg.runner.seed` (seeded before `spec.build`)."""
+    exp_dir = Path(exp_dir)
+    rs = RunSpec(build=partial(spec.build, cfg, inputs, exp_dir), collate_fn=spec.collate_fn, seed=cfg.runner.seed,
+                 score=partial(spec.score, cfg=cfg, inputs=inputs, exp_dir=exp_dir, command=command),
+                 required=spec.table.required, table=spec.table, lock_name=spec.lock_name,
+                 barrier_after_config=spec.barrier_after_config)
+    return run_task(rs, resolved_config_yaml(cfg, inputs), cfg, exp_dir, results_md=results_md, device=device,
+                    progress=progress)
+
+
 def add_run_arguments(p):
     """The options every training CLI ends with (read by `cli_overrides` and `run_task`):
     --layer, --fine-tune, --results-md, --device, --no-progress, -v, and the exp dir. Returns `p`."""
@@ -226,5 +287,5 @@ def print_record(record: dict, describe: Callable[[dict], str]) -> None:
         print(("complete: " if record.get("skipped") else "") + describe(record))
 
 
-__all__ = ["RunSpec", "run_task", "BestDev", "load_best_dev", "run_fields", "finish_run", "eval_loader",
+__all__ = ["TaskSpec", "run_spec", "resolved_config_yaml", "RunSpec", "run_task", "BestDev", "load_best_dev", "run_fields", "finish_run", "eval_loader",
            "command_line", "add_run_arguments", "cli_command", "cli_overrides", "print_record"]

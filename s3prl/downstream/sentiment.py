@@ -37,9 +37,8 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -47,22 +46,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from s3prl.data.mosei import LABEL_MODES, NUM_CLASSES, read_sentiment_labels, sentiment_label
-from s3prl.downstream.config import InputConfig, _data, _frozen_optimizer, _runner, load_task_config
+from s3prl.downstream.config import TaskConfig, load_task_config
 from s3prl.downstream.data import FeatureView, collate_labeled
 from s3prl.downstream.heads import HeadConfig, build_head
-from s3prl.downstream.results import TableSpec
-from s3prl.downstream.runner import (RunSpec, cli_overrides, eval_loader, finish_run, load_best_dev, print_record,
-                                    run_fields, run_task)
-from s3prl.downstream.task import (DownstreamModel, DownstreamTask, RunInputs, feature_dataset, representation_of,
-                                   resolved_config_yaml)
+from s3prl.downstream.results import TableSpec, percent, table_row
+from s3prl.downstream.runner import TaskSpec, eval_loader, finish_run, load_best_dev, run_fields, run_spec
+from s3prl.downstream.task import DownstreamModel, DownstreamTask, RunInputs, feature_dataset, representation_of
 from s3prl.errors import UserError
-from s3prl.train.config import DataConfig, OptimizerConfig, RunnerConfig
 from s3prl.train.trainer import StepOutput, Trainer
 
 log = logging.getLogger(__name__)
-
-HEADS = ("rnn", "utterance")
-
 
 # ------------------------------------------------------------------------------------ config
 @dataclass
@@ -83,18 +76,13 @@ def _rnn_head() -> HeadConfig:
 
 
 @dataclass
-class SentimentConfig:
+class SentimentConfig(TaskConfig):
+    """The sentiment YAML (the module docstring): TaskConfig's sections, the 2020 protocol defaults."""
     task: Literal["sentiment"] = "sentiment"
     head: HeadConfig = field(default_factory=_rnn_head)
-    input: InputConfig = field(default_factory=InputConfig)
     labels: SentimentLabelConfig = field(default_factory=SentimentLabelConfig)
-    optimizer: OptimizerConfig = field(default_factory=_frozen_optimizer)
-    runner: RunnerConfig = field(default_factory=_runner)
-    dataloader: DataConfig = field(default_factory=_data)
 
-    def __post_init__(self):
-        if self.head.name not in HEADS:
-            raise ValueError(f"head.name {self.head.name!r} is not a sentiment head (valid: {', '.join(HEADS)})")
+    yaml_order: ClassVar[tuple[str, ...]] = ("task", "head", "input", "labels", "optimizer", "runner", "dataloader")
 
 
 def load_sentiment_config(path=None, overrides: list[str] | None = None) -> SentimentConfig:
@@ -199,22 +187,16 @@ class SentimentTask(DownstreamTask):
 
 
 # ------------------------------------------------------------------------------------ results table
-def _pct(x) -> str:
-    return "-" if x is None else f"{100.0 * float(x):.2f}"
-
-
 def _num(x) -> str:
     return "-" if x is None else f"{float(x):.3f}"
 
 
 def sentiment_row(record: dict, exp_label: str | None = None) -> list[str]:
     """The RESULTS.md cells of one sentiment run."""
-    cells = [str(record["labels"]), str(record["upstream"]), str(record["layer"]), str(record["head"]),
-             _pct(record.get("dev_accuracy")), _pct(record.get("test_accuracy")), _num(record.get("dev_mae")),
-             _num(record.get("test_mae")), _num(record.get("test_pearson")), str(record["best_step"]),
-             str(record["steps"]), str(record["config_hash"]),
-             exp_label if exp_label is not None else str(record.get("exp_dir", "-"))]
-    return [c.replace("|", "\\|").replace("\n", " ") for c in cells]
+    return table_row([str(record["labels"]), str(record["upstream"]), str(record["layer"]), str(record["head"]),
+                      percent(record.get("dev_accuracy")), percent(record.get("test_accuracy")),
+                      _num(record.get("dev_mae")), _num(record.get("test_mae")), _num(record.get("test_pearson"))],
+                     record, exp_label)
 
 
 SENTIMENT_REQUIRED = ("task", "labels", "upstream", "layer", "head", "dev_accuracy", "test_accuracy", "best_step",
@@ -228,7 +210,8 @@ SENTIMENT_TABLE = TableSpec(
 
 
 # ------------------------------------------------------------------------------------ runs
-def build_sentiment_run(cfg: SentimentConfig, inputs: RunInputs, device: str = "cpu"):
+def build_sentiment_run(cfg: SentimentConfig, inputs: RunInputs, exp_dir: str | Path | None = None,
+                        device: str = "cpu"):
     """-> (task, {split: SentimentDataset}, info dict with upstream/layer names)."""
     mode = cfg.labels.mode
     scores, splits = read_sentiment_labels(inputs.label_dir)
@@ -267,11 +250,7 @@ def run_sentiment(cfg: SentimentConfig, inputs: RunInputs, exp_dir: str | Path, 
     is returned as is (its RESULTS.md row is refreshed); one holding another config is refused.
     (The scaffolding is s3prl.downstream.runner.run_task.)
     """
-    exp_dir = Path(exp_dir)
-    spec = RunSpec(build=partial(build_sentiment_run, cfg, inputs), collate_fn=collate_labeled,
-                   score=partial(_score, cfg=cfg, exp_dir=exp_dir, command=command), required=SENTIMENT_REQUIRED,
-                   table=SENTIMENT_TABLE, seed=cfg.runner.seed)
-    return run_task(spec, resolved_config_yaml(cfg, inputs), cfg, exp_dir, results_md=results_md, device=device,
+    return run_spec(SENTIMENT, cfg, inputs, exp_dir, results_md=results_md, command=command, device=device,
                     progress=progress)
 
 
@@ -280,7 +259,7 @@ def _finite(x: float | None) -> float | None:
 
 
 def _score(task: SentimentTask, trainer: Trainer, datasets: dict, info: dict, chash: str, history: list[dict],
-           *, cfg: SentimentConfig, exp_dir: Path, command: str | None) -> dict:
+           *, cfg: SentimentConfig, inputs: RunInputs, exp_dir: Path, command: str | None) -> dict:
     """Evaluate dev and test at the best-dev checkpoint (the final model if dev never ran)."""
     from s3prl.atomic import atomic_write_text
 
@@ -326,16 +305,11 @@ def describe(record: dict) -> str:
             f"(best-dev step {record['best_step']} of {record['steps']})")
 
 
-def main_from_args(args, command: str) -> int:
-    """Run `s3prl.bin.train_downstream` arguments for the sentiment task (--labels: the label dir)."""
-    cfg = load_sentiment_config(args.config, cli_overrides(args))
-    inputs = RunInputs(label_dir=args.labels, feats_dir=args.feats, data_dir=args.data, upstream=args.upstream)
-    record = run_sentiment(cfg, inputs, args.exp_dir, results_md=args.results_md or None, command=command,
-                           device=args.device, progress=not args.no_progress)
-    print_record(record, describe)
-    return 0
+SENTIMENT = TaskSpec(name="sentiment", config=SentimentConfig, heads=("rnn", "utterance"),
+                     add_arguments=RunInputs.add_arguments, inputs=RunInputs.from_args, build=build_sentiment_run,
+                     score=_score, collate_fn=collate_labeled, table=SENTIMENT_TABLE, describe=describe)
 
 
 __all__ = ["SentimentConfig", "SentimentLabelConfig", "load_sentiment_config", "SentimentDataset", "SentimentTask",
            "sentiment_metrics", "pearson", "SENTIMENT_TABLE", "sentiment_row", "build_sentiment_run",
-           "run_sentiment", "describe", "main_from_args"]
+           "run_sentiment", "describe", "SENTIMENT"]

@@ -5,29 +5,29 @@ plugs it into `s3prl.train.trainer.Trainer` (cross-entropy over valid frames or 
 accuracy as the dev metric that selects ``best-dev.ckpt``); `run_downstream` is the whole run:
 splits and labels, datasets, training with resume, test scored at the best-dev checkpoint (the
 number S3PRL 2020 reported: github.com/s3prl/s3prl @ b72a2cd9, downstream/runner.py), results.json,
-the RESULTS.md row and the learning-curve PNG.
+the RESULTS.md row and the learning-curve PNG. `PHONE` and `SPEAKER` are the two tasks' specs
+(s3prl.downstream.tasks); `RunInputs`, the representation helpers and `feature_dataset` are what
+every task reading labelled utterances builds on.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
-from s3prl.config import to_dict
 from s3prl.data.labels import PHONE_FILE, cpc_splits
 from s3prl.downstream.config import DownstreamConfig
 from s3prl.downstream.data import (IGNORE_INDEX, LabeledFeatureDataset, collate_labeled, read_dump_info,
                                    same_upstream)
-from s3prl.downstream.heads import build_head
+from s3prl.downstream.heads import HEADS, build_head
 from s3prl.downstream.phone import phone_labels
-from s3prl.downstream.runner import RunSpec, eval_loader, finish_run, load_best_dev, run_fields, run_task
+from s3prl.downstream.results import CLASSIFICATION
+from s3prl.downstream.runner import TaskSpec, eval_loader, finish_run, load_best_dev, run_fields, run_spec
 from s3prl.downstream.speaker import speaker_task_labels
 from s3prl.errors import UserError
 from s3prl.train.trainer import StepOutput, Task, Trainer
@@ -186,6 +186,21 @@ class RunInputs:
     data_dir: str | None = None
     upstream: str | None = None
 
+    @staticmethod
+    def add_arguments(p) -> None:
+        """The command-line options of a task on labelled utterances (TaskSpec.add_arguments)."""
+        p.add_argument("--labels", required=True, metavar="DIR",
+                       help="label directory (CPC: converted_aligned_phones.txt, train/test_split.txt; "
+                            "sentiment: utt2sentiment, train/dev/test.list)")
+        src = p.add_mutually_exclusive_group(required=True)
+        src.add_argument("--feats", metavar="DIR", help="data dir with dumped representations (feats.scp)")
+        src.add_argument("--data", metavar="DIR", help="data dir to run --upstream on the fly")
+        p.add_argument("--upstream", help="checkpoint path or baseline name (fbank, mfcc)")
+
+    @classmethod
+    def from_args(cls, args) -> "RunInputs":
+        return cls(label_dir=args.labels, feats_dir=args.feats, data_dir=args.data, upstream=args.upstream)
+
     def resolved(self) -> dict:
         from s3prl.downstream.data import source_identity
 
@@ -197,11 +212,6 @@ class RunInputs:
         if made_by:
             out["made_by"] = made_by
         return out
-
-
-def resolved_config_yaml(cfg: DownstreamConfig, inputs: RunInputs) -> str:
-    """The text hashed for skip-if-complete: the full config plus the resolved inputs."""
-    return yaml.safe_dump({**to_dict(cfg), "inputs": inputs.resolved()}, sort_keys=False)
 
 
 def upstream_label(name: str) -> str:
@@ -356,8 +366,9 @@ def _check_dump_frame_shift(feats_dir: str, upstream: str | None) -> None:
             raise UserError(f"{p}: frame shift {shift:g} s; the CPC labels need 10 ms frames")
 
 
-def build_run(cfg: DownstreamConfig, inputs: RunInputs, device: str = "cpu"):
-    """-> (task, {split: LabeledFeatureDataset}, info dict with upstream/layer names)."""
+def build_run(cfg: DownstreamConfig, inputs: RunInputs, exp_dir: str | Path | None = None, device: str = "cpu"):
+    """-> (task, {split: LabeledFeatureDataset}, info dict with upstream/layer names). (`exp_dir`:
+    TaskSpec.build's argument, not used here.)"""
     splits = cpc_splits(inputs.label_dir, cfg.labels.split_seed, cfg.labels.train_proportion)
     if cfg.task == "phone":
         labels = phone_labels(inputs.label_dir, splits, cfg.labels.num_phone_classes)
@@ -373,7 +384,7 @@ def build_run(cfg: DownstreamConfig, inputs: RunInputs, device: str = "cpu"):
         _check_dump_frame_shift(inputs.feats_dir, rep.recorded or inputs.upstream)
     data_dir = inputs.feats_dir or inputs.data_dir
 
-    frame_labels = cfg.head.name in ("linear", "1hidden", "concat", "frame")
+    frame_labels = bool(HEADS[cfg.head.name].frame_level)
     datasets = {}
     stats = None   # cmvn "global": the training split's statistics normalise every split
     for name in ("train", "dev", "test"):
@@ -406,15 +417,12 @@ def run_downstream(cfg: DownstreamConfig, inputs: RunInputs, exp_dir: str | Path
     is (its RESULTS.md row is refreshed). An exp dir holding a run of another config is refused.
     (The scaffolding is s3prl.downstream.runner.run_task.)
     """
-    exp_dir = Path(exp_dir)
-    spec = RunSpec(build=partial(build_run, cfg, inputs), collate_fn=collate_labeled, seed=cfg.runner.seed,
-                   score=partial(_score, cfg=cfg, exp_dir=exp_dir, command=command))
-    return run_task(spec, resolved_config_yaml(cfg, inputs), cfg, exp_dir, results_md=results_md, device=device,
-                    progress=progress)
+    return run_spec(PHONE if cfg.task == "phone" else SPEAKER, cfg, inputs, exp_dir, results_md=results_md,
+                    command=command, device=device, progress=progress)
 
 
 def _score(task: ClassificationTask, trainer: Trainer, datasets: dict, info: dict, chash: str, history: list[dict],
-           *, cfg: DownstreamConfig, exp_dir: Path, command: str | None) -> dict:
+           *, cfg: DownstreamConfig, inputs: RunInputs, exp_dir: Path, command: str | None) -> dict:
     """Evaluate dev and test at the best-dev checkpoint (the final model if dev was never run)."""
     best = load_best_dev(task, trainer, exp_dir)
     dev = task.evaluate(task.model, _loader(datasets["dev"], cfg.dataloader.dev_batch_size, cfg))
@@ -440,6 +448,16 @@ def describe(record: dict) -> str:
             f"(best-dev step {record['best_step']} of {record['steps']})")
 
 
-__all__ = ["DownstreamModel", "StateTransform", "DownstreamTask", "ClassificationTask", "RunInputs", "Representation",
+def _classification(name: str, heads: tuple[str, ...]) -> TaskSpec:
+    return TaskSpec(name=name, config=DownstreamConfig, heads=heads, add_arguments=RunInputs.add_arguments,
+                    inputs=RunInputs.from_args, build=build_run, score=_score, collate_fn=collate_labeled,
+                    table=CLASSIFICATION, describe=describe)
+
+
+PHONE = _classification("phone", ("linear", "1hidden", "concat"))
+SPEAKER = _classification("speaker", ("frame", "utterance", "rnn"))
+
+
+__all__ = ["PHONE", "SPEAKER", "DownstreamModel", "StateTransform", "DownstreamTask", "ClassificationTask", "RunInputs", "Representation",
            "dumped_representation", "on_the_fly_representation", "representation_of", "build_run", "run_downstream",
-           "accuracy_counts", "resolved_config_yaml", "describe"]
+           "accuracy_counts", "describe"]
