@@ -19,29 +19,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from s3prl.data.alignments import compare_lengths, read_alignment_lengths, rekey_ali_dir
-from s3prl.data.kaldi_dir import DataDir
+from s3prl.data.alignments import compare_lengths, read_alignment_lengths, read_frame_counts, rekey_ali_dir
 from s3prl.errors import UserError, cli_main
 from s3prl.log import setup_logging
-
-
-def read_frame_counts(data_dir: str | Path) -> tuple[dict[str, int], str]:
-    """{utt: frames} of a feature data dir, and the file it came from."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise UserError(f"{data_dir}: feature data directory does not exist")
-    dd = DataDir(data_dir)
-    if dd.utt2num_frames is not None:
-        return dict(dd.utt2num_frames), str(data_dir / "utt2num_frames")
-    scp = data_dir / "feats.scp"
-    if not scp.is_file():
-        raise UserError(f"{data_dir}: neither utt2num_frames nor feats.scp exists")
-    import kaldiio
-
-    try:
-        return {k: int(m.shape[0]) for k, m in kaldiio.load_scp_sequential(str(scp))}, str(scp)
-    except Exception as e:  # kaldiio raises assorted errors on broken scps/arks
-        raise UserError(f"{scp}: cannot read features: {' '.join(str(e).split())}") from None
 
 
 def check_alignments(data_dir: str | Path, ali_dir: str | Path, *, tolerance: int = 1,

@@ -27,6 +27,7 @@ import kaldiio
 import numpy as np
 
 from s3prl.atomic import atomic_path
+from s3prl.data.kaldi_dir import DataDir
 from s3prl.errors import UserError
 
 _ALI_RE = re.compile(r"^ali\.(\d+)\.gz$")
@@ -164,3 +165,21 @@ def rekey_ali_dir(src: str | Path, dst: str | Path, key_fn=kaldi_to_dash_id) -> 
             if p.is_file() and not _ALI_RE.match(p.name):
                 shutil.copy2(p, tmp / p.name)
     return dst
+
+
+def read_frame_counts(data_dir: str | Path) -> tuple[dict[str, int], str]:
+    """{utt: frames} of a feature data dir (its utt2num_frames, else the matrices of its
+    feats.scp), and the file it came from: the side of the alignment check opposite `ali.*.gz`."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise UserError(f"{data_dir}: feature data directory does not exist")
+    dd = DataDir(data_dir)
+    if dd.utt2num_frames is not None:
+        return dict(dd.utt2num_frames), str(data_dir / "utt2num_frames")
+    scp = data_dir / "feats.scp"
+    if not scp.is_file():
+        raise UserError(f"{data_dir}: neither utt2num_frames nor feats.scp exists")
+    try:
+        return {k: int(m.shape[0]) for k, m in kaldiio.load_scp_sequential(str(scp))}, str(scp)
+    except Exception as e:  # kaldiio raises assorted errors on broken scps/arks
+        raise UserError(f"{scp}: cannot read features: {' '.join(str(e).split())}") from None

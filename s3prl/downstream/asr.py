@@ -313,7 +313,7 @@ class AsrInputs:
         return cls(train=args.train, dev=args.dev, test=args.test, upstream=args.upstream, on_the_fly=args.on_the_fly)
 
     def resolved(self) -> dict:
-        from s3prl.downstream.data import source_identity
+        from s3prl.dump import source_identity
 
         out = {"train": str(Path(self.train).resolve()), "dev": str(Path(self.dev).resolve()),
                "test": str(Path(self.test).resolve()), "upstream": self.upstream, "on_the_fly": self.on_the_fly}

@@ -364,7 +364,7 @@ def resolve_n_chunks(requested: int, feats_dir: Path, option: str, max_chunk_fra
         raise UserError(f"{scp}: no utterances")
     n = requested
     if n == 0:
-        from s3prl.bin.check_alignments import read_frame_counts
+        from s3prl.data.alignments import read_frame_counts
 
         frames, _ = read_frame_counts(feats_dir)
         n = min(n_utts, max(1, math.ceil(sum(frames.values()) / max_chunk_frames)))

@@ -22,13 +22,13 @@ from torch import nn
 
 from s3prl.data.labels import PHONE_FILE, cpc_splits
 from s3prl.downstream.config import DownstreamConfig
-from s3prl.downstream.data import (IGNORE_INDEX, LabeledFeatureDataset, collate_labeled, read_dump_info,
-                                   same_upstream)
+from s3prl.downstream.data import IGNORE_INDEX, LabeledFeatureDataset, collate_labeled
 from s3prl.downstream.heads import HEADS, build_head
 from s3prl.downstream.phone import phone_labels
 from s3prl.downstream.results import CLASSIFICATION
 from s3prl.downstream.runner import TaskSpec, eval_loader, finish_run, load_best_dev, run_fields, run_spec
 from s3prl.downstream.speaker import speaker_task_labels
+from s3prl.dump import read_dump_info, same_upstream
 from s3prl.errors import UserError
 from s3prl.train.trainer import StepOutput, Task, Trainer
 
@@ -202,7 +202,7 @@ class RunInputs:
         return cls(label_dir=args.labels, feats_dir=args.feats, data_dir=args.data, upstream=args.upstream)
 
     def resolved(self) -> dict:
-        from s3prl.downstream.data import source_identity
+        from s3prl.dump import source_identity
 
         out = {"labels": str(Path(self.label_dir).resolve()),
                "feats": str(Path(self.feats_dir).resolve()) if self.feats_dir else None,
@@ -265,7 +265,7 @@ class Representation:
 
 def dumped_representation(feats_dir: str, upstream: str | None, default_layer) -> Representation:
     """Ready representations in `feats_dir`/feats.scp; a named `upstream` must be the one the dump
-    recorded (s3prl.downstream.data.same_upstream). `default_layer`: shown when none is recorded."""
+    recorded (s3prl.dump.same_upstream). `default_layer`: shown when none is recorded."""
     info = read_dump_info(feats_dir) or {}
     recorded = info.get("upstream")
     if upstream and recorded and not same_upstream(upstream, info):
@@ -325,7 +325,7 @@ def feature_dataset(data_dir: str, dc, rep: Representation, *, utts: list[str] |
 
     For an upstream run on the fly the dataset serves what the dump stage feeds it (the upstream's
     own features from its audio section; external features with the dir's cmvn.scp means, as
-    `s3prl.bin.extract`), and the CMVN and deltas apply to its states in the model
+    `s3prl.dump.extract`), and the CMVN and deltas apply to its states in the model
     (`Representation.states`); a baseline's (fbank ...) states are its features, normalised here."""
     from s3prl.data.dataset import FeatureDataset
 

@@ -160,7 +160,7 @@ def test_chunk_context_dump_is_recorded_and_kept_apart(setup, tmp_path):
 
 def test_extract_single_job_last_layer_compressed(setup, tmp_path):
     root, ckpt, data = setup
-    from s3prl.bin.extract import extract
+    from s3prl.dump import extract
 
     layers = extract(ckpt, data, tmp_path / "out" / "raw", layers="last", batch_size=4, compress=True)
     assert layers == [2]
@@ -185,7 +185,7 @@ def test_bad_inputs(setup, tmp_path):
     assert not list((tmp_path / "o").glob("*.scp")) and not list((tmp_path / "o").glob("*.ark"))
     # Layer out of range.
     with pytest.raises(UserError, match="layer 5 is out of range; this upstream has 3 hidden states"):
-        from s3prl.bin.extract import extract
+        from s3prl.dump import extract
         extract(ckpt, data, tmp_path / "o2" / "raw", layers="5")
     # Empty data dir.
     empty = tmp_path / "empty"
@@ -206,7 +206,7 @@ def test_external_features_dim_mismatch(setup, tmp_path):
     """A checkpoint without an audio section reads the data dir's feats.scp; 39-dim features for
     an 80-dim model is an error naming both dims."""
     root, ckpt, data = setup
-    from s3prl.bin.extract import extract
+    from s3prl.dump import extract
     from s3prl.data.ark import ArkWriter
 
     ext = make_ckpt(tmp_path / "fmllr.ckpt", dr=1, audio={}, input_dim=40)

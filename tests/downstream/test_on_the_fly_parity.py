@@ -91,7 +91,7 @@ def _vary_lengths(data: Path) -> None:
 def _dumped(tmp_path: Path, ckpt: str, data: Path, chunk_context: int,
             dc: DataConfig) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
     """-> (what FeatureDataset serves from the dump under `dc`, the raw ark matrices by kaldiio)."""
-    from s3prl.bin.extract import extract
+    from s3prl.dump import extract
 
     (tmp_path / "dump").mkdir()
     prefix = tmp_path / "dump" / "raw"

@@ -593,7 +593,7 @@ def test_timit_scorer_needs_stm_glm_feats_and_the_script(setup, capsys):
 
 def test_dump_copies_the_timit_scoring_reference():
     """prepare_timit writes stm/glm into data/<set>; PyTorch-Kaldi scores against the dump."""
-    from s3prl.bin.extract import COPY_FILES
+    from s3prl.dump import COPY_FILES
 
     assert {"stm", "glm", "text", "utt2spk"} <= set(COPY_FILES)
 

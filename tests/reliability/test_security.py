@@ -40,7 +40,7 @@ def evil(tmp_path, tiny_ckpt):
 
 def test_payload_refused_by_hub_and_extract(evil, wav_dir, tmp_path):
     path, marker = evil
-    from s3prl.bin.extract import extract
+    from s3prl.dump import extract
     from s3prl.upstream.hub import load_upstream
     with pytest.raises(UserError, match="states-4.ckpt"):
         load_upstream(str(path))

@@ -89,6 +89,11 @@ def test_dump_redone_when_an_input_changed_and_skipped_when_not(tmp_path, wav_di
     snap = _mtimes(dump / "layer-3")
     r = cli(cmd)
     assert r.returncode == 0 and "skip:" in r.stdout and _mtimes(dump / "layer-3") == snap
+    # a complete dump made before merge linked `last`: the skip adds the link, nothing else
+    (dump / "last").unlink()
+    r = cli(cmd)
+    assert r.returncode == 0 and "skip:" in r.stdout and os.readlink(dump / "last") == "layer-3"
+    assert _mtimes(dump / "layer-3") == snap
     utt, other = _swap_first_audio(data)
     r = cli(cmd)
     assert r.returncode == 0 and "skip:" not in r.stdout, r.stdout + r.stderr
@@ -156,7 +161,7 @@ def test_killed_dump_is_not_used_by_stage_5_and_is_redone(tmp_path, full_dump, c
     assert "the dump of 'train' is incomplete" in r.stderr and "Stage 5:" not in r.stderr, r.stderr
     assert not (root / "exp" / "downstream").exists()
     # a downstream run pointed straight at the surviving layer-2 dir refuses it too
-    from s3prl.downstream.data import read_dump_info
+    from s3prl.dump import read_dump_info
     from s3prl.errors import UserError
 
     with pytest.raises(UserError, match="part of an incomplete dump"):
@@ -170,6 +175,25 @@ def test_killed_dump_is_not_used_by_stage_5_and_is_redone(tmp_path, full_dump, c
     assert read_dump_info(dump / "layer-2" / "train")["layer"] == 2
 
 
+def test_last_links_the_checkpoints_last_layer(tmp_path, full_dump):
+    """merge points dump/<name>/last at layer-<last hidden state> (relative); a set read through it
+    is checked for completeness like its layer-<k> dir."""
+    from s3prl.dump import read_dump_info
+    from s3prl.errors import UserError
+
+    dump = full_dump / "dump" / "tera_tiny"
+    assert (dump / "last").is_symlink() and os.readlink(dump / "last") == "layer-3"
+    assert read_dump_info(dump / "last" / "train")["layer"] == 3
+    assert (dump / "last" / "train" / "feats.scp").read_text() == (dump / "layer-3" / "train" / "feats.scp").read_text()
+    # killed before the set's completion record was written: refused through last too
+    root = tmp_path / "r"
+    shutil.copytree(full_dump, root, symlinks=True)
+    (root / "dump" / "tera_tiny" / "complete" / "train.json").unlink()
+    assert os.readlink(root / "dump" / "tera_tiny" / "last") == "layer-3"      # relative: moves with the tree
+    with pytest.raises(UserError, match="last/train: part of an incomplete dump"):
+        read_dump_info(root / "dump" / "tera_tiny" / "last" / "train")
+
+
 def test_last_is_resolved_from_the_checkpoint_not_from_existing_dirs(tmp_path, wav_dir, tiny_ckpt):
     data = _copy(wav_dir, tmp_path / "train")
     dump = tmp_path / "dump"
@@ -178,6 +202,7 @@ def test_last_is_resolved_from_the_checkpoint_not_from_existing_dirs(tmp_path, w
     assert r.returncode == 1 and "layer 3 of 'train' was not dumped (dumped: 1)" in r.stderr, r.stderr
     r = cli(verb("extract", "--mode", "layers", "--upstream", tiny_ckpt, "--layer", "1", dump, "train"))
     assert r.returncode == 0 and r.stdout == f"{dump / 'layer-1'}\n"
+    assert not os.path.lexists(dump / "last")   # the last hidden state (3) was not dumped: no link
     # asking for another set that was never dumped is an error naming it
     r = cli(verb("extract", "--mode", "layers", "--upstream", tiny_ckpt, "--layer", "1", dump, "train", "dev"))
     assert r.returncode == 1 and "the dump of 'dev' is incomplete or absent" in r.stderr
