@@ -56,7 +56,15 @@ def test_results_json_roundtrip_and_table_cli(tmp_path, capsys):
     assert "| phone | tera_tiny | last | linear | 65.12 | 64.31 |" in out
     assert len(R.parse_results_table(md.read_text())) == 1
     assert results_table.main([str(md)]) == 0
-    assert "tera_tiny" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "tera_tiny" in table
+    # tables are named by task; phone and speaker share one, also called classification
+    for name in ("phone", "speaker", "classification"):
+        assert results_table.main(["--table", name, str(md)]) == 0
+        assert capsys.readouterr().out == table
+    assert results_table.main(["--table", "asr", str(md)]) == 0
+    asr = capsys.readouterr().out
+    assert asr.startswith("| task | upstream | layer | head | units | dev WER |") and "tera_tiny" not in asr
     with pytest.raises(UserError, match="results.json: missing"):
         results_table.main(["--exp", str(tmp_path / "nope"), str(md)])
 
