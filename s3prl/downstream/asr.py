@@ -85,6 +85,7 @@ class AsrConfig(TaskConfig):
     runner: RunnerConfig = field(default_factory=_runner)
     dataloader: DataConfig = field(default_factory=_data)
 
+    heads_by_task: ClassVar[dict[str, tuple[str, ...]]] = {"asr": ("bilstm",)}   # the `model` section
     yaml_order: ClassVar[tuple[str, ...]] = ("task", "selection", "tokenizer", "model", "input", "optimizer", "runner",
                                              "dataloader")
 
@@ -463,7 +464,7 @@ def describe(record: dict) -> str:
             f"CER {record['test_cer']:.2f} % (best-dev step {record['best_step']} of {record['steps']})")
 
 
-ASR = TaskSpec(name="asr", config=AsrConfig, heads=("bilstm",), add_arguments=AsrInputs.add_arguments,
+ASR = TaskSpec(name="asr", config=AsrConfig, add_arguments=AsrInputs.add_arguments,
                inputs=AsrInputs.from_args, build=build_asr_run, score=_score, collate_fn=collate_ctc, table=ASR_TABLE,
                describe=describe, lock_name="train_asr", barrier_after_config=True)
 

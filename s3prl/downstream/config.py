@@ -25,7 +25,7 @@ with 7 % warm-up and weight decay 0.01 (set those in the optimizer section with
 `load_task_config` merges the YAML onto a config class's defaults section by section (a YAML that
 sets only `optimizer.lr` keeps Adam / constant schedule rather than OptimizerConfig's own AdamW
 defaults), then applies `--override` strings. The head names a task accepts are listed once, in its
-`s3prl.downstream.runner.TaskSpec` (table: s3prl.downstream.tasks).
+config class (`heads_by_task`); the tasks themselves are s3prl.downstream.tasks.TASKS.
 """
 from __future__ import annotations
 
@@ -120,10 +120,11 @@ class TaskConfig:
     (InputConfig). optimizer / runner / dataloader: the trainer's sections (s3prl.train.config),
     defaulting to the 2020 frozen-upstream protocol; a task redeclares a field to change its default.
 
+    `heads_by_task`: task name -> the `head.name`s that task accepts (listed once, here; its
+    TaskSpec.heads reads them); a config with a `head` section must name one of them.
     `yaml_order`: the order of the sections in config.yaml (empty: the dataclass order, which puts
     these base sections first). The built-in tasks keep the order their config.yaml was always
     written in, so the config hash (sha1 of that text) of a run stays the one already recorded.
-    A config with a `head` section must name one of its task's heads (TaskSpec.heads).
     """
     task: str = ""
     input: InputConfig = field(default_factory=InputConfig)
@@ -131,17 +132,14 @@ class TaskConfig:
     runner: RunnerConfig = field(default_factory=protocol_runner)
     dataloader: DataConfig = field(default_factory=protocol_dataloader)
 
+    heads_by_task: ClassVar[dict[str, tuple[str, ...]]] = {}
     yaml_order: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self):
         head = getattr(self, "head", None)
-        if head is None:
-            return
-        from s3prl.downstream.tasks import TASKS   # the table imports the task modules, which import this one
-
-        spec = TASKS.get(self.task)
-        if spec is not None and head.name not in spec.heads:
-            raise ValueError(f"head.name {head.name!r} is not a {self.task} head (valid: {', '.join(spec.heads)})")
+        valid = self.heads_by_task.get(self.task)
+        if head is not None and valid is not None and head.name not in valid:
+            raise ValueError(f"head.name {head.name!r} is not a {self.task} head (valid: {', '.join(valid)})")
 
 
 def config_dict(cfg: TaskConfig) -> dict:
@@ -158,6 +156,8 @@ class DownstreamConfig(TaskConfig):
     head: HeadConfig = field(default_factory=HeadConfig)
     labels: LabelConfig = field(default_factory=LabelConfig)
 
+    heads_by_task: ClassVar[dict[str, tuple[str, ...]]] = {"phone": ("linear", "1hidden", "concat"),
+                                                           "speaker": ("frame", "utterance", "rnn")}
     yaml_order: ClassVar[tuple[str, ...]] = ("task", "head", "input", "labels", "optimizer", "runner", "dataloader")
 
 

@@ -12,7 +12,7 @@ downstream/runner.py) whatever the task:
 4. ``best-dev.ckpt`` (or the final model when dev never ran) is reloaded and dev and test are
    scored there; ``results.json``, ``learning_curve.png`` and the RESULTS.md row are written.
 
-A task is one `TaskSpec` (its config class, heads, command-line inputs, how it builds (task,
+A task is one `TaskSpec` (its config class and heads, command-line inputs, how it builds (task,
 datasets, info) and scores a trained model, its RESULTS.md table and one-line summary), listed by
 name in s3prl.downstream.tasks.TASKS; `run_spec` runs any of them. The helpers below
 (`load_best_dev`, `run_fields`, `finish_run`, `eval_loader`) are the pieces of scoring the tasks
@@ -214,8 +214,8 @@ class TaskSpec:
     and the results table (s3prl.bin.results_table --table NAME) need, listed by name in
     s3prl.downstream.tasks.TASKS.
 
-    config: its config dataclass (extends s3prl.downstream.config.TaskConfig). heads: the
-    `head.name`s it accepts (the first is shown in help). add_arguments(parser): its own
+    config: its config dataclass (extends s3prl.downstream.config.TaskConfig; its
+    `heads_by_task` lists the `head.name`s each task accepts: `heads`). add_arguments(parser): its own
     command-line options (where its data come from). inputs(args) -> the inputs object (with
     ``resolved()``: what the config hash records about them) from the parsed options.
     build(cfg, inputs, exp_dir, device) -> (trainer Task, {"train"|"dev"|"test": dataset}, info).
@@ -226,7 +226,6 @@ class TaskSpec:
     """
     name: str
     config: type
-    heads: tuple[str, ...]
     add_arguments: Callable[[Any], None]
     inputs: Callable[[Any], Any]
     build: Callable[..., tuple]
@@ -236,6 +235,11 @@ class TaskSpec:
     describe: Callable[[dict], str]
     lock_name: str = "train_downstream"
     barrier_after_config: bool = False
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """The `head.name`s the task accepts (its config class's `heads_by_task`)."""
+        return tuple(self.config.heads_by_task.get(self.name, ()))
 
 
 def run_spec(spec: TaskSpec, cfg, inputs, exp_dir: str | Path, *, results_md: str | Path | None = None,
@@ -287,5 +291,6 @@ def print_record(record: dict, describe: Callable[[dict], str]) -> None:
         print(("complete: " if record.get("skipped") else "") + describe(record))
 
 
-__all__ = ["TaskSpec", "run_spec", "resolved_config_yaml", "RunSpec", "run_task", "BestDev", "load_best_dev", "run_fields", "finish_run", "eval_loader",
+__all__ = ["TaskSpec", "run_spec", "resolved_config_yaml", "RunSpec", "run_task",
+           "BestDev", "load_best_dev", "run_fields", "finish_run", "eval_loader",
            "command_line", "add_run_arguments", "cli_command", "cli_overrides", "print_record"]

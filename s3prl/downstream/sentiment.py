@@ -82,6 +82,7 @@ class SentimentConfig(TaskConfig):
     head: HeadConfig = field(default_factory=_rnn_head)
     labels: SentimentLabelConfig = field(default_factory=SentimentLabelConfig)
 
+    heads_by_task: ClassVar[dict[str, tuple[str, ...]]] = {"sentiment": ("rnn", "utterance")}
     yaml_order: ClassVar[tuple[str, ...]] = ("task", "head", "input", "labels", "optimizer", "runner", "dataloader")
 
 
@@ -305,9 +306,9 @@ def describe(record: dict) -> str:
             f"(best-dev step {record['best_step']} of {record['steps']})")
 
 
-SENTIMENT = TaskSpec(name="sentiment", config=SentimentConfig, heads=("rnn", "utterance"),
-                     add_arguments=RunInputs.add_arguments, inputs=RunInputs.from_args, build=build_sentiment_run,
-                     score=_score, collate_fn=collate_labeled, table=SENTIMENT_TABLE, describe=describe)
+SENTIMENT = TaskSpec(name="sentiment", config=SentimentConfig, add_arguments=RunInputs.add_arguments,
+                     inputs=RunInputs.from_args, build=build_sentiment_run, score=_score, collate_fn=collate_labeled,
+                     table=SENTIMENT_TABLE, describe=describe)
 
 
 __all__ = ["SentimentConfig", "SentimentLabelConfig", "load_sentiment_config", "SentimentDataset", "SentimentTask",

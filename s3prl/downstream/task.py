@@ -448,16 +448,17 @@ def describe(record: dict) -> str:
             f"(best-dev step {record['best_step']} of {record['steps']})")
 
 
-def _classification(name: str, heads: tuple[str, ...]) -> TaskSpec:
-    return TaskSpec(name=name, config=DownstreamConfig, heads=heads, add_arguments=RunInputs.add_arguments,
+def _classification(name: str) -> TaskSpec:
+    return TaskSpec(name=name, config=DownstreamConfig, add_arguments=RunInputs.add_arguments,
                     inputs=RunInputs.from_args, build=build_run, score=_score, collate_fn=collate_labeled,
                     table=CLASSIFICATION, describe=describe)
 
 
-PHONE = _classification("phone", ("linear", "1hidden", "concat"))
-SPEAKER = _classification("speaker", ("frame", "utterance", "rnn"))
+PHONE = _classification("phone")
+SPEAKER = _classification("speaker")
 
 
-__all__ = ["PHONE", "SPEAKER", "DownstreamModel", "StateTransform", "DownstreamTask", "ClassificationTask", "RunInputs", "Representation",
+__all__ = ["PHONE", "SPEAKER",
+           "DownstreamModel", "StateTransform", "DownstreamTask", "ClassificationTask", "RunInputs", "Representation",
            "dumped_representation", "on_the_fly_representation", "representation_of", "build_run", "run_downstream",
            "accuracy_counts", "describe"]

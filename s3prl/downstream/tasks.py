@@ -1,10 +1,9 @@
 """The table of downstream tasks: name -> `TaskSpec` (s3prl.downstream.runner).
 
-One entry per task; the training CLI (``python -m s3prl.bin.train_downstream --task NAME``), the
-results table (``python -m s3prl.bin.results_table --table NAME``) and the configs' head check
-(s3prl.downstream.config.TaskConfig) look tasks up here and nowhere else, as S3PRL resolves a
-downstream by name (github.com/s3prl/s3prl v0.4.18, s3prl/downstream/runner.py, one directory
-per task with a fixed interface).
+One entry per task; the training CLI (``python -m s3prl.bin.train_downstream --task NAME``) and
+the results table (``python -m s3prl.bin.results_table --table NAME``) look tasks up here and
+nowhere else, as S3PRL resolves a downstream by name (github.com/s3prl/s3prl v0.4.18,
+s3prl/downstream/runner.py, one directory per task with a fixed interface).
 
 - ``phone``: s3prl.downstream.task.PHONE, CPC phone classification (frame accuracy);
 - ``speaker``: s3prl.downstream.task.SPEAKER, CPC speaker classification;

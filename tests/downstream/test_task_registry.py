@@ -9,6 +9,7 @@ fixtures (speaker means make it learnable from the features).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import pytest
 
@@ -23,7 +24,8 @@ from s3prl.downstream.results import TableSpec, parse_results_table, percent, re
 from s3prl.downstream.runner import TaskSpec, eval_loader, finish_run, load_best_dev, run_fields
 from s3prl.downstream.task import ClassificationTask, RunInputs, feature_dataset, representation_of
 
-FAST = ["runner.total_steps=40", "dataloader.cmvn=global", "dataloader.norm_vars=true", "runner.log_step=10", "runner.save_step=20", "runner.dev_step=10",
+FAST = ["runner.total_steps=40", "dataloader.cmvn=global", "dataloader.norm_vars=true", "runner.log_step=10",
+        "runner.save_step=20", "runner.dev_step=10",
         "optimizer.lr=0.02"]
 
 
@@ -32,6 +34,8 @@ FAST = ["runner.total_steps=40", "dataloader.cmvn=global", "dataloader.norm_vars
 class MockConfig(TaskConfig):
     task: str = "mock"
     head: HeadConfig = field(default_factory=lambda: HeadConfig(name="utterance"))
+
+    heads_by_task: ClassVar[dict[str, tuple[str, ...]]] = {"mock": ("utterance", "rnn")}
 
 
 @dataclass
@@ -86,7 +90,7 @@ MOCK_TABLE = TableSpec(begin="<!-- mock-results:begin -->", end="<!-- mock-resul
                        key_columns=4, required=("task", "upstream", "layer", "head", "dev_accuracy", "test_accuracy",
                                                 "best_step", "steps", "config_hash", "command"), row=mock_row)
 
-MOCK = TaskSpec(name="mock", config=MockConfig, heads=("utterance", "rnn"), add_arguments=add_mock_arguments,
+MOCK = TaskSpec(name="mock", config=MockConfig, add_arguments=add_mock_arguments,
                 inputs=mock_inputs, build=build_mock, score=score_mock, collate_fn=collate_labeled, table=MOCK_TABLE,
                 describe=lambda r: f"mock {r['head']}: test {100 * r['test_accuracy']:.2f} %")
 
@@ -132,7 +136,7 @@ def test_mock_task_trains_through_the_cli_and_fills_its_table(cpc, tmp_path, moc
                      rec["config_hash"], str(exp)]]
     assert results_table.main(["--table", "mock", "--exp", str(exp), str(tmp_path / "other.md")]) == 0
     assert f"| mock | feats | last | utterance | 100.00 | {rec['best_step']} | 40 |" in capsys.readouterr().out
-    # the config's head check reads the task's heads from the table
+    # the config checks the head against the task's heads
     with pytest.raises(ConfigError, match="'linear' is not a mock head"):
         train_downstream.main(argv[:2] + ["--override", "head.name=linear"] + argv[2:])
     # the same command again: complete, nothing trained
