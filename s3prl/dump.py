@@ -104,8 +104,12 @@ def write_last_link(dump: Path, k: int) -> Path:
         raise UserError(f"{link}: exists and is not a symlink; remove it (merge points {LAST} at layer-{k})")
     tmp = link.with_name(f".{LAST}.tmp.{os.getpid()}")
     tmp.unlink(missing_ok=True)
-    os.symlink(f"layer-{k}", tmp)
-    os.replace(tmp, link)
+    try:
+        os.symlink(f"layer-{k}", tmp)
+        os.replace(tmp, link)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return link
 
 
