@@ -20,11 +20,10 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
+from s3prl.errors import ConfigError  # re-exported: `from s3prl.config import ConfigError` keeps working
+
 T = TypeVar("T")
 
-
-class ConfigError(ValueError):
-    """A config file or override is malformed; the message names the file and the key at fault."""
 
 
 def _type_name(tp: Any) -> str:

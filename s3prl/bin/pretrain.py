@@ -110,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, cfg, exp_dir: Path, total: int, info) -> int:
-    from s3prl.train.trainer import list_checkpoints
+    from s3prl.checkpoints import find_checkpoints
 
-    ckpts = list_checkpoints(exp_dir)
+    ckpts = find_checkpoints(exp_dir)
     stored = exp_dir / "config.yaml"
     if ckpts:
         if stored.is_file():

@@ -55,9 +55,9 @@ def audio_section(cfg: PretrainConfig, input_dim: int) -> dict:
     if cfg.input == "external":
         return {"external_features": True, "feat_dim": int(input_dim), "cmvn": cfg.data.cmvn,
                 "norm_vars": cfg.data.norm_vars}
-    if cfg.upstream.model == "apc":
-        return cfg.features.to_apc_audio()
-    return cfg.features.to_s3prl_audio()
+    from s3prl.upstream.families import family_of
+
+    return family_of(cfg.upstream.model).audio_section(cfg.features)
 
 
 class PretrainTask(Task):

@@ -66,7 +66,6 @@ __all__ = ["load_upstream", "Upstream", "UpstreamOutput", "Featurizer", "BASELIN
 
 SAMPLE_RATE = 16000
 BASELINES = ("fbank", "mfcc", "mel160")
-TRANSFORMER_TYPES = ("mockingjay", "tera", "aalbert", "transformer")
 
 
 def upstream_names() -> list[str]:
@@ -155,7 +154,8 @@ class Upstream(nn.Module):
 
     Attributes:
         name: the checkpoint path or baseline name it was loaded from.
-        model_type: "mockingjay" | "tera" | "aalbert" | "apc" | "baseline".
+        model_type: an `upstream.model` name (s3prl.upstream.families) or "baseline".
+        family: the model's `UpstreamFamily` (None for a baseline).
         feature_config: the on-the-fly `FeatureConfig`, or None for external features.
         input_dim: feature dim the model takes (D, before stacking).
         frame_rate: frames stacked by the model (dr).
@@ -171,6 +171,12 @@ class Upstream(nn.Module):
         self.model = model
         self.name = name
         self.model_type = model_type
+        if model is not None:
+            from s3prl.upstream.families import family_of
+
+            self.family = family_of(model_type)
+        else:
+            self.family = None
         self.feature_config = feature_config
         self.input_dim = int(input_dim)
         self.hidden_size = int(hidden_size)
@@ -190,6 +196,11 @@ class Upstream(nn.Module):
     def train(self, mode: bool = True) -> "Upstream":
         """Frozen upstreams stay in eval mode whatever the caller asks (dropout off)."""
         return super().train(mode and self.fine_tune)
+
+    @property
+    def has_attention(self) -> bool:
+        """Whether `attentions` can draw this upstream's self-attention maps."""
+        return self.family is not None and self.family.has_attention
 
     @property
     def external_features(self) -> bool:
@@ -334,12 +345,7 @@ class Upstream(nn.Module):
         """-> (states list of (B, T', H), stacked lengths (B,), attentions | None)."""
         if self.model is None:
             return [feats], lengths, None
-        if self.model_type == "apc":
-            out = self.model(feats, lengths)
-            states = out[1] if isinstance(out, (tuple, list)) else out.hidden_states
-            return list(states), lengths, None
-        out = self.model(feats, lengths, output_attentions=output_attentions)
-        return list(out.hidden_states), out.lengths, out.attentions
+        return self.family.forward_states(self.model, feats, lengths, output_attentions)
 
     def forward_features(self, feats: torch.Tensor, lengths: torch.Tensor,
                          utt_ids: Sequence[str] | None = None) -> UpstreamOutput:
@@ -377,7 +383,7 @@ class Upstream(nn.Module):
 
     def attentions(self, feats: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
         """Self-attention maps per layer, each (B, heads, T', T') at the stacked frame rate."""
-        if self.model is None or self.model_type == "apc":
+        if not self.has_attention:
             raise UserError(f"{self.name}: a {self.model_type} upstream has no self-attention")
         lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
         self._check_features(feats, lengths, None)
@@ -419,9 +425,9 @@ def _feature_config(loaded: Any, path: str) -> FeatureConfig | None:
         return None
     if isinstance(audio, FeatureConfig):
         return audio
-    if loaded.model_type == "apc":
-        return FeatureConfig.from_apc_audio(audio, source=f"{path}: config.data.audio")
-    return FeatureConfig.from_s3prl_audio(audio, source=f"{path}: Upstream_Config.audio")
+    from s3prl.upstream.families import family_of
+
+    return family_of(loaded.model_type).feature_config(audio, path)
 
 
 def load_upstream(ckpt_path_or_name: str | os.PathLike, *, device: str | torch.device = "cpu",
@@ -458,16 +464,11 @@ def load_upstream(ckpt_path_or_name: str | os.PathLike, *, device: str | torch.d
         input_dim = input_dim or fdim
     if not input_dim:
         raise UserError(f"{name}: cannot tell the model's input feature dim")
-    if loaded.model_type == "apc":
-        frame_rate = 1
-        hidden = int(model.config.hidden_size)
-        n_states = int(model.config.num_layers)  # S3PRL's APC expert: one state per GRU layer
-    else:
-        tcfg = model.config
-        frame_rate = int(tcfg.downsample_rate)
-        hidden = int(tcfg.hidden_size)
-        n_states = int(tcfg.num_hidden_layers) + 1
+    from s3prl.upstream.families import family_of
+
+    family = family_of(loaded.model_type)
     up = Upstream(model, name=name, model_type=str(loaded.model_type), feature_config=fcfg,
-                  input_dim=input_dim, hidden_size=hidden, num_hidden_states=n_states,
-                  frame_rate=frame_rate, fine_tune=fine_tune, step=getattr(loaded, "step", None))
+                  input_dim=input_dim, hidden_size=family.hidden_size(model),
+                  num_hidden_states=family.num_hidden_states(model), frame_rate=family.frame_rate(model),
+                  fine_tune=fine_tune, step=getattr(loaded, "step", None))
     return up.to(device)

@@ -7,7 +7,8 @@
 * `APCObjective`: APC (Chung et al., arXiv 1904.03240; github.com/s3prl/s3prl @ b72a2cd9, rnn/):
   predict x_{t+n} from x_{<=t}, L1 over valid frames.
 
-Both take `forward(feats (B, T, D), lengths (B,), generator, target=None) -> ObjectiveOutput`.
+`build_objective` asks the model's family (s3prl.upstream.families) which one to build. Both
+take `forward(feats (B, T, D), lengths (B,), generator, target=None) -> ObjectiveOutput`.
 A batch in which no utterance received a mask returns `num_elements == 0` and a zero loss that
 carries no gradient to the model: the trainer skips it (S3PRL's `batch_is_valid`).
 """
@@ -40,8 +41,6 @@ class MaskedReconstruction(nn.Module):
 
     def __init__(self, cfg: UpstreamConfig, input_dim: int, target_dim: int | None = None):
         super().__init__()
-        if cfg.model == "apc":
-            raise ValueError("MaskedReconstruction is for mockingjay / tera / aalbert, not apc")
         self.cfg = cfg
         self.input_dim = input_dim
         self.target_dim = target_dim or input_dim
@@ -113,11 +112,7 @@ class APCObjective(nn.Module):
 
 
 def build_objective(cfg: UpstreamConfig, input_dim: int, target_dim: int | None = None) -> nn.Module:
-    """The pre-training module for `cfg.model`; `target_dim` only for a separate target stream."""
-    if cfg.model == "apc":
-        if target_dim not in (None, input_dim):
-            raise ValueError("model apc predicts its own input: no separate target")
-        return APCObjective(cfg, input_dim)
-    if cfg.target == "linear1025" and target_dim is None:
-        target_dim = LINEAR_TARGET_DIM
-    return MaskedReconstruction(cfg, input_dim, target_dim)
+    """The pre-training module of `cfg.model`'s family; `target_dim` only for a separate target stream."""
+    from s3prl.upstream.families import family_of  # (the families import this module's classes)
+
+    return family_of(cfg.model).build_objective(cfg, input_dim, target_dim)
