@@ -63,6 +63,7 @@ import numpy as np
 import torch
 
 from s3prl.atomic import atomic_dir, atomic_write_text, file_sha256, remove_stale_tmp
+from s3prl.data.kaldi_dir import files_identity
 from s3prl.errors import UserError, cli_main
 from s3prl.log import setup_logging
 
@@ -355,26 +356,6 @@ def inputs_identity(data: Path, external: bool) -> dict:
     other values was made from older inputs and is redone."""
     names = list(COPY_FILES) + (["feats.scp", "cmvn.scp", "utt2num_frames"] if external else [])
     return files_identity(data, names, ("feats.scp", "cmvn.scp") if external else ())
-
-
-def files_identity(data: Path, names: Sequence[str], ark_tables: Sequence[str] = ()) -> dict:
-    """{name: sha256} of the files `names` of `data` that exist and, when `ark_tables` (scp files)
-    are given, "arks": {ark path: [size, mtime_ns] or None if missing} of every ark they point into."""
-    from s3prl.data.kaldi_dir import read_kv
-
-    data = Path(data)
-    out: dict = {name: file_sha256(data / name) for name in names if (data / name).is_file()}
-    if ark_tables:
-        arks = sorted({v.strip().rsplit(":", 1)[0] for t in ark_tables if (data / t).is_file()
-                       for v in read_kv(data / t).values()})
-        out["arks"] = {}
-        for a in arks:
-            try:
-                st = os.stat(a)
-                out["arks"][a] = [st.st_size, st.st_mtime_ns]
-            except OSError:
-                out["arks"][a] = None
-    return out
 
 
 def _layer_complete(d: Path, ident: dict, inputs: dict | None = None) -> bool:

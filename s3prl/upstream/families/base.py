@@ -61,7 +61,7 @@ class UpstreamFamily:
         """The family's typed settings from an UpstreamConfig."""
         if self.config_section is not None:
             return getattr(ucfg, self.config_section)
-        return from_dict(self.config_class, ucfg.options, "upstream.options")
+        return from_dict(self.config_class, ucfg.options, "options")
 
     def validate(self, ucfg) -> None:
         """Model-specific checks of an UpstreamConfig (ValueError naming the keys)."""
