@@ -6,7 +6,7 @@
     torchrun --nproc_per_node 2 -m s3prl.bin.pretrain --config ... <data-dir> <exp-dir>
 
 Features are computed on the fly from the data dir's audio (`features:` section), or read from its
-feats.scp with `--input external` (e.g. Kaldi fMLLR; `--override data.cmvn=speaker` applies its
+feats.scp with `--input external` (e.g. Kaldi fMLLR; `--override dataloader.cmvn=speaker` applies its
 cmvn.scp). Writes `<exp-dir>/config.yaml` (the resolved config), `states-<step>.ckpt` (newest
 `runner.max_keep`), `tb/` (TensorBoard) and `plots/` (PNG spectrograms, learning curve). Logs
 go to stderr (recipes redirect them through run.pl).

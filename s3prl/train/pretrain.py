@@ -44,13 +44,16 @@ class PretrainConfig:
     """One pre-training preset (egs/*/conf/<model>*.yaml).
 
     input: audio (features computed on the fly with `features`) | external (the data dir's
-    feats.scp, e.g. Kaldi fMLLR, with `data.cmvn: speaker` for its cmvn.scp); the command line's
-    `--input` overrides it.
+    feats.scp, e.g. Kaldi fMLLR, with `dataloader.cmvn: speaker` for its cmvn.scp); the command
+    line's `--input` overrides it. dataloader: batching and normalisation, the section downstream
+    configs and S3PRL's own configs (`dataloader:`) call so; it was `data:` before.
     """
+    RENAMED_KEYS = {"data": "dataloader"}
+
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     input: Literal["audio", "external"] = "audio"
-    data: DataConfig = field(default_factory=DataConfig)
+    dataloader: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
 
@@ -69,8 +72,8 @@ def target_features(cfg: PretrainConfig) -> FeatureConfig | None:
 def audio_section(cfg: PretrainConfig, input_dim: int) -> dict:
     """The checkpoint's feature description (S3PRL 'audio' layout, or the external marker)."""
     if cfg.input == "external":
-        return {"external_features": True, "feat_dim": int(input_dim), "cmvn": cfg.data.cmvn,
-                "norm_vars": cfg.data.norm_vars}
+        return {"external_features": True, "feat_dim": int(input_dim), "cmvn": cfg.dataloader.cmvn,
+                "norm_vars": cfg.dataloader.norm_vars}
     from s3prl.upstream.families import family_of
 
     return family_of(cfg.upstream.model).audio_section(cfg.features)
@@ -110,7 +113,7 @@ class PretrainTask(Task):
 
         rest = {k: v for k, v in trainer_state.items() if k not in ("optimizer", "scheduler", "step")}
         runner = {"runner": to_dict(self.cfg.runner), "optimizer": to_dict(self.cfg.optimizer),
-                  "data": to_dict(self.cfg.data), "input": self.cfg.input}
+                  "dataloader": to_dict(self.cfg.dataloader), "input": self.cfg.input}
         save_upstream_checkpoint(
             path, objective=self.model, optimizer_state=trainer_state["optimizer"],
             scheduler_state=trainer_state["scheduler"], step=trainer_state["step"], runner_config=runner,
@@ -140,7 +143,7 @@ log = logging.getLogger("s3prl.pretrain")
 
 # Keys that may change between a run and its resumption (they do not change the result).
 FREE_KEYS = {"runner.log_step", "runner.save_step", "runner.max_keep", "runner.plot_step", "runner.dev_step",
-             "runner.amp", "data.num_workers", "data.cache_features"}
+             "runner.amp", "dataloader.num_workers", "dataloader.cache_features"}
 INPUTS = "inputs.json"
 
 
@@ -192,13 +195,20 @@ def config_difference(old: dict, new: dict, free: set[str]) -> str | None:
     return None
 
 
+def upgrade_config(data: dict) -> dict:
+    """A stored config of an older run in today's keys (its `data:` section is now `dataloader:`)."""
+    if isinstance(data, dict) and "data" in data and "dataloader" not in data:
+        data = {("dataloader" if k == "data" else k): v for k, v in data.items()}
+    return data
+
+
 def _check_same_config(cfg: PretrainConfig, exp_dir: Path, resume: bool) -> None:
     """An exp dir holding checkpoints continues only with the config it was started with."""
     stored = exp_dir / "config.yaml"
     if not stored.is_file():
         raise UserError(f"{exp_dir} holds checkpoints but no config.yaml; use another exp dir")
     try:
-        old = to_dict(from_dict(PretrainConfig, read_yaml(stored), str(stored)))
+        old = to_dict(from_dict(PretrainConfig, upgrade_config(read_yaml(stored)), str(stored)))
     except ConfigError as e:
         raise UserError(f"{stored}: cannot read the existing run's config ({e})") from None
     free = FREE_KEYS | ({"runner.total_steps"} if resume else set())
@@ -242,15 +252,15 @@ def _build_trainer(cfg: PretrainConfig, data_dir: Path, exp_dir: Path, info, pro
     from s3prl.data.sampler import BucketBatchSampler
     from s3prl.train.trainer import Trainer, seed_everything
 
-    d = cfg.data
+    d = cfg.dataloader
     external = cfg.input == "external"
     tfeat = target_features(cfg)
     if not external and d.cmvn == "speaker":
-        raise UserError("data.cmvn=speaker reads the data dir's cmvn.scp and needs --input external")
+        raise UserError("dataloader.cmvn=speaker reads the data dir's cmvn.scp and needs --input external")
     if d.delta_order:
         # The hub computes an upstream's input from its features section when it extracts; deltas
         # added by the data loader alone would leave extraction one stream short.
-        raise UserError("data.delta_order: pre-training takes deltas from the features section "
+        raise UserError("dataloader.delta_order: pre-training takes deltas from the features section "
                         "(features.delta_order), which extraction applies too")
     data = FeatureDataset(data_dir, features=None if external else cfg.features, target_features=tfeat,
                           cmvn=d.cmvn, norm_vars=d.norm_vars, max_timestep=d.max_timestep,

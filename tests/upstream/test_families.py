@@ -87,7 +87,7 @@ def _cfg(steps: int, hidden: int = 8):
     return from_dict(PretrainConfig, {
         "upstream": {"model": "nextframe", "options": {"hidden_size": hidden}},
         "features": {"feat_type": "fbank", "num_mel_bins": 20},
-        "data": {"batch_size": 4, "max_timestep": 60, "max_timestep_policy": "crop", "half_batch_above": 0},
+        "dataloader": {"batch_size": 4, "max_timestep": 60, "max_timestep_policy": "crop", "half_batch_above": 0},
         "optimizer": {"lr": 1e-2},
         "runner": {"total_steps": steps, "log_step": 2, "save_step": 2, "max_keep": 3},
     }, "test")
