@@ -40,6 +40,10 @@ class TransformerConfig:
     # Inputs longer than this (in stacked frames) are encoded in torch.chunk pieces, as today's
     # S3PRL `task.sequence_length` does; 0 = never chunk.
     sequence_length: int = 1500
+    # Inputs longer than sequence_length are encoded in overlapping windows that give every frame
+    # this many frames of context on each side; 0 = S3PRL's non-overlapping chunks. An inference
+    # setting (extraction, on-the-fly downstream input): training never reads it.
+    chunk_context: int = 0
 
     def __post_init__(self) -> None:
         if self.hidden_size <= 0 or self.num_attention_heads <= 0:
@@ -55,6 +59,10 @@ class TransformerConfig:
             raise ValueError(f"downsample_rate must be >= 1, got {self.downsample_rate}")
         if self.sequence_length < 0 or self.max_position < 0:
             raise ValueError("sequence_length and max_position must be >= 0")
+        c, seq = self.chunk_context, self.sequence_length
+        if c < 0 or (c and seq and 2 * c >= seq):
+            raise ValueError(f"chunk context {c} must be >= 0 and leave frames of its {seq}-frame windows "
+                             "(2 x chunk_context < sequence_length)")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1)")

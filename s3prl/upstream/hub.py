@@ -29,9 +29,10 @@ S3PRL cuts a padded batch by its length, so there an utterance's states change w
 batch-mates): an utterance's states are the same alone, in any batch and in any job split
 (tests/upstream/test_hub.py, tests/bin/test_extract.py). Anything up to ``sequence_length`` is
 one pass; the chunk size can be set per upstream (`Upstream.sequence_length`). APC is a causal
-GRU and needs no chunking. `Upstream.chunk_context = N` (0 by default) encodes long inputs in
-overlapping windows instead, so that every frame sees N frames of context on each side (no
-output frame next to a hard cut).
+GRU and needs no chunking. `Upstream.chunk_context = N` (0 by default; the field
+`transformer.chunk_context` of the model's config, validated there) encodes long inputs in
+overlapping windows instead, so that every frame sees N frames of context on each side (no output
+frame next to a hard cut).
 
 Baselines ``fbank``, ``mfcc`` and ``mel160`` are parameter-free upstreams whose single hidden
 state is the feature matrix itself, so baselines go through the same code as learned models.
@@ -48,6 +49,7 @@ matmul or attention work.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,27 +216,29 @@ class Upstream(nn.Module):
 
     @sequence_length.setter
     def sequence_length(self, value: int) -> None:
-        cfg = getattr(self.model, "config", None)
-        if cfg is None or not hasattr(cfg, "sequence_length"):
-            raise UserError(f"{self.name}: a {self.model_type} upstream has no chunk size")
-        cfg.sequence_length = int(value)
+        self._reconfigure("sequence_length", int(value), "has no chunk size")
 
     @property
     def chunk_context(self) -> int:
         """Frames of context each side when inputs longer than `sequence_length` are encoded in
-        overlapping windows; 0 = non-overlapping chunks (S3PRL). Transformers only."""
-        return int(getattr(self.model, "chunk_context", 0) or 0)
+        overlapping windows; 0 = non-overlapping chunks (S3PRL). A field of the model's config
+        (`TransformerConfig.chunk_context`, which validates it); families without chunks have none."""
+        cfg = getattr(self.model, "config", None)
+        return int(getattr(cfg, "chunk_context", 0) or 0)
 
     @chunk_context.setter
     def chunk_context(self, value: int) -> None:
-        if not hasattr(self.model, "chunk_context"):
-            raise UserError(f"{self.name}: a {self.model_type} upstream is not chunked (no chunk context)")
-        value = int(value)
-        seq = self.sequence_length
-        if value < 0 or (value and seq and 2 * value >= seq):
-            raise UserError(f"{self.name}: chunk context {value} must be >= 0 and leave frames of its "
-                            f"{seq}-frame windows (2 x context < sequence_length)")
-        self.model.chunk_context = value
+        self._reconfigure("chunk_context", int(value), "is not chunked (no chunk context)")
+
+    def _reconfigure(self, key: str, value: int, missing: str) -> None:
+        """Set one field of the model's config through the config's own validation."""
+        cfg = getattr(self.model, "config", None)
+        if cfg is None or not hasattr(cfg, key):
+            raise UserError(f"{self.name}: a {self.model_type} upstream {missing}")
+        try:
+            self.model.config = dataclasses.replace(cfg, **{key: value})
+        except ValueError as e:
+            raise UserError(f"{self.name}: {e}") from None
 
     def get_downsample_rates(self, key: str = "hidden_states") -> int:
         """S3PRL API: samples per output frame."""
@@ -393,9 +397,9 @@ class Upstream(nn.Module):
 
 
 def apply_chunk_context(up: Upstream, chunk_context: int, option: str) -> None:
-    """Set `chunk_context` on a chunked (transformer) upstream, which validates it; others
+    """Set `chunk_context` on a chunked (transformer) upstream, whose config validates it; others
     encode in one pass (logged when a context was asked for). `option` names the setting."""
-    if hasattr(up.model, "chunk_context"):
+    if hasattr(getattr(up.model, "config", None), "chunk_context"):
         try:
             up.chunk_context = chunk_context
         except UserError as e:

@@ -148,7 +148,7 @@ def test_empty_data_dir_and_missing_feats(tmp_path):
     with pytest.raises(UserError, match="feats.scp"):
         run("tera_tiny.yaml", data, tmp_path / "exp2", "input=external")
     # deltas belong to the features section (extraction applies it); the loader's are refused
-    with pytest.raises(UserError, match=r"data\.delta_order: .*features\.delta_order"):
+    with pytest.raises(UserError, match=r"dataloader\.delta_order: .*features\.delta_order"):
         run("tera_tiny.yaml", data, tmp_path / "exp3", "dataloader.delta_order=1")
     assert not (tmp_path / "exp3" / "states-1.ckpt").exists()
 
