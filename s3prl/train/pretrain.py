@@ -2,7 +2,7 @@
 `run_pretrain`, the whole run callable from Python (`s3prl.bin.pretrain` parses arguments and
 calls it).
 
-The task wraps an objective from `s3prl.upstream.objectives.build_objective` (Mockingjay / TERA /
+The task wraps an objective from `s3prl.upstream.families.build_objective` (Mockingjay / TERA /
 AALBERT masked reconstruction, APC) and writes checkpoints with
 `s3prl.upstream.checkpoint.save_upstream_checkpoint` (today's S3PRL layout, github.com/s3prl/s3prl
 v0.4.18, s3prl/pretrain/runner.py; docs/checkpoint-formats.md), the trainer's resume state under
@@ -83,7 +83,7 @@ class PretrainTask(Task):
     """Pre-training: the objective is the model; the loss is the objective's loss."""
 
     def __init__(self, cfg: PretrainConfig, input_dim: int, target_dim: int | None = None):
-        from s3prl.upstream.objectives import build_objective
+        from s3prl.upstream.families import build_objective
 
         self.cfg = cfg
         self.input_dim = int(input_dim)

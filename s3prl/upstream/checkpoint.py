@@ -42,8 +42,8 @@ from s3prl.checkpoints import (_Unloaded, checkpoint_name, find_checkpoints, loa
 from s3prl.config import ConfigError, from_dict, to_dict
 from s3prl.errors import UserError
 from s3prl.upstream.config import UpstreamConfig
-from s3prl.upstream.families import families, family_of
-from s3prl.upstream.loading import LoadedUpstream, check_model
+from s3prl.upstream.families import Reader, check_model, families, family_of
+from s3prl.upstream.loading import LoadedUpstream
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def save_upstream_checkpoint(path: str | Path, *, objective: nn.Module, optimize
                              upstream_cfg: UpstreamConfig, audio: dict, extra: dict | None = None) -> None:
     """Write `path` atomically in our layout (see the module docstring).
 
-    objective: what the family's `build_objective` built (s3prl.upstream.objectives).
+    objective: what `s3prl.upstream.families.build_objective` built.
     runner_config: the trainer's config as a plain dict (must not hold a `transformer` key).
     audio: the feature config as the family's `audio_section` describes it.
     """
@@ -135,8 +135,6 @@ def _read_ours(ckpt: dict, path: Path, requested: str | None) -> LoadedUpstream:
 
 def readers() -> list:
     """Every layout reader, in the order they are tried: ours, then each family's."""
-    from s3prl.upstream.families import Reader
-
     ours = Reader("s3prl-recipes", lambda c: isinstance(c.get(OURS), dict) and "upstream" in c[OURS], _read_ours)
     return [ours] + [r for fam in families() for r in fam.readers]
 

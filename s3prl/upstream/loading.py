@@ -1,6 +1,6 @@
 """Building blocks shared by every upstream checkpoint reader (ours and S3PRL's layouts): the
-`LoadedUpstream` record, `load_state` (the one place that checks a stored state dict against the
-model its config builds: names, shapes, NaN/Inf) and `check_model` (the model a caller asked for).
+`LoadedUpstream` record and `load_state` (the one place that checks a stored state dict against
+the model its config builds: names, shapes, NaN/Inf).
 
 TF-style LayerNorm names (`gamma`/`beta`), which the pre-2021 S3PRL transformer checkpoints use
 (github.com/s3prl/s3prl @ b72a2cd9, transformer/model.py `TransformerLayerNorm`), are renamed to
@@ -19,7 +19,7 @@ from torch import nn
 from s3prl.errors import UserError
 from s3prl.upstream.config import UpstreamConfig
 
-__all__ = ["LoadedUpstream", "load_state", "check_model"]
+__all__ = ["LoadedUpstream", "load_state"]
 
 
 @dataclass
@@ -68,21 +68,3 @@ def load_state(module: nn.Module, state: dict, path: Path, what: str) -> None:
     if result.missing_keys or result.unexpected_keys:
         raise UserError(f"{path}: '{what}' does not match the model: missing {result.missing_keys[:5]}, "
                         f"unexpected {result.unexpected_keys[:5]}")
-
-
-def check_requested(requested: str | None) -> None:
-    """A requested model name must be registered (UserError listing the valid ones)."""
-    if requested is not None:
-        from s3prl.upstream.families import family_of  # (the families import this module)
-
-        try:
-            family_of(requested)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-
-
-def check_model(found: str, requested: str | None, path: Path) -> None:
-    """UserError when the caller asked for another model than the checkpoint holds."""
-    check_requested(requested)
-    if requested is not None and found != requested:
-        raise UserError(f"{path}: checkpoint holds a {found} upstream, not {requested}")

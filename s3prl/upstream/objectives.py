@@ -7,8 +7,7 @@
 * `APCObjective`: APC (Chung et al., arXiv 1904.03240; github.com/s3prl/s3prl @ b72a2cd9, rnn/):
   predict x_{t+n} from x_{<=t}, L1 over valid frames.
 
-`build_objective` asks the model's family (s3prl.upstream.families) which one to build. Both
-take `forward(feats (B, T, D), lengths (B,), generator, target=None) -> ObjectiveOutput`.
+`s3prl.upstream.families.build_objective` builds the one of a model's family. Both take `forward(feats (B, T, D), lengths (B,), generator, target=None) -> ObjectiveOutput`.
 A batch in which no utterance received a mask returns `num_elements == 0` and a zero loss that
 carries no gradient to the model: the trainer skips it (S3PRL's `batch_is_valid`).
 """
@@ -24,7 +23,7 @@ from s3prl.upstream.config import UpstreamConfig
 from s3prl.upstream.masking import alter, masked_l1
 from s3prl.upstream.transformer import SpecHead, TransformerModel, stack_frames
 
-__all__ = ["ObjectiveOutput", "MaskedReconstruction", "APCObjective", "build_objective", "LINEAR_TARGET_DIM"]
+__all__ = ["ObjectiveOutput", "MaskedReconstruction", "APCObjective", "LINEAR_TARGET_DIM"]
 
 LINEAR_TARGET_DIM = 1025  # Mockingjay LARGE's linear-spectrogram target (n_fft 2048)
 
@@ -109,10 +108,3 @@ class APCObjective(nn.Module):
                   "prediction": pred[0, : max(n0 - shift, 0)].detach(),
                   "target": feats[0, shift:n0].detach()}
         return ObjectiveOutput(loss=loss, num_elements=n, extras=extras)
-
-
-def build_objective(cfg: UpstreamConfig, input_dim: int, target_dim: int | None = None) -> nn.Module:
-    """The pre-training module of `cfg.model`'s family; `target_dim` only for a separate target stream."""
-    from s3prl.upstream.families import family_of  # (the families import this module's classes)
-
-    return family_of(cfg.model).build_objective(cfg, input_dim, target_dim)

@@ -21,8 +21,8 @@ from torch import nn
 from s3prl.errors import UserError
 from s3prl.upstream.apc import APC
 from s3prl.upstream.config import APCConfig, UpstreamConfig
-from s3prl.upstream.families.base import Reader, UpstreamFamily
-from s3prl.upstream.loading import LoadedUpstream, check_model, load_state
+from s3prl.upstream.families.base import Reader, UpstreamFamily, check_model
+from s3prl.upstream.loading import LoadedUpstream, load_state
 from s3prl.upstream.objectives import APCObjective
 
 

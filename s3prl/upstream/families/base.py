@@ -20,11 +20,12 @@ import torch
 from torch import nn
 
 from s3prl.config import from_dict
+from s3prl.errors import UserError
 from s3prl.upstream.config import UpstreamConfig
 from s3prl.upstream.loading import LoadedUpstream, load_state
 
 __all__ = ["UpstreamFamily", "Reader", "register_family", "unregister_family", "family_of", "families",
-           "model_names"]
+           "model_names", "check_model", "check_requested"]
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,22 @@ def family_of(model: str) -> UpstreamFamily:
         return _BY_MODEL[model]
     except KeyError:
         raise ValueError(f"unknown upstream model {model!r} (valid: {', '.join(model_names())})") from None
+
+
+def check_requested(requested: str | None) -> None:
+    """A model name a caller asked for must be in the table (UserError listing the valid ones)."""
+    if requested is not None:
+        try:
+            family_of(requested)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+
+
+def check_model(found: str, requested: str | None, path: Path) -> None:
+    """UserError when the caller asked for another model than the checkpoint holds."""
+    check_requested(requested)
+    if requested is not None and found != requested:
+        raise UserError(f"{path}: checkpoint holds a {found} upstream, not {requested}")
 
 
 def families() -> list[UpstreamFamily]:

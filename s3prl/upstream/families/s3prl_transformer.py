@@ -22,8 +22,8 @@ from typing import Any
 from s3prl.config import to_dict
 from s3prl.errors import UserError
 from s3prl.upstream.config import MaskConfig, TransformerConfig, UpstreamConfig
-from s3prl.upstream.families.base import Reader
-from s3prl.upstream.loading import LoadedUpstream, check_requested, load_state
+from s3prl.upstream.families.base import Reader, check_requested
+from s3prl.upstream.loading import LoadedUpstream, load_state
 from s3prl.upstream.transformer import SpecHead, TransformerModel
 
 __all__ = ["READERS"]
