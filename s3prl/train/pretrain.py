@@ -58,6 +58,26 @@ class PretrainConfig:
     runner: RunnerConfig = field(default_factory=RunnerConfig)
 
 
+def window_mismatch(cfg: PretrainConfig) -> str | None:
+    """Why the inputs training sees differ from the windows the upstream encodes at extraction,
+    or None. The presets crop or drop utterances at `dataloader.max_timestep` frames and encode
+    in windows of `sequence_length` (stacked) frames of the same length, so that the dumped states
+    see what training saw; a run that sets them apart gets this as a warning. A family without
+    windows (APC) has no `sequence_length`."""
+    from s3prl.upstream.families import family_of
+
+    family = family_of(cfg.upstream.model)
+    sub = family.config(cfg.upstream)
+    seq, dr = int(getattr(sub, "sequence_length", 0) or 0), int(getattr(sub, "downsample_rate", 1) or 1)
+    mt = cfg.dataloader.max_timestep
+    if not seq or not mt or mt == seq * dr:
+        return None
+    key = f"upstream.{family.config_section}"
+    stacked = f" x {key}.downsample_rate {dr}" if dr > 1 else ""
+    return (f"dataloader.max_timestep {mt} != {key}.sequence_length {seq}{stacked}: training sees inputs of up "
+            f"to {mt} frames, extraction encodes windows of {seq * dr}")
+
+
 def target_features(cfg: PretrainConfig) -> FeatureConfig | None:
     """The second feature stream for `upstream.target: linear1025` (same framing as the input)."""
     if cfg.upstream.target == "input":
@@ -262,6 +282,9 @@ def _build_trainer(cfg: PretrainConfig, data_dir: Path, exp_dir: Path, info, pro
         # added by the data loader alone would leave extraction one stream short.
         raise UserError("dataloader.delta_order: pre-training takes deltas from the features section "
                         "(features.delta_order), which extraction applies too")
+    why = window_mismatch(cfg)
+    if why:
+        log.warning("%s", why)
     data = FeatureDataset(data_dir, features=None if external else cfg.features, target_features=tfeat,
                           cmvn=d.cmvn, norm_vars=d.norm_vars, max_timestep=d.max_timestep,
                           max_timestep_policy=d.max_timestep_policy, seed=d.seed,

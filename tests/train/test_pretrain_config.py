@@ -33,6 +33,21 @@ def test_every_pretraining_preset_uses_dataloader(preset):
     load_config(PretrainConfig, CONF / preset)
 
 
+@pytest.mark.parametrize("preset", sorted(p.name for p in CONF.glob("*.yaml") if "upstream:\n  model:" in p.read_text()))
+def test_presets_train_on_the_windows_they_encode(preset):
+    from s3prl.train.pretrain import window_mismatch
+
+    assert window_mismatch(load_config(PretrainConfig, CONF / preset)) is None
+    cfg = load_config(PretrainConfig, CONF / preset, ["dataloader.max_timestep=77"])
+    if cfg.upstream.model == "apc":
+        assert window_mismatch(cfg) is None   # a GRU has no windows
+    else:
+        seq = cfg.upstream.transformer.sequence_length
+        assert window_mismatch(cfg) == (f"dataloader.max_timestep 77 != upstream.transformer.sequence_length "
+                                        f"{seq}: training sees inputs of up to 77 frames, extraction encodes "
+                                        f"windows of {seq}")
+
+
 def test_runs_and_checkpoints_written_with_data_still_load(tmp_path):
     from s3prl.upstream.checkpoint import load_checkpoint
     from s3prl.upstream.hub import load_upstream
