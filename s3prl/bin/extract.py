@@ -53,7 +53,6 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
