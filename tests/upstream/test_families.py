@@ -150,3 +150,11 @@ def test_builtin_table():
     assert {m: family_of(m).name for m in ("mockingjay", "tera", "aalbert", "apc")} == {
         "mockingjay": "transformer", "tera": "transformer", "aalbert": "transformer", "apc": "apc"}
     assert family_of("tera").has_attention and not family_of("apc").has_attention
+
+
+def test_one_reader_per_layout_in_order(family):
+    from s3prl.upstream.checkpoint import readers
+
+    assert [r.name for r in readers()] == ["s3prl-recipes", "s3prl-upstream-config", "s3prl-legacy-config",
+                                          "s3prl-2020-settings", "s3prl-transformer-without-config", "s3prl-apc",
+                                          "apc-2020"]   # the registered test family reads only our layout
