@@ -8,7 +8,8 @@ dotted key, with the valid keys listed), converts values to the declared types, 
 config file (nothing but comments, or `{}`) is refused rather than read as "all defaults".
 
 Supported field types: bool, int, float, str, Optional[X], list[X], tuple[X, ...], dict[str, X],
-Literal[...] and nested dataclasses.
+Literal[...] and nested dataclasses. A dataclass whose keys were renamed lists them in a class
+attribute `RENAMED_KEYS = {old: new}`; an old key is then an error that names the new one.
 """
 from __future__ import annotations
 
@@ -20,11 +21,10 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
+from s3prl.errors import ConfigError  # re-exported: `from s3prl.config import ConfigError` keeps working
+
 T = TypeVar("T")
 
-
-class ConfigError(ValueError):
-    """A config file or override is malformed; the message names the file and the key at fault."""
 
 
 def _type_name(tp: Any) -> str:
@@ -111,6 +111,10 @@ def _build(cls: type[T], data: dict, where: str) -> T:
     unknown = [k for k in data if k not in fields]
     if unknown:
         key = f"{where}.{unknown[0]}" if where else unknown[0]
+        renamed = getattr(cls, "RENAMED_KEYS", {})  # {old key: new key} of a dataclass whose keys changed
+        if unknown[0] in renamed:
+            new = f"{where}.{renamed[unknown[0]]}" if where else renamed[unknown[0]]
+            raise ConfigError(f"key '{key}' is now '{new}'; rename it")
         raise ConfigError(f"unknown key '{key}' (valid: {', '.join(sorted(fields))})")
     kwargs = {}
     for name, value in data.items():

@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from s3prl.atomic import atomic_dir, atomic_write_text, file_sha256, remove_stale_tmp
+from s3prl.data.kaldi_dir import ark_stats, files_identity
 from s3prl.errors import UserError
 
 log = logging.getLogger("s3prl.extract")
@@ -383,31 +384,6 @@ def inputs_identity(data: Path, external: bool) -> dict:
     other values was made from older inputs and is redone."""
     names = list(COPY_FILES) + (["feats.scp", "cmvn.scp", "utt2num_frames"] if external else [])
     return files_identity(data, names, ("feats.scp", "cmvn.scp") if external else ())
-
-
-def files_identity(data: Path, names: Sequence[str], ark_tables: Sequence[str] = ()) -> dict:
-    """{name: sha256} of the files `names` of `data` that exist and, when `ark_tables` (scp files)
-    are given, "arks": {ark path: [size, mtime_ns] or None if missing} of every ark they point into."""
-    from s3prl.data.kaldi_dir import read_kv
-
-    data = Path(data)
-    out: dict = {name: file_sha256(data / name) for name in names if (data / name).is_file()}
-    if ark_tables:
-        out["arks"] = ark_stats({v.strip().rsplit(":", 1)[0] for t in ark_tables if (data / t).is_file()
-                                 for v in read_kv(data / t).values()})
-    return out
-
-
-def ark_stats(arks) -> dict:
-    """{ark path: [size, mtime_ns], or None when it cannot be read} in sorted path order."""
-    out: dict = {}
-    for a in sorted(arks):
-        try:
-            st = os.stat(a)
-            out[a] = [st.st_size, st.st_mtime_ns]
-        except OSError:
-            out[a] = None
-    return out
 
 
 def _layer_complete(d: Path, ident: dict, inputs: dict | None = None) -> bool:

@@ -1,7 +1,7 @@
 """User-facing errors and the CLI entry wrapper.
 
 Bad input must give a one-line error naming the file, line, key or option at fault and a
-non-zero exit. Code raises `UserError` (or `s3prl.config.ConfigError`) with such a message;
+non-zero exit. Code raises `UserError` (or `ConfigError`, a malformed config) with such a message;
 `cli_main` prints it as ``<prog>: error: <message>`` and exits 1, without a traceback.
 """
 from __future__ import annotations
@@ -20,10 +20,14 @@ class UserError(Exception):
     """An error caused by the user's input (files, options, configs), reported in one line."""
 
 
+class ConfigError(ValueError):
+    """A config file or override is malformed; the message names the file and the key at fault.
+
+    Raised by `s3prl.config` (which re-exports it)."""
+
+
 def cli_main(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
     """Run `main(argv)`; turn UserError / ConfigError / KeyboardInterrupt into one-line errors."""
-    from s3prl.config import ConfigError
-
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "s3prl"
     if prog in ("__main__.py", "-m", "-c"):
         prog = "s3prl"

@@ -60,8 +60,8 @@ from s3prl.dump import (COPY_FILES, check, dump_layer_dirs, extract, files_ident
 from s3prl.errors import UserError, cli_main
 from s3prl.log import setup_logging
 
-# The library names this verb used to define, importable from here for callers not moved yet
-# (s3prl.bin.pretrain's files_identity); library code imports s3prl.dump.
+# The library names this verb used to define, still importable from here; library code
+# imports s3prl.dump.
 __all__ = ["COPY_FILES", "check", "dump_layer_dirs", "extract", "files_identity", "inputs_identity", "merge",
            "resolve_layers", "upstream_identity", "build_parser", "main"]
 

@@ -84,7 +84,7 @@ def plot_attention(upstream_name: str, data: str | Path, utt: str, out_dir: str 
 
     data, out_dir = Path(data), Path(out_dir)
     up = load_upstream(upstream_name, device=device)
-    if up.model is None or up.model_type == "apc":
+    if not up.has_attention:
         raise UserError(f"--upstream {upstream_name}: a {up.model_type} upstream has no self-attention")
     if not (data / "utt2spk").is_file():
         raise UserError(f"{data}/utt2spk: missing (not a Kaldi data dir)")

@@ -130,7 +130,7 @@ class FeatureDataset(torch.utils.data.Dataset):
         self._cmvn_stats = {}
         if cmvn == "speaker":
             if not self.dd.cmvn_scp:
-                raise UserError(f"{self.path}/cmvn.scp: missing (needed for data.cmvn=speaker)")
+                raise UserError(f"{self.path}/cmvn.scp: missing (needed for dataloader.cmvn=speaker)")
             self._utt2spk = self.dd.utt2spk
         self.lengths = self._lengths()
         if max_timestep > 0 and max_timestep_policy == "drop":

@@ -17,6 +17,7 @@ and `subset_data_dir` ``utils/subset_data_dir.sh``. Errors are `UserError`s nami
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
 import unicodedata
@@ -24,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from s3prl.atomic import atomic_dir, atomic_open
+from s3prl.atomic import atomic_dir, atomic_open, file_sha256
 from s3prl.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -707,3 +708,27 @@ def subset_data_dir(src: str | Path, dst: str | Path, *, utt_list: str | Path | 
         _write_subset(tables, tmp, keep, None)
         _copy_scalars(src, tmp)
     return dst
+
+
+def files_identity(data: Path, names: Sequence[str], ark_tables: Sequence[str] = ()) -> dict:
+    """{name: sha256} of the files `names` of data dir `data` that exist and, when `ark_tables`
+    (scp files) are given, "arks": {ark path: [size, mtime_ns] or None if missing} of every ark
+    they point into: what a stage records of its inputs to tell a changed data dir."""
+    data = Path(data)
+    out: dict = {name: file_sha256(data / name) for name in names if (data / name).is_file()}
+    if ark_tables:
+        out["arks"] = ark_stats({v.strip().rsplit(":", 1)[0] for t in ark_tables if (data / t).is_file()
+                                 for v in read_kv(data / t).values()})
+    return out
+
+
+def ark_stats(arks) -> dict:
+    """{ark path: [size, mtime_ns], or None when it cannot be read} in sorted path order."""
+    out: dict = {}
+    for a in sorted(arks):
+        try:
+            st = os.stat(a)
+            out[a] = [st.st_size, st.st_mtime_ns]
+        except OSError:
+            out[a] = None
+    return out

@@ -1,10 +1,10 @@
-"""Typed configs of the trainer (optimizer, runner, data) and of pre-training (`PretrainConfig`).
+"""Typed configs of the trainer: optimizer, runner and data loader (`DataConfig`).
 
 They map the 2020 S3PRL YAML sections (github.com/s3prl/s3prl @ b72a2cd9, config/*.yaml:
 `optimizer:`, `dataloader:`, `runner:`) onto dataclasses loaded with `s3prl.config.load_config`.
-`PretrainConfig` (defined in s3prl.train.pretrain, importable from here) adds `upstream:`
-(UpstreamConfig) and `features:` (FeatureConfig). Downstream training reuses `OptimizerConfig`,
-`RunnerConfig` and `DataConfig`.
+`s3prl.train.pretrain.PretrainConfig` adds `upstream:` (UpstreamConfig) and `features:`
+(FeatureConfig). Downstream training reuses `OptimizerConfig`, `RunnerConfig` and `DataConfig`
+(the `dataloader:` section of both).
 """
 from __future__ import annotations
 
@@ -110,12 +110,3 @@ class DataConfig:
             raise ValueError("batch_size and dev_batch_size must be >= 1")
         if self.max_timestep < 0 or self.num_workers < 0 or self.half_batch_above < 0:
             raise ValueError("max_timestep, half_batch_above and num_workers must be >= 0")
-
-
-def __getattr__(name: str):
-    # PretrainConfig lives in s3prl.train.pretrain (it needs the upstream and feature configs);
-    # importing it lazily keeps these trainer configs free of model dependencies (PEP 562).
-    if name == "PretrainConfig":
-        from s3prl.train.pretrain import PretrainConfig
-        return PretrainConfig
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import math
 from typing import Iterable
 
 import torch
@@ -198,7 +197,3 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg, total_steps: int):
     # LambdaLR calls the factor with the number of scheduler.step() calls made so far (0 for the
     # first update), so update k uses factor(k - 1 + 1).
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_linear(step + 1, total_steps, wp))
-
-
-def grad_norm_is_finite(norm: torch.Tensor | float) -> bool:
-    return math.isfinite(float(norm))

@@ -26,7 +26,6 @@ import contextlib
 import logging
 import math
 import random
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from torch import nn
 
 from s3prl import precision
 from s3prl.atomic import atomic_path, remove_stale_tmp
+from s3prl.checkpoints import BEST_NAME, checkpoint_name, find_checkpoints, load_checkpoint, prune_checkpoints
 from s3prl.errors import UserError
 from s3prl.train import distributed as D
 from s3prl.train.observe import Observer
@@ -61,9 +61,6 @@ def resolve_amp(requested: str, device: torch.device) -> str:
                     "in float32")
         return "none"
     return "bf16"
-
-CKPT_RE = re.compile(r"^states-(\d+)\.ckpt$")
-BEST_NAME = "best-dev.ckpt"
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,8 +118,6 @@ class Task:
     def read_checkpoint(self, path: Path) -> dict:
         """Load the task's state from `path`; return the trainer_state stored in it. A truncated,
         corrupt or foreign file is a one-line UserError naming it."""
-        from s3prl.upstream.checkpoint import load_checkpoint  # (it imports this module)
-
         ckpt = load_checkpoint(path)
         if not isinstance(ckpt.get("Trainer"), dict):
             raise UserError(f"{path}: not a training checkpoint of this task (no 'Trainer' section)")
@@ -131,40 +126,7 @@ class Task:
 
 
 # --------------------------------------------------------------------------------------------
-# Checkpoint files and RNG states
-def checkpoint_name(step: int) -> str:
-    """File name of the checkpoint at `step` (S3PRL's `states-<step>.ckpt`)."""
-    return f"states-{int(step)}.ckpt"
-
-
-def find_checkpoints(exp_dir: str | Path) -> list[tuple[int, Path]]:
-    """`states-<step>.ckpt` files in `exp_dir`, sorted by step (oldest first)."""
-    d = Path(exp_dir)
-    if not d.is_dir():
-        return []
-    found = []
-    for p in d.iterdir():
-        m = CKPT_RE.match(p.name)
-        if m and p.is_file():
-            found.append((int(m.group(1)), p))
-    return sorted(found)
-
-
-def prune_checkpoints(exp_dir: str | Path, max_keep: int) -> list[Path]:
-    """Delete all but the newest `max_keep` checkpoints (max_keep <= 0 keeps all); returns the removed."""
-    if max_keep <= 0:
-        return []
-    removed = []
-    for _, p in find_checkpoints(exp_dir)[:-max_keep]:
-        p.unlink(missing_ok=True)
-        removed.append(p)
-    return removed
-
-
-list_checkpoints = find_checkpoints   # the names the trainer's callers have used
-prune = prune_checkpoints
-
-
+# RNG states
 def seed_everything(seed: int) -> None:
     """Seed python `random`, numpy and torch (CPU and CUDA)."""
     random.seed(seed)

@@ -4,14 +4,15 @@ Mockingjay / TERA / Audio ALBERT, the alteration (masking) objective, and APC.
 Field names and defaults follow the 2020 S3PRL `transformer:` YAML section and today's
 `Upstream_Config.transformer` (github.com/s3prl/s3prl @ b72a2cd9, config/*.yaml;
 github.com/s3prl/s3prl v0.4.18, s3prl/upstream/mockingjay/model.py); they load through
-`s3prl.config.load_config`. `UpstreamConfig.model` selects the preset and its checks: Mockingjay =
-time masking only, TERA = time (+ frequency + magnitude), AALBERT = time masking with one
-transformer layer shared by all depths, APC = autoregressive predictive coding.
+`s3prl.config.load_config`. `UpstreamConfig.model` selects the family (s3prl.upstream.families),
+which checks the model-specific settings: Mockingjay = time masking only, TERA = time
+(+ frequency + magnitude), AALBERT = time masking with one transformer layer shared by all depths,
+APC = autoregressive predictive coding.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 ACTIVATIONS = ("gelu", "relu", "swish")
 
@@ -39,6 +40,10 @@ class TransformerConfig:
     # Inputs longer than this (in stacked frames) are encoded in torch.chunk pieces, as today's
     # S3PRL `task.sequence_length` does; 0 = never chunk.
     sequence_length: int = 1500
+    # Inputs longer than sequence_length are encoded in overlapping windows that give every frame
+    # this many frames of context on each side; 0 = S3PRL's non-overlapping chunks. An inference
+    # setting (extraction, on-the-fly downstream input): training never reads it.
+    chunk_context: int = 0
 
     def __post_init__(self) -> None:
         if self.hidden_size <= 0 or self.num_attention_heads <= 0:
@@ -54,6 +59,10 @@ class TransformerConfig:
             raise ValueError(f"downsample_rate must be >= 1, got {self.downsample_rate}")
         if self.sequence_length < 0 or self.max_position < 0:
             raise ValueError("sequence_length and max_position must be >= 0")
+        c, seq = self.chunk_context, self.sequence_length
+        if c < 0 or (c and seq and 2 * c >= seq):
+            raise ValueError(f"chunk context {c} must be >= 0 and leave frames of its {seq}-frame windows "
+                             "(2 x chunk_context < sequence_length)")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1)")
@@ -110,50 +119,36 @@ class APCConfig:
             raise ValueError("dropout must be in [0, 1)")
 
 
-MODELS = ("mockingjay", "tera", "aalbert", "apc")
-
-
 @dataclass
 class UpstreamConfig:
-    """Which upstream to pre-train and its sub-configs (only the relevant one is used)."""
+    """Which upstream to pre-train and its sub-configs (only its family's are used).
 
-    model: Literal["mockingjay", "tera", "aalbert", "apc"] = "tera"
+    model: a name of the table in `s3prl.upstream.families` (built in: mockingjay, tera, aalbert
+    = the transformer family, apc); the family checks the model-specific settings. options: the
+    settings of a family that has no section of its own here (one registered outside this
+    package); its adapter reads them.
+    """
+
+    model: str = "tera"
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
     apc: APCConfig = field(default_factory=APCConfig)
     # Reconstruction target: the clean input, or a separate 1025-dim linear spectrogram stream
     # (Mockingjay LARGE, `duo_feature`).
     target: Literal["input", "linear1025"] = "input"
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise ValueError(f"model {self.model!r} is not one of {list(MODELS)}")
-        if self.model == "aalbert" and not self.transformer.share_layer:
-            raise ValueError("model aalbert needs transformer.share_layer: true (one layer shared by all depths)")
-        if self.model in ("mockingjay", "tera") and self.transformer.share_layer:
-            raise ValueError(f"model {self.model} has transformer.share_layer: true; use model: aalbert")
-        if self.model in ("mockingjay", "aalbert") and (self.mask.mask_frequency or self.mask.noise_proportion):
-            raise ValueError(f"model {self.model} uses time masking only: set mask.mask_frequency: 0 and "
-                             "mask.noise_proportion: 0 (or use model: tera)")
-        if self.model == "apc" and self.target != "input":
-            raise ValueError("model apc predicts its own input: target must be 'input'")
-        if self.target != "input" and self.mask.mask_frequency:
-            raise ValueError("a separate target stream needs mask.mask_frequency: 0 (bands are input dims)")
+        from s3prl.upstream.families import family_of, model_names  # (the families import this module)
+
+        if self.model not in model_names():
+            raise ValueError(f"model {self.model!r} is not one of {list(model_names())}")
+        family_of(self.model).validate(self)
 
 
 def preset(model: str) -> UpstreamConfig:
-    """The 2020 recipe defaults of each model.
+    """The recipe defaults of `model` (its family's `preset`; the 2020 S3PRL configs for the
+    built-in families: github.com/s3prl/s3prl @ b72a2cd9, config/*.yaml and rnn/runner.py)."""
+    from s3prl.upstream.families import family_of
 
-    From github.com/s3prl/s3prl @ b72a2cd9: config/*.yaml, and rnn/runner.py for APC.
-    """
-    if model == "mockingjay":
-        return UpstreamConfig(model="mockingjay", transformer=TransformerConfig(sequence_length=3000),
-                              mask=MaskConfig())
-    if model == "tera":
-        return UpstreamConfig(model="tera", mask=MaskConfig(mask_frequency=8, noise_proportion=0.15))
-    if model == "aalbert":
-        return UpstreamConfig(model="aalbert", transformer=TransformerConfig(share_layer=True, downsample_rate=3),
-                              mask=MaskConfig(mask_consecutive_min=1, mask_consecutive_max=1))
-    if model == "apc":
-        return UpstreamConfig(model="apc")
-    raise ValueError(f"unknown upstream model {model!r} (valid: {', '.join(MODELS)})")
+    return family_of(model).preset(model)

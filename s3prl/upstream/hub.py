@@ -29,9 +29,10 @@ S3PRL cuts a padded batch by its length, so there an utterance's states change w
 batch-mates): an utterance's states are the same alone, in any batch and in any job split
 (tests/upstream/test_hub.py, tests/bin/test_extract.py). Anything up to ``sequence_length`` is
 one pass; the chunk size can be set per upstream (`Upstream.sequence_length`). APC is a causal
-GRU and needs no chunking. `Upstream.chunk_context = N` (0 by default) encodes long inputs in
-overlapping windows instead, so that every frame sees N frames of context on each side (no
-output frame next to a hard cut).
+GRU and needs no chunking. `Upstream.chunk_context = N` (0 by default; the field
+`transformer.chunk_context` of the model's config, validated there) encodes long inputs in
+overlapping windows instead, so that every frame sees N frames of context on each side (no output
+frame next to a hard cut).
 
 Baselines ``fbank``, ``mfcc`` and ``mel160`` are parameter-free upstreams whose single hidden
 state is the feature matrix itself, so baselines go through the same code as learned models.
@@ -48,6 +49,7 @@ matmul or attention work.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +68,6 @@ __all__ = ["load_upstream", "Upstream", "UpstreamOutput", "Featurizer", "BASELIN
 
 SAMPLE_RATE = 16000
 BASELINES = ("fbank", "mfcc", "mel160")
-TRANSFORMER_TYPES = ("mockingjay", "tera", "aalbert", "transformer")
 
 
 def upstream_names() -> list[str]:
@@ -155,7 +156,8 @@ class Upstream(nn.Module):
 
     Attributes:
         name: the checkpoint path or baseline name it was loaded from.
-        model_type: "mockingjay" | "tera" | "aalbert" | "apc" | "baseline".
+        model_type: an `upstream.model` name (s3prl.upstream.families) or "baseline".
+        family: the model's `UpstreamFamily` (None for a baseline).
         feature_config: the on-the-fly `FeatureConfig`, or None for external features.
         input_dim: feature dim the model takes (D, before stacking).
         frame_rate: frames stacked by the model (dr).
@@ -171,6 +173,12 @@ class Upstream(nn.Module):
         self.model = model
         self.name = name
         self.model_type = model_type
+        if model is not None:
+            from s3prl.upstream.families import family_of
+
+            self.family = family_of(model_type)
+        else:
+            self.family = None
         self.feature_config = feature_config
         self.input_dim = int(input_dim)
         self.hidden_size = int(hidden_size)
@@ -192,6 +200,11 @@ class Upstream(nn.Module):
         return super().train(mode and self.fine_tune)
 
     @property
+    def has_attention(self) -> bool:
+        """Whether `attentions` can draw this upstream's self-attention maps."""
+        return self.family is not None and self.family.has_attention
+
+    @property
     def external_features(self) -> bool:
         return self.feature_config is None
 
@@ -203,27 +216,29 @@ class Upstream(nn.Module):
 
     @sequence_length.setter
     def sequence_length(self, value: int) -> None:
-        cfg = getattr(self.model, "config", None)
-        if cfg is None or not hasattr(cfg, "sequence_length"):
-            raise UserError(f"{self.name}: a {self.model_type} upstream has no chunk size")
-        cfg.sequence_length = int(value)
+        self._reconfigure("sequence_length", int(value), "has no chunk size")
 
     @property
     def chunk_context(self) -> int:
         """Frames of context each side when inputs longer than `sequence_length` are encoded in
-        overlapping windows; 0 = non-overlapping chunks (S3PRL). Transformers only."""
-        return int(getattr(self.model, "chunk_context", 0) or 0)
+        overlapping windows; 0 = non-overlapping chunks (S3PRL). A field of the model's config
+        (`TransformerConfig.chunk_context`, which validates it); families without chunks have none."""
+        cfg = getattr(self.model, "config", None)
+        return int(getattr(cfg, "chunk_context", 0) or 0)
 
     @chunk_context.setter
     def chunk_context(self, value: int) -> None:
-        if not hasattr(self.model, "chunk_context"):
-            raise UserError(f"{self.name}: a {self.model_type} upstream is not chunked (no chunk context)")
-        value = int(value)
-        seq = self.sequence_length
-        if value < 0 or (value and seq and 2 * value >= seq):
-            raise UserError(f"{self.name}: chunk context {value} must be >= 0 and leave frames of its "
-                            f"{seq}-frame windows (2 x context < sequence_length)")
-        self.model.chunk_context = value
+        self._reconfigure("chunk_context", int(value), "is not chunked (no chunk context)")
+
+    def _reconfigure(self, key: str, value: int, missing: str) -> None:
+        """Set one field of the model's config through the config's own validation."""
+        cfg = getattr(self.model, "config", None)
+        if cfg is None or not hasattr(cfg, key):
+            raise UserError(f"{self.name}: a {self.model_type} upstream {missing}")
+        try:
+            self.model.config = dataclasses.replace(cfg, **{key: value})
+        except ValueError as e:
+            raise UserError(f"{self.name}: {e}") from None
 
     def get_downsample_rates(self, key: str = "hidden_states") -> int:
         """S3PRL API: samples per output frame."""
@@ -334,12 +349,7 @@ class Upstream(nn.Module):
         """-> (states list of (B, T', H), stacked lengths (B,), attentions | None)."""
         if self.model is None:
             return [feats], lengths, None
-        if self.model_type == "apc":
-            out = self.model(feats, lengths)
-            states = out[1] if isinstance(out, (tuple, list)) else out.hidden_states
-            return list(states), lengths, None
-        out = self.model(feats, lengths, output_attentions=output_attentions)
-        return list(out.hidden_states), out.lengths, out.attentions
+        return self.family.forward_states(self.model, feats, lengths, output_attentions)
 
     def forward_features(self, feats: torch.Tensor, lengths: torch.Tensor,
                          utt_ids: Sequence[str] | None = None) -> UpstreamOutput:
@@ -377,7 +387,7 @@ class Upstream(nn.Module):
 
     def attentions(self, feats: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
         """Self-attention maps per layer, each (B, heads, T', T') at the stacked frame rate."""
-        if self.model is None or self.model_type == "apc":
+        if not self.has_attention:
             raise UserError(f"{self.name}: a {self.model_type} upstream has no self-attention")
         lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
         self._check_features(feats, lengths, None)
@@ -387,9 +397,9 @@ class Upstream(nn.Module):
 
 
 def apply_chunk_context(up: Upstream, chunk_context: int, option: str) -> None:
-    """Set `chunk_context` on a chunked (transformer) upstream, which validates it; others
+    """Set `chunk_context` on a chunked (transformer) upstream, whose config validates it; others
     encode in one pass (logged when a context was asked for). `option` names the setting."""
-    if hasattr(up.model, "chunk_context"):
+    if hasattr(getattr(up.model, "config", None), "chunk_context"):
         try:
             up.chunk_context = chunk_context
         except UserError as e:
@@ -419,9 +429,9 @@ def _feature_config(loaded: Any, path: str) -> FeatureConfig | None:
         return None
     if isinstance(audio, FeatureConfig):
         return audio
-    if loaded.model_type == "apc":
-        return FeatureConfig.from_apc_audio(audio, source=f"{path}: config.data.audio")
-    return FeatureConfig.from_s3prl_audio(audio, source=f"{path}: Upstream_Config.audio")
+    from s3prl.upstream.families import family_of
+
+    return family_of(loaded.model_type).feature_config(audio, path)
 
 
 def load_upstream(ckpt_path_or_name: str | os.PathLike, *, device: str | torch.device = "cpu",
@@ -458,16 +468,11 @@ def load_upstream(ckpt_path_or_name: str | os.PathLike, *, device: str | torch.d
         input_dim = input_dim or fdim
     if not input_dim:
         raise UserError(f"{name}: cannot tell the model's input feature dim")
-    if loaded.model_type == "apc":
-        frame_rate = 1
-        hidden = int(model.config.hidden_size)
-        n_states = int(model.config.num_layers)  # S3PRL's APC expert: one state per GRU layer
-    else:
-        tcfg = model.config
-        frame_rate = int(tcfg.downsample_rate)
-        hidden = int(tcfg.hidden_size)
-        n_states = int(tcfg.num_hidden_layers) + 1
+    from s3prl.upstream.families import family_of
+
+    family = family_of(loaded.model_type)
     up = Upstream(model, name=name, model_type=str(loaded.model_type), feature_config=fcfg,
-                  input_dim=input_dim, hidden_size=hidden, num_hidden_states=n_states,
-                  frame_rate=frame_rate, fine_tune=fine_tune, step=getattr(loaded, "step", None))
+                  input_dim=input_dim, hidden_size=family.hidden_size(model),
+                  num_hidden_states=family.num_hidden_states(model), frame_rate=family.frame_rate(model),
+                  fine_tune=fine_tune, step=getattr(loaded, "step", None))
     return up.to(device)

@@ -7,7 +7,7 @@
 * `APCObjective`: APC (Chung et al., arXiv 1904.03240; github.com/s3prl/s3prl @ b72a2cd9, rnn/):
   predict x_{t+n} from x_{<=t}, L1 over valid frames.
 
-Both take `forward(feats (B, T, D), lengths (B,), generator, target=None) -> ObjectiveOutput`.
+`s3prl.upstream.families.build_objective` builds the one of a model's family. Both take `forward(feats (B, T, D), lengths (B,), generator, target=None) -> ObjectiveOutput`.
 A batch in which no utterance received a mask returns `num_elements == 0` and a zero loss that
 carries no gradient to the model: the trainer skips it (S3PRL's `batch_is_valid`).
 """
@@ -23,7 +23,7 @@ from s3prl.upstream.config import UpstreamConfig
 from s3prl.upstream.masking import alter, masked_l1
 from s3prl.upstream.transformer import SpecHead, TransformerModel, stack_frames
 
-__all__ = ["ObjectiveOutput", "MaskedReconstruction", "APCObjective", "build_objective", "LINEAR_TARGET_DIM"]
+__all__ = ["ObjectiveOutput", "MaskedReconstruction", "APCObjective", "LINEAR_TARGET_DIM"]
 
 LINEAR_TARGET_DIM = 1025  # Mockingjay LARGE's linear-spectrogram target (n_fft 2048)
 
@@ -40,8 +40,6 @@ class MaskedReconstruction(nn.Module):
 
     def __init__(self, cfg: UpstreamConfig, input_dim: int, target_dim: int | None = None):
         super().__init__()
-        if cfg.model == "apc":
-            raise ValueError("MaskedReconstruction is for mockingjay / tera / aalbert, not apc")
         self.cfg = cfg
         self.input_dim = input_dim
         self.target_dim = target_dim or input_dim
@@ -110,14 +108,3 @@ class APCObjective(nn.Module):
                   "prediction": pred[0, : max(n0 - shift, 0)].detach(),
                   "target": feats[0, shift:n0].detach()}
         return ObjectiveOutput(loss=loss, num_elements=n, extras=extras)
-
-
-def build_objective(cfg: UpstreamConfig, input_dim: int, target_dim: int | None = None) -> nn.Module:
-    """The pre-training module for `cfg.model`; `target_dim` only for a separate target stream."""
-    if cfg.model == "apc":
-        if target_dim not in (None, input_dim):
-            raise ValueError("model apc predicts its own input: no separate target")
-        return APCObjective(cfg, input_dim)
-    if cfg.target == "linear1025" and target_dim is None:
-        target_dim = LINEAR_TARGET_DIM
-    return MaskedReconstruction(cfg, input_dim, target_dim)

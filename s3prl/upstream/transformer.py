@@ -311,9 +311,6 @@ class TransformerModel(nn.Module):
         self.config = cfg
         self.input_dim = input_dim
         self.use_sdpa = True
-        # Inference of inputs longer than sequence_length (utterance_windows): 0 = S3PRL's
-        # non-overlapping chunks; N > 0 = overlapping windows giving every frame N frames of context.
-        self.chunk_context = 0
         self.input_representations = InputRepresentations(cfg, input_dim * cfg.downsample_rate)
         self.encoder = Encoder(cfg)
         self.apply(lambda m: _init_weights(m, cfg.initializer_range))
@@ -337,7 +334,9 @@ class TransformerModel(nn.Module):
         job split. The windows of the whole batch run in one forward pass."""
         t = x.shape[1]
         lengths = lengths.to(x.device)
-        seq, ctx = self.config.sequence_length, int(self.chunk_context)
+        # Inputs longer than sequence_length (utterance_windows): config.chunk_context 0 = S3PRL's
+        # non-overlapping chunks; N > 0 = overlapping windows giving every frame N frames of context.
+        seq, ctx = self.config.sequence_length, self.config.chunk_context
         plans = [utterance_windows(int(n), seq, ctx) for n in lengths.tolist()]
         if all(len(p) == 1 for p in plans):
             # Every utterance fits one pass: the padded batch itself, keys past each length masked.

@@ -94,7 +94,7 @@ def test_unknown_option_is_an_error(recipe):
 
 
 SMALL = ("--upstreams", "tera",
-         "--pretrain-override", "runner.total_steps=20 runner.save_step=10 data.max_timestep=300",
+         "--pretrain-override", "runner.total_steps=20 runner.save_step=10 dataloader.max_timestep=300",
          "--downstream-override", "runner.total_steps=20 runner.dev_step=10")
 
 

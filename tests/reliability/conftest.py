@@ -13,7 +13,7 @@ TERA_TINY = REPO / "egs" / "librispeech" / "conf" / "tera_tiny.yaml"
 PHONE_TINY = REPO / "egs" / "librispeech" / "conf" / "downstream" / "phone_linear_tiny.yaml"
 # Few steps, a checkpoint every 4: enough for kill/resume points, seconds on 2 cores.
 PRETRAIN_OVERRIDES = ["runner.total_steps=12", "runner.save_step=4", "runner.log_step=4", "runner.plot_step=1000",
-                      "runner.max_keep=10", "data.batch_size=4", "upstream.transformer.hidden_size=32",
+                      "runner.max_keep=10", "dataloader.batch_size=4", "upstream.transformer.hidden_size=32",
                       "upstream.transformer.intermediate_size=64", "upstream.transformer.num_attention_heads=2",
                       "features.num_mel_bins=40", "upstream.mask.mask_frequency=4"]
 

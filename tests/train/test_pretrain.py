@@ -34,8 +34,8 @@ def run(conf, data, exp, *extra, steps=20, resume=False):
     model = "apc" if conf.startswith("apc") else "transformer"
     args = ["--config", str(CONF / conf), "--no-progress"]
     ov = SMALL[model] + [f"runner.total_steps={steps}", "runner.log_step=5", "runner.save_step=10",
-                         "runner.max_keep=3", "runner.plot_step=10", "data.batch_size=4",
-                         "data.max_timestep=80", "optimizer.lr=3e-3", *extra]
+                         "runner.max_keep=3", "runner.plot_step=10", "dataloader.batch_size=4",
+                         "dataloader.max_timestep=80", "optimizer.lr=3e-3", *extra]
     for o in ov:
         args += ["--override", o]
     if resume:
@@ -148,8 +148,8 @@ def test_empty_data_dir_and_missing_feats(tmp_path):
     with pytest.raises(UserError, match="feats.scp"):
         run("tera_tiny.yaml", data, tmp_path / "exp2", "input=external")
     # deltas belong to the features section (extraction applies it); the loader's are refused
-    with pytest.raises(UserError, match=r"data\.delta_order: .*features\.delta_order"):
-        run("tera_tiny.yaml", data, tmp_path / "exp3", "data.delta_order=1")
+    with pytest.raises(UserError, match=r"dataloader\.delta_order: .*features\.delta_order"):
+        run("tera_tiny.yaml", data, tmp_path / "exp3", "dataloader.delta_order=1")
     assert not (tmp_path / "exp3" / "states-1.ckpt").exists()
 
 

@@ -11,7 +11,8 @@ from torch import nn
 from s3prl.data.sampler import BucketBatchSampler
 from s3prl.train.config import OptimizerConfig, RunnerConfig
 from s3prl.precision import cpu_supports_bf16
-from s3prl.train.trainer import StepOutput, Task, Trainer, list_checkpoints
+from s3prl.checkpoints import find_checkpoints
+from s3prl.train.trainer import StepOutput, Task, Trainer
 
 
 @pytest.fixture(autouse=True)
@@ -97,7 +98,7 @@ def test_resume_is_bit_identical(tmp_path, accum, name):
     full = make_trainer(tmp_path / "full", accum=accum, name=name, total=12, save_step=4, max_keep=5)
     hist_full = full.fit()
     w_full = weights(full)
-    assert [s for s, _ in list_checkpoints(tmp_path / "full")] == [4, 8, 12]
+    assert [s for s, _ in find_checkpoints(tmp_path / "full")] == [4, 8, 12]
 
     # "interrupted" run: stop after 6 updates (a checkpoint at 4), then resume to 12
     part = make_trainer(tmp_path / "part", accum=accum, name=name, total=12, save_step=4, max_keep=5)
@@ -161,7 +162,7 @@ def test_loss_decreases_and_checkpoints_pruned(tmp_path):
     tr = make_trainer(tmp_path, total=60, save_step=7, max_keep=2, dropout=0.0, noise=0.0, log_step=10)
     hist = tr.fit()
     assert hist[-1]["loss"] < 0.5 * hist[0]["loss"]
-    assert [s for s, _ in list_checkpoints(tmp_path)] == [56, 60]    # every 7 steps + the final, newest 2
+    assert [s for s, _ in find_checkpoints(tmp_path)] == [56, 60]    # every 7 steps + the final, newest 2
     assert (tmp_path / "plots" / "learning_curve.png").is_file()
     ckpt = torch.load(tmp_path / "states-60.ckpt", weights_only=True)
     st = ckpt["Trainer"]
@@ -225,4 +226,4 @@ def test_ddp_two_processes_match_single(tmp_path):
     assert torch.allclose(torch.tensor(loss), torch.tensor(ddp["loss"]), rtol=1e-5, atol=1e-6)
     for k, v in weights(single).items():
         assert torch.allclose(v, ddp["w"][k], rtol=1e-4, atol=1e-6), k
-    assert [s for s, _ in list_checkpoints(tmp_path / "ddp")] == [4, 8]
+    assert [s for s, _ in find_checkpoints(tmp_path / "ddp")] == [4, 8]

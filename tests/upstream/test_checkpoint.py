@@ -9,7 +9,7 @@ from s3prl.errors import UserError
 from s3prl.upstream.checkpoint import (find_checkpoints, load_checkpoint, load_upstream, prune_checkpoints,
                                        restore_objective, save_upstream_checkpoint)
 from s3prl.upstream.config import APCConfig, TransformerConfig, UpstreamConfig
-from s3prl.upstream.objectives import build_objective
+from s3prl.upstream.families import build_objective
 from s3prl.upstream.transformer import TransformerModel
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)

@@ -156,7 +156,7 @@ def test_chunk_context_windows(ckpts, dr):
     up.sequence_length, up.chunk_context = seq, ctx
     assert up.chunk_context == ctx
     out = up.forward_features(feats, lens)
-    cut = up.model.chunk_context
+    cut = up.model.config.chunk_context
     up.chunk_context = 0
     plain = up.forward_features(feats, lens)
     up.sequence_length = 0

@@ -5,7 +5,8 @@ import torch
 from s3prl.config import ConfigError, from_dict
 from s3prl.upstream.apc import APC, apc_l1_loss
 from s3prl.upstream.config import APCConfig, MaskConfig, TransformerConfig, UpstreamConfig
-from s3prl.upstream.objectives import APCObjective, MaskedReconstruction, build_objective
+from s3prl.upstream.families import build_objective
+from s3prl.upstream.objectives import APCObjective, MaskedReconstruction
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
 

@@ -80,7 +80,7 @@ def _our_checkpoint(model: str, path: Path) -> Path:
     from s3prl.features import feature_dim
     from s3prl.train.pretrain import PretrainConfig, audio_section
     from s3prl.upstream.checkpoint import save_upstream_checkpoint
-    from s3prl.upstream.objectives import build_objective
+    from s3prl.upstream.families import build_objective
 
     cfg = load_config(PretrainConfig, CONF / f"{model}_tiny.yaml")
     dim = feature_dim(cfg.features)
@@ -215,7 +215,7 @@ def test_files_s3prl_cannot_read_are_announced_at_save_time(tmp_path, caplog):
     from s3prl.features.config import FeatureConfig
     from s3prl.upstream.checkpoint import save_upstream_checkpoint
     from s3prl.upstream.config import APCConfig, TransformerConfig, UpstreamConfig
-    from s3prl.upstream.objectives import build_objective
+    from s3prl.upstream.families import build_objective
 
     tiny = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
     cases = [(UpstreamConfig(model="aalbert", transformer=TransformerConfig(**tiny, share_layer=True, downsample_rate=3)),

@@ -190,3 +190,20 @@ def test_dropout_keep_mask_rate_and_scale():
     assert torch.equal(keep, again)
     keep, scale = dropout_keep_mask((7,), 0.5, "cpu")     # odd sizes: the tail of the last int64
     assert keep.shape == (7,) and scale == pytest.approx(2.0)
+
+
+def test_chunk_context_is_a_config_field_validated_once():
+    with pytest.raises(ValueError, match=r"chunk context 10 must be >= 0 and leave frames of its 20-frame"):
+        TransformerConfig(sequence_length=20, chunk_context=10)
+    with pytest.raises(ValueError, match="chunk context -1 must be >= 0"):
+        TransformerConfig(chunk_context=-1)
+    assert TransformerConfig(sequence_length=0, chunk_context=5).chunk_context == 5
+    # the encoder reads it from its config: overlapping windows change the states of a long input
+    cfg = TransformerConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+                            sequence_length=10)
+    torch.manual_seed(0)
+    model = TransformerModel(cfg, 4).eval()
+    x, n = torch.randn(1, 30, 4), torch.tensor([30])
+    plain = model(x, n).hidden_states[-1]
+    model.config = TransformerConfig(**{**cfg.__dict__, "chunk_context": 2})
+    assert not torch.allclose(model(x, n).hidden_states[-1], plain, atol=1e-4)
