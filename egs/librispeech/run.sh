@@ -121,7 +121,7 @@ fi
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "Stage 1: Kaldi data dirs for: $sets"
   for x in $sets; do
-    python -m s3prl.bin.prepare_librispeech "$corpus_dir" "$x" "data/$x"
+    local/data_prep.sh "$corpus_dir" "$x" "data/$x"
   done
 fi
 

@@ -73,9 +73,8 @@ else
   corpus_dir=$(abspath "$corpus_dir")
   synthetic=false
 fi
-prep_opts=(--seed "$split_seed")
-[ -z "$label_csv" ] || prep_opts+=(--label-csv "$(abspath "$label_csv")")
-[ -z "$audio_dir" ] || prep_opts+=(--audio-dir "$(abspath "$audio_dir")")
+label_csv=$(abspath "$label_csv")
+audio_dir=$(abspath "$audio_dir")
 ckpts=()
 for c in $upstream_ckpts; do ckpts+=("$(abspath "$c")"); done
 case "$upstream_mode" in dump|frozen|weighted_sum|fine_tune) ;;
@@ -95,7 +94,8 @@ fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "Stage 1: data dir with segments (data/mosei) and video-level splits (data/sentiment)"
-  python -m s3prl.bin.prepare_mosei "${prep_opts[@]}" "$corpus_dir" data/mosei data/sentiment
+  local/data_prep.sh --seed "$split_seed" --label-csv "$label_csv" --audio-dir "$audio_dir" \
+    "$corpus_dir" data/mosei data/sentiment
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then

@@ -102,7 +102,7 @@ layer_dir() {
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   [ -n "$corpus_dir" ] || { log "error: --corpus-dir is required for stage 0"; exit 1; }
   log "Stage 0: Kaldi data dirs data/{train,dev,test} from $corpus_dir"
-  python -m s3prl.bin.prepare_timit --wav-format "$wav_format" "$corpus_dir" data
+  local/timit_data_prep.sh --wav-format "$wav_format" "$corpus_dir" data
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
