@@ -71,11 +71,7 @@ recipe_overrides() {
 
 # recipe_pretrain_config UPSTREAM: the pre-training preset conf/<upstream>_<pretrain-size>.yaml.
 recipe_pretrain_config() {
-  case "$1:$pretrain_size" in
-    aalbert:base) echo conf/aalbert_3l.yaml ;;
-    apc:base) echo conf/apc.yaml ;;
-    *) echo "conf/$1_$pretrain_size.yaml" ;;
-  esac
+  echo "conf/$1_$pretrain_size.yaml"
 }
 
 # recipe_downstream_config NAME: the downstream preset conf/downstream/NAME_tiny.yaml, or for

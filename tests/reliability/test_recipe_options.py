@@ -163,3 +163,16 @@ def test_shared_choices_refused_before_any_stage(tmp_path, recipe, args, line):
     r = _run(rdir, *args)
     assert r.returncode == 1 and r.stderr.strip().splitlines()[-1] == f"{rdir}/run.sh: {line}", r.stderr
     assert "Stage" not in r.stderr and _written(rdir) == []
+
+
+@pytest.mark.parametrize("recipe", ["librispeech", "timit"])
+def test_every_pretrain_preset_is_upstream_size(recipe):
+    """--upstreams x --pretrain-size name conf/<upstream>_<size>.yaml in every pre-training recipe
+    (base presets included: aalbert_base.yaml, apc_base.yaml); timit's are links to librispeech's."""
+    conf = REPO / "egs" / recipe / "conf"
+    for u in ("mockingjay", "tera", "aalbert", "apc"):
+        for size in ("tiny", "base"):
+            f = conf / f"{u}_{size}.yaml"
+            assert f.is_file(), f
+            if recipe == "timit":
+                assert f.is_symlink() and f.resolve() == (REPO / "egs" / "librispeech" / "conf" / f.name).resolve()
