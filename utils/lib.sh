@@ -35,3 +35,80 @@ s3prl_bare_flags() {
     esac
   done
 }
+
+# The job array shared by compute_feats.sh and dump_feats.sh (Kaldi's steps/make_fbank.sh
+# sequence): s3prl_check_nj, s3prl_lock, s3prl_check_speakers, s3prl_validate_inputs,
+# s3prl_job_array (split_data.sh + `$cmd JOB=1:$nj`), then s3prl_job_cat to merge the per-job
+# lists. Errors are one line "$prog: ..." on stderr and exit 1; $prog is the calling script's name.
+
+# s3prl_check_nj NJ: exit 1 unless NJ (the --nj option) is a positive integer.
+s3prl_check_nj() {
+  case "$1" in ''|*[!0-9]*|0) echo "${prog:-${0##*/}}: --nj must be a positive integer, got '$1'" >&2; exit 1 ;; esac
+}
+
+# s3prl_lock LOCKFILE LABEL: hold an exclusive flock on LOCKFILE on file descriptor 9 for the rest
+# of the script (the kernel drops it when the holder dies, so a killed run leaves no stale lock),
+# or exit 1 naming LABEL and the holder written in LOCKFILE. Children must get `9>&-` so that only
+# this shell holds the lock.
+s3prl_lock() {
+  local lockfile=$1 label=$2
+  exec 9>>"$lockfile"
+  if ! flock -n 9; then
+    echo "${prog:-${0##*/}}: $label: locked by another run ($(cat "$lockfile" 2>/dev/null || true))" >&2
+    exit 1
+  fi
+  printf 'host=%s pid=%s started=%s %s\n' "$(hostname)" "$$" "$(date '+%Y-%m-%d %H:%M:%S')" \
+    "${prog:-${0##*/}}" > "$lockfile"
+}
+
+# s3prl_check_speakers NJ DATA: exit 1 if NJ is more than the number of speakers of the data dir
+# (Kaldi's split_data.sh splits per speaker and refuses more parts than speakers).
+s3prl_check_speakers() {
+  local nj=$1 data=$2 nspk
+  nspk=$(cut -d' ' -f2 "$data/utt2spk" | LC_ALL=C sort -u | wc -l)
+  if [ "$nj" -gt "$nspk" ]; then
+    echo "${prog:-${0##*/}}: --nj $nj is more than the number of speakers ($nspk) in $data" >&2
+    exit 1
+  fi
+}
+
+# s3prl_validate_inputs DATA: validate the data dir as a whole before any job runs (features may be
+# absent; text and wav.scp are checked when present).
+s3prl_validate_inputs() {
+  local data=$1 vopts=(--no-feats)
+  [ -f "$data/text" ] || vopts+=(--no-text)
+  [ -f "$data/wav.scp" ] || vopts+=(--no-wav)
+  "$S3PRL_ROOT/utils/validate_data_dir.sh" "${vopts[@]}" "$data" 9>&-
+}
+
+# s3prl_job_array NJ DATA LOG WHAT COMMAND...: split DATA into DATA/splitNJ/{1..NJ} (per speaker)
+# and run COMMAND as `$cmd JOB=1:NJ LOG COMMAND` (JOB in LOG and COMMAND is the job number); $cmd
+# may carry options ("run.pl --mem 4G") and run.pl/slurm.pl are found in utils/ when not on PATH.
+# When a job fails: exit 1 with "WHAT failed; see LOG" (JOB shown as *).
+s3prl_job_array() {
+  local nj=$1 data=$2 log=$3 what=$4 runner
+  shift 4
+  "$S3PRL_ROOT/utils/split_data.sh" "$data" "$nj" 9>&-
+  read -r -a runner <<< "$cmd"
+  if ! command -v "${runner[0]}" > /dev/null && [ -x "$S3PRL_ROOT/utils/${runner[0]}" ]; then
+    runner[0]="$S3PRL_ROOT/utils/${runner[0]}"
+  fi
+  "${runner[@]}" JOB=1:"$nj" "$log" "$@" 9>&- || {
+    echo "${prog:-${0##*/}}: $what failed; see ${log//JOB/*}" >&2; exit 1; }
+}
+
+# s3prl_job_cat NJ PATTERN: the files PATTERN (JOB replaced by 1..NJ) concatenated and sorted (the
+# merge of per-job Kaldi lists such as feats.scp).
+s3prl_job_cat() {
+  local nj=$1 pattern=$2 n
+  for n in $(seq "$nj"); do
+    cat "${pattern//JOB/$n}"
+  done | LC_ALL=C sort
+}
+
+# s3prl_replace_if_changed NEW DEST: move NEW onto DEST unless DEST has the same bytes (then NEW is
+# removed and DEST keeps its mtime); returns 0 when DEST changed, 1 when not.
+s3prl_replace_if_changed() {
+  if cmp -s "$1" "$2"; then rm -f "$1"; return 1; fi
+  mv "$1" "$2"
+}

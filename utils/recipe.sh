@@ -7,10 +7,13 @@
 #
 # It sources path.sh and cmd.sh, parses the --options (Kaldi's utils/parse_options.sh: every
 # option must be a variable of the configuration section), refuses a leftover argument with the
-# help message, validates every numeric option the recipe declares (below) before any stage runs,
-# and defines `log` (utils/log.sh), `abspath PATH` (PATH as given on the command line, made
-# absolute against the caller's directory; "" stays "") and `recipe_check_nj SRC...` (refuses
-# --nj above the speaker count of a data dir or corpus subset, before the stage that would split).
+# help message, validates every numeric option and every shared choice (--device, --layer,
+# --pretrain-size, --downstream-size) the recipe declares before any stage runs, and defines `log`
+# (utils/log.sh), `abspath PATH` (PATH as given on the command line, made absolute against the
+# caller's directory; "" stays "") and `recipe_check_nj SRC...` (refuses --nj above the speaker
+# count of a data dir or corpus subset, before the stage that would split), plus the shared
+# vocabulary helpers recipe_overrides, recipe_pretrain_config, recipe_downstream_config and
+# recipe_upstream_name (below).
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
@@ -45,6 +48,43 @@ if [ -n "${layer+x}" ] && ! [[ "$layer" =~ ^(last|all|-?[0-9]+(,-?[0-9]+)*)$ ]];
   echo "$0: --layer must be last, all or a layer number, got '$layer'" >&2
   exit 1
 fi
+# The options every recipe shares take one set of values: --device (the dump; training picks cuda
+# when available), --pretrain-size and --downstream-size (the conf/ presets).
+recipe_check_choice() {  # recipe_check_choice NAME VALUE...: $NAME must be one of the VALUEs
+  local name=$1 v; shift
+  for v in "$@"; do [ "${!name}" = "$v" ] && return 0; done
+  echo "$0: --${name//_/-} must be one of: $*, got '${!name}'" >&2
+  exit 1
+}
+if [ -n "${device+x}" ]; then recipe_check_choice device auto cpu cuda; fi
+if [ -n "${pretrain_size+x}" ]; then recipe_check_choice pretrain_size tiny base; fi
+if [ -n "${downstream_size+x}" ]; then recipe_check_choice downstream_size tiny base; fi
+
+# recipe_overrides ARRAY "K=V ...": ARRAY=(--override K=V ...) from --pretrain-overrides or
+# --downstream-overrides (space-separated config overrides, s3prl.config's K=V syntax).
+recipe_overrides() {
+  local -n __ro=$1
+  local kv
+  __ro=()
+  for kv in $2; do __ro+=(--override "$kv"); done
+}
+
+# recipe_pretrain_config UPSTREAM: the pre-training preset conf/<upstream>_<pretrain-size>.yaml.
+recipe_pretrain_config() {
+  echo "conf/$1_$pretrain_size.yaml"
+}
+
+# recipe_downstream_config NAME: the downstream preset conf/downstream/NAME_tiny.yaml, or for
+# --downstream-size base conf/downstream/NAME.yaml (the papers' setting).
+recipe_downstream_config() {
+  if [ "$downstream_size" = base ]; then echo "conf/downstream/$1.yaml"; else echo "conf/downstream/$1_$downstream_size.yaml"; fi
+}
+
+# recipe_upstream_name CKPT: a short, unique name for an upstream given as a checkpoint or exp dir:
+# <exp dir name> for an exp dir, <exp dir>_<ckpt stem> for a file.
+recipe_upstream_name() {
+  if [ -d "$1" ]; then basename "$1"; else echo "$(basename "$(dirname "$1")")_$(basename "${1%.*}")"; fi
+}
 
 # recipe_check_nj [--depth D] SRC...: exit 1 if --nj is more than the number of speakers of any
 # SRC: a Kaldi data dir (the speakers of its utt2spk) or, before the data dirs exist, a corpus

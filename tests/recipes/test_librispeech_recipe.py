@@ -94,8 +94,8 @@ def test_unknown_option_is_an_error(recipe):
 
 
 SMALL = ("--upstreams", "tera",
-         "--pretrain-override", "runner.total_steps=20 runner.save_step=10 data.max_timestep=300",
-         "--downstream-override", "runner.total_steps=20 runner.dev_step=10")
+         "--pretrain-overrides", "runner.total_steps=20 runner.save_step=10 data.max_timestep=300",
+         "--downstream-overrides", "runner.total_steps=20 runner.dev_step=10")
 
 
 @pytest.fixture(scope="module")

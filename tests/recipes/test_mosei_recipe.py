@@ -84,7 +84,7 @@ def test_dump_stage_with_an_upstream_and_default_dump_options(recipe):
     assert {k: m.shape[0] for k, m in mats.items()} == dict(frames)
     assert all(np.isfinite(m).all() for m in mats.values())
     logs = sorted((rdir / "dump" / "tera_smoke" / "log").rglob("extract.*.log"))
-    assert logs and all("--device cpu" in lg.read_text() and "--chunk-context 12" in lg.read_text() for lg in logs)
+    assert logs and all("--device auto" in lg.read_text() and "--chunk-context 12" in lg.read_text() for lg in logs)
     after = _results(rdir)
     layer = dumps[0].parent.name
     assert sorted(after) == sorted(list(before) + [f"2class_meanpool_tera_smoke_{layer}",

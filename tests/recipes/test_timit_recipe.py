@@ -77,8 +77,8 @@ def recipe(tmp_path_factory):
     root = tmp_path_factory.mktemp("timit")
     corpus = make_timit_standin(root / "corpus")
     rdir = _recipe_copy(root)
-    p = _run(rdir, "--timit-dir", str(corpus), "--stop-stage", "3",
-             "--pretrain-override", f"runner.total_steps={TRAIN_STEPS}")
+    p = _run(rdir, "--corpus-dir", str(corpus), "--stop-stage", "3",
+             "--pretrain-overrides", f"runner.total_steps={TRAIN_STEPS}")
     return rdir, corpus, p
 
 
@@ -119,7 +119,7 @@ def test_alignment_check_against_a_kaldi_exp_standin(recipe, tmp_path):
         frames = DataDir(rdir / "dump" / "tera_tiny" / "layer-3" / name).utt2num_frames
         make_ali_dir(kaldi_exp / ali, {u.replace("-", "_"): n for u, n in frames.items()})
     make_graph_dir(kaldi_exp / "tri3" / "graph")
-    _run(rdir, "--timit-dir", str(corpus), "--kaldi-exp", str(kaldi_exp), "--stage", "4", "--stop-stage", "4")
+    _run(rdir, "--corpus-dir", str(corpus), "--kaldi-exp", str(kaldi_exp), "--stage", "4", "--stop-stage", "4")
     for name in ("train", "dev", "test"):
         frames = DataDir(rdir / "dump" / "tera_tiny" / "layer-3" / name).utt2num_frames
         assert read_alignment_lengths(rdir / "exp" / f"ali_{name}") == dict(frames)

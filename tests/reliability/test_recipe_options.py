@@ -117,3 +117,62 @@ def test_timit_nj_above_speakers_refused_before_any_stage(tmp_path):
     assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].endswith(
         "--nj 3 is more than the number of speakers (2) in data/dev"), r.stderr
     assert "Stage" not in r.stderr and _written(rdir) == ["data"]
+
+
+def _config_section(recipe: str) -> dict[str, str]:
+    """The `name=value` lines between "Begin/End configuration section" of egs/<recipe>/run.sh."""
+    text = (REPO / "egs" / recipe / "run.sh").read_text()
+    section = text.split("# Begin configuration section.")[1].split("# End configuration section.")[0]
+    out = {}
+    for line in section.splitlines():
+        if line and not line.startswith((" ", "#")) and "=" in line:
+            name, value = line.split("=", 1)
+            out[name] = value.split("  #")[0].strip()
+    return out
+
+
+def test_one_option_vocabulary_across_recipes():
+    """An option that two recipes share has one name and one default in all of them; the old
+    per-recipe spellings are gone (--size, --timit-dir, --pretrain-override, --downstream-override,
+    --upstream-ckpt, --pretrain-config)."""
+    conf = {r: _config_section(r) for r in ("librispeech", "timit", "mosei")}
+    names = set().union(*conf.values())
+    assert not names & {"size", "timit_dir", "pretrain_override", "downstream_override", "upstream_ckpt",
+                        "pretrain_config"}
+    shared = {n for n in names if sum(n in c for c in conf.values()) > 1}
+    assert {"stage", "stop_stage", "nj", "corpus_dir", "feat_config", "layer", "chunk_context", "device",
+            "pretrain_size", "downstream_size", "pretrain_overrides", "downstream_overrides", "upstreams",
+            "upstream_ckpts", "ngpu", "kaldi_exp", "pk_config", "synth_preset", "synth_seed"} <= shared
+    for n in shared - {"upstreams"}:  # the recipes pre-train different upstreams by default
+        assert len({c[n] for c in conf.values() if n in c}) == 1, (n, {r: c.get(n) for r, c in conf.items()})
+    assert conf["librispeech"]["device"] == "auto"
+
+
+_CHOICES = [
+    (("--device", "gpu"), "--device must be one of: auto cpu cuda, got 'gpu'"),
+    (("--downstream-size", "large"), "--downstream-size must be one of: tiny base, got 'large'"),
+    (("--pretrain-size", "huge"), "--pretrain-size must be one of: tiny base, got 'huge'"),
+]
+
+
+@pytest.mark.parametrize("recipe,args,line", [
+    (r, a, m) for r in ("librispeech", "timit", "mosei") for a, m in _CHOICES
+    if a[0][2:].replace("-", "_") in _config_section(r)])
+def test_shared_choices_refused_before_any_stage(tmp_path, recipe, args, line):
+    rdir = _recipe_copy(tmp_path, recipe)
+    r = _run(rdir, *args)
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1] == f"{rdir}/run.sh: {line}", r.stderr
+    assert "Stage" not in r.stderr and _written(rdir) == []
+
+
+@pytest.mark.parametrize("recipe", ["librispeech", "timit"])
+def test_every_pretrain_preset_is_upstream_size(recipe):
+    """--upstreams x --pretrain-size name conf/<upstream>_<size>.yaml in every pre-training recipe
+    (base presets included: aalbert_base.yaml, apc_base.yaml); timit's are links to librispeech's."""
+    conf = REPO / "egs" / recipe / "conf"
+    for u in ("mockingjay", "tera", "aalbert", "apc"):
+        for size in ("tiny", "base"):
+            f = conf / f"{u}_{size}.yaml"
+            assert f.is_file(), f
+            if recipe == "timit":
+                assert f.is_symlink() and f.resolve() == (REPO / "egs" / "librispeech" / "conf" / f.name).resolve()
