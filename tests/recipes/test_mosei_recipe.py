@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from s3prl.data.kaldi_dir import DataDir, validate_data_dir
+from tests.conftest import link_recipe
 from tests.reliability.harness import cli
 from tests.reliability.conftest import pretrain_cmd
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
@@ -41,10 +41,7 @@ def _results(rdir: Path) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory):
-    rdir = tmp_path_factory.mktemp("mosei") / "egs" / "mosei"
-    rdir.mkdir(parents=True)
-    for name in ("run.sh", "cmd.sh", "conf", "path.sh", "utils"):
-        os.symlink(os.path.realpath(REPO / "egs" / "mosei" / name), rdir / name)
+    rdir = link_recipe("mosei", tmp_path_factory.mktemp("mosei") / "egs" / "mosei")
     p = _run(rdir)
     return rdir, p
 

@@ -23,10 +23,10 @@ import pytest
 
 from s3prl.data.alignments import read_alignment_lengths
 from s3prl.data.kaldi_dir import DataDir, validate_data_dir
+from tests.conftest import link_recipe
 from tests.data.test_timit import PHN, write_sphere
 from tests.downstream.test_pytorch_kaldi import make_ali_dir, make_graph_dir
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 # (part, dialect region, speaker): train speakers are in neither list; dev from Kaldi's 50-speaker
@@ -65,11 +65,7 @@ def _run(rdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 def _recipe_copy(root: Path) -> Path:
     """egs/timit made of links to the real recipe files (its outputs land in the copy)."""
-    rdir = root / "egs" / "timit"
-    rdir.mkdir(parents=True)
-    for name in ("run.sh", "cmd.sh", "conf", "path.sh", "utils"):
-        os.symlink(os.path.realpath(REPO / "egs" / "timit" / name), rdir / name)
-    return rdir
+    return link_recipe("timit", root / "egs" / "timit")
 
 
 @pytest.fixture(scope="module")

@@ -5,26 +5,18 @@ string; its recipes then fail at the first `[ $stage -le N ]` with "integer expr
 and, inside `if`, exit 0 having run nothing)."""
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import link_recipe
 from tests.reliability.harness import REPO, env
 
 
 def _recipe_copy(root: Path, name: str) -> Path:
     """egs/<name> made of links to the real recipe, under a path with spaces (outputs stay in tmp)."""
-    rdir = root / "my recipes" / "egs" / name
-    rdir.mkdir(parents=True)
-    real = REPO / "egs" / name
-    for f in real.iterdir():
-        if f.name not in ("utils", "path.sh", "data", "exp", "dump", "feats", "downloads"):
-            os.symlink(f, rdir / f.name)
-    os.symlink(REPO / "utils", rdir / "utils")
-    os.symlink(REPO / "path.sh", rdir / "path.sh")
-    return rdir
+    return link_recipe(name, root / "my recipes" / "egs" / name)
 
 
 def _run(rdir: Path, *args: str) -> subprocess.CompletedProcess:
