@@ -51,14 +51,36 @@ s3prl_check_nj() {
 # or exit 1 naming LABEL and the holder written in LOCKFILE. Children must get `9>&-` so that only
 # this shell holds the lock.
 s3prl_lock() {
-  local lockfile=$1 label=$2
-  exec 9>>"$lockfile"
-  if ! flock -n 9; then
-    echo "${prog:-${0##*/}}: $label: locked by another run ($(cat "$lockfile" 2>/dev/null || true))" >&2
-    exit 1
-  fi
+  exec 9>>"$1"
+  flock -n 9 || s3prl_locked "$1" "$2"
   printf 'host=%s pid=%s started=%s %s\n' "$(hostname)" "$$" "$(date '+%Y-%m-%d %H:%M:%S')" \
-    "${prog:-${0##*/}}" > "$lockfile"
+    "${prog:-${0##*/}}" > "$1"
+}
+
+# s3prl_refuse_if_locked LOCKFILE LABEL: exit 1 naming LABEL and the holder if another process
+# holds a flock on LOCKFILE (an existing file; e.g. the <dir>/.lock a verb run holds by itself).
+s3prl_refuse_if_locked() {
+  if [ -f "$1" ] && ! flock -n "$1" true 9>&-; then s3prl_locked "$1" "$2"; fi
+}
+
+# s3prl_locked LOCKFILE LABEL: the refusal of s3prl_lock and s3prl_refuse_if_locked (exit 1).
+s3prl_locked() {
+  echo "${prog:-${0##*/}}: $2: locked by another run ($(cat "$1" 2>/dev/null || true))" >&2
+  exit 1
+}
+
+# s3prl_with_lock DIR COMMAND...: run COMMAND holding DIR/log/.run.lock (s3prl_lock), refusing at
+# once when another run holds it or a verb run started directly holds DIR/.lock, before COMMAND or
+# its job runner touched anything (run.pl truncates its log when it starts); COMMAND runs without
+# the lock's file descriptor and its exit status is returned. utils/with_lock.sh is the verb.
+s3prl_with_lock() {
+  local dir=$1 rc=0
+  shift
+  mkdir -p "$dir/log"
+  s3prl_lock "$dir/log/.run.lock" "$dir"
+  s3prl_refuse_if_locked "$dir/.lock" "$dir"
+  "$@" 9>&- || rc=$?
+  return "$rc"
 }
 
 # s3prl_check_speakers NJ DATA: exit 1 if NJ is more than the number of speakers of the data dir

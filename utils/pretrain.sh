@@ -49,16 +49,16 @@ exp=$2
 case "$ngpu" in ''|*[!0-9]*) echo "$prog: --ngpu must be a whole number, got '$ngpu'" >&2; exit 1 ;; esac
 
 # One run per exp dir: the verb locks <exp-dir>/.lock itself, but only once the job runner has
-# already (re)written the log; with_lock.sh refuses a second run before anything is touched.
+# already (re)written the log; s3prl_with_lock (utils/lib.sh) refuses a second run before that.
 verb=(-m s3prl.bin.pretrain --config "$config" --input "$input" ${overrides[@]+"${overrides[@]}"} "$data" "$exp")
 if [ "$ngpu" -gt 1 ]; then
   # torchrun lives next to the venv's python.
   torchrun=$(dirname "$S3PRL_PYTHON")/torchrun
   [ -x "$torchrun" ] || torchrun=torchrun
-  exec "$utils_dir/with_lock.sh" "$exp" $cmd --gpu "$ngpu" "$exp/log/pretrain.log" \
+  s3prl_with_lock "$exp" $cmd --gpu "$ngpu" "$exp/log/pretrain.log" \
     "$torchrun" --standalone --nproc_per_node "$ngpu" "${verb[@]}"
 else
   gpu_opt=()
   [ "$ngpu" -eq 1 ] && gpu_opt=(--gpu 1)
-  exec "$utils_dir/with_lock.sh" "$exp" $cmd ${gpu_opt[@]+"${gpu_opt[@]}"} "$exp/log/pretrain.log" "$S3PRL_PYTHON" "${verb[@]}"
+  s3prl_with_lock "$exp" $cmd ${gpu_opt[@]+"${gpu_opt[@]}"} "$exp/log/pretrain.log" "$S3PRL_PYTHON" "${verb[@]}"
 fi
