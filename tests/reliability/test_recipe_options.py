@@ -5,6 +5,7 @@ string; its recipes then fail at the first `[ $stage -le N ]` with "integer expr
 and, inside `if`, exit 0 having run nothing)."""
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -28,6 +29,18 @@ def _written(rdir: Path) -> list[str]:
     return sorted(p.name for p in rdir.iterdir() if not p.is_symlink())
 
 
+def _config_section(recipe: str) -> dict[str, str]:
+    """The `name=value` lines between "Begin/End configuration section" of egs/<recipe>/run.sh."""
+    text = (REPO / "egs" / recipe / "run.sh").read_text()
+    section = text.split("# Begin configuration section.")[1].split("# End configuration section.")[0]
+    out = {}
+    for line in section.splitlines():
+        if line and not line.startswith((" ", "#")) and "=" in line:
+            name, value = line.split("=", 1)
+            out[name] = value.split("  #")[0].strip()
+    return out
+
+
 @pytest.mark.parametrize("recipe", ["librispeech", "timit", "mosei"])
 @pytest.mark.parametrize("args,named", [
     (("--stage", "abc", "--stop-stage", "1"), "--stage"),
@@ -49,22 +62,35 @@ def test_non_numeric_option_exits_1_naming_it(tmp_path, recipe, args, named):
     assert _written(rdir) == []                        # nothing written
 
 
-@pytest.mark.parametrize("args,named", [
-    (("--max-parallel", "many"), "--max-parallel"),
-    (("--synth-seed", "s1"), "--synth-seed"),
-    (("--ngpu", "1gpu"), "--ngpu"),
-])
-def test_librispeech_other_numeric_options(tmp_path, args, named):
-    rdir = _recipe_copy(tmp_path, "librispeech")
-    r = _run(rdir, *args)
-    assert r.returncode == 1 and named in r.stderr.strip().splitlines()[-1], r.stderr
+def _int_options() -> dict[str, int]:
+    """NAME -> MIN of the numeric options utils/recipe.sh validates (its recipe_int_options)."""
+    line = re.search(r'^recipe_int_options="([^"]*)"', (REPO / "utils" / "recipe.sh").read_text(), re.M)
+    return {n: int(m) for n, m in (x.split(":") for x in line.group(1).split())}
+
+
+RECIPES = ("librispeech", "timit", "mosei")
+
+
+def test_every_numeric_option_is_validated():
+    """Each option whose default is a whole number, in any recipe, is one utils/recipe.sh checks."""
+    for recipe in RECIPES:
+        numeric = {n for n, v in _config_section(recipe).items() if re.fullmatch(r"[0-9]+", v)}
+        assert numeric <= set(_int_options()), (recipe, numeric - set(_int_options()))
+
+
+@pytest.mark.parametrize("recipe,name", [(r, n) for r in RECIPES for n in _config_section(r) if n in _int_options()])
+def test_each_numeric_option_refuses_a_non_number(tmp_path, recipe, name):
+    rdir = _recipe_copy(tmp_path, recipe)
+    opt = "--" + name.replace("_", "-")
+    r = _run(rdir, opt, "x1")
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1] == \
+        f"{rdir}/run.sh: {opt} must be a whole number >= {_int_options()[name]}, got 'x1'", r.stderr
     assert _written(rdir) == []
 
 
-def test_mosei_split_seed_and_layer(tmp_path):
-    rdir = _recipe_copy(tmp_path, "mosei")
-    r = _run(rdir, "--split-seed", "x29")
-    assert r.returncode == 1 and "--split-seed must be a whole number >= 0, got 'x29'" in r.stderr
+@pytest.mark.parametrize("recipe", [r for r in RECIPES if "layer" in _config_section(r)])
+def test_layer_choice_refused_before_any_stage(tmp_path, recipe):
+    rdir = _recipe_copy(tmp_path, recipe)
     r = _run(rdir, "--layer", "top")
     assert r.returncode == 1 and "--layer must be last, all or a layer number, got 'top'" in r.stderr
     assert _written(rdir) == []
@@ -79,7 +105,7 @@ def _fake_librispeech(root: Path, subsets: dict[str, int]) -> Path:
     return root
 
 
-def test_nj_above_speakers_refused_before_any_stage(tmp_path):
+def test_librispeech_nj_above_the_corpus_speakers_refused_before_stage_0(tmp_path):
     rdir = _recipe_copy(tmp_path, "librispeech")
     corpus = _fake_librispeech(tmp_path / "corpus", {"train-clean-100": 5, "dev-clean": 3, "test-clean": 2})
     r = _run(rdir, "--corpus-dir", str(corpus), "--cpc-dir", str(corpus), "--nj", "3")
@@ -87,40 +113,24 @@ def test_nj_above_speakers_refused_before_any_stage(tmp_path):
     assert r.stderr.strip().splitlines()[-1] == (f"{rdir}/run.sh: --nj 3 is more than the number of speakers "
                                                  f"(2) in {corpus}/LibriSpeech/test-clean")
     assert "Stage" not in r.stderr and _written(rdir) == []
-    # from stage 2 on, the data dirs decide (written by stage 1): a 2-speaker data/test-clean
-    for x, spk in (("train-clean-100", 5), ("dev-clean", 3), ("test-clean", 2)):
+
+
+@pytest.mark.parametrize("recipe,stage,speakers,fewest", [
+    ("librispeech", "2", {"train-clean-100": 5, "dev-clean": 3, "test-clean": 2}, "test-clean"),
+    ("timit", "1", {"train": 4, "dev": 2, "test": 3}, "dev"),
+])
+def test_nj_above_the_speakers_of_a_data_dir_refused_before_any_stage(tmp_path, recipe, stage, speakers, fewest):
+    """From the stage that splits the data dirs (written by data prep) on, their speakers decide."""
+    rdir = _recipe_copy(tmp_path, recipe)
+    for x, spk in speakers.items():
         d = rdir / "data" / x
         d.mkdir(parents=True)
         (d / "utt2spk").write_text("".join(f"u{i} s{i}\n" for i in range(spk)))
-    r = _run(rdir, "--stage", "2", "--nj", "3")
-    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].endswith(
-        "--nj 3 is more than the number of speakers (2) in data/test-clean"), r.stderr
+    r = _run(rdir, "--stage", stage, "--nj", "3")
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1] == \
+        f"{rdir}/run.sh: --nj 3 is more than the number of speakers (2) in data/{fewest}", r.stderr
     assert "Stage" not in r.stderr and _written(rdir) == ["data"]
-    assert not (rdir / "data" / "test-clean" / "split3").exists()
-
-
-def test_timit_nj_above_speakers_refused_before_any_stage(tmp_path):
-    rdir = _recipe_copy(tmp_path, "timit")
-    for x, spk in (("train", 4), ("dev", 2), ("test", 3)):
-        d = rdir / "data" / x
-        d.mkdir(parents=True)
-        (d / "utt2spk").write_text("".join(f"u{i} s{i}\n" for i in range(spk)))
-    r = _run(rdir, "--stage", "1", "--nj", "3")
-    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].endswith(
-        "--nj 3 is more than the number of speakers (2) in data/dev"), r.stderr
-    assert "Stage" not in r.stderr and _written(rdir) == ["data"]
-
-
-def _config_section(recipe: str) -> dict[str, str]:
-    """The `name=value` lines between "Begin/End configuration section" of egs/<recipe>/run.sh."""
-    text = (REPO / "egs" / recipe / "run.sh").read_text()
-    section = text.split("# Begin configuration section.")[1].split("# End configuration section.")[0]
-    out = {}
-    for line in section.splitlines():
-        if line and not line.startswith((" ", "#")) and "=" in line:
-            name, value = line.split("=", 1)
-            out[name] = value.split("  #")[0].strip()
-    return out
+    assert not (rdir / "data" / fewest / "split3").exists()
 
 
 def test_one_option_vocabulary_across_recipes():
