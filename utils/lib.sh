@@ -36,6 +36,25 @@ s3prl_bare_flags() {
   done
 }
 
+# s3prl_prep_verb VERB NARGS USAGE ARGS...: the body of a recipe's local/ data-prep script (Kaldi's
+# local/*_data_prep.sh): exec `python -m s3prl.bin.VERB ARGS...`, its --options (each with a value)
+# passed through but those given an empty value (left to the verb's default), or print USAGE and
+# exit 1 unless ARGS hold exactly NARGS positional arguments.
+s3prl_prep_verb() {
+  local verb=$1 nargs=$2 usage=$3 n=0 args=()
+  shift 3
+  while [ "$#" -gt 0 ]; do
+    case "$1" in
+      --*=*) args+=("$1"); shift ;;
+      --*) [ "$#" -ge 2 ] || { echo "$usage" >&2; exit 1; }
+           [ -z "$2" ] || args+=("$1" "$2"); shift 2 ;;
+      *) args+=("$1"); n=$((n + 1)); shift ;;
+    esac
+  done
+  [ "$n" -eq "$nargs" ] || { echo "$usage" >&2; exit 1; }
+  exec "$S3PRL_PYTHON" -m "s3prl.bin.$verb" "${args[@]}"
+}
+
 # The job array shared by compute_feats.sh and dump_feats.sh (Kaldi's steps/make_fbank.sh
 # sequence): s3prl_check_nj, s3prl_lock, s3prl_check_speakers, s3prl_validate_inputs,
 # s3prl_job_array (split_data.sh + `$cmd JOB=1:$nj`), then s3prl_job_cat to merge the per-job

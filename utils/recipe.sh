@@ -12,8 +12,9 @@
 # (utils/log.sh), `abspath PATH` (PATH as given on the command line, made absolute against the
 # caller's directory; "" stays "") and `recipe_check_nj SRC...` (refuses --nj above the speaker
 # count of a data dir or corpus subset, before the stage that would split), plus the shared
-# vocabulary helpers recipe_overrides, recipe_pretrain_config, recipe_downstream_config and
-# recipe_upstream_name (below).
+# vocabulary helpers recipe_overrides, recipe_pretrain_config, recipe_downstream_config,
+# recipe_upstream_name, recipe_corpus / recipe_get_corpus (stage 0), recipe_nj_upto and
+# recipe_layer_dirs (below), so that a recipe's stages only loop over sets x upstreams x tasks.
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
@@ -107,5 +108,83 @@ recipe_check_nj() {
       echo "$0: --nj $nj is more than the number of speakers ($n) in $src" >&2
       exit 1
     fi
+  done
+}
+
+# recipe_check_nj_data SET...: recipe_check_nj on data/SET for every SET (all of them before the
+# stage that splits the first).
+recipe_check_nj_data() {
+  local x
+  for x in "$@"; do recipe_check_nj "data/$x"; done
+}
+
+# recipe_nj_upto DATA: the smaller of --nj and the number of speakers of the data dir DATA, for a
+# corpus whose "speakers" may be fewer than a sensible --nj (MOSEI: one per video).
+recipe_nj_upto() {
+  local n
+  n=$(cut -d' ' -f2 "$1/utt2spk" | LC_ALL=C sort -u | wc -l)
+  echo $(( nj < n ? nj : n ))
+}
+
+# recipe_corpus SYNTH_DIR: --corpus-dir made absolute (synthetic=false), or when it is empty the
+# synthetic stand-in SYNTH_DIR that stage 0 generates (synthetic=true).
+recipe_corpus() {
+  if [ -z "$corpus_dir" ]; then
+    corpus_dir=$1
+    synthetic=true
+  else
+    corpus_dir=$(abspath "$corpus_dir")
+    synthetic=false
+  fi
+}
+
+# recipe_get_corpus NAME GENERATOR...: stage 0 of a recipe with a synthetic stand-in: GENERATOR
+# makes it in $corpus_dir (--synth-preset, --synth-seed), or the real corpus NAME given by
+# --corpus-dir must exist.
+recipe_get_corpus() {
+  local name=$1
+  shift
+  if $synthetic; then
+    log "Stage 0: synthetic $name (preset $synth_preset, seed $synth_seed) -> $corpus_dir"
+    "$@"
+  else
+    log "Stage 0: using the $name corpus at $corpus_dir"
+    [ -d "$corpus_dir" ] || { log "error: --corpus-dir $corpus_dir: no such directory"; exit 1; }
+  fi
+}
+
+# recipe_layer_dirs UPSTREAM DUMP SET...: the layer dirs DUMP/layer-<k> of the dump that --layer
+# names, "last" resolved from the checkpoint or exp dir UPSTREAM (never from the layer dirs that
+# happen to exist); exits 1 naming the set if the dump of any SET is incomplete (stage killed
+# between layers), stale or lacks a layer. Call it as dirs=$(recipe_layer_dirs ...) so that
+# set -e stops the recipe.
+recipe_layer_dirs() {
+  local upstream=$1 dump=$2
+  shift 2
+  python -m s3prl.bin.extract --mode layers --upstream "$upstream" --layer "$layer" "$dump" "$@"
+}
+
+# recipe_features LABEL SET...: the features stage: --nj checked against every data/SET first, then
+# utils/compute_feats.sh (--feat-config, $train_cmd) on each; LABEL ("Stage 2") starts the log line.
+recipe_features() {
+  local label=$1 x
+  shift
+  recipe_check_nj_data "$@"
+  log "$label: features ($feat_config) with $nj jobs"
+  for x in "$@"; do
+    utils/compute_feats.sh --nj "$nj" --cmd "$train_cmd" --config "$feat_config" \
+      "data/$x" "exp/make_feats/$x" "feats/$x"
+  done
+}
+
+# recipe_dump LABEL UPSTREAM NAME SET...: the dump stage for one upstream (a checkpoint or exp
+# dir): its representations of every data/SET (--layer, --device, --chunk-context) in dump/NAME.
+recipe_dump() {
+  local label=$1 upstream=$2 name=$3 x
+  shift 3
+  for x in "$@"; do
+    log "$label: dumping $name representations ($layer) of $x -> dump/$name"
+    utils/dump_feats.sh --nj "$nj" --cmd "$train_cmd" --layer "$layer" --device "$device" \
+      --chunk-context "$chunk_context" "$upstream" "data/$x" "dump/$name"
   done
 }

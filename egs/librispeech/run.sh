@@ -77,13 +77,7 @@ case "$asr_mode" in dump|weighted_sum|fine_tune) ;;
   *) log "error: --asr-mode '$asr_mode' is not one of dump weighted_sum fine_tune"; exit 1 ;;
 esac
 
-if [ -z "$corpus_dir" ]; then
-  corpus_dir=downloads/synth_${synth_preset}_seed${synth_seed}
-  synthetic=true
-else
-  corpus_dir=$(abspath "$corpus_dir")
-  synthetic=false
-fi
+recipe_corpus "downloads/synth_${synth_preset}_seed${synth_seed}"
 if [ -z "$cpc_dir" ]; then
   cpc_dir=$corpus_dir/cpc
 else
@@ -94,28 +88,18 @@ if $asr; then sets="$sets $dev_set $test_set"; fi
 # --nj against the speakers of every set, before any stage writes anything: the corpus subsets
 # (one speaker per READER/CHAPTER) when stage 1 will make the data dirs, else the data dirs; the
 # synthetic corpus is only known once stage 0 made it, so stage 2 checks again.
-nj_sources=()
-for x in $sets; do
-  if [ "$stage" -le 1 ] && [ -d "$corpus_dir/LibriSpeech/$x" ]; then nj_sources+=("$corpus_dir/LibriSpeech/$x")
-  elif [ "$stage" -le 1 ] && [ -d "$corpus_dir/$x" ]; then nj_sources+=("$corpus_dir/$x")
-  else nj_sources+=("data/$x"); fi
-done
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 2 ]; then  # stages 2 and 4 split the data dirs by speaker
-  for src in "${nj_sources[@]}"; do
-    case "$src" in data/*) recipe_check_nj "$src" ;; *) recipe_check_nj --depth 2 "$src" ;; esac
+  for x in $sets; do
+    if [ "$stage" -le 1 ]; then recipe_check_nj --depth 2 "$corpus_dir/LibriSpeech/$x" "$corpus_dir/$x"
+    else recipe_check_nj "data/$x"; fi
   done
 fi
 recipe_overrides pretrain_args "$pretrain_overrides"
 recipe_overrides downstream_args "$downstream_overrides"
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
-  if $synthetic; then
-    log "Stage 0: synthetic LibriSpeech (preset $synth_preset, seed $synth_seed) -> $corpus_dir"
+  recipe_get_corpus LibriSpeech \
     "$S3PRL_ROOT/tools/make_synthetic_corpus.sh" --preset "$synth_preset" --seed "$synth_seed" "$corpus_dir"
-  else
-    log "Stage 0: using the LibriSpeech corpus at $corpus_dir"
-    [ -d "$corpus_dir" ] || { log "error: --corpus-dir $corpus_dir: no such directory"; exit 1; }
-  fi
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
@@ -126,12 +110,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  for x in $sets; do recipe_check_nj "data/$x"; done
-  log "Stage 2: features ($feat_config) with $nj jobs"
-  for x in $sets; do
-    utils/compute_feats.sh --nj "$nj" --cmd "$train_cmd" --config "$feat_config" \
-      "data/$x" "exp/make_feats/$x" "feats/$x"
-  done
+  recipe_features "Stage 2" $sets
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
@@ -148,30 +127,16 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  for x in $sets; do recipe_check_nj "data/$x"; done
+  recipe_check_nj_data $sets
   for u in $upstreams; do
-    name=${u}_${pretrain_size}
-    for x in $sets; do
-      log "Stage 4: dumping $name representations ($layer) of $x -> dump/$name"
-      utils/dump_feats.sh --nj "$nj" --cmd "$train_cmd" --layer "$layer" --device "$device" \
-        --chunk-context "$chunk_context" "exp/$name" "data/$x" "dump/$name"
-    done
+    recipe_dump "Stage 4" "exp/${u}_${pretrain_size}" "${u}_${pretrain_size}" $sets
   done
 fi
-
-# layer_dirs NAME SET...: the dumped layer dirs dump/NAME/layer-<k> that --layer names, "last"
-# resolved from the checkpoint exp/NAME (never from the layer dirs that happen to exist); exits 1
-# naming the set if the dump of any SET is incomplete (stage 4 killed between layers), stale or
-# lacks a layer. Call it as dirs=$(layer_dirs ...) so that set -e stops the recipe.
-layer_dirs() {
-  local name=$1; shift
-  python -m s3prl.bin.extract --mode layers --upstream "exp/$name" --layer "$layer" "dump/$name" "$@"
-}
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   inputs="fbank:data/$train_set"
   for u in $upstreams; do
-    dirs=$(layer_dirs "${u}_${pretrain_size}" "$train_set")
+    dirs=$(recipe_layer_dirs "exp/${u}_${pretrain_size}" "dump/${u}_${pretrain_size}" "$train_set")
     for d in $dirs; do inputs="$inputs ${u}_${pretrain_size}:$d/$train_set"; done
   done
   for input in $inputs; do
@@ -197,7 +162,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && $asr; then
   inputs="fbank:data"
   for u in $upstreams; do
     if [ "$asr_mode" = dump ]; then
-      dirs=$(layer_dirs "${u}_${pretrain_size}" "$train_set" "$dev_set" "$test_set")
+      dirs=$(recipe_layer_dirs "exp/${u}_${pretrain_size}" "dump/${u}_${pretrain_size}" "$train_set" "$dev_set" "$test_set")
       for d in $dirs; do inputs="$inputs ${u}_${pretrain_size}:$d"; done
     else
       inputs="$inputs ${u}_${pretrain_size}:$asr_mode"
@@ -237,7 +202,7 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   else
     kaldi_exp=$(abspath "$kaldi_exp")
     name=$(echo "$upstreams" | awk '{print $1}')_${pretrain_size}
-    feats=$(layer_dirs "$name" "$train_set" "$dev_set" "$test_set")
+    feats=$(recipe_layer_dirs "exp/$name" "dump/$name" "$train_set" "$dev_set" "$test_set")
     feats=$(echo "$feats" | tail -n 1)
     pk_exp=exp/pytorch_kaldi_${name}_$(basename "$feats")
     log "Stage 8: PyTorch-Kaldi experiment $pk_exp over $feats"

@@ -66,13 +66,7 @@ caller_pwd=$PWD
 cd "$(dirname "$0")"
 . utils/recipe.sh "$@"
 
-if [ -z "$corpus_dir" ]; then
-  corpus_dir=downloads/mosei_synth_${synth_preset}_seed${synth_seed}
-  synthetic=true
-else
-  corpus_dir=$(abspath "$corpus_dir")
-  synthetic=false
-fi
+recipe_corpus "downloads/mosei_synth_${synth_preset}_seed${synth_seed}"
 label_csv=$(abspath "$label_csv")
 audio_dir=$(abspath "$audio_dir")
 ckpts=()
@@ -83,13 +77,8 @@ esac
 recipe_overrides train_opts "$downstream_overrides"
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
-  if $synthetic; then
-    log "Stage 0: synthetic MOSEI (preset $synth_preset, seed $synth_seed) -> $corpus_dir"
+  recipe_get_corpus CMU-MOSEI \
     python "$S3PRL_ROOT/tools/synth/mosei.py" --preset "$synth_preset" --seed "$synth_seed" --out "$corpus_dir"
-  else
-    log "Stage 0: using the CMU-MOSEI corpus at $corpus_dir"
-    [ -d "$corpus_dir" ] || { log "error: --corpus-dir $corpus_dir: no such directory"; exit 1; }
-  fi
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
@@ -98,20 +87,16 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     "$corpus_dir" data/mosei data/sentiment
 fi
 
+# Stages 2 and 3 split data/mosei by speaker (= video): --nj is at most the number of videos.
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  log "Stage 2: features ($feat_config) with $nj jobs"
-  nvid=$(wc -l < data/mosei/wav.scp)
-  utils/compute_feats.sh --nj "$(( nj < nvid ? nj : nvid ))" --cmd "$train_cmd" --config "$feat_config" \
-    data/mosei exp/make_feats/mosei feats/mosei
+  nj=$(recipe_nj_upto data/mosei)
+  recipe_features "Stage 2" mosei
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ "$upstream_mode" = dump ]; then
+  nj=$(recipe_nj_upto data/mosei)
   for c in ${ckpts[@]+"${ckpts[@]}"}; do
-    name=$(recipe_upstream_name "$c")
-    log "Stage 3: dumping $name ($layer) of data/mosei -> dump/$name"
-    nvid=$(wc -l < data/mosei/wav.scp)
-    utils/dump_feats.sh --nj "$(( nj < nvid ? nj : nvid ))" --cmd "$train_cmd" --layer "$layer" \
-      --device "$device" --chunk-context "$chunk_context" "$c" data/mosei "dump/$name"
+    recipe_dump "Stage 3" "$c" "$(recipe_upstream_name "$c")" mosei
   done
 fi
 
@@ -125,7 +110,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     name=$(recipe_upstream_name "$c")
     case "$upstream_mode" in
       dump) # "last" from the checkpoint; an incomplete (killed) or stale dump stops here
-            d=$(python -m s3prl.bin.extract --mode layers --upstream "$c" --layer "$layer" "dump/$name" mosei)/mosei
+            d=$(recipe_layer_dirs "$c" "dump/$name" mosei)/mosei
             inputs+=("${name}_$(basename "$(dirname "$d")")|$name|--feats|$d|--layer=$layer") ;;
       frozen) inputs+=("${name}_$layer|$c|--data|data/mosei|--layer=$layer|$ctx") ;;
       weighted_sum) inputs+=("${name}_ws|$c|--data|data/mosei|--layer=weighted_sum|$ctx") ;;

@@ -84,19 +84,13 @@ recipe_overrides pretrain_args "$pretrain_overrides"
 # --nj against the speakers of every set that exists, before any stage writes anything (stage 0
 # makes them from the corpus; stages 1 and 3 split them by speaker and check again).
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 1 ]; then
-  for x in $sets; do recipe_check_nj "data/$x"; done
+  recipe_check_nj_data $sets
 fi
 
 need_kaldi_dirs() {
   for d in "$ali_train" "$ali_dev" "$ali_test" "$graph"; do
     [ -n "$d" ] || { log "error: give --kaldi-exp (or --ali-train/--ali-dev/--ali-test/--graph)"; exit 1; }
   done
-}
-# The dump dir of the chosen layer: layer-N, or for "last" the upstream's last hidden state (from
-# the checkpoint, never the highest layer-* that happens to exist); exits 1 naming the set if the
-# dump of train, dev or test is incomplete (stage 3 killed), stale or lacks the layer.
-layer_dir() {
-  python -m s3prl.bin.extract --mode layers --upstream "$upstream" --layer "$layer" "dump/$name" $sets
 }
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
@@ -106,12 +100,7 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  for x in $sets; do recipe_check_nj "data/$x"; done
-  log "Stage 1: features ($feat_config) with $nj jobs"
-  for x in $sets; do
-    utils/compute_feats.sh --nj "$nj" --cmd "$train_cmd" --config "$feat_config" \
-      "data/$x" "exp/make_feats/$x" "feats/$x"
-  done
+  recipe_features "Stage 1" $sets
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
@@ -127,28 +116,25 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  for x in $sets; do recipe_check_nj "data/$x"; done
+  recipe_check_nj_data $sets
   for nu in "${upstream_list[@]}"; do
-    for x in $sets; do
-      log "Stage 3: dumping ${nu%%=*} representations ($layer) for $x"
-      utils/dump_feats.sh --nj "$nj" --cmd "$train_cmd" --layer "$layer" --device "$device" \
-        --chunk-context "$chunk_context" "${nu#*=}" "data/$x" "dump/${nu%%=*}"
-    done
+    recipe_dump "Stage 3" "${nu#*=}" "${nu%%=*}" $sets
   done
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   need_kaldi_dirs
-  dump=$(layer_dir)
+  dump=$(recipe_layer_dirs "$upstream" "dump/$name" $sets)
   log "Stage 4: frame counts of $dump against the Kaldi alignments"
-  python -m s3prl.bin.check_alignments --rekey-into "exp/ali_train" "$dump/train" "$ali_train"
-  python -m s3prl.bin.check_alignments --rekey-into "exp/ali_dev" "$dump/dev" "$ali_dev"
-  python -m s3prl.bin.check_alignments --rekey-into "exp/ali_test" "$dump/test" "$ali_test"
+  for x in $sets; do
+    ali=ali_$x
+    python -m s3prl.bin.check_alignments --rekey-into "exp/ali_$x" "$dump/$x" "${!ali}"
+  done
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   need_kaldi_dirs
-  dump=$(layer_dir)
+  dump=$(recipe_layer_dirs "$upstream" "dump/$name" $sets)
   log "Stage 5: PyTorch-Kaldi cfg $pk_exp/pytorch_kaldi.cfg"
   python -m s3prl.bin.make_pytorch_kaldi_cfg --config "$pk_config" \
     --pytorch-kaldi-root "$S3PRL_ROOT/tools/pytorch-kaldi" \

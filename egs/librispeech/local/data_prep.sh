@@ -7,9 +7,5 @@
 # Usage: local/data_prep.sh [--wav-format path|pipe] <corpus-dir> <subset> <data-dir>
 #   e.g. local/data_prep.sh /data/LibriSpeech train-clean-100 data/train-clean-100
 set -euo pipefail
-wav_format=path
-help_message="Usage: $0 [--wav-format path|pipe] <corpus-dir> <subset> <data-dir>"
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../../utils/lib.sh"
-. "$S3PRL_ROOT/utils/parse_options.sh"
-if [ $# -ne 3 ]; then echo "$help_message" >&2; exit 1; fi
-exec "$S3PRL_PYTHON" -m s3prl.bin.prepare_librispeech --wav-format "$wav_format" "$1" "$2" "$3"
+s3prl_prep_verb prepare_librispeech 3 "Usage: $0 [--wav-format path|pipe] <corpus-dir> <subset> <data-dir>" "$@"

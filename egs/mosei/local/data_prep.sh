@@ -7,14 +7,5 @@
 # Usage: local/data_prep.sh [--seed 29] [--label-csv FILE] [--audio-dir DIR] <corpus-dir> <data-dir> <split-dir>
 #   e.g. local/data_prep.sh /data/CMU_MOSEI data/mosei data/sentiment
 set -euo pipefail
-seed=29
-label_csv=
-audio_dir=
-help_message="Usage: $0 [--seed 29] [--label-csv FILE] [--audio-dir DIR] <corpus-dir> <data-dir> <split-dir>"
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../../utils/lib.sh"
-. "$S3PRL_ROOT/utils/parse_options.sh"
-if [ $# -ne 3 ]; then echo "$help_message" >&2; exit 1; fi
-opts=(--seed "$seed")
-[ -z "$label_csv" ] || opts+=(--label-csv "$label_csv")
-[ -z "$audio_dir" ] || opts+=(--audio-dir "$audio_dir")
-exec "$S3PRL_PYTHON" -m s3prl.bin.prepare_mosei "${opts[@]}" "$1" "$2" "$3"
+s3prl_prep_verb prepare_mosei 3 "Usage: $0 [--seed 29] [--label-csv FILE] [--audio-dir DIR] <corpus-dir> <data-dir> <split-dir>" "$@"

@@ -7,9 +7,5 @@
 # Usage: local/timit_data_prep.sh [--wav-format path|sph2pipe|sox] <timit-dir> <data-root>
 #   e.g. local/timit_data_prep.sh /data/TIMIT data
 set -euo pipefail
-wav_format=path
-help_message="Usage: $0 [--wav-format path|sph2pipe|sox] <timit-dir> <data-root>"
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../../utils/lib.sh"
-. "$S3PRL_ROOT/utils/parse_options.sh"
-if [ $# -ne 2 ]; then echo "$help_message" >&2; exit 1; fi
-exec "$S3PRL_PYTHON" -m s3prl.bin.prepare_timit --wav-format "$wav_format" "$1" "$2"
+s3prl_prep_verb prepare_timit 2 "Usage: $0 [--wav-format path|sph2pipe|sox] <timit-dir> <data-root>" "$@"
