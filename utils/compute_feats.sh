@@ -26,25 +26,12 @@ utils_dir=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 py=$S3PRL_PYTHON
 prog=${0##*/}
 
-# --config names a YAML file here, so take it before parse_options.sh (which sources --config
-# files as shell).
-feat_config=
-args=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --config)
-      [ $# -ge 2 ] || { echo "$prog: option --config requires a value" >&2; exit 1; }
-      feat_config=$2; shift 2 ;;
-    *) args+=("$1"); shift ;;
-  esac
-done
-set -- ${args[@]+"${args[@]}"}
+# --config names a YAML file here: taken before parse_options.sh.
+s3prl_yaml_options config "$@"
+feat_config=$S3PRL_CONFIG
+set -- ${S3PRL_ARGS[@]+"${S3PRL_ARGS[@]}"}
 . "$utils_dir/parse_options.sh"
-
-if [ $# -ne 3 ]; then
-  echo "$help_message" >&2
-  exit 1
-fi
+s3prl_check_args 3 $#
 data=$1
 logdir=$2
 featdir=$3

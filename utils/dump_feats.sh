@@ -47,11 +47,7 @@ utils_dir=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 py=$S3PRL_PYTHON
 prog=${0##*/}
 . "$utils_dir/parse_options.sh"
-
-if [ $# -ne 3 ]; then
-  echo "$help_message" >&2
-  exit 1
-fi
+s3prl_check_args 3 $#
 upstream=$1
 data=$2
 dump=$3

@@ -36,6 +36,33 @@ s3prl_bare_flags() {
   done
 }
 
+# s3prl_yaml_options "OPTION ..." ARGS...: take each --config FILE (into S3PRL_CONFIG) and, where
+# OPTION names it, each --override K=V (into the array S3PRL_OVERRIDES as --override K=V pairs) out
+# of ARGS before parse_options.sh, which would source a --config file as shell; the other
+# arguments are left, in order, in the array S3PRL_ARGS. Only the OPTIONs listed are taken.
+s3prl_yaml_options() {
+  local take=" $1 "
+  shift
+  S3PRL_CONFIG=
+  S3PRL_OVERRIDES=()
+  S3PRL_ARGS=()
+  while [ "$#" -gt 0 ]; do
+    if [[ "$take" == *" ${1#--} "* ]] && [[ "$1" == --* ]]; then
+      [ "$#" -ge 2 ] || { echo "${prog:-${0##*/}}: option $1 requires a value" >&2; exit 1; }
+      if [ "$1" = --config ]; then S3PRL_CONFIG=$2; else S3PRL_OVERRIDES+=(--override "$2"); fi
+      shift 2
+    else
+      S3PRL_ARGS+=("$1"); shift
+    fi
+  done
+}
+
+# s3prl_check_args N NARGS: print $help_message and exit 1 unless NARGS (the script's $#, after
+# parse_options.sh) is N.
+s3prl_check_args() {
+  [ "$2" -eq "$1" ] || { echo "$help_message" >&2; exit 1; }
+}
+
 # s3prl_prep_verb VERB NARGS USAGE ARGS...: the body of a recipe's local/ data-prep script (Kaldi's
 # local/*_data_prep.sh): exec `python -m s3prl.bin.VERB ARGS...`, its --options (each with a value)
 # passed through but those given an empty value (left to the verb's default), or print USAGE and
@@ -53,6 +80,31 @@ s3prl_prep_verb() {
   done
   [ "$n" -eq "$nargs" ] || { echo "$usage" >&2; exit 1; }
   exec "$S3PRL_PYTHON" -m "s3prl.bin.$verb" "${args[@]}"
+}
+
+# s3prl_flag_opts "<flag var> ...": the array S3PRL_OPTS of the flags (as s3prl_bare_flags takes
+# them) whose variable is true, as bare --flag options for a python verb.
+s3prl_flag_opts() {
+  local pairs=($1) i
+  S3PRL_OPTS=()
+  for ((i = 0; i + 1 < ${#pairs[@]}; i += 2)); do
+    [ "${!pairs[i + 1]}" != true ] || S3PRL_OPTS+=("--${pairs[i]}")
+  done
+}
+
+# s3prl_data_dir_verb VERB NARGS "<flag var> ..." ARGS...: the body of the data-dir wrappers
+# (split_data.sh, validate_data_dir.sh): bare flags as Kaldi takes them (s3prl_bare_flags), the
+# script's options (parse_options.sh, sourced here: the option variables are the script's globals),
+# NARGS positional arguments, then exec `python -m s3prl.bin.data_dir VERB --flag... ARGS`.
+s3prl_data_dir_verb() {
+  local __dv_verb=$1 __dv_nargs=$2 __dv_flags=$3
+  shift 3
+  s3prl_bare_flags "$__dv_flags" "$@"
+  set -- "${S3PRL_ARGS[@]+"${S3PRL_ARGS[@]}"}"
+  . "$S3PRL_ROOT/utils/parse_options.sh"
+  s3prl_check_args "$__dv_nargs" $#
+  s3prl_flag_opts "$__dv_flags"
+  exec "$S3PRL_PYTHON" -m s3prl.bin.data_dir "$__dv_verb" "${S3PRL_OPTS[@]+"${S3PRL_OPTS[@]}"}" "$@"
 }
 
 # The job array shared by compute_feats.sh and dump_feats.sh (Kaldi's steps/make_fbank.sh

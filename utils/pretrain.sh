@@ -21,26 +21,13 @@ utils_dir=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 . "$utils_dir/lib.sh"
 prog=${0##*/}
 
-# --config names a YAML file and --override may repeat: take both before parse_options.sh.
-config=
-overrides=()
-args=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --config|--override)
-      [ $# -ge 2 ] || { echo "$prog: option $1 requires a value" >&2; exit 1; }
-      if [ "$1" = --config ]; then config=$2; else overrides+=(--override "$2"); fi
-      shift 2 ;;
-    *) args+=("$1"); shift ;;
-  esac
-done
-set -- ${args[@]+"${args[@]}"}
+# --config names a YAML file and --override may repeat: both are taken before parse_options.sh.
+s3prl_yaml_options "config override" "$@"
+config=$S3PRL_CONFIG
+overrides=(${S3PRL_OVERRIDES[@]+"${S3PRL_OVERRIDES[@]}"})
+set -- ${S3PRL_ARGS[@]+"${S3PRL_ARGS[@]}"}
 . "$utils_dir/parse_options.sh"
-
-if [ $# -ne 2 ]; then
-  echo "$help_message" >&2
-  exit 1
-fi
+s3prl_check_args 2 $#
 data=$1
 exp=$2
 [ -n "$config" ] || { echo "$prog: --config is required" >&2; exit 1; }
