@@ -7,6 +7,16 @@ dotted key, with the valid keys listed), converts values to the declared types, 
 `yaml.safe_load` (never `eval`), so `1e-4`, `true`, `[1, 2]` and `null` work as in YAML. An empty
 config file (nothing but comments, or `{}`) is refused rather than read as "all defaults".
 
+A config may inherit another one with a top-level `base: FILE` key (FILE relative to the real
+location of the including file, so a linked config finds its own siblings): the base is read
+first (itself perhaps with a `base:`), then the including file's keys are merged over it, section
+by section (a mapping merges into the base's mapping, any other value replaces the base's). This is
+the "defaults + override" layering of Hydra's defaults list (facebookresearch/hydra,
+hydra/_internal/defaults_list.py) and of ESPnet/WeNet configs, kept to one key: e.g.
+`egs/librispeech/conf/tera_tiny.yaml` says only what differs from `tera_base.yaml`. A chain that
+comes back to a file already in it is an error; so is a key unknown to the schema, and the message
+names the file of the chain that wrote the key.
+
 Supported field types: bool, int, float, str, Optional[X], list[X], tuple[X, ...], dict[str, X],
 Literal[...] and nested dataclasses. A dataclass whose keys were renamed lists them in a class
 attribute `RENAMED_KEYS = {old: new}`; an old key is then an error that names the new one.
@@ -14,6 +24,8 @@ attribute `RENAMED_KEYS = {old: new}`; an old key is then an error that names th
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -130,12 +142,30 @@ def _build(cls: type[T], data: dict, where: str) -> T:
         raise ConfigError(f"{where or cls.__name__}: {e}") from None
 
 
-def from_dict(cls: type[T], data: dict | None, source: str = "") -> T:
-    """Build dataclass `cls` from a plain mapping; errors are prefixed with `source`."""
+def from_dict(cls: type[T], data: dict | None, source: str = "",
+              origins: dict[str, Path] | None = None) -> T:
+    """Build dataclass `cls` from a plain mapping; errors are prefixed with `source`, or, for a key
+    that `origins` (from `read_yaml_origins`) says another file of a `base:` chain wrote, that file."""
     try:
         return _build(cls, data or {}, "")
     except ConfigError as e:
+        source = _origin_of(str(e), origins) or source
         raise ConfigError(f"{source}: {e}" if source else str(e)) from None
+
+
+# The dotted key at the start of a message of _build/_convert: "unknown key 'a.b'",
+# "missing required key 'a.b'" or "a.b[2]: ...".
+_MESSAGE_KEY = re.compile(r"^(?:unknown key '([^']+)'|missing required key '([^']+)'|([A-Za-z_][\w.]*)(?:\[\d+\])*:)")
+
+
+def _origin_of(message: str, origins: dict[str, Path] | None) -> str | None:
+    """The file that wrote the key a ConfigError message is about, or None (a key no file of the
+    chain wrote: a missing one, or one set by an override)."""
+    m = _MESSAGE_KEY.match(message)
+    if not origins or not m:
+        return None
+    origin = origins.get(next(g for g in m.groups() if g))
+    return None if origin is None else str(origin)
 
 
 def to_dict(cfg: Any) -> Any:
@@ -169,9 +199,9 @@ def apply_overrides(data: dict, overrides: list[str] | None, source: str = "--ov
     return data
 
 
-def read_yaml(path: str | Path) -> dict:
-    """Read a YAML mapping; a syntax error, a non-mapping or an empty file is a ConfigError naming the file (and line)."""
-    path = Path(path)
+def _read_yaml_file(path: Path) -> dict:
+    """One YAML file's mapping; a syntax error, a non-mapping or an empty file is a ConfigError
+    naming the file (and line)."""
     try:
         text = path.read_text()
     except OSError as e:
@@ -193,14 +223,67 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+BASE_KEY = "base"
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping, its `base:` chain resolved (see the module docstring); a syntax error,
+    a non-mapping, an empty file or a bad `base:` is a ConfigError naming the file (and line)."""
+    return read_yaml_origins(path)[0]
+
+
+def read_yaml_origins(path: str | Path, _chain: tuple[str, ...] = ()) -> tuple[dict, dict[str, Path]]:
+    """`read_yaml(path)` and, for every dotted key of the result, the file of the chain that wrote
+    it (for `from_dict(..., origins=...)` to name that file in its errors)."""
+    path = Path(path)
+    data = _read_yaml_file(path)
+    real = os.path.realpath(path)
+    base = data.pop(BASE_KEY, None)
+    origins = {k: path for k in _dotted_keys(data)}
+    if base is None:
+        return data, origins
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{path}: {BASE_KEY}: expected the name of a config file, got {base!r}")
+    base_path = Path(os.path.dirname(real)) / base
+    if os.path.realpath(base_path) in (*_chain, real):
+        chain = " -> ".join(map(str, (*_chain, real, os.path.realpath(base_path))))
+        raise ConfigError(f"{path}: {BASE_KEY}: {base} comes back to a file already included ({chain})")
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: {BASE_KEY}: {base_path}: no such config file")
+    merged, base_origins = read_yaml_origins(base_path, (*_chain, real))
+    _merge_into(merged, data)
+    return merged, {**base_origins, **origins}
+
+
+def _dotted_keys(data: dict, prefix: str = "") -> list[str]:
+    """Every key of a nested mapping as a dotted path, sections included."""
+    keys = []
+    for k, v in data.items():
+        keys.append(f"{prefix}{k}")
+        if isinstance(v, dict):
+            keys += _dotted_keys(v, f"{prefix}{k}.")
+    return keys
+
+
+def _merge_into(base: dict, over: dict) -> None:
+    """Merge `over` into `base` in place: mappings merge key by key, other values replace."""
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge_into(base[k], v)
+        else:
+            base[k] = v
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """Load YAML `path` (optional) onto dataclass `cls`, then apply `overrides`.
 
     Raises ConfigError with a one-line message naming the file and the key at fault.
     """
-    data = read_yaml(path) if path is not None else {}
+    data, origins = read_yaml_origins(path) if path is not None else ({}, {})
     data = apply_overrides(data, overrides)
-    return from_dict(cls, data, str(path) if path is not None else "config")
+    for ov in overrides or []:  # an error in an overridden key names the file given, as without base:
+        origins.pop(ov.split("=", 1)[0].strip(), None)
+    return from_dict(cls, data, str(path) if path is not None else "config", origins)
 
 
 def save_config(cfg: Any, path: str | Path) -> None:

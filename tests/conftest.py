@@ -13,6 +13,9 @@
   utt2dur (all C-sorted, LF-terminated); it passes `validate_data_dir(d, no_feats=True)`.
 - `write_tiny_tera(path, sequence_length=1500)`: a random 2-layer TERA checkpoint (hidden 32) over
   80-dim Kaldi fbank, written by our own code; returns the path as a string.
+- `link_recipe(name, rdir)`: ``rdir`` made a recipe dir of links to the files of ``egs/<name>``
+  (run.sh, cmd.sh, path.sh, conf/, local/, utils/, ...), so that a test runs the real recipe while
+  its outputs (data/, exp/, dump/, RESULTS.md, ...) land in ``rdir``.
 """
 from __future__ import annotations
 
@@ -46,6 +49,23 @@ def write_tiny_tera(path: str | Path, sequence_length: int = 1500) -> str:
                              scheduler_state=None, step=7, runner_config={}, upstream_cfg=cfg,
                              audio=FeatureConfig().to_s3prl_audio())
     return str(path)
+
+
+# What a recipe run writes into its own directory: never linked into a test's copy of the recipe.
+RECIPE_OUTPUTS = ("RESULTS.md", "data", "exp", "dump", "feats", "downloads")
+
+
+def link_recipe(name: str, rdir: str | Path) -> Path:
+    """Make ``rdir`` (created with its parents) a copy of ``egs/<name>`` made of links to every
+    entry of the real recipe but its outputs (RECIPE_OUTPUTS); return it as a Path."""
+    import os
+
+    rdir = Path(rdir)
+    rdir.mkdir(parents=True, exist_ok=True)
+    for f in sorted((REPO_ROOT / "egs" / name).iterdir()):
+        if f.name not in RECIPE_OUTPUTS:
+            os.symlink(os.path.realpath(f), rdir / f.name)
+    return rdir
 
 
 @pytest.fixture(scope="session")

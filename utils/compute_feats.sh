@@ -26,25 +26,12 @@ utils_dir=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 py=$S3PRL_PYTHON
 prog=${0##*/}
 
-# --config names a YAML file here, so take it before parse_options.sh (which sources --config
-# files as shell).
-feat_config=
-args=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --config)
-      [ $# -ge 2 ] || { echo "$prog: option --config requires a value" >&2; exit 1; }
-      feat_config=$2; shift 2 ;;
-    *) args+=("$1"); shift ;;
-  esac
-done
-set -- ${args[@]+"${args[@]}"}
+# --config names a YAML file here: taken before parse_options.sh.
+s3prl_yaml_options config "$@"
+feat_config=$S3PRL_CONFIG
+set -- ${S3PRL_ARGS[@]+"${S3PRL_ARGS[@]}"}
 . "$utils_dir/parse_options.sh"
-
-if [ $# -ne 3 ]; then
-  echo "$help_message" >&2
-  exit 1
-fi
+s3prl_check_args 3 $#
 data=$1
 logdir=$2
 featdir=$3
@@ -58,18 +45,11 @@ if [ -n "$feat_config" ]; then
 else
   cfg_opt=()
 fi
-case "$nj" in ''|*[!0-9]*|0) echo "$prog: --nj must be a positive integer, got '$nj'" >&2; exit 1 ;; esac
+s3prl_check_nj "$nj"
 
 mkdir -p "$logdir"
-# One run per data dir at a time (the kernel drops the lock when the holder dies); the lock file
-# names the holder for the refused run.
-exec 9>>"$data/.lock"
-if ! flock -n 9; then
-  echo "$prog: $data: locked by another run ($(cat "$data/.lock" 2>/dev/null || true))" >&2
-  exit 1
-fi
-# Children get `9>&-` below: only this shell holds the lock, so it is free as soon as it dies.
-printf 'host=%s pid=%s started=%s compute_feats.sh\n' "$(hostname)" "$$" "$(date '+%Y-%m-%d %H:%M:%S')" > "$data/.lock"
+# One run per data dir at a time; children get `9>&-` below.
+s3prl_lock "$data/.lock" "$data"
 # The resolved config (the same effective options give the same text), for the jobs and, at the
 # end, for $data/conf/feats.yaml. It is replaced only when its text changes, so that jobs whose
 # outputs are complete and newer than it are not redone by a rerun.
@@ -80,25 +60,18 @@ inputs_copy="$logdir/feats.inputs"
 read -r status feat_type feat_dim frame_shift < <("$py" -m s3prl.bin.compute_feats \
   ${cfg_opt[@]+"${cfg_opt[@]}"} --plan "$data" --write-config "$cfg_copy.new" \
   --write-inputs "$inputs_copy.new" 9>&-) || true
-if [ -f "$cfg_copy.new" ]; then
-  if cmp -s "$cfg_copy.new" "$cfg_copy"; then rm -f "$cfg_copy.new"; else mv "$cfg_copy.new" "$cfg_copy"; fi
-fi
+[ ! -f "$cfg_copy.new" ] || s3prl_replace_if_changed "$cfg_copy.new" "$cfg_copy" || true
 if [ "${status:-}" = done ]; then
   rm -f "$inputs_copy.new"
   echo "$prog: skip: $data/feats.scp is complete and made with the same config from the same inputs"
   exit 0
 fi
 [ "${status:-}" = todo ] || { rm -f "$inputs_copy.new"; exit 1; }  # the verb printed the error
-if [ -f "$inputs_copy.new" ]; then
-  if cmp -s "$inputs_copy.new" "$inputs_copy"; then rm -f "$inputs_copy.new"
-  else rm -rf "$data/split$nj"; mv "$inputs_copy.new" "$inputs_copy"; fi
+if [ -f "$inputs_copy.new" ] && s3prl_replace_if_changed "$inputs_copy.new" "$inputs_copy"; then
+  rm -rf "$data/split$nj"
 fi
 
-nspk=$(cut -d' ' -f2 "$data/utt2spk" | LC_ALL=C sort -u | wc -l)
-if [ "$nj" -gt "$nspk" ]; then
-  echo "$prog: --nj $nj is more than the number of speakers ($nspk) in $data" >&2
-  exit 1
-fi
+s3prl_check_speakers "$nj" "$data"
 
 mkdir -p "$featdir" "$data/conf"
 featdir=$(cd "$featdir" && pwd)
@@ -109,29 +82,16 @@ rm -f "$data/conf/feats.yaml" "$data/conf/feats.inputs" "$data/feats.scp" "$data
 
 # The data dir as a whole (utt2spk/spk2utt agreeing, sorted, no duplicates, text if present) is
 # checked before any feature is computed, not after the jobs ran.
-vopts=(--no-feats)
-[ -f "$data/text" ] || vopts+=(--no-text)
-"$utils_dir/validate_data_dir.sh" "${vopts[@]}" "$data" 9>&-
+s3prl_validate_inputs "$data"
 
-"$utils_dir/split_data.sh" "$data" "$nj" 9>&-
-
-# $cmd may carry options ("run.pl --mem 4G"); find run.pl next to this script if not on PATH.
-read -r -a cmd_arr <<< "$cmd"
-if ! command -v "${cmd_arr[0]}" > /dev/null && [ -x "$utils_dir/${cmd_arr[0]}" ]; then
-  cmd_arr[0]="$utils_dir/${cmd_arr[0]}"
-fi
-"${cmd_arr[@]}" JOB=1:"$nj" "$logdir/compute_feats.JOB.log" \
+s3prl_job_array "$nj" "$data" "$logdir/compute_feats.JOB.log" "computing features" \
   "$py" -m s3prl.bin.compute_feats --config "$cfg_copy" --compress "$compress" \
-    --write-utt2num-frames true "$data/split$nj/JOB" "$featdir/raw_${feat_type}_${name}.JOB" 9>&-
+    --write-utt2num-frames true "$data/split$nj/JOB" "$featdir/raw_${feat_type}_${name}.JOB"
 
 tmp=".tmp.$$"
 trap 'rm -f "$data/feats.scp$tmp" "$data/utt2num_frames$tmp" "$data/feats_dim$tmp" "$data/frame_shift$tmp" "$data/conf/feats.inputs$tmp" "$data/conf/feats.yaml$tmp"' EXIT
-for n in $(seq "$nj"); do
-  cat "$featdir/raw_${feat_type}_${name}.$n.scp"
-done | LC_ALL=C sort > "$data/feats.scp$tmp"
-for n in $(seq "$nj"); do
-  cat "$featdir/raw_${feat_type}_${name}.$n.utt2num_frames"
-done | LC_ALL=C sort > "$data/utt2num_frames$tmp"
+s3prl_job_cat "$nj" "$featdir/raw_${feat_type}_${name}.JOB.scp" > "$data/feats.scp$tmp"
+s3prl_job_cat "$nj" "$featdir/raw_${feat_type}_${name}.JOB.utt2num_frames" > "$data/utt2num_frames$tmp"
 
 nutt=$(wc -l < "$data/utt2spk")
 nfeat=$(wc -l < "$data/feats.scp$tmp")

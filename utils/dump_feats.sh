@@ -47,16 +47,12 @@ utils_dir=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 py=$S3PRL_PYTHON
 prog=${0##*/}
 . "$utils_dir/parse_options.sh"
-
-if [ $# -ne 3 ]; then
-  echo "$help_message" >&2
-  exit 1
-fi
+s3prl_check_args 3 $#
 upstream=$1
 data=$2
 dump=$3
 
-case "$nj" in ''|*[!0-9]*|0) echo "$prog: --nj must be a positive integer, got '$nj'" >&2; exit 1 ;; esac
+s3prl_check_nj "$nj"
 [ -d "$data" ] || { echo "$prog: $data: no such data directory" >&2; exit 1; }
 [ -s "$data/utt2spk" ] || { echo "$prog: $data/utt2spk: missing or empty (empty data directory?)" >&2; exit 1; }
 # A checkpoint path is made absolute (jobs run elsewhere); a baseline name stays as it is.
@@ -68,20 +64,9 @@ mkdir -p "$dump"
 dump=$(cd "$dump" && pwd)
 name=$(basename "$data")
 
-# One dump of a set into one dump dir at a time (the kernel drops the lock when the holder dies).
-lockfile="$dump/.$name.lock"
-exec 9>>"$lockfile"
-if ! flock -n 9; then
-  echo "$prog: $dump ($name): locked by another run ($(cat "$lockfile" 2>/dev/null || true))" >&2
-  exit 1
-fi
-printf 'host=%s pid=%s started=%s dump_feats.sh\n' "$(hostname)" "$$" "$(date '+%Y-%m-%d %H:%M:%S')" > "$lockfile"
-
-nspk=$(cut -d' ' -f2 "$data/utt2spk" | LC_ALL=C sort -u | wc -l)
-if [ "$nj" -gt "$nspk" ]; then
-  echo "$prog: --nj $nj is more than the number of speakers ($nspk) in $data" >&2
-  exit 1
-fi
+# One dump of a set into one dump dir at a time; children get `9>&-`.
+s3prl_lock "$dump/.$name.lock" "$dump ($name)"
+s3prl_check_speakers "$nj" "$data"
 
 case "$chunk_context" in ''|*[!0-9]*) echo "$prog: --chunk-context must be a non-negative integer, got '$chunk_context'" >&2; exit 1 ;; esac
 opts=(--upstream "$upstream" --layer "$layer" --chunk-context "$chunk_context")
@@ -96,24 +81,13 @@ rm -f "$dump/complete/$name.json"
 
 # The data dir as a whole is checked before anything is extracted, not after.
 # (feats.scp and wav.scp are checked when present: external-feature upstreams read no audio)
-vopts=(--no-feats)
-[ -f "$data/text" ] || vopts+=(--no-text)
-[ -f "$data/wav.scp" ] || vopts+=(--no-wav)
-"$utils_dir/validate_data_dir.sh" "${vopts[@]}" "$data" >/dev/null 9>&-
+s3prl_validate_inputs "$data" >/dev/null
 
-"$utils_dir/split_data.sh" "$data" "$nj" 9>&-
-
-# $cmd may carry options ("run.pl --mem 4G"); find run.pl next to this script if not on PATH.
-read -r -a cmd_arr <<< "$cmd"
-if ! command -v "${cmd_arr[0]}" > /dev/null && [ -x "$utils_dir/${cmd_arr[0]}" ]; then
-  cmd_arr[0]="$utils_dir/${cmd_arr[0]}"
-fi
 logdir="$dump/log/$name"
 mkdir -p "$logdir" "$dump/ark/$name"
-"${cmd_arr[@]}" JOB=1:"$nj" "$logdir/extract.JOB.log" \
+s3prl_job_array "$nj" "$data" "$logdir/extract.JOB.log" extraction \
   "$py" -m s3prl.bin.extract "${opts[@]}" --batch-size "$batch_size" --device "$device" \
-    --compress "$compress" "$data/split$nj/JOB" "$dump/ark/$name/raw.JOB" 9>&- || {
-  echo "$prog: extraction failed; see $logdir/extract.*.log" >&2; exit 1; }
+    --compress "$compress" "$data/split$nj/JOB" "$dump/ark/$name/raw.JOB"
 
 # Builds, validates and renames each layer dir, then writes the completion record.
 "$py" -m s3prl.bin.extract --mode merge --nj "$nj" "${opts[@]}" "$data" "$dump" 9>&-

@@ -21,26 +21,13 @@ utils_dir=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 . "$utils_dir/lib.sh"
 prog=${0##*/}
 
-# --config names a YAML file and --override may repeat: take both before parse_options.sh.
-config=
-overrides=()
-args=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --config|--override)
-      [ $# -ge 2 ] || { echo "$prog: option $1 requires a value" >&2; exit 1; }
-      if [ "$1" = --config ]; then config=$2; else overrides+=(--override "$2"); fi
-      shift 2 ;;
-    *) args+=("$1"); shift ;;
-  esac
-done
-set -- ${args[@]+"${args[@]}"}
+# --config names a YAML file and --override may repeat: both are taken before parse_options.sh.
+s3prl_yaml_options "config override" "$@"
+config=$S3PRL_CONFIG
+overrides=(${S3PRL_OVERRIDES[@]+"${S3PRL_OVERRIDES[@]}"})
+set -- ${S3PRL_ARGS[@]+"${S3PRL_ARGS[@]}"}
 . "$utils_dir/parse_options.sh"
-
-if [ $# -ne 2 ]; then
-  echo "$help_message" >&2
-  exit 1
-fi
+s3prl_check_args 2 $#
 data=$1
 exp=$2
 [ -n "$config" ] || { echo "$prog: --config is required" >&2; exit 1; }
@@ -49,16 +36,16 @@ exp=$2
 case "$ngpu" in ''|*[!0-9]*) echo "$prog: --ngpu must be a whole number, got '$ngpu'" >&2; exit 1 ;; esac
 
 # One run per exp dir: the verb locks <exp-dir>/.lock itself, but only once the job runner has
-# already (re)written the log; with_lock.sh refuses a second run before anything is touched.
+# already (re)written the log; s3prl_with_lock (utils/lib.sh) refuses a second run before that.
 verb=(-m s3prl.bin.pretrain --config "$config" --input "$input" ${overrides[@]+"${overrides[@]}"} "$data" "$exp")
 if [ "$ngpu" -gt 1 ]; then
   # torchrun lives next to the venv's python.
   torchrun=$(dirname "$S3PRL_PYTHON")/torchrun
   [ -x "$torchrun" ] || torchrun=torchrun
-  exec "$utils_dir/with_lock.sh" "$exp" $cmd --gpu "$ngpu" "$exp/log/pretrain.log" \
+  s3prl_with_lock "$exp" $cmd --gpu "$ngpu" "$exp/log/pretrain.log" \
     "$torchrun" --standalone --nproc_per_node "$ngpu" "${verb[@]}"
 else
   gpu_opt=()
   [ "$ngpu" -eq 1 ] && gpu_opt=(--gpu 1)
-  exec "$utils_dir/with_lock.sh" "$exp" $cmd ${gpu_opt[@]+"${gpu_opt[@]}"} "$exp/log/pretrain.log" "$S3PRL_PYTHON" "${verb[@]}"
+  s3prl_with_lock "$exp" $cmd ${gpu_opt[@]+"${gpu_opt[@]}"} "$exp/log/pretrain.log" "$S3PRL_PYTHON" "${verb[@]}"
 fi

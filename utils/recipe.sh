@@ -7,10 +7,14 @@
 #
 # It sources path.sh and cmd.sh, parses the --options (Kaldi's utils/parse_options.sh: every
 # option must be a variable of the configuration section), refuses a leftover argument with the
-# help message, validates every numeric option the recipe declares (below) before any stage runs,
-# and defines `log` (utils/log.sh), `abspath PATH` (PATH as given on the command line, made
-# absolute against the caller's directory; "" stays "") and `recipe_check_nj SRC...` (refuses
-# --nj above the speaker count of a data dir or corpus subset, before the stage that would split).
+# help message, validates every numeric option and every shared choice (--device, --layer,
+# --pretrain-size, --downstream-size) the recipe declares before any stage runs, and defines `log`
+# (utils/log.sh), `abspath PATH` (PATH as given on the command line, made absolute against the
+# caller's directory; "" stays "") and `recipe_check_nj SRC...` (refuses --nj above the speaker
+# count of a data dir or corpus subset, before the stage that would split), plus the shared
+# vocabulary helpers recipe_overrides, recipe_pretrain_config, recipe_downstream_config,
+# recipe_upstream_name, recipe_corpus / recipe_get_corpus (stage 0), recipe_nj_upto and
+# recipe_layer_dirs (below), so that a recipe's stages only loop over sets x upstreams x tasks.
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
@@ -45,6 +49,43 @@ if [ -n "${layer+x}" ] && ! [[ "$layer" =~ ^(last|all|-?[0-9]+(,-?[0-9]+)*)$ ]];
   echo "$0: --layer must be last, all or a layer number, got '$layer'" >&2
   exit 1
 fi
+# The options every recipe shares take one set of values: --device (the dump; training picks cuda
+# when available), --pretrain-size and --downstream-size (the conf/ presets).
+recipe_check_choice() {  # recipe_check_choice NAME VALUE...: $NAME must be one of the VALUEs
+  local name=$1 v; shift
+  for v in "$@"; do [ "${!name}" = "$v" ] && return 0; done
+  echo "$0: --${name//_/-} must be one of: $*, got '${!name}'" >&2
+  exit 1
+}
+if [ -n "${device+x}" ]; then recipe_check_choice device auto cpu cuda; fi
+if [ -n "${pretrain_size+x}" ]; then recipe_check_choice pretrain_size tiny base; fi
+if [ -n "${downstream_size+x}" ]; then recipe_check_choice downstream_size tiny base; fi
+
+# recipe_overrides ARRAY "K=V ...": ARRAY=(--override K=V ...) from --pretrain-overrides or
+# --downstream-overrides (space-separated config overrides, s3prl.config's K=V syntax).
+recipe_overrides() {
+  local -n __ro=$1
+  local kv
+  __ro=()
+  for kv in $2; do __ro+=(--override "$kv"); done
+}
+
+# recipe_pretrain_config UPSTREAM: the pre-training preset conf/<upstream>_<pretrain-size>.yaml.
+recipe_pretrain_config() {
+  echo "conf/$1_$pretrain_size.yaml"
+}
+
+# recipe_downstream_config NAME: the downstream preset conf/downstream/NAME_tiny.yaml, or for
+# --downstream-size base conf/downstream/NAME.yaml (the papers' setting).
+recipe_downstream_config() {
+  if [ "$downstream_size" = base ]; then echo "conf/downstream/$1.yaml"; else echo "conf/downstream/$1_$downstream_size.yaml"; fi
+}
+
+# recipe_upstream_name CKPT: a short, unique name for an upstream given as a checkpoint or exp dir:
+# <exp dir name> for an exp dir, <exp dir>_<ckpt stem> for a file.
+recipe_upstream_name() {
+  if [ -d "$1" ]; then basename "$1"; else echo "$(basename "$(dirname "$1")")_$(basename "${1%.*}")"; fi
+}
 
 # recipe_check_nj [--depth D] SRC...: exit 1 if --nj is more than the number of speakers of any
 # SRC: a Kaldi data dir (the speakers of its utt2spk) or, before the data dirs exist, a corpus
@@ -67,5 +108,83 @@ recipe_check_nj() {
       echo "$0: --nj $nj is more than the number of speakers ($n) in $src" >&2
       exit 1
     fi
+  done
+}
+
+# recipe_check_nj_data SET...: recipe_check_nj on data/SET for every SET (all of them before the
+# stage that splits the first).
+recipe_check_nj_data() {
+  local x
+  for x in "$@"; do recipe_check_nj "data/$x"; done
+}
+
+# recipe_nj_upto DATA: the smaller of --nj and the number of speakers of the data dir DATA, for a
+# corpus whose "speakers" may be fewer than a sensible --nj (MOSEI: one per video).
+recipe_nj_upto() {
+  local n
+  n=$(cut -d' ' -f2 "$1/utt2spk" | LC_ALL=C sort -u | wc -l)
+  echo $(( nj < n ? nj : n ))
+}
+
+# recipe_corpus SYNTH_DIR: --corpus-dir made absolute (synthetic=false), or when it is empty the
+# synthetic stand-in SYNTH_DIR that stage 0 generates (synthetic=true).
+recipe_corpus() {
+  if [ -z "$corpus_dir" ]; then
+    corpus_dir=$1
+    synthetic=true
+  else
+    corpus_dir=$(abspath "$corpus_dir")
+    synthetic=false
+  fi
+}
+
+# recipe_get_corpus NAME GENERATOR...: stage 0 of a recipe with a synthetic stand-in: GENERATOR
+# makes it in $corpus_dir (--synth-preset, --synth-seed), or the real corpus NAME given by
+# --corpus-dir must exist.
+recipe_get_corpus() {
+  local name=$1
+  shift
+  if $synthetic; then
+    log "Stage 0: synthetic $name (preset $synth_preset, seed $synth_seed) -> $corpus_dir"
+    "$@"
+  else
+    log "Stage 0: using the $name corpus at $corpus_dir"
+    [ -d "$corpus_dir" ] || { log "error: --corpus-dir $corpus_dir: no such directory"; exit 1; }
+  fi
+}
+
+# recipe_layer_dirs UPSTREAM DUMP SET...: the layer dirs DUMP/layer-<k> of the dump that --layer
+# names, "last" resolved from the checkpoint or exp dir UPSTREAM (never from the layer dirs that
+# happen to exist); exits 1 naming the set if the dump of any SET is incomplete (stage killed
+# between layers), stale or lacks a layer. Call it as dirs=$(recipe_layer_dirs ...) so that
+# set -e stops the recipe.
+recipe_layer_dirs() {
+  local upstream=$1 dump=$2
+  shift 2
+  python -m s3prl.bin.extract --mode layers --upstream "$upstream" --layer "$layer" "$dump" "$@"
+}
+
+# recipe_features LABEL SET...: the features stage: --nj checked against every data/SET first, then
+# utils/compute_feats.sh (--feat-config, $train_cmd) on each; LABEL ("Stage 2") starts the log line.
+recipe_features() {
+  local label=$1 x
+  shift
+  recipe_check_nj_data "$@"
+  log "$label: features ($feat_config) with $nj jobs"
+  for x in "$@"; do
+    utils/compute_feats.sh --nj "$nj" --cmd "$train_cmd" --config "$feat_config" \
+      "data/$x" "exp/make_feats/$x" "feats/$x"
+  done
+}
+
+# recipe_dump LABEL UPSTREAM NAME SET...: the dump stage for one upstream (a checkpoint or exp
+# dir): its representations of every data/SET (--layer, --device, --chunk-context) in dump/NAME.
+recipe_dump() {
+  local label=$1 upstream=$2 name=$3 x
+  shift 3
+  for x in "$@"; do
+    log "$label: dumping $name representations ($layer) of $x -> dump/$name"
+    utils/dump_feats.sh --nj "$nj" --cmd "$train_cmd" --layer "$layer" --device "$device" \
+      --chunk-context "$chunk_context" "$upstream" "data/$x" "dump/$name"
   done
 }

@@ -8,10 +8,4 @@ help_message="Usage: $0 [--per-utt] <data-dir> <num-to-split>
  --per-utt   split by utterance (speakers may span parts) instead of by speaker"
 utils_dir=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 . "$utils_dir/lib.sh"
-s3prl_bare_flags "per-utt per_utt" "$@"
-set -- "${S3PRL_ARGS[@]+"${S3PRL_ARGS[@]}"}"
-. "$utils_dir/parse_options.sh"
-if [ "$#" -ne 2 ]; then printf '%s\n' "$help_message" >&2; exit 1; fi
-opts=()
-[ "$per_utt" = true ] && opts+=(--per-utt)
-exec "$S3PRL_PYTHON" -m s3prl.bin.data_dir split "${opts[@]+"${opts[@]}"}" "$1" "$2"
+s3prl_data_dir_verb split 2 "per-utt per_utt" "$@"

@@ -12,14 +12,4 @@ help_message="Usage: $0 [--no-feats] [--no-text] [--no-wav] [--non-print] [--no-
  --no-spk-sort   do not require utt2spk to be sorted by speaker too"
 utils_dir=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 . "$utils_dir/lib.sh"
-s3prl_bare_flags "no-feats no_feats no-text no_text no-wav no_wav non-print non_print no-spk-sort no_spk_sort" "$@"
-set -- "${S3PRL_ARGS[@]+"${S3PRL_ARGS[@]}"}"
-. "$utils_dir/parse_options.sh"
-if [ "$#" -ne 1 ]; then printf '%s\n' "$help_message" >&2; exit 1; fi
-opts=()
-[ "$no_feats" = true ] && opts+=(--no-feats)
-[ "$no_text" = true ] && opts+=(--no-text)
-[ "$no_wav" = true ] && opts+=(--no-wav)
-[ "$non_print" = true ] && opts+=(--non-print)
-[ "$no_spk_sort" = true ] && opts+=(--no-spk-sort)
-exec "$S3PRL_PYTHON" -m s3prl.bin.data_dir validate "${opts[@]+"${opts[@]}"}" "$1"
+s3prl_data_dir_verb validate 1 "no-feats no_feats no-text no_text no-wav no_wav non-print non_print no-spk-sort no_spk_sort" "$@"

@@ -8,27 +8,12 @@
 # The lock is <dir>/log/.run.lock (flock; the kernel drops it when the holder dies, so a killed run
 # leaves no stale lock). A verb started directly that holds <dir>/.lock also makes this refuse.
 # The command runs without the lock's file descriptor; its exit status is this script's.
+# (The command-line face of s3prl_with_lock in utils/lib.sh.)
 set -euo pipefail
 prog=${0##*/}
 if [ $# -lt 2 ]; then
   echo "Usage: $prog <dir> <command> [args...]" >&2
   exit 1
 fi
-dir=$1
-shift
-mkdir -p "$dir/log"
-lockfile="$dir/log/.run.lock"
-exec 9>>"$lockfile"
-if ! flock -n 9; then
-  echo "$prog: $dir: locked by another run ($(cat "$lockfile" 2>/dev/null || true))" >&2
-  exit 1
-fi
-printf 'host=%s pid=%s started=%s\n' "$(hostname)" "$$" "$(date '+%Y-%m-%d %H:%M:%S')" > "$lockfile"
-# A verb run started directly (not through this script) holds only <dir>/.lock.
-if [ -f "$dir/.lock" ] && ! flock -n "$dir/.lock" true 9>&-; then
-  echo "$prog: $dir: locked by another run ($(cat "$dir/.lock" 2>/dev/null || true))" >&2
-  exit 1
-fi
-rc=0
-"$@" 9>&- || rc=$?
-exit "$rc"
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib.sh"
+s3prl_with_lock "$@"    # under set -e its status is this script's

@@ -9,7 +9,7 @@
 #
 #   ./run.sh                                   # everything, synthetic corpus, tiny configs
 #   ./run.sh --stage 2 --stop-stage 2          # features only
-#   ./run.sh --corpus-dir /data/LibriSpeech --cpc-dir /data/cpc --size base --nj 16
+#   ./run.sh --corpus-dir /data/LibriSpeech --cpc-dir /data/cpc --pretrain-size base --nj 16
 #
 # Stages: 0 corpus | 1 data dirs | 2 features | 3 pre-training | 4 dump | 5 phone/speaker
 #         | 6 CTC speech recognition | 7 results | 8 hand-off to PyTorch-Kaldi (with --kaldi-exp)
@@ -27,7 +27,7 @@ train_set=train-clean-100
 dev_set=dev-clean          # ASR dev (best checkpoint) and test sets; "" skips ASR
 test_set=test-clean
 feat_config=conf/fbank.yaml
-size=tiny                  # pre-training configs: tiny (demo) or base (the papers')
+pretrain_size=tiny         # pre-training configs: tiny (demo) or base (the papers')
 upstreams="mockingjay tera aalbert apc"
 ngpu=0                     # >1: pre-training through torchrun on this machine
 max_parallel=$(nproc 2>/dev/null || echo 1)  # training runs side by side (one thread each, see path.sh)
@@ -39,11 +39,11 @@ speaker_heads="utterance"  # any of: frame utterance rnn
 downstream_size=tiny       # downstream configs: tiny (demo) or base
 asr=true                   # stage 6: CTC recognizer for fbank and each upstream
 asr_mode=dump              # stage 6 upstream input: dump (stage 4's layer dirs) | weighted_sum | fine_tune (on the fly)
-device=cpu                 # dump device: cpu | cuda
+device=auto                # dump device: auto (cuda when available) | cpu | cuda
 kaldi_exp=                 # stage 8: exp/ of a Kaldi LibriSpeech s5 system (tri4b alignments, graph)
 pk_config=conf/pytorch_kaldi.yaml
-pretrain_override=""       # space-separated K=V config overrides for every pre-training run
-downstream_override=""     # space-separated K=V config overrides for every downstream run
+pretrain_overrides=""      # space-separated K=V config overrides for every pre-training run
+downstream_overrides=""    # space-separated K=V config overrides for every downstream run
 # End configuration section.
 
 help_message="Usage: $0 [options]
@@ -52,20 +52,22 @@ help_message="Usage: $0 [options]
   --corpus-dir DIR           real LibriSpeech (default: synthetic corpus in downloads/)
   --cpc-dir DIR              CPC phone labels for the real corpus
   --synth-preset P           tiny | default | large (synthetic corpus)
-  --size S                   tiny | base pre-training configs
+  --pretrain-size S          tiny | base pre-training configs
   --upstreams \"LIST\"         upstreams to pre-train (mockingjay tera aalbert apc)
   --nj N                     parallel jobs
   --ngpu N                   GPUs for pre-training (torchrun when > 1)
   --max-parallel N           pre-training / downstream runs side by side (default: number of CPUs)
   --layer L                  representation layer to dump/evaluate (last, all, or an index)
   --chunk-context N          dump: frames of context per side for long inputs to transformers (0 = S3PRL)
+  --device D                 dump device: auto | cpu | cuda
   --phone-heads \"LIST\"       linear 1hidden concat
   --speaker-heads \"LIST\"     frame utterance rnn
   --asr true|false           stage 6 (CTC recognizer on $train_set, $dev_set, $test_set)
   --asr-mode M               dump | weighted_sum | fine_tune (upstreams run inside the recognizer)
+  --downstream-size S        tiny | base downstream configs
   --kaldi-exp DIR            Kaldi exp/ with tri4b_ali_{clean_100,dev_clean,test_clean}, tri4b/graph_tgsmall (stage 8)
-  --pretrain-override \"K=V ...\"    e.g. \"runner.total_steps=50 optimizer.lr=1e-3\"
-  --downstream-override \"K=V ...\"  e.g. \"runner.total_steps=100\""
+  --pretrain-overrides \"K=V ...\"    e.g. \"runner.total_steps=50 optimizer.lr=1e-3\"
+  --downstream-overrides \"K=V ...\"  e.g. \"runner.total_steps=100\""
 
 caller_pwd=$PWD
 cd "$(dirname "$0")"
@@ -75,13 +77,7 @@ case "$asr_mode" in dump|weighted_sum|fine_tune) ;;
   *) log "error: --asr-mode '$asr_mode' is not one of dump weighted_sum fine_tune"; exit 1 ;;
 esac
 
-if [ -z "$corpus_dir" ]; then
-  corpus_dir=downloads/synth_${synth_preset}_seed${synth_seed}
-  synthetic=true
-else
-  corpus_dir=$(abspath "$corpus_dir")
-  synthetic=false
-fi
+recipe_corpus "downloads/synth_${synth_preset}_seed${synth_seed}"
 if [ -z "$cpc_dir" ]; then
   cpc_dir=$corpus_dir/cpc
 else
@@ -92,62 +88,38 @@ if $asr; then sets="$sets $dev_set $test_set"; fi
 # --nj against the speakers of every set, before any stage writes anything: the corpus subsets
 # (one speaker per READER/CHAPTER) when stage 1 will make the data dirs, else the data dirs; the
 # synthetic corpus is only known once stage 0 made it, so stage 2 checks again.
-nj_sources=()
-for x in $sets; do
-  if [ "$stage" -le 1 ] && [ -d "$corpus_dir/LibriSpeech/$x" ]; then nj_sources+=("$corpus_dir/LibriSpeech/$x")
-  elif [ "$stage" -le 1 ] && [ -d "$corpus_dir/$x" ]; then nj_sources+=("$corpus_dir/$x")
-  else nj_sources+=("data/$x"); fi
-done
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 2 ]; then  # stages 2 and 4 split the data dirs by speaker
-  for src in "${nj_sources[@]}"; do
-    case "$src" in data/*) recipe_check_nj "$src" ;; *) recipe_check_nj --depth 2 "$src" ;; esac
+  for x in $sets; do
+    if [ "$stage" -le 1 ]; then recipe_check_nj --depth 2 "$corpus_dir/LibriSpeech/$x" "$corpus_dir/$x"
+    else recipe_check_nj "data/$x"; fi
   done
 fi
-pretrain_args=(); for kv in $pretrain_override; do pretrain_args+=(--override "$kv"); done
-downstream_args=(); for kv in $downstream_override; do downstream_args+=(--override "$kv"); done
+recipe_overrides pretrain_args "$pretrain_overrides"
+recipe_overrides downstream_args "$downstream_overrides"
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
-  if $synthetic; then
-    log "Stage 0: synthetic LibriSpeech (preset $synth_preset, seed $synth_seed) -> $corpus_dir"
+  recipe_get_corpus LibriSpeech \
     "$S3PRL_ROOT/tools/make_synthetic_corpus.sh" --preset "$synth_preset" --seed "$synth_seed" "$corpus_dir"
-  else
-    log "Stage 0: using the LibriSpeech corpus at $corpus_dir"
-    [ -d "$corpus_dir" ] || { log "error: --corpus-dir $corpus_dir: no such directory"; exit 1; }
-  fi
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "Stage 1: Kaldi data dirs for: $sets"
   for x in $sets; do
-    python -m s3prl.bin.prepare_librispeech "$corpus_dir" "$x" "data/$x"
+    local/data_prep.sh "$corpus_dir" "$x" "data/$x"
   done
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  for x in $sets; do recipe_check_nj "data/$x"; done
-  log "Stage 2: features ($feat_config) with $nj jobs"
-  for x in $sets; do
-    utils/compute_feats.sh --nj "$nj" --cmd "$train_cmd" --config "$feat_config" \
-      "data/$x" "exp/make_feats/$x" "feats/$x"
-  done
+  recipe_features "Stage 2" $sets
 fi
-
-# conf/<upstream>_<size>.yaml; the base presets keep the papers' names.
-pretrain_config() {
-  case "$1:$size" in
-    aalbert:base) echo conf/aalbert_3l.yaml ;;
-    apc:base) echo conf/apc.yaml ;;
-    *) echo "conf/$1_$size.yaml" ;;
-  esac
-}
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   # APC (the longest tiny run: GRUs over 300-frame crops) starts first, the others share the
   # remaining slots, so the stage ends sooner than in the listed order.
   for u in $(for u in $upstreams; do [ "$u" = apc ] && echo "$u"; done; for u in $upstreams; do [ "$u" = apc ] || echo "$u"; done); do
-    name=${u}_${size}
+    name=${u}_${pretrain_size}
     log "Stage 3: pre-training $name on data/$train_set -> exp/$name"
-    bg_run utils/pretrain.sh --ngpu "$ngpu" --cmd "$cuda_cmd" --config "$(pretrain_config "$u")" \
+    bg_run utils/pretrain.sh --ngpu "$ngpu" --cmd "$cuda_cmd" --config "$(recipe_pretrain_config "$u")" \
       ${pretrain_args[@]+"${pretrain_args[@]}"} \
       "data/$train_set" "exp/$name"
   done
@@ -155,32 +127,17 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  for x in $sets; do recipe_check_nj "data/$x"; done
+  recipe_check_nj_data $sets
   for u in $upstreams; do
-    name=${u}_${size}
-    for x in $sets; do
-      log "Stage 4: dumping $name representations ($layer) of $x -> dump/$name"
-      utils/dump_feats.sh --nj "$nj" --cmd "$train_cmd" --layer "$layer" --device "$device" \
-        --chunk-context "$chunk_context" "exp/$name" "data/$x" "dump/$name"
-    done
+    recipe_dump "Stage 4" "exp/${u}_${pretrain_size}" "${u}_${pretrain_size}" $sets
   done
 fi
 
-# layer_dirs NAME SET...: the dumped layer dirs dump/NAME/layer-<k> that --layer names, "last"
-# resolved from the checkpoint exp/NAME (never from the layer dirs that happen to exist); exits 1
-# naming the set if the dump of any SET is incomplete (stage 4 killed between layers), stale or
-# lacks a layer. Call it as dirs=$(layer_dirs ...) so that set -e stops the recipe.
-layer_dirs() {
-  local name=$1; shift
-  python -m s3prl.bin.extract --mode layers --upstream "exp/$name" --layer "$layer" "dump/$name" "$@"
-}
-
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-  ds_suffix=_$downstream_size; [ "$downstream_size" = base ] && ds_suffix=
   inputs="fbank:data/$train_set"
   for u in $upstreams; do
-    dirs=$(layer_dirs "${u}_${size}" "$train_set")
-    for d in $dirs; do inputs="$inputs ${u}_${size}:$d/$train_set"; done
+    dirs=$(recipe_layer_dirs "exp/${u}_${pretrain_size}" "dump/${u}_${pretrain_size}" "$train_set")
+    for d in $dirs; do inputs="$inputs ${u}_${pretrain_size}:$d/$train_set"; done
   done
   for input in $inputs; do
     name=${input%%:*}; feats=${input#*:}
@@ -190,7 +147,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
       dir=exp/downstream/${task}_${head}_${tag}
       log "Stage 5: $task classification on $feats, $head head -> $dir"
       bg_run utils/with_lock.sh "$dir" $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream \
-        --config "conf/downstream/${task}_${head}${ds_suffix}.yaml" --task "$task" \
+        --config "$(recipe_downstream_config "${task}_${head}")" --task "$task" \
         ${downstream_args[@]+"${downstream_args[@]}"} \
         --labels "$cpc_dir" --feats "$feats" --upstream "$upstream" --results-md RESULTS.md "$dir"
     done
@@ -199,17 +156,16 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && $asr; then
-  ds_suffix=_$downstream_size; [ "$downstream_size" = base ] && ds_suffix=
   # input = name:source, source = a dir holding the three sets (fbank: data/, a dump layer dir) or
   # the on-the-fly mode; on the fly the upstream reads data/<set> with the dump's chunk context,
   # and the config's CMVN and deltas apply to its states as they do to dumped ones.
   inputs="fbank:data"
   for u in $upstreams; do
     if [ "$asr_mode" = dump ]; then
-      dirs=$(layer_dirs "${u}_${size}" "$train_set" "$dev_set" "$test_set")
-      for d in $dirs; do inputs="$inputs ${u}_${size}:$d"; done
+      dirs=$(recipe_layer_dirs "exp/${u}_${pretrain_size}" "dump/${u}_${pretrain_size}" "$train_set" "$dev_set" "$test_set")
+      for d in $dirs; do inputs="$inputs ${u}_${pretrain_size}:$d"; done
     else
-      inputs="$inputs ${u}_${size}:$asr_mode"
+      inputs="$inputs ${u}_${pretrain_size}:$asr_mode"
     fi
   done
   for input in $inputs; do
@@ -227,7 +183,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && $asr; then
     dir=exp/downstream/asr_bilstm_${tag}
     log "Stage 6: CTC recognizer on $root/{$train_set,$dev_set,$test_set} ($upstream) -> $dir"
     bg_run utils/with_lock.sh "$dir" $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_asr \
-      --config "conf/downstream/asr_bilstm${ds_suffix}.yaml" ${src[@]+"${src[@]}"} ${downstream_args[@]+"${downstream_args[@]}"} \
+      --config "$(recipe_downstream_config asr_bilstm)" ${src[@]+"${src[@]}"} ${downstream_args[@]+"${downstream_args[@]}"} \
       --upstream "$upstream" --train "$root/$train_set" --dev "$root/$dev_set" --test "$root/$test_set" \
       --results-md RESULTS.md "$dir"
   done
@@ -245,8 +201,8 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
     log "Stage 8: skipped: the PyTorch-Kaldi hand-off needs --kaldi-exp (a Kaldi LibriSpeech s5 exp/ dir)"
   else
     kaldi_exp=$(abspath "$kaldi_exp")
-    name=$(echo "$upstreams" | awk '{print $1}')_${size}
-    feats=$(layer_dirs "$name" "$train_set" "$dev_set" "$test_set")
+    name=$(echo "$upstreams" | awk '{print $1}')_${pretrain_size}
+    feats=$(recipe_layer_dirs "exp/$name" "dump/$name" "$train_set" "$dev_set" "$test_set")
     feats=$(echo "$feats" | tail -n 1)
     pk_exp=exp/pytorch_kaldi_${name}_$(basename "$feats")
     log "Stage 8: PyTorch-Kaldi experiment $pk_exp over $feats"

@@ -41,8 +41,8 @@ chunk_context=12           # dump: frames of context per side for long transform
 heads="rnn meanpool"       # rnn (Mockingjay one-layer RNN) and/or meanpool (mean-pool + linear)
 label_modes="2class"       # any of: 2class 7class regression
 downstream_size=tiny       # downstream configs: tiny (demo) or base
-downstream_overrides=""    # extra config overrides K=V for every run, e.g. "runner.total_steps=2000"
-device=cpu                 # cpu | cuda (dumping; training picks cuda when available)
+downstream_overrides=""    # space-separated K=V config overrides for every downstream run
+device=auto                # dump device: auto (cuda when available) | cpu | cuda (training picks cuda when available)
 # End configuration section.
 
 help_message="Usage: $0 [options]
@@ -54,64 +54,49 @@ help_message="Usage: $0 [options]
   --upstream-ckpts \"LIST\"    upstream checkpoints (or exp dirs) to evaluate besides fbank
   --upstream-mode M          dump | frozen | weighted_sum | fine_tune
   --layer L                  layer to dump / use (last or an index)
-  --chunk-context N          dump: context frames per side in overlapping windows (transformers)
+  --chunk-context N          dump: frames of context per side for long inputs to transformers (0 = S3PRL)
+  --device D                 dump device: auto | cpu | cuda
   --heads \"LIST\"             rnn meanpool
   --label-modes \"LIST\"       2class 7class regression
-  --downstream-size S        tiny | base
-  --downstream-overrides \"L\" config overrides K=V for every sentiment run
+  --downstream-size S        tiny | base downstream configs
+  --downstream-overrides \"K=V ...\"  e.g. \"runner.total_steps=2000\"
   --nj N                     parallel jobs"
 
 caller_pwd=$PWD
 cd "$(dirname "$0")"
 . utils/recipe.sh "$@"
 
-if [ -z "$corpus_dir" ]; then
-  corpus_dir=downloads/mosei_synth_${synth_preset}_seed${synth_seed}
-  synthetic=true
-else
-  corpus_dir=$(abspath "$corpus_dir")
-  synthetic=false
-fi
-prep_opts=(--seed "$split_seed")
-[ -z "$label_csv" ] || prep_opts+=(--label-csv "$(abspath "$label_csv")")
-[ -z "$audio_dir" ] || prep_opts+=(--audio-dir "$(abspath "$audio_dir")")
+recipe_corpus "downloads/mosei_synth_${synth_preset}_seed${synth_seed}"
+label_csv=$(abspath "$label_csv")
+audio_dir=$(abspath "$audio_dir")
 ckpts=()
 for c in $upstream_ckpts; do ckpts+=("$(abspath "$c")"); done
 case "$upstream_mode" in dump|frozen|weighted_sum|fine_tune) ;;
   *) log "error: --upstream-mode '$upstream_mode' is not one of dump frozen weighted_sum fine_tune"; exit 1 ;;
 esac
-# A short, unique name per upstream: <exp dir name> for an exp dir, <exp dir>_<ckpt stem> for a file.
-upstream_name() { if [ -d "$1" ]; then basename "$1"; else echo "$(basename "$(dirname "$1")")_$(basename "${1%.*}")"; fi; }
+recipe_overrides train_opts "$downstream_overrides"
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
-  if $synthetic; then
-    log "Stage 0: synthetic MOSEI (preset $synth_preset, seed $synth_seed) -> $corpus_dir"
+  recipe_get_corpus CMU-MOSEI \
     python "$S3PRL_ROOT/tools/synth/mosei.py" --preset "$synth_preset" --seed "$synth_seed" --out "$corpus_dir"
-  else
-    log "Stage 0: using the CMU-MOSEI corpus at $corpus_dir"
-    [ -d "$corpus_dir" ] || { log "error: --corpus-dir $corpus_dir: no such directory"; exit 1; }
-  fi
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "Stage 1: data dir with segments (data/mosei) and video-level splits (data/sentiment)"
-  python -m s3prl.bin.prepare_mosei "${prep_opts[@]}" "$corpus_dir" data/mosei data/sentiment
+  local/data_prep.sh --seed "$split_seed" --label-csv "$label_csv" --audio-dir "$audio_dir" \
+    "$corpus_dir" data/mosei data/sentiment
 fi
 
+# Stages 2 and 3 split data/mosei by speaker (= video): --nj is at most the number of videos.
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  log "Stage 2: features ($feat_config) with $nj jobs"
-  nvid=$(wc -l < data/mosei/wav.scp)
-  utils/compute_feats.sh --nj "$(( nj < nvid ? nj : nvid ))" --cmd "$train_cmd" --config "$feat_config" \
-    data/mosei exp/make_feats/mosei feats/mosei
+  nj=$(recipe_nj_upto data/mosei)
+  recipe_features "Stage 2" mosei
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ "$upstream_mode" = dump ]; then
+  nj=$(recipe_nj_upto data/mosei)
   for c in ${ckpts[@]+"${ckpts[@]}"}; do
-    name=$(upstream_name "$c")
-    log "Stage 3: dumping $name ($layer) of data/mosei -> dump/$name"
-    nvid=$(wc -l < data/mosei/wav.scp)
-    utils/dump_feats.sh --nj "$(( nj < nvid ? nj : nvid ))" --cmd "$train_cmd" --layer "$layer" \
-      --device "$device" --chunk-context "$chunk_context" "$c" data/mosei "dump/$name"
+    recipe_dump "Stage 3" "$c" "$(recipe_upstream_name "$c")" mosei
   done
 fi
 
@@ -122,18 +107,16 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   ctx=--override=input.chunk_context=$chunk_context
   inputs=("fbank|fbank|--feats|data/mosei|--override=dataloader.cmvn=speaker")
   for c in ${ckpts[@]+"${ckpts[@]}"}; do
-    name=$(upstream_name "$c")
+    name=$(recipe_upstream_name "$c")
     case "$upstream_mode" in
       dump) # "last" from the checkpoint; an incomplete (killed) or stale dump stops here
-            d=$(python -m s3prl.bin.extract --mode layers --upstream "$c" --layer "$layer" "dump/$name" mosei)/mosei
+            d=$(recipe_layer_dirs "$c" "dump/$name" mosei)/mosei
             inputs+=("${name}_$(basename "$(dirname "$d")")|$name|--feats|$d|--layer=$layer") ;;
       frozen) inputs+=("${name}_$layer|$c|--data|data/mosei|--layer=$layer|$ctx") ;;
       weighted_sum) inputs+=("${name}_ws|$c|--data|data/mosei|--layer=weighted_sum|$ctx") ;;
       fine_tune) inputs+=("${name}_ft|$c|--data|data/mosei|--fine-tune|$ctx") ;;
     esac
   done
-  train_opts=()
-  for o in $downstream_overrides; do train_opts+=(--override "$o"); done
   for input in "${inputs[@]}"; do
     IFS='|' read -r tag upstream src_opt src extra otf <<< "$input"
     for head in $heads; do
@@ -141,7 +124,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
         dir=exp/sentiment/${mode}_${head}_${tag}
         log "Stage 4: sentiment $mode, $head head, on $tag -> $dir"
         utils/with_lock.sh "$dir" $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream --task sentiment \
-          --config "conf/downstream/sentiment_${head}_${downstream_size}.yaml" --override "labels.mode=$mode" \
+          --config "$(recipe_downstream_config "sentiment_$head")" --override "labels.mode=$mode" \
           "$extra" ${otf:+"$otf"} ${train_opts[@]+"${train_opts[@]}"} --labels data/sentiment "$src_opt" "$src" --upstream "$upstream" --results-md RESULTS.md \
           --no-progress "$dir"
       done

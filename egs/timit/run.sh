@@ -9,8 +9,8 @@
 # dev and test and the decoding graph (--kaldi-exp), a compiled Kaldi (KALDI_ROOT) and
 # tools/install_pytorch_kaldi.sh.
 #
-#   ./run.sh --timit-dir /data/TIMIT --stop-stage 3                 # data, features, pre-training, dump
-#   ./run.sh --timit-dir /data/TIMIT --upstream-ckpt ../librispeech/exp/tera_base/states-best.ckpt \
+#   ./run.sh --corpus-dir /data/TIMIT --stop-stage 3                # data, features, pre-training, dump
+#   ./run.sh --corpus-dir /data/TIMIT --upstream-ckpts ../librispeech/exp/tera_base \
 #            --kaldi-exp /kaldi/egs/timit/s5/exp --stage 3
 #
 # Stages: 0 data | 1 features | 2 pre-training | 3 dump | 4 alignment check | 5 cfg | 6 PyTorch-Kaldi
@@ -20,13 +20,14 @@ set -euo pipefail
 stage=0
 stop_stage=100
 nj=4
-timit_dir=                 # TIMIT corpus (TIMIT/TRAIN/DR1/FCJF0/SA1.WAV ..., any case)
+corpus_dir=                # TIMIT corpus (TIMIT/TRAIN/DR1/FCJF0/SA1.WAV ..., any case)
 wav_format=path            # path | sph2pipe | sox   (wav.scp entries)
 feat_config=conf/fbank.yaml
-pretrain_config=conf/tera_tiny.yaml
-pretrain_override=""       # space-separated K=V overrides of the pre-training config
-upstream_ckpt=             # use this checkpoint instead of pre-training (stage 2 skipped)
-ngpu=0
+upstreams="tera"           # upstreams to pre-train (conf/<upstream>_<pretrain-size>.yaml)
+pretrain_size=tiny         # pre-training configs: tiny (demo) or base (the papers')
+pretrain_overrides=""      # space-separated K=V config overrides for every pre-training run
+upstream_ckpts=""          # upstream checkpoints or exp dirs to use instead (stage 2 skipped)
+ngpu=0                     # >1: pre-training through torchrun on this machine
 layer=last                 # representation layer handed to PyTorch-Kaldi: last | N
 chunk_context=12           # dump: frames of context per side for long transformer inputs (0 = S3PRL)
 device=auto                # dump device: auto (cuda when available) | cpu | cuda
@@ -38,16 +39,19 @@ graph=                     # default $kaldi_exp/tri3/graph
 pk_config=conf/pytorch_kaldi.yaml
 # End configuration section.
 
-help_message="Usage: $0 --timit-dir DIR [options]
+help_message="Usage: $0 --corpus-dir DIR [options]
   --stage N --stop-stage M   run stages N..M (0 data, 1 feats, 2 pretrain, 3 dump, 4 ali check, 5 cfg, 6 pytorch-kaldi)
-  --timit-dir DIR            the TIMIT corpus
+  --corpus-dir DIR           the TIMIT corpus
   --wav-format F             path | sph2pipe | sox
-  --upstream-ckpt CKPT       an existing upstream checkpoint (skips pre-training)
-  --pretrain-config YAML     pre-training config (default conf/tera_tiny.yaml)
-  --pretrain-override \"K=V ...\"  e.g. \"runner.total_steps=2000\"
+  --upstreams \"LIST\"         upstreams to pre-train (tera; any of mockingjay tera aalbert apc)
+  --pretrain-size S          tiny | base pre-training configs
+  --upstream-ckpts \"LIST\"    existing upstream checkpoints or exp dirs (skips pre-training)
+  --ngpu N                   GPUs for pre-training (torchrun when > 1)
+  --pretrain-overrides \"K=V ...\"  e.g. \"runner.total_steps=2000\"
   --device D                 dump device: auto | cpu | cuda
   --layer L                  layer to hand over: last | N
-  --chunk-context N          dump: context frames per side in overlapping windows (transformers)
+  --chunk-context N          dump: frames of context per side for long inputs to transformers (0 = S3PRL)
+  --nj N                     parallel jobs
   --kaldi-exp DIR            Kaldi TIMIT s5 exp/ dir (alignments tri3_ali{,_dev,_test}, graph tri3/graph)
   --ali-train/--ali-dev/--ali-test/--graph DIR   override those dirs one by one
   --pk-config YAML           PyTorch-Kaldi cfg options (default conf/pytorch_kaldi.yaml)"
@@ -56,23 +60,31 @@ caller_pwd=$PWD
 cd "$(dirname "$0")"
 . utils/recipe.sh "$@"
 
-timit_dir=$(abspath "$timit_dir")
-upstream_ckpt=$(abspath "$upstream_ckpt")
+corpus_dir=$(abspath "$corpus_dir")
 kaldi_exp=$(abspath "$kaldi_exp")
 ali_train=$(abspath "${ali_train:-${kaldi_exp:+$kaldi_exp/tri3_ali}}")
 ali_dev=$(abspath "${ali_dev:-${kaldi_exp:+$kaldi_exp/tri3_ali_dev}}")
 ali_test=$(abspath "${ali_test:-${kaldi_exp:+$kaldi_exp/tri3_ali_test}}")
 graph=$(abspath "${graph:-${kaldi_exp:+$kaldi_exp/tri3/graph}}")
 sets="train dev test"
-name=$(basename "$pretrain_config" .yaml)
-upstream=${upstream_ckpt:-exp/$name}
-if [ -n "$upstream_ckpt" ]; then name=$(basename "$(dirname "$upstream_ckpt")"); fi
+# name=upstream pairs: dump/<name> is made from <upstream> (a checkpoint or exp dir); the first
+# one goes on to the alignment check and PyTorch-Kaldi (stages 4-6).
+upstream_list=()
+if [ -n "$upstream_ckpts" ]; then
+  for c in $upstream_ckpts; do c=$(abspath "$c"); upstream_list+=("$(recipe_upstream_name "$c")=$c"); done
+else
+  for u in $upstreams; do upstream_list+=("${u}_${pretrain_size}=exp/${u}_${pretrain_size}"); done
+fi
+[ ${#upstream_list[@]} -gt 0 ] || { log "error: give --upstreams or --upstream-ckpts"; exit 1; }
+name=${upstream_list[0]%%=*}
+upstream=${upstream_list[0]#*=}
 pk_exp=exp/pytorch_kaldi_${name}_${layer}
+recipe_overrides pretrain_args "$pretrain_overrides"
 
 # --nj against the speakers of every set that exists, before any stage writes anything (stage 0
 # makes them from the corpus; stages 1 and 3 split them by speaker and check again).
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 1 ]; then
-  for x in $sets; do recipe_check_nj "data/$x"; done
+  recipe_check_nj_data $sets
 fi
 
 need_kaldi_dirs() {
@@ -80,60 +92,49 @@ need_kaldi_dirs() {
     [ -n "$d" ] || { log "error: give --kaldi-exp (or --ali-train/--ali-dev/--ali-test/--graph)"; exit 1; }
   done
 }
-# The dump dir of the chosen layer: layer-N, or for "last" the upstream's last hidden state (from
-# the checkpoint, never the highest layer-* that happens to exist); exits 1 naming the set if the
-# dump of train, dev or test is incomplete (stage 3 killed), stale or lacks the layer.
-layer_dir() {
-  python -m s3prl.bin.extract --mode layers --upstream "$upstream" --layer "$layer" "dump/$name" $sets
-}
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
-  [ -n "$timit_dir" ] || { log "error: --timit-dir is required for stage 0"; exit 1; }
-  log "Stage 0: Kaldi data dirs data/{train,dev,test} from $timit_dir"
-  python -m s3prl.bin.prepare_timit --wav-format "$wav_format" "$timit_dir" data
+  [ -n "$corpus_dir" ] || { log "error: --corpus-dir is required for stage 0"; exit 1; }
+  log "Stage 0: Kaldi data dirs data/{train,dev,test} from $corpus_dir"
+  local/timit_data_prep.sh --wav-format "$wav_format" "$corpus_dir" data
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  for x in $sets; do recipe_check_nj "data/$x"; done
-  log "Stage 1: features ($feat_config) with $nj jobs"
-  for x in $sets; do
-    utils/compute_feats.sh --nj "$nj" --cmd "$train_cmd" --config "$feat_config" \
-      "data/$x" "exp/make_feats/$x" "feats/$x"
-  done
+  recipe_features "Stage 1" $sets
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  if [ -n "$upstream_ckpt" ]; then
-    log "Stage 2: using the upstream $upstream_ckpt (no pre-training)"
+  if [ -n "$upstream_ckpts" ]; then
+    log "Stage 2: using the upstreams $upstream_ckpts (no pre-training)"
   else
-    log "Stage 2: pre-training $name on data/train -> exp/$name"
-    pretrain_args=(); for kv in $pretrain_override; do pretrain_args+=(--override "$kv"); done
-    utils/pretrain.sh --ngpu "$ngpu" --cmd "$cuda_cmd" --config "$pretrain_config" \
-      ${pretrain_args[@]+"${pretrain_args[@]}"} data/train "exp/$name"
+    for u in $upstreams; do
+      log "Stage 2: pre-training ${u}_${pretrain_size} on data/train -> exp/${u}_${pretrain_size}"
+      utils/pretrain.sh --ngpu "$ngpu" --cmd "$cuda_cmd" --config "$(recipe_pretrain_config "$u")" \
+        ${pretrain_args[@]+"${pretrain_args[@]}"} data/train "exp/${u}_${pretrain_size}"
+    done
   fi
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  for x in $sets; do recipe_check_nj "data/$x"; done
-  for x in $sets; do
-    log "Stage 3: dumping $name representations ($layer) for $x"
-    utils/dump_feats.sh --nj "$nj" --cmd "$train_cmd" --layer "$layer" --device "$device" \
-      --chunk-context "$chunk_context" "$upstream" "data/$x" "dump/$name"
+  recipe_check_nj_data $sets
+  for nu in "${upstream_list[@]}"; do
+    recipe_dump "Stage 3" "${nu#*=}" "${nu%%=*}" $sets
   done
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   need_kaldi_dirs
-  dump=$(layer_dir)
+  dump=$(recipe_layer_dirs "$upstream" "dump/$name" $sets)
   log "Stage 4: frame counts of $dump against the Kaldi alignments"
-  python -m s3prl.bin.check_alignments --rekey-into "exp/ali_train" "$dump/train" "$ali_train"
-  python -m s3prl.bin.check_alignments --rekey-into "exp/ali_dev" "$dump/dev" "$ali_dev"
-  python -m s3prl.bin.check_alignments --rekey-into "exp/ali_test" "$dump/test" "$ali_test"
+  for x in $sets; do
+    ali=ali_$x
+    python -m s3prl.bin.check_alignments --rekey-into "exp/ali_$x" "$dump/$x" "${!ali}"
+  done
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   need_kaldi_dirs
-  dump=$(layer_dir)
+  dump=$(recipe_layer_dirs "$upstream" "dump/$name" $sets)
   log "Stage 5: PyTorch-Kaldi cfg $pk_exp/pytorch_kaldi.cfg"
   python -m s3prl.bin.make_pytorch_kaldi_cfg --config "$pk_config" \
     --pytorch-kaldi-root "$S3PRL_ROOT/tools/pytorch-kaldi" \

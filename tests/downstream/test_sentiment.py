@@ -17,7 +17,7 @@ from s3prl.downstream.results import parse_results_table
 from s3prl.downstream.sentiment import (SENTIMENT_TABLE, SentimentDataset, load_sentiment_config, pearson,
                                         run_sentiment, sentiment_metrics)
 from s3prl.downstream.task import RunInputs
-from tests.conftest import write_tiny_tera
+from tests.conftest import link_recipe, write_tiny_tera
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "egs" / "mosei"
@@ -183,10 +183,7 @@ def test_bad_label_dir(fixture, tmp_path):
 
 def test_recipe_tiny_end_to_end(tmp_path):
     """egs/mosei/run.sh on the tiny synthetic corpus, fbank baseline, tiny RNN config."""
-    d = tmp_path / "egs dir" / "mosei"       # a space in the path on purpose
-    d.mkdir(parents=True)
-    for name in ("run.sh", "conf", "cmd.sh", "path.sh", "utils"):
-        (d / name).symlink_to(RECIPE / name)
+    d = link_recipe("mosei", tmp_path / "egs dir" / "mosei")       # a space in the path on purpose
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     p = subprocess.run([str(d / "run.sh"), "--synth-preset", "tiny", "--nj", "2", "--heads", "rnn"],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from s3prl.data.kaldi_dir import DataDir, validate_data_dir
+from tests.conftest import link_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -23,14 +24,7 @@ pytestmark = pytest.mark.slow
 
 def _recipe_copy(root: Path) -> Path:
     """A recipe dir whose files link to the real recipe, under a path with spaces."""
-    rdir = root / "my recipes" / "egs" / "librispeech"
-    rdir.mkdir(parents=True)
-    real = REPO / "egs" / "librispeech"
-    for name in ("run.sh", "cmd.sh", "conf", "local"):
-        os.symlink(real / name, rdir / name)
-    os.symlink(REPO / "utils", rdir / "utils")
-    os.symlink(REPO / "path.sh", rdir / "path.sh")
-    return rdir
+    return link_recipe("librispeech", root / "my recipes" / "egs" / "librispeech")
 
 
 def _run(rdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -94,8 +88,8 @@ def test_unknown_option_is_an_error(recipe):
 
 
 SMALL = ("--upstreams", "tera",
-         "--pretrain-override", "runner.total_steps=20 runner.save_step=10 dataloader.max_timestep=300",
-         "--downstream-override", "runner.total_steps=20 runner.dev_step=10")
+         "--pretrain-overrides", "runner.total_steps=20 runner.save_step=10 dataloader.max_timestep=300",
+         "--downstream-overrides", "runner.total_steps=20 runner.dev_step=10")
 
 
 @pytest.fixture(scope="module")

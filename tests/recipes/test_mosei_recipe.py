@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from s3prl.data.kaldi_dir import DataDir, validate_data_dir
+from tests.conftest import link_recipe
 from tests.reliability.harness import cli
 from tests.reliability.conftest import pretrain_cmd
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
@@ -41,10 +41,7 @@ def _results(rdir: Path) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory):
-    rdir = tmp_path_factory.mktemp("mosei") / "egs" / "mosei"
-    rdir.mkdir(parents=True)
-    for name in ("run.sh", "cmd.sh", "conf", "path.sh", "utils"):
-        os.symlink(os.path.realpath(REPO / "egs" / "mosei" / name), rdir / name)
+    rdir = link_recipe("mosei", tmp_path_factory.mktemp("mosei") / "egs" / "mosei")
     p = _run(rdir)
     return rdir, p
 
@@ -84,7 +81,7 @@ def test_dump_stage_with_an_upstream_and_default_dump_options(recipe):
     assert {k: m.shape[0] for k, m in mats.items()} == dict(frames)
     assert all(np.isfinite(m).all() for m in mats.values())
     logs = sorted((rdir / "dump" / "tera_smoke" / "log").rglob("extract.*.log"))
-    assert logs and all("--device cpu" in lg.read_text() and "--chunk-context 12" in lg.read_text() for lg in logs)
+    assert logs and all("--device auto" in lg.read_text() and "--chunk-context 12" in lg.read_text() for lg in logs)
     after = _results(rdir)
     layer = dumps[0].parent.name
     assert sorted(after) == sorted(list(before) + [f"2class_meanpool_tera_smoke_{layer}",

@@ -23,10 +23,10 @@ import pytest
 
 from s3prl.data.alignments import read_alignment_lengths
 from s3prl.data.kaldi_dir import DataDir, validate_data_dir
+from tests.conftest import link_recipe
 from tests.data.test_timit import PHN, write_sphere
 from tests.downstream.test_pytorch_kaldi import make_ali_dir, make_graph_dir
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 # (part, dialect region, speaker): train speakers are in neither list; dev from Kaldi's 50-speaker
@@ -65,11 +65,7 @@ def _run(rdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 def _recipe_copy(root: Path) -> Path:
     """egs/timit made of links to the real recipe files (its outputs land in the copy)."""
-    rdir = root / "egs" / "timit"
-    rdir.mkdir(parents=True)
-    for name in ("run.sh", "cmd.sh", "conf", "path.sh", "utils"):
-        os.symlink(os.path.realpath(REPO / "egs" / "timit" / name), rdir / name)
-    return rdir
+    return link_recipe("timit", root / "egs" / "timit")
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +73,8 @@ def recipe(tmp_path_factory):
     root = tmp_path_factory.mktemp("timit")
     corpus = make_timit_standin(root / "corpus")
     rdir = _recipe_copy(root)
-    p = _run(rdir, "--timit-dir", str(corpus), "--stop-stage", "3",
-             "--pretrain-override", f"runner.total_steps={TRAIN_STEPS}")
+    p = _run(rdir, "--corpus-dir", str(corpus), "--stop-stage", "3",
+             "--pretrain-overrides", f"runner.total_steps={TRAIN_STEPS}")
     return rdir, corpus, p
 
 
@@ -119,7 +115,7 @@ def test_alignment_check_against_a_kaldi_exp_standin(recipe, tmp_path):
         frames = DataDir(rdir / "dump" / "tera_tiny" / "layer-3" / name).utt2num_frames
         make_ali_dir(kaldi_exp / ali, {u.replace("-", "_"): n for u, n in frames.items()})
     make_graph_dir(kaldi_exp / "tri3" / "graph")
-    _run(rdir, "--timit-dir", str(corpus), "--kaldi-exp", str(kaldi_exp), "--stage", "4", "--stop-stage", "4")
+    _run(rdir, "--corpus-dir", str(corpus), "--kaldi-exp", str(kaldi_exp), "--stage", "4", "--stop-stage", "4")
     for name in ("train", "dev", "test"):
         frames = DataDir(rdir / "dump" / "tera_tiny" / "layer-3" / name).utt2num_frames
         assert read_alignment_lengths(rdir / "exp" / f"ali_{name}") == dict(frames)

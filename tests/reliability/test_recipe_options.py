@@ -5,26 +5,19 @@ string; its recipes then fail at the first `[ $stage -le N ]` with "integer expr
 and, inside `if`, exit 0 having run nothing)."""
 from __future__ import annotations
 
-import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import link_recipe
 from tests.reliability.harness import REPO, env
 
 
 def _recipe_copy(root: Path, name: str) -> Path:
     """egs/<name> made of links to the real recipe, under a path with spaces (outputs stay in tmp)."""
-    rdir = root / "my recipes" / "egs" / name
-    rdir.mkdir(parents=True)
-    real = REPO / "egs" / name
-    for f in real.iterdir():
-        if f.name not in ("utils", "path.sh", "data", "exp", "dump", "feats", "downloads"):
-            os.symlink(f, rdir / f.name)
-    os.symlink(REPO / "utils", rdir / "utils")
-    os.symlink(REPO / "path.sh", rdir / "path.sh")
-    return rdir
+    return link_recipe(name, root / "my recipes" / "egs" / name)
 
 
 def _run(rdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -34,6 +27,18 @@ def _run(rdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 def _written(rdir: Path) -> list[str]:
     return sorted(p.name for p in rdir.iterdir() if not p.is_symlink())
+
+
+def _config_section(recipe: str) -> dict[str, str]:
+    """The `name=value` lines between "Begin/End configuration section" of egs/<recipe>/run.sh."""
+    text = (REPO / "egs" / recipe / "run.sh").read_text()
+    section = text.split("# Begin configuration section.")[1].split("# End configuration section.")[0]
+    out = {}
+    for line in section.splitlines():
+        if line and not line.startswith((" ", "#")) and "=" in line:
+            name, value = line.split("=", 1)
+            out[name] = value.split("  #")[0].strip()
+    return out
 
 
 @pytest.mark.parametrize("recipe", ["librispeech", "timit", "mosei"])
@@ -57,22 +62,35 @@ def test_non_numeric_option_exits_1_naming_it(tmp_path, recipe, args, named):
     assert _written(rdir) == []                        # nothing written
 
 
-@pytest.mark.parametrize("args,named", [
-    (("--max-parallel", "many"), "--max-parallel"),
-    (("--synth-seed", "s1"), "--synth-seed"),
-    (("--ngpu", "1gpu"), "--ngpu"),
-])
-def test_librispeech_other_numeric_options(tmp_path, args, named):
-    rdir = _recipe_copy(tmp_path, "librispeech")
-    r = _run(rdir, *args)
-    assert r.returncode == 1 and named in r.stderr.strip().splitlines()[-1], r.stderr
+def _int_options() -> dict[str, int]:
+    """NAME -> MIN of the numeric options utils/recipe.sh validates (its recipe_int_options)."""
+    line = re.search(r'^recipe_int_options="([^"]*)"', (REPO / "utils" / "recipe.sh").read_text(), re.M)
+    return {n: int(m) for n, m in (x.split(":") for x in line.group(1).split())}
+
+
+RECIPES = ("librispeech", "timit", "mosei")
+
+
+def test_every_numeric_option_is_validated():
+    """Each option whose default is a whole number, in any recipe, is one utils/recipe.sh checks."""
+    for recipe in RECIPES:
+        numeric = {n for n, v in _config_section(recipe).items() if re.fullmatch(r"[0-9]+", v)}
+        assert numeric <= set(_int_options()), (recipe, numeric - set(_int_options()))
+
+
+@pytest.mark.parametrize("recipe,name", [(r, n) for r in RECIPES for n in _config_section(r) if n in _int_options()])
+def test_each_numeric_option_refuses_a_non_number(tmp_path, recipe, name):
+    rdir = _recipe_copy(tmp_path, recipe)
+    opt = "--" + name.replace("_", "-")
+    r = _run(rdir, opt, "x1")
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1] == \
+        f"{rdir}/run.sh: {opt} must be a whole number >= {_int_options()[name]}, got 'x1'", r.stderr
     assert _written(rdir) == []
 
 
-def test_mosei_split_seed_and_layer(tmp_path):
-    rdir = _recipe_copy(tmp_path, "mosei")
-    r = _run(rdir, "--split-seed", "x29")
-    assert r.returncode == 1 and "--split-seed must be a whole number >= 0, got 'x29'" in r.stderr
+@pytest.mark.parametrize("recipe", [r for r in RECIPES if "layer" in _config_section(r)])
+def test_layer_choice_refused_before_any_stage(tmp_path, recipe):
+    rdir = _recipe_copy(tmp_path, recipe)
     r = _run(rdir, "--layer", "top")
     assert r.returncode == 1 and "--layer must be last, all or a layer number, got 'top'" in r.stderr
     assert _written(rdir) == []
@@ -87,7 +105,7 @@ def _fake_librispeech(root: Path, subsets: dict[str, int]) -> Path:
     return root
 
 
-def test_nj_above_speakers_refused_before_any_stage(tmp_path):
+def test_librispeech_nj_above_the_corpus_speakers_refused_before_stage_0(tmp_path):
     rdir = _recipe_copy(tmp_path, "librispeech")
     corpus = _fake_librispeech(tmp_path / "corpus", {"train-clean-100": 5, "dev-clean": 3, "test-clean": 2})
     r = _run(rdir, "--corpus-dir", str(corpus), "--cpc-dir", str(corpus), "--nj", "3")
@@ -95,25 +113,68 @@ def test_nj_above_speakers_refused_before_any_stage(tmp_path):
     assert r.stderr.strip().splitlines()[-1] == (f"{rdir}/run.sh: --nj 3 is more than the number of speakers "
                                                  f"(2) in {corpus}/LibriSpeech/test-clean")
     assert "Stage" not in r.stderr and _written(rdir) == []
-    # from stage 2 on, the data dirs decide (written by stage 1): a 2-speaker data/test-clean
-    for x, spk in (("train-clean-100", 5), ("dev-clean", 3), ("test-clean", 2)):
+
+
+@pytest.mark.parametrize("recipe,stage,speakers,fewest", [
+    ("librispeech", "2", {"train-clean-100": 5, "dev-clean": 3, "test-clean": 2}, "test-clean"),
+    ("timit", "1", {"train": 4, "dev": 2, "test": 3}, "dev"),
+])
+def test_nj_above_the_speakers_of_a_data_dir_refused_before_any_stage(tmp_path, recipe, stage, speakers, fewest):
+    """From the stage that splits the data dirs (written by data prep) on, their speakers decide."""
+    rdir = _recipe_copy(tmp_path, recipe)
+    for x, spk in speakers.items():
         d = rdir / "data" / x
         d.mkdir(parents=True)
         (d / "utt2spk").write_text("".join(f"u{i} s{i}\n" for i in range(spk)))
-    r = _run(rdir, "--stage", "2", "--nj", "3")
-    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].endswith(
-        "--nj 3 is more than the number of speakers (2) in data/test-clean"), r.stderr
+    r = _run(rdir, "--stage", stage, "--nj", "3")
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1] == \
+        f"{rdir}/run.sh: --nj 3 is more than the number of speakers (2) in data/{fewest}", r.stderr
     assert "Stage" not in r.stderr and _written(rdir) == ["data"]
-    assert not (rdir / "data" / "test-clean" / "split3").exists()
+    assert not (rdir / "data" / fewest / "split3").exists()
 
 
-def test_timit_nj_above_speakers_refused_before_any_stage(tmp_path):
-    rdir = _recipe_copy(tmp_path, "timit")
-    for x, spk in (("train", 4), ("dev", 2), ("test", 3)):
-        d = rdir / "data" / x
-        d.mkdir(parents=True)
-        (d / "utt2spk").write_text("".join(f"u{i} s{i}\n" for i in range(spk)))
-    r = _run(rdir, "--stage", "1", "--nj", "3")
-    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].endswith(
-        "--nj 3 is more than the number of speakers (2) in data/dev"), r.stderr
-    assert "Stage" not in r.stderr and _written(rdir) == ["data"]
+def test_one_option_vocabulary_across_recipes():
+    """An option that two recipes share has one name and one default in all of them; the old
+    per-recipe spellings are gone (--size, --timit-dir, --pretrain-override, --downstream-override,
+    --upstream-ckpt, --pretrain-config)."""
+    conf = {r: _config_section(r) for r in ("librispeech", "timit", "mosei")}
+    names = set().union(*conf.values())
+    assert not names & {"size", "timit_dir", "pretrain_override", "downstream_override", "upstream_ckpt",
+                        "pretrain_config"}
+    shared = {n for n in names if sum(n in c for c in conf.values()) > 1}
+    assert {"stage", "stop_stage", "nj", "corpus_dir", "feat_config", "layer", "chunk_context", "device",
+            "pretrain_size", "downstream_size", "pretrain_overrides", "downstream_overrides", "upstreams",
+            "upstream_ckpts", "ngpu", "kaldi_exp", "pk_config", "synth_preset", "synth_seed"} <= shared
+    for n in shared - {"upstreams"}:  # the recipes pre-train different upstreams by default
+        assert len({c[n] for c in conf.values() if n in c}) == 1, (n, {r: c.get(n) for r, c in conf.items()})
+    assert conf["librispeech"]["device"] == "auto"
+
+
+_CHOICES = [
+    (("--device", "gpu"), "--device must be one of: auto cpu cuda, got 'gpu'"),
+    (("--downstream-size", "large"), "--downstream-size must be one of: tiny base, got 'large'"),
+    (("--pretrain-size", "huge"), "--pretrain-size must be one of: tiny base, got 'huge'"),
+]
+
+
+@pytest.mark.parametrize("recipe,args,line", [
+    (r, a, m) for r in ("librispeech", "timit", "mosei") for a, m in _CHOICES
+    if a[0][2:].replace("-", "_") in _config_section(r)])
+def test_shared_choices_refused_before_any_stage(tmp_path, recipe, args, line):
+    rdir = _recipe_copy(tmp_path, recipe)
+    r = _run(rdir, *args)
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1] == f"{rdir}/run.sh: {line}", r.stderr
+    assert "Stage" not in r.stderr and _written(rdir) == []
+
+
+@pytest.mark.parametrize("recipe", ["librispeech", "timit"])
+def test_every_pretrain_preset_is_upstream_size(recipe):
+    """--upstreams x --pretrain-size name conf/<upstream>_<size>.yaml in every pre-training recipe
+    (base presets included: aalbert_base.yaml, apc_base.yaml); timit's are links to librispeech's."""
+    conf = REPO / "egs" / recipe / "conf"
+    for u in ("mockingjay", "tera", "aalbert", "apc"):
+        for size in ("tiny", "base"):
+            f = conf / f"{u}_{size}.yaml"
+            assert f.is_file(), f
+            if recipe == "timit":
+                assert f.is_symlink() and f.resolve() == (REPO / "egs" / "librispeech" / "conf" / f.name).resolve()

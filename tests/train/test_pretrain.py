@@ -172,7 +172,7 @@ def test_config_errors(tmp_path):
     assert cfg.optimizer.lr == 1e-4
 
 
-PRESETS = ["mockingjay_base", "tera_base", "aalbert_3l", "apc",
+PRESETS = ["mockingjay_base", "tera_base", "aalbert_base", "apc_base",
            "mockingjay_tiny", "tera_tiny", "aalbert_tiny", "apc_tiny"]
 
 
@@ -183,7 +183,7 @@ def test_shipped_presets_dry_run(name):
     cfg = load_config(PretrainConfig, CONF / f"{name}.yaml")
     task = PretrainTask(cfg, feature_dim(cfg.features))
     n = sum(p.numel() for p in {id(p): p for p in task.model.parameters()}.values())
-    if name in ("tera_base", "aalbert_3l"):
+    if name in ("tera_base", "aalbert_base"):
         enc = sum(p.numel() for p in {id(p): p for p in task.model.transformer.parameters()}.values())
         # One BERT layer at H 768, I 3072 has 7,087,872 parameters (Mockingjay, arXiv 1910.12638):
         # 3 layers + input block (80 -> 768) = 21.33 M;

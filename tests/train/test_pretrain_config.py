@@ -18,7 +18,7 @@ TINY = ["upstream.transformer.hidden_size=16", "upstream.transformer.num_attenti
 
 def test_old_data_section_is_a_one_line_error(tmp_path):
     old = tmp_path / "old.yaml"
-    old.write_text((CONF / "tera_tiny.yaml").read_text().replace("\ndataloader:", "\ndata:"))
+    old.write_text((CONF / "tera_base.yaml").read_text().replace("\ndataloader:", "\ndata:"))
     with pytest.raises(ConfigError) as e:
         load_config(PretrainConfig, old)
     assert str(e.value) == f"{old}: key 'data' is now 'dataloader'; rename it"
@@ -26,14 +26,21 @@ def test_old_data_section_is_a_one_line_error(tmp_path):
         load_config(PretrainConfig, CONF / "tera_tiny.yaml", ["data.batch_size=4"])
 
 
-@pytest.mark.parametrize("preset", sorted(p.name for p in CONF.glob("*.yaml") if "upstream:\n  model:" in p.read_text()))
+PRESETS = sorted(p.name for p in CONF.glob("*.yaml") if p.stem.endswith(("_base", "_tiny")))
+
+
+def test_the_presets_are_found():
+    assert {"tera_base.yaml", "tera_tiny.yaml", "apc_base.yaml", "apc_tiny.yaml"} <= set(PRESETS)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
 def test_every_pretraining_preset_uses_dataloader(preset):
     raw = yaml.safe_load((CONF / preset).read_text())
-    assert "dataloader" in raw and "data" not in raw
+    assert "data" not in raw and ("dataloader" in raw or "base" in raw)
     load_config(PretrainConfig, CONF / preset)
 
 
-@pytest.mark.parametrize("preset", sorted(p.name for p in CONF.glob("*.yaml") if "upstream:\n  model:" in p.read_text()))
+@pytest.mark.parametrize("preset", PRESETS)
 def test_presets_train_on_the_windows_they_encode(preset):
     from s3prl.train.pretrain import window_mismatch
 
