@@ -182,7 +182,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && $asr; then
     fi
     dir=exp/downstream/asr_bilstm_${tag}
     log "Stage 6: CTC recognizer on $root/{$train_set,$dev_set,$test_set} ($upstream) -> $dir"
-    bg_run utils/with_lock.sh "$dir" $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_asr \
+    bg_run utils/with_lock.sh "$dir" $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream --task asr \
       --config "$(recipe_downstream_config asr_bilstm)" ${src[@]+"${src[@]}"} ${downstream_args[@]+"${downstream_args[@]}"} \
       --upstream "$upstream" --train "$root/$train_set" --dev "$root/$dev_set" --test "$root/$test_set" \
       --results-md RESULTS.md "$dir"
