@@ -19,7 +19,10 @@ names the file of the chain that wrote the key.
 
 Supported field types: bool, int, float, str, Optional[X], list[X], tuple[X, ...], dict[str, X],
 Literal[...] and nested dataclasses. A dataclass whose keys were renamed lists them in a class
-attribute `RENAMED_KEYS = {old: new}`; an old key is then an error that names the new one.
+attribute `RENAMED_KEYS = {old: new}`; an old key in a user's YAML is then an error that names
+the new one, while configs this toolkit stored itself (a run's config.yaml, a checkpoint's config
+section) are read with `upgrade_keys` first, so runs and checkpoints made before a rename still
+load and still count as the same settings.
 """
 from __future__ import annotations
 
@@ -140,6 +143,28 @@ def _build(cls: type[T], data: dict, where: str) -> T:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:  # __post_init__ checks
         raise ConfigError(f"{where or cls.__name__}: {e}") from None
+
+
+def upgrade_keys(cls: type, data: Any) -> Any:
+    """`data` (a stored config of dataclass `cls`) with every renamed key (`RENAMED_KEYS` of `cls`
+    and of its nested dataclass fields, at any depth) under its new name; a key whose new name is
+    already present is left for `from_dict` to report."""
+    if not isinstance(data, dict) or not dataclasses.is_dataclass(cls):
+        return data
+    renamed = getattr(cls, "RENAMED_KEYS", {})
+    out = {}
+    for k, v in data.items():
+        new = renamed.get(k, k)
+        out[new if new not in data else k] = v
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in out:
+            tp = hints[f.name]
+            if get_origin(tp) in (Union, types.UnionType):  # Optional[Section]
+                tp = next((a for a in get_args(tp) if a is not type(None)), tp)
+            if dataclasses.is_dataclass(tp):
+                out[f.name] = upgrade_keys(tp, out[f.name])
+    return out
 
 
 def from_dict(cls: type[T], data: dict | None, source: str = "",

@@ -544,7 +544,7 @@ def _write_layer_dir(final: Path, k: int, prefixes: list[Path], data: Path, utt2
         _write_table(tmp / "utt2num_frames", {u: n_frames[u] for u in utt2spk})
         _write_table(tmp / "cmvn.scp", read_kv(cmvn_scp))
         (tmp / "feats_dim").write_text(f"{up.hidden_size}\n", encoding="utf-8")
-        (tmp / "frame_shift").write_text(f"{up.downsample_rate / 16000.0:g}\n", encoding="utf-8")
+        (tmp / "frame_shift").write_text(f"{up.hop_samples / 16000.0:g}\n", encoding="utf-8")
         (tmp / INFO).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         validate_data_dir(tmp, no_feats=False, no_text=not (tmp / "text").is_file(),
                           no_wav=not (tmp / "wav.scp").is_file())

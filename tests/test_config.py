@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from s3prl.config import ConfigError, load_config, read_yaml, to_dict
+from s3prl.config import ConfigError, from_dict, load_config, read_yaml, to_dict, upgrade_keys
 
 
 @dataclass
@@ -89,3 +89,22 @@ def test_errors_name_the_file_that_wrote_the_key(tmp_path, child, base, override
     with pytest.raises(ConfigError) as e:
         load_config(Cfg, files["child"], overrides)
     assert str(e.value) == f"{files[at_fault]}: {message}"
+
+
+def test_stored_configs_are_read_with_renamed_keys_under_their_new_names():
+    """A run's config.yaml or a checkpoint's config written before a rename still loads
+    (upgrade_keys, at any depth), while the same old key in a user's YAML is an error naming the new one."""
+    from s3prl.downstream.asr import AsrConfig
+    from s3prl.train.pretrain import PretrainConfig
+
+    old = {"upstream": {"model": "tera", "transformer": {"downsample_rate": 2}}, "data": {"batch_size": 3}}
+    cfg = from_dict(PretrainConfig, upgrade_keys(PretrainConfig, old))
+    assert cfg.upstream.transformer.frame_stacking == 2 and cfg.dataloader.batch_size == 3
+    with pytest.raises(ConfigError, match=r"key 'upstream.transformer.downsample_rate' is now "
+                                          r"'upstream.transformer.frame_stacking'"):
+        from_dict(PretrainConfig, {"upstream": old["upstream"]})
+    asr = from_dict(AsrConfig, upgrade_keys(AsrConfig, {"model": {"downsample_rate": 3, "downsample_style": "drop"}}))
+    assert (asr.model.subsampling, asr.model.subsampling_style) == (3, "drop")
+    # a key whose new name is also present is not silently dropped
+    with pytest.raises(ConfigError):
+        from_dict(AsrConfig, upgrade_keys(AsrConfig, {"model": {"downsample_rate": 3, "subsampling": 2}}))

@@ -44,17 +44,19 @@ log = logging.getLogger(__name__)
 # ------------------------------------------------------------------------------------- config
 @dataclass
 class BiLSTMConfig:
-    """The recognizer head. hidden_size: LSTM units per direction; downsample_rate k >= 1 with
-    downsample_style concat (k frames stacked into one, kD wide) or drop (every k-th frame)."""
+    """The recognizer head. hidden_size: LSTM units per direction; subsampling k >= 1 with
+    subsampling_style concat (k frames stacked into one, kD wide) or drop (every k-th frame)."""
+
+    RENAMED_KEYS = {"downsample_rate": "subsampling", "downsample_style": "subsampling_style"}
     hidden_size: int = 1024
     num_layers: int = 2
     dropout: float = 0.2
-    downsample_rate: int = 1
-    downsample_style: Literal["concat", "drop"] = "concat"
+    subsampling: int = 1
+    subsampling_style: Literal["concat", "drop"] = "concat"
 
     def __post_init__(self):
-        if self.hidden_size < 1 or self.num_layers < 1 or self.downsample_rate < 1:
-            raise ValueError("hidden_size, num_layers and downsample_rate must be >= 1")
+        if self.hidden_size < 1 or self.num_layers < 1 or self.subsampling < 1:
+            raise ValueError("hidden_size, num_layers and subsampling must be >= 1")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -118,7 +120,7 @@ def downsample(x: torch.Tensor, lengths: torch.Tensor, rate: int, style: str) ->
 
 
 class BiLSTMCTCHead(nn.Module):
-    """Frames (B, T, D) + lengths (B,) -> unit logits (B, T', V) (T' = ceil(T / downsample_rate)).
+    """Frames (B, T, D) + lengths (B,) -> unit logits (B, T', V) (T' = ceil(T / subsampling)).
 
     Padding frames never influence valid outputs (packed sequences); `output_lengths` gives T'
     per utterance."""
@@ -127,18 +129,18 @@ class BiLSTMCTCHead(nn.Module):
     def __init__(self, input_dim: int, vocab_size: int, cfg: BiLSTMConfig):
         super().__init__()
         self.cfg = cfg
-        in_dim = input_dim * (cfg.downsample_rate if cfg.downsample_style == "concat" else 1)
+        in_dim = input_dim * (cfg.subsampling if cfg.subsampling_style == "concat" else 1)
         self.lstm = nn.LSTM(in_dim, cfg.hidden_size, num_layers=cfg.num_layers, bidirectional=True,
                             batch_first=True, dropout=cfg.dropout if cfg.num_layers > 1 else 0.0)
         self.dropout = nn.Dropout(cfg.dropout)
         self.out = nn.Linear(2 * cfg.hidden_size, vocab_size)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        r = self.cfg.downsample_rate
+        r = self.cfg.subsampling
         return torch.div(lengths + r - 1, r, rounding_mode="floor")
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x, out_len = downsample(x, lengths, self.cfg.downsample_rate, self.cfg.downsample_style)
+        x, out_len = downsample(x, lengths, self.cfg.subsampling, self.cfg.subsampling_style)
         packed = nn.utils.rnn.pack_padded_sequence(x, out_len.cpu().clamp(min=1), batch_first=True,
                                                    enforce_sorted=False)
         h, _ = self.lstm(packed)
@@ -396,7 +398,7 @@ def build_asr_run(cfg: AsrConfig, inputs: AsrInputs, exp_dir: str | Path, device
              if int(head.output_lengths(torch.tensor([n]))) < ctc_min_frames(train.tokens[u])]
     if short:
         log.warning("%d training utterance(s) have fewer output frames than CTC needs for their units "
-                    "(e.g. %s); they add no loss (lower model.downsample_rate or use BPE units)",
+                    "(e.g. %s); they add no loss (lower model.subsampling or use BPE units)",
                     len(short), short[0])
     task = CTCTask(rep.model(head), tokenizer, save_upstream=rep.save_upstream, selection=cfg.selection)
     info = {"upstream": rep.name, "layer": rep.layer, "input_dim": input_dim, "vocab_size": tokenizer.vocab_size,

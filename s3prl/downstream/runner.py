@@ -137,14 +137,14 @@ def canonical_config_text(text: str, config_class: type) -> str:
     a bad value) comes back as is, and so hashes as another config."""
     import yaml
 
-    from s3prl.config import ConfigError, from_dict
+    from s3prl.config import ConfigError, from_dict, upgrade_keys
 
     try:
         data = yaml.safe_load(text)
         if not isinstance(data, dict) or "inputs" not in data:
             return text
         inputs = data.pop("inputs")
-        return _config_yaml(from_dict(config_class, data), inputs)
+        return _config_yaml(from_dict(config_class, upgrade_keys(config_class, data)), inputs)
     except (yaml.YAMLError, ConfigError, TypeError, ValueError):
         return text
 

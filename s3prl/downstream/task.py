@@ -346,8 +346,8 @@ def feature_dataset(data_dir: str, dc, rep: Representation, *, utts: list[str] |
 
 def _check_frame_rate(upstream, where: str) -> None:
     # The CPC labels are 10 ms frames; a 12.5 ms representation (mel160) cannot line up (issue #44).
-    if upstream is not None and int(upstream.downsample_rate) != 160:
-        raise UserError(f"{where}: upstream '{upstream.name}' gives one frame per {upstream.downsample_rate} "
+    if upstream is not None and int(upstream.hop_samples) != 160:
+        raise UserError(f"{where}: upstream '{upstream.name}' gives one frame per {upstream.hop_samples} "
                         f"samples; the CPC labels need 10 ms frames (160 samples at 16 kHz)")
 
 

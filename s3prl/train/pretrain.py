@@ -31,7 +31,7 @@ from typing import Literal
 
 from s3prl.atomic import StageLock, atomic_write_text
 from s3prl.checkpoints import find_checkpoints, load_checkpoint
-from s3prl.config import ConfigError, from_dict, read_yaml, save_config, to_dict
+from s3prl.config import ConfigError, from_dict, read_yaml, save_config, to_dict, upgrade_keys
 from s3prl.errors import UserError
 from s3prl.features import FeatureConfig
 from s3prl.train.config import DataConfig, OptimizerConfig, RunnerConfig
@@ -68,12 +68,12 @@ def window_mismatch(cfg: PretrainConfig) -> str | None:
 
     family = family_of(cfg.upstream.model)
     sub = family.config(cfg.upstream)
-    seq, dr = int(getattr(sub, "sequence_length", 0) or 0), int(getattr(sub, "downsample_rate", 1) or 1)
+    seq, dr = int(getattr(sub, "sequence_length", 0) or 0), int(getattr(sub, "frame_stacking", 1) or 1)
     mt = cfg.dataloader.max_timestep
     if not seq or not mt or mt == seq * dr:
         return None
     key = f"upstream.{family.config_section}"
-    stacked = f" x {key}.downsample_rate {dr}" if dr > 1 else ""
+    stacked = f" x {key}.frame_stacking {dr}" if dr > 1 else ""
     return (f"dataloader.max_timestep {mt} != {key}.sequence_length {seq}{stacked}: training sees inputs of up "
             f"to {mt} frames, extraction encodes windows of {seq * dr}")
 
@@ -215,20 +215,13 @@ def config_difference(old: dict, new: dict, free: set[str]) -> str | None:
     return None
 
 
-def upgrade_config(data: dict) -> dict:
-    """A stored config of an older run in today's keys (its `data:` section is now `dataloader:`)."""
-    if isinstance(data, dict) and "data" in data and "dataloader" not in data:
-        data = {("dataloader" if k == "data" else k): v for k, v in data.items()}
-    return data
-
-
 def _check_same_config(cfg: PretrainConfig, exp_dir: Path, resume: bool) -> None:
     """An exp dir holding checkpoints continues only with the config it was started with."""
     stored = exp_dir / "config.yaml"
     if not stored.is_file():
         raise UserError(f"{exp_dir} holds checkpoints but no config.yaml; use another exp dir")
     try:
-        old = to_dict(from_dict(PretrainConfig, upgrade_config(read_yaml(stored)), str(stored)))
+        old = to_dict(from_dict(PretrainConfig, upgrade_keys(PretrainConfig, read_yaml(stored)), str(stored)))
     except ConfigError as e:
         raise UserError(f"{stored}: cannot read the existing run's config ({e})") from None
     free = FREE_KEYS | ({"runner.total_steps"} if resume else set())

@@ -39,7 +39,7 @@ from torch import nn
 from s3prl.atomic import atomic_path
 from s3prl.checkpoints import (_Unloaded, checkpoint_name, find_checkpoints, load_checkpoint,  # noqa: F401
                                prune_checkpoints, refuse_unloaded)
-from s3prl.config import ConfigError, from_dict, to_dict
+from s3prl.config import ConfigError, from_dict, to_dict, upgrade_keys
 from s3prl.errors import UserError
 from s3prl.upstream.config import UpstreamConfig
 from s3prl.upstream.families import Reader, check_model, families, family_of
@@ -126,7 +126,7 @@ def _read_ours(ckpt: dict, path: Path, requested: str | None) -> LoadedUpstream:
     """Our layout: `S3PRL_Recipes.upstream` is the full UpstreamConfig; its family reads the rest."""
     ours = ckpt[OURS]
     try:
-        ucfg = from_dict(UpstreamConfig, ours["upstream"], f"{path}:{OURS}.upstream")
+        ucfg = from_dict(UpstreamConfig, upgrade_keys(UpstreamConfig, ours["upstream"]), f"{path}:{OURS}.upstream")
     except ConfigError as e:
         raise UserError(str(e)) from None
     check_model(ucfg.model, requested, path)

@@ -21,6 +21,8 @@ ACTIVATIONS = ("gelu", "relu", "swish")
 class TransformerConfig:
     """The BERT-style encoder (Mockingjay paper, arXiv 1910.12638, §2; TERA arXiv 2007.06028)."""
 
+    RENAMED_KEYS = {"downsample_rate": "frame_stacking"}
+
     hidden_size: int = 768
     num_hidden_layers: int = 3
     num_attention_heads: int = 12
@@ -32,8 +34,9 @@ class TransformerConfig:
     layer_norm_eps: float = 1e-12
     share_layer: bool = False
     pre_layer_norm: bool = False
-    # Frames stacked into one input vector (Mockingjay LARGE: 3); 1 = no stacking.
-    downsample_rate: int = 1
+    # Frames stacked into one input vector (Mockingjay LARGE: 3); 1 = no stacking. S3PRL's
+    # checkpoints and configs call it `downsample_rate`; its readers and writers translate.
+    frame_stacking: int = 1
     # Longest (stacked) sequence the model accepts in one piece; 0 = no limit. The sinusoidal
     # positional table is computed for any length on demand.
     max_position: int = 0
@@ -55,8 +58,8 @@ class TransformerConfig:
             raise ValueError(f"num_hidden_layers must be >= 1, got {self.num_hidden_layers}")
         if self.hidden_act not in ACTIVATIONS:
             raise ValueError(f"hidden_act {self.hidden_act!r} is not one of {list(ACTIVATIONS)}")
-        if self.downsample_rate < 1:
-            raise ValueError(f"downsample_rate must be >= 1, got {self.downsample_rate}")
+        if self.frame_stacking < 1:
+            raise ValueError(f"frame_stacking must be >= 1, got {self.frame_stacking}")
         if self.sequence_length < 0 or self.max_position < 0:
             raise ValueError("sequence_length and max_position must be >= 0")
         c, seq = self.chunk_context, self.sequence_length

@@ -7,7 +7,8 @@ The contract is today's S3PRL hub (github.com/s3prl/s3prl, `s3prl/hub.py` and
 * output (`UpstreamOutput`, also indexable like S3PRL's dict): ``hidden_states`` = the
   input-block output followed by every layer's output, each (B, T, H); ``last_hidden_state``;
   ``lengths`` (B,) in frames;
-* ``downsample_rate`` = samples per output frame (160 = 10 ms for every fbank/mfcc checkpoint).
+* ``hop_samples`` = samples per output frame (160 = 10 ms for every fbank/mfcc checkpoint; S3PRL's
+  ``get_downsample_rates()`` returns it).
 
 Features are computed inside the upstream from the checkpoint's ``audio`` section
 (`FeatureConfig.from_s3prl_audio` / `from_apc_audio`), so a checkpoint always sees the features
@@ -15,7 +16,7 @@ it was trained on. Checkpoints trained on external Kaldi features (fMLLR etc.; n
 take precomputed features through `Upstream.forward_features` (and `read_kaldi_feats` for a
 feats.scp entry); a feature dim that differs from the checkpoint's is a UserError naming both.
 
-Frame rate: the transformer stacks ``dr = downsample_rate`` frames (Mockingjay LARGE, AALBERT:
+Frame rate: the transformer stacks ``dr = frame_stacking`` frames (Mockingjay LARGE, AALBERT:
 3). As the 2020 `nn_transformer.py` did, the output is brought back to one vector per input
 feature frame: each stacked output is repeated dr times and the leftover ``T mod dr`` frames
 replicate the last vector (padding on the right only). So output T == input feature T exactly
@@ -160,14 +161,14 @@ class Upstream(nn.Module):
         family: the model's `UpstreamFamily` (None for a baseline).
         feature_config: the on-the-fly `FeatureConfig`, or None for external features.
         input_dim: feature dim the model takes (D, before stacking).
-        frame_rate: frames stacked by the model (dr).
-        downsample_rate: samples per output frame (160 for 10 ms features).
+        frame_stacking: frames stacked by the model (dr).
+        hop_samples: samples per output frame (160 for 10 ms features).
         num_hidden_states, hidden_size: len(hidden_states) and H.
     """
 
     def __init__(self, model: nn.Module | None, *, name: str, model_type: str,
                  feature_config: FeatureConfig | None, input_dim: int, hidden_size: int,
-                 num_hidden_states: int, frame_rate: int = 1, fine_tune: bool = False,
+                 num_hidden_states: int, frame_stacking: int = 1, fine_tune: bool = False,
                  step: int | None = None):
         super().__init__()
         self.model = model
@@ -183,12 +184,12 @@ class Upstream(nn.Module):
         self.input_dim = int(input_dim)
         self.hidden_size = int(hidden_size)
         self.num_hidden_states = int(num_hidden_states)
-        self.frame_rate = int(frame_rate)
+        self.frame_stacking = int(frame_stacking)
         self.fine_tune = bool(fine_tune)
         self.step = step
         self._dtype = torch.float32
         shift = feature_config.shift_samples() if feature_config is not None else 160
-        self.downsample_rate = int(shift)
+        self.hop_samples = int(shift)
         if not self.fine_tune and model is not None:
             for p in model.parameters():
                 p.requires_grad_(False)
@@ -242,7 +243,7 @@ class Upstream(nn.Module):
 
     def get_downsample_rates(self, key: str = "hidden_states") -> int:
         """S3PRL API: samples per output frame."""
-        return self.downsample_rate
+        return self.hop_samples
 
     @property
     def dtype(self) -> torch.dtype:
@@ -322,12 +323,12 @@ class Upstream(nn.Module):
         if feats.shape[-1] != self.input_dim:
             raise UserError(f"feature dim {feats.shape[-1]} does not match the upstream's input dim "
                             f"{self.input_dim} ({self.name})")
-        short = (lengths < max(1, self.frame_rate)).nonzero().flatten().tolist()
+        short = (lengths < max(1, self.frame_stacking)).nonzero().flatten().tolist()
         if short:
             i = short[0]
             who = f"utterance {utt_ids[i]}" if utt_ids else f"batch item {i}"
             raise UserError(f"{who} has {int(lengths[i])} feature frames; {self.name} needs at least "
-                            f"{max(1, self.frame_rate)}")
+                            f"{max(1, self.frame_stacking)}")
 
     # ---------------------------------------------------------------- forward
     def forward(self, wavs: Sequence[torch.Tensor] | torch.Tensor, lengths: torch.Tensor | None = None,
@@ -364,7 +365,7 @@ class Upstream(nn.Module):
             if len(groups) <= 1:
                 states, slen, _ = self._run(feats, lengths.to(feats.device))
                 slen = torch.as_tensor(slen).cpu()
-                hs = [upsample_frames(h, slen, lengths, self.frame_rate, total) for h in states]
+                hs = [upsample_frames(h, slen, lengths, self.frame_stacking, total) for h in states]
             else:
                 # Frozen inference on a batch of mixed lengths: run each group of similar lengths
                 # cropped to its own longest member, so padded frames cost (almost) nothing.
@@ -374,7 +375,7 @@ class Upstream(nn.Module):
                     states, slen, _ = self._run(feats[idx.to(feats.device), :int(glen.max())],
                                                 glen.to(feats.device))
                     slen = torch.as_tensor(slen).cpu()
-                    part = [upsample_frames(h, slen, glen, self.frame_rate, total) for h in states]
+                    part = [upsample_frames(h, slen, glen, self.frame_stacking, total) for h in states]
                     if hs is None:
                         hs = [p.new_zeros((feats.shape[0],) + tuple(p.shape[1:])) for p in part]
                     for out, p in zip(hs, part):
@@ -473,6 +474,6 @@ def load_upstream(ckpt_path_or_name: str | os.PathLike, *, device: str | torch.d
     family = family_of(loaded.model_type)
     up = Upstream(model, name=name, model_type=str(loaded.model_type), feature_config=fcfg,
                   input_dim=input_dim, hidden_size=family.hidden_size(model),
-                  num_hidden_states=family.num_hidden_states(model), frame_rate=family.frame_rate(model),
+                  num_hidden_states=family.num_hidden_states(model), frame_stacking=family.frame_stacking(model),
                   fine_tune=fine_tune, step=getattr(loaded, "step", None))
     return up.to(device)

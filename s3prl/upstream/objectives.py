@@ -54,7 +54,7 @@ class MaskedReconstruction(nn.Module):
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator,
                 target: torch.Tensor | None = None) -> ObjectiveOutput:
-        dr = self.cfg.transformer.downsample_rate
+        dr = self.cfg.transformer.frame_stacking
         stacked, slen = stack_frames(feats, lengths, dr)
         if target is None:
             if self.target_dim != self.input_dim:

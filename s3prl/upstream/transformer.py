@@ -4,7 +4,7 @@ Follows the BERT-style model of S3PRL (`transformer/model.py` 2020, `upstream/mo
 today; Mockingjay arXiv 1910.12638, TERA arXiv 2007.06028, AALBERT arXiv
 2005.08575):
 
-* frame stacking by `downsample_rate` (B, T, D) -> (B, T // dr, D * dr), leftover frames dropped;
+* frame stacking by `frame_stacking` (B, T, D) -> (B, T // dr, D * dr), leftover frames dropped;
 * input block: Linear `spec_transform` + fixed sinusoidal positional encoding (Vaswani et al.,
   computed in float64 for any length and cached) -> LayerNorm -> dropout;
 * post-LN encoder layers (or pre-LN with one extra LayerNorm per returned state), additive -10000
@@ -311,7 +311,7 @@ class TransformerModel(nn.Module):
         self.config = cfg
         self.input_dim = input_dim
         self.use_sdpa = True
-        self.input_representations = InputRepresentations(cfg, input_dim * cfg.downsample_rate)
+        self.input_representations = InputRepresentations(cfg, input_dim * cfg.frame_stacking)
         self.encoder = Encoder(cfg)
         self.apply(lambda m: _init_weights(m, cfg.initializer_range))
 
@@ -323,7 +323,7 @@ class TransformerModel(nn.Module):
         """feats (B, T, D) zero-padded, lengths (B,) long -> TransformerOutput (stacked frame rate)."""
         if feats.dim() != 3 or feats.shape[-1] != self.input_dim:
             raise ValueError(f"expected features (B, T, {self.input_dim}), got {tuple(feats.shape)}")
-        stacked, slen = stack_frames(feats, lengths, self.config.downsample_rate)
+        stacked, slen = stack_frames(feats, lengths, self.config.frame_stacking)
         return self.encode(stacked, slen, output_attentions)
 
     def encode(self, x: torch.Tensor, lengths: torch.Tensor, output_attentions: bool = False) -> TransformerOutput:
@@ -389,7 +389,7 @@ class SpecHead(nn.Module):
         self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.act = ACT2FN[cfg.hidden_act]
         self.LayerNorm = _layer_norm(cfg)
-        self.output = nn.Linear(cfg.hidden_size, output_dim * cfg.downsample_rate)
+        self.output = nn.Linear(cfg.hidden_size, output_dim * cfg.frame_stacking)
         self.apply(lambda m: _init_weights(m, cfg.initializer_range))
 
     def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

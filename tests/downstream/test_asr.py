@@ -177,7 +177,7 @@ def test_downsample_concat_and_drop():
 
 def test_head_padding_does_not_change_valid_outputs():
     torch.manual_seed(0)
-    head = BiLSTMCTCHead(6, 9, BiLSTMConfig(hidden_size=8, dropout=0.0, downsample_rate=2)).eval()
+    head = BiLSTMCTCHead(6, 9, BiLSTMConfig(hidden_size=8, dropout=0.0, subsampling=2)).eval()
     a = torch.randn(1, 7, 6)
     padded = torch.cat([a, torch.randn(1, 5, 6)], dim=1)
     ya = head(a, torch.tensor([7]))
@@ -318,7 +318,7 @@ def test_deltas_widen_the_recognizer_input(spelled, tmp_path, one_thread):
     # head's input doubles (10 -> 20 dims, x 2 stacked frames) and the run still learns.
     inputs = AsrInputs(train=str(spelled / "train"), dev=str(spelled / "dev"), test=str(spelled / "test"),
                        upstream="spelled")
-    cfg = tiny_cfg(**{"dataloader.delta_order": 1, "model.downsample_rate": 2})
+    cfg = tiny_cfg(**{"dataloader.delta_order": 1, "model.subsampling": 2})
     rec = run_asr(cfg, inputs, tmp_path / "exp", progress=False)
     w = torch.load(tmp_path / "exp" / "states-60.ckpt", weights_only=True)["model"]["head.lstm.weight_ih_l0"]
     assert w.shape == (4 * 48, 20 * 2)
@@ -335,7 +335,7 @@ def test_deltas_of_on_the_fly_upstream_states(tmp_path, make_data_dir, one_threa
     d = make_data_dir(tmp_path / "train", speakers=("1001",), utts_per_speaker=2)
     inputs = AsrInputs(train=str(d), dev=str(d), test=str(d), upstream=ckpt, on_the_fly=True)
     over = {"dataloader.delta_order": 1, "dataloader.cmvn": "utterance", "runner.total_steps": 2,
-            "runner.dev_step": 2, "runner.save_step": 2, "model.downsample_rate": 1}
+            "runner.dev_step": 2, "runner.save_step": 2, "model.subsampling": 1}
     run_asr(tiny_cfg(**over), inputs, tmp_path / "exp", progress=False)
     w = torch.load(tmp_path / "exp" / "states-2.ckpt", weights_only=True)["model"]["head.lstm.weight_ih_l0"]
     assert w.shape == (4 * 48, 32 * 2)

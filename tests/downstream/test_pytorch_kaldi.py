@@ -997,7 +997,7 @@ def _audio_ckpt(path: Path, kind: str):
         dr, seq = (1, 50) if kind == "tera" else (3, 20)
         cfg = UpstreamConfig(model=kind, transformer=TransformerConfig(
             hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-            downsample_rate=dr, sequence_length=seq))
+            frame_stacking=dr, sequence_length=seq))
         obj, section = MaskedReconstruction(cfg, 40 * (audio.delta_order + 1)), audio.to_s3prl_audio()
     save_upstream_checkpoint(path, objective=obj, optimizer_state=None, scheduler_state=None, step=1,
                              runner_config={}, upstream_cfg=cfg, audio=section)

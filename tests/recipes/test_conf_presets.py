@@ -1,6 +1,7 @@
 """The recipes' conf/ presets: every tiny preset is an override of its base preset (a top-level
 `base:` key, s3prl.config) that resolves to exactly the settings the whole tiny file had before
-(tests/recipes/presets_before_base.yaml), and the confs the three recipes share are links to one
+(tests/recipes/presets_before_base.yaml, read as stored configs are: renamed keys under their
+new names), and the confs the three recipes share are links to one
 file, not copies (as Kaldi recipes link steps/ and utils/)."""
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from s3prl.config import from_dict, load_config, to_dict
+from s3prl.config import from_dict, load_config, to_dict, upgrade_keys
 from s3prl.downstream.asr import AsrConfig, load_asr_config
 from s3prl.downstream.config import DownstreamConfig, load_downstream_config, load_task_config
 from s3prl.downstream.sentiment import SentimentConfig, load_sentiment_config
@@ -26,13 +27,13 @@ def _loaders(key: str):
     """(the preset's path, its loader, how the old whole file loads) for a key of BEFORE."""
     if "/" not in key:
         path = EGS / "librispeech" / "conf" / key
-        return path, lambda p: load_config(PretrainConfig, p), lambda d: from_dict(PretrainConfig, d, key)
+        return path, lambda p: load_config(PretrainConfig, p), lambda d: from_dict(PretrainConfig, upgrade_keys(PretrainConfig, d), key)
     path = EGS / key
     name = path.name
     cls, load = ((AsrConfig, load_asr_config) if name.startswith("asr_") else
                  (SentimentConfig, load_sentiment_config) if name.startswith("sentiment_") else
                  (DownstreamConfig, load_downstream_config))
-    return path, load, lambda d: load_task_config(cls, None, set_keys=d)
+    return path, load, lambda d: load_task_config(cls, None, set_keys=upgrade_keys(cls, d))
 
 
 @pytest.mark.parametrize("key", sorted(BEFORE))

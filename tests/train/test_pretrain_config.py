@@ -55,6 +55,10 @@ def test_presets_train_on_the_windows_they_encode(preset):
                                         f"windows of {seq}")
 
 
+def _old_transformer(sec: dict) -> None:
+    sec["transformer"] = {("downsample_rate" if k == "frame_stacking" else k): v for k, v in sec["transformer"].items()}
+
+
 def test_runs_and_checkpoints_written_with_data_still_load(tmp_path):
     from s3prl.upstream.checkpoint import load_checkpoint
     from s3prl.upstream.hub import load_upstream
@@ -63,15 +67,17 @@ def test_runs_and_checkpoints_written_with_data_still_load(tmp_path):
     exp = tmp_path / "exp"
     cfg = load_config(PretrainConfig, CONF / "tera_tiny.yaml", TINY)
     run_pretrain(cfg, data, exp, progress=False)
-    # Make the run look like one of before the rename: config.yaml and the checkpoint's runner
-    # config hold `data`.
+    # Make the run look like one of before the renames: config.yaml and the checkpoint's runner
+    # config hold `data`, the transformer sections `downsample_rate` (now `frame_stacking`).
     stored = yaml.safe_load((exp / "config.yaml").read_text())
     stored = {("data" if k == "dataloader" else k): v for k, v in stored.items()}
+    _old_transformer(stored["upstream"])
     (exp / "config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
     ckpt_path = exp / "states-2.ckpt"
     ckpt = load_checkpoint(ckpt_path)
     assert ckpt["Config"]["dataloader"]["batch_size"] == 4
     ckpt["Config"]["data"] = ckpt["Config"].pop("dataloader")
+    _old_transformer(ckpt["S3PRL_Recipes"]["upstream"])
     torch.save(ckpt, ckpt_path)
     before = ckpt_path.stat().st_mtime_ns
     # the old run is recognised as the same, complete run: nothing is done

@@ -85,7 +85,7 @@ def test_refuses_non_plain_values(tmp_path):
 
 def _legacy_model():
     torch.manual_seed(3)
-    tcfg = TransformerConfig(**TINY, downsample_rate=2)
+    tcfg = TransformerConfig(**TINY, frame_stacking=2)
     return TransformerModel(tcfg, 6).eval()
 
 

@@ -26,7 +26,7 @@ def make_ckpt(path, model="tera", dr=1, audio=None, seq=1500, input_dim=80, **tr
         audio = FeatureConfig().to_apc_audio() if audio is None else audio
     else:
         tcfg = TransformerConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                 intermediate_size=64, downsample_rate=dr, sequence_length=seq,
+                                 intermediate_size=64, frame_stacking=dr, sequence_length=seq,
                                  **transformer)
         cfg = UpstreamConfig(model=model, transformer=tcfg)
         obj = MaskedReconstruction(cfg, input_dim)
@@ -55,7 +55,7 @@ def wavs(lengths=(16000, 8123, 4321), seed=1):
 @pytest.mark.parametrize("key,dr", [("dr1", 1), ("dr3", 3)])
 def test_frame_counts_and_contract(ckpts, key, dr):
     up = load_upstream(ckpts[key])
-    assert up.downsample_rate == 160 and up.frame_rate == dr
+    assert up.hop_samples == 160 and up.frame_stacking == dr
     assert up.num_hidden_states == 3 and up.hidden_size == 32
     ws = wavs()
     out = up(ws)
@@ -289,7 +289,7 @@ def test_baselines():
     for name, dim, shift in (("fbank", 80, 160), ("mfcc", 39, 160), ("mel160", 160, 200)):
         up = load_upstream(name)
         out = up(ws)
-        assert up.num_hidden_states == 1 and up.hidden_size == dim and up.downsample_rate == shift
+        assert up.num_hidden_states == 1 and up.hidden_size == dim and up.hop_samples == shift
         ref = compute_features(ws[1], FeatureConfig(feat_type=name))
         torch.testing.assert_close(out.last_hidden_state[1, : ref.shape[0]], ref)
         assert int(out.lengths[1]) == ref.shape[0]

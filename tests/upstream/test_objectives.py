@@ -85,7 +85,7 @@ def test_loss_decreases(model):
 
 
 def test_separate_target_stream():
-    cfg = UpstreamConfig(model="mockingjay", transformer=TransformerConfig(**TINY, downsample_rate=2),
+    cfg = UpstreamConfig(model="mockingjay", transformer=TransformerConfig(**TINY, frame_stacking=2),
                          mask=MaskConfig(mask_consecutive_min=1, mask_consecutive_max=1), target="linear1025")
     obj = build_objective(cfg, 6)
     assert obj.target_dim == 1025 and obj.spec_head.output.out_features == 2050

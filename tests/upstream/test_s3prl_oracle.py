@@ -171,7 +171,7 @@ def test_our_checkpoints_give_the_same_states_in_s3prl(oracle, model):
     up = load_upstream(str(oracle["ours"][model]))
     assert up.model_type == model
     if model != "apc":
-        assert up.frame_rate == 1 and up.sequence_length == 50  # the shipped tiny presets, chunked
+        assert up.frame_stacking == 1 and up.sequence_length == 50  # the shipped tiny presets, chunked
         assert max(len(w) for w in oracle["wavs"]) // 160 > 2 * up.sequence_length
     _compare(up, oracle["wavs"], oracle["states"], f"ours_{model}")
 
@@ -218,7 +218,7 @@ def test_files_s3prl_cannot_read_are_announced_at_save_time(tmp_path, caplog):
     from s3prl.upstream.families import build_objective
 
     tiny = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
-    cases = [(UpstreamConfig(model="aalbert", transformer=TransformerConfig(**tiny, share_layer=True, downsample_rate=3)),
+    cases = [(UpstreamConfig(model="aalbert", transformer=TransformerConfig(**tiny, share_layer=True, frame_stacking=3)),
               FeatureConfig().to_s3prl_audio(), "stacks 3 frames"),
              (UpstreamConfig(model="apc", apc=APCConfig(hidden_size=8)), FeatureConfig().to_apc_audio(),
               "hamming window, not povey"),

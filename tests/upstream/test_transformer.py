@@ -21,9 +21,9 @@ def nparams(m):
 
 def test_parameter_counts_match_papers():
     assert nparams(TransformerModel(TransformerConfig(), 160)) == 21_388_800  # Mockingjay BASE 21.39 M
-    large = TransformerModel(TransformerConfig(num_hidden_layers=12, downsample_rate=3), 160)
+    large = TransformerModel(TransformerConfig(num_hidden_layers=12, frame_stacking=3), 160)
     assert abs(nparams(large) / 1e6 - 85.4) < 0.05
-    albert = TransformerModel(TransformerConfig(share_layer=True, downsample_rate=3), 80)
+    albert = TransformerModel(TransformerConfig(share_layer=True, frame_stacking=3), 80)
     one_layer = nparams(albert.encoder.layer[0])
     assert one_layer == 7_087_872
     assert nparams(albert) == one_layer + 240 * 768 + 768 + 2 * 768  # 7.27 M
@@ -104,7 +104,7 @@ def test_stacking_and_lengths():
     s, l = stack_frames(x, torch.tensor([7, 5]), 3)
     assert s.shape == (2, 2, 6) and l.tolist() == [2, 1]
     assert s[0, 1].tolist() == x[0, 3:6].reshape(-1).tolist()
-    m = TransformerModel(small(downsample_rate=3), 2)
+    m = TransformerModel(small(frame_stacking=3), 2)
     out = m(x, torch.tensor([7, 5]))
     assert out.hidden_states[0].shape == (2, 2, 32) and out.lengths.tolist() == [2, 1]
 
@@ -128,7 +128,7 @@ def test_chunking_matches_separate_pieces():
 
 
 def test_spec_head_shapes():
-    cfg = small(downsample_rate=3)
+    cfg = small(frame_stacking=3)
     head = SpecHead(cfg, 5)
     pred, hid = head(torch.randn(2, 4, 32))
     assert pred.shape == (2, 4, 15) and hid.shape == (2, 4, 32)

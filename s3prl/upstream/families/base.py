@@ -89,7 +89,7 @@ class UpstreamFamily:
     def hidden_size(self, model: nn.Module) -> int:
         return int(model.config.hidden_size)
 
-    def frame_rate(self, model: nn.Module) -> int:
+    def frame_stacking(self, model: nn.Module) -> int:
         """Input frames per output state (frame stacking); 1 = none."""
         return 1
 

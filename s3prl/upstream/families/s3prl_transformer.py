@@ -31,7 +31,7 @@ __all__ = ["READERS"]
 _TYPES = {"hidden_size": int, "num_hidden_layers": int, "num_attention_heads": int, "intermediate_size": int,
           "hidden_act": str, "hidden_dropout_prob": float, "attention_probs_dropout_prob": float,
           "initializer_range": float, "layer_norm_eps": float, "share_layer": bool, "pre_layer_norm": bool,
-          "downsample_rate": int}
+          "frame_stacking": int}
 _MASK_TYPES = {"mask_proportion": float, "mask_consecutive_min": int, "mask_consecutive_max": int,
                "mask_allow_overlap": bool, "mask_bucket_ratio": float, "noise_proportion": float}
 
@@ -57,7 +57,8 @@ def _transformer_cfg(sec: dict, seq_len: int, path: Path) -> tuple[TransformerCo
     prune = sec.get("prune_headids")
     if prune not in (None, "None", "", "none"):
         raise UserError(f"{path}: transformer.prune_headids = {prune!r}: pruned-head checkpoints are not supported")
-    kw = _typed(sec, _TYPES, path)
+    # S3PRL's `downsample_rate` is our frame_stacking
+    kw = _typed({("frame_stacking" if k == "downsample_rate" else k): v for k, v in sec.items()}, _TYPES, path)
     for k in ("hidden_size", "num_hidden_layers", "num_attention_heads"):
         if k not in kw:
             raise UserError(f"{path}: config section 'transformer' lacks '{k}'")
@@ -69,7 +70,7 @@ def _transformer_cfg(sec: dict, seq_len: int, path: Path) -> tuple[TransformerCo
     mkw = _typed(sec, _MASK_TYPES, path)
     if "mask_frequency" in sec and sec["mask_frequency"]:
         mf = float(sec["mask_frequency"])
-        in_dim = int(sec.get("input_dim", 0) or 0) * tcfg.downsample_rate
+        in_dim = int(sec.get("input_dim", 0) or 0) * tcfg.frame_stacking
         # Today's S3PRL stores a fraction of the feature dim; 2020 stored a band width.
         mkw["mask_frequency"] = int(round(mf * in_dim)) if mf < 1 and in_dim else int(mf)
     try:
@@ -113,18 +114,18 @@ def _read(ckpt: dict, up: dict, path: Path, requested: str | None) -> LoadedUpst
         raise UserError(f"{path}: 'Transformer' state lacks input_representations.spec_transform.weight")
     tcfg, mcfg = _transformer_cfg(sec, seq, path)
     fan_in = int(state["input_representations.spec_transform.weight"].shape[1])
-    if fan_in % tcfg.downsample_rate:
-        raise UserError(f"{path}: spec_transform input {fan_in} is not a multiple of downsample_rate {tcfg.downsample_rate}")
+    if fan_in % tcfg.frame_stacking:
+        raise UserError(f"{path}: spec_transform input {fan_in} is not a multiple of downsample_rate {tcfg.frame_stacking}")
     model_name = _model_name(tcfg, mcfg, requested, path)
     if model_name != "tera":
         mcfg = MaskConfig(**{**to_dict(mcfg), "mask_frequency": 0, "noise_proportion": 0.0})
     ucfg = UpstreamConfig(model=model_name, transformer=tcfg, mask=mcfg)
-    model = TransformerModel(tcfg, fan_in // tcfg.downsample_rate)
+    model = TransformerModel(tcfg, fan_in // tcfg.frame_stacking)
     load_state(model, state, path, state_key)
     head = None
     hs = ckpt.get("SpecHead")
     if isinstance(hs, dict) and "output.weight" in hs:
-        head = SpecHead(tcfg, int(hs["output.weight"].shape[0]) // tcfg.downsample_rate)
+        head = SpecHead(tcfg, int(hs["output.weight"].shape[0]) // tcfg.frame_stacking)
         load_state(head, hs, path, "SpecHead")
         head.eval()
     step = ckpt.get("Step", ckpt.get("Global_step"))

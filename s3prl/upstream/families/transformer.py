@@ -6,7 +6,7 @@ Our checkpoint sections are today's S3PRL transformer layout (github.com/s3prl/s
 s3prl/upstream/mockingjay/builder.py): `Transformer` and `SpecHead` state dicts and
 `Upstream_Config` = {transformer: {...}, task: {sequence_length}, audio: {...}}, which s3prl
 0.4.x loads with `mockingjay_local` / `tera_local` / `audio_albert_local`, except a transformer
-that stacks frames (`downsample_rate` > 1): s3prl 0.4.x has no frame stacking. S3PRL's own
+that stacks frames (`frame_stacking` > 1): s3prl 0.4.x has no frame stacking. S3PRL's own
 layouts are read by `s3prl.upstream.families.s3prl_transformer`; docs/checkpoint-formats.md.
 """
 from __future__ import annotations
@@ -59,7 +59,7 @@ class TransformerFamily(UpstreamFamily):
             return UpstreamConfig(model=model, transformer=TransformerConfig(sequence_length=3000))
         if model == "tera":
             return UpstreamConfig(model=model, mask=MaskConfig(mask_frequency=8, noise_proportion=0.15))
-        return UpstreamConfig(model=model, transformer=TransformerConfig(share_layer=True, downsample_rate=3),
+        return UpstreamConfig(model=model, transformer=TransformerConfig(share_layer=True, frame_stacking=3),
                               mask=MaskConfig(mask_consecutive_min=1, mask_consecutive_max=1))
 
     def build_objective(self, ucfg: UpstreamConfig, input_dim: int, target_dim: int | None = None) -> nn.Module:
@@ -75,8 +75,8 @@ class TransformerFamily(UpstreamFamily):
     def num_hidden_states(self, model) -> int:
         return int(model.config.num_hidden_layers) + 1   # input block + every layer
 
-    def frame_rate(self, model) -> int:
-        return int(model.config.downsample_rate)
+    def frame_stacking(self, model) -> int:
+        return int(model.config.frame_stacking)
 
     def feature_config(self, audio: dict, path: str):
         from s3prl.features.config import FeatureConfig
@@ -87,7 +87,7 @@ class TransformerFamily(UpstreamFamily):
     def write_sections(self, objective, ucfg: UpstreamConfig, audio: dict) -> dict:
         t = ucfg.transformer
         tsec = {k: getattr(t, k) for k in HUB_KEYS}
-        tsec.update(input_dim=int(objective.input_dim), downsample_rate=t.downsample_rate)
+        tsec.update(input_dim=int(objective.input_dim), downsample_rate=t.frame_stacking)  # S3PRL's name
         return {"Transformer": _cpu_state(objective.transformer), "SpecHead": _cpu_state(objective.spec_head),
                 "Upstream_Config": {"transformer": tsec, "task": {"sequence_length": t.sequence_length},
                                     "audio": dict(audio)}}
@@ -108,9 +108,9 @@ class TransformerFamily(UpstreamFamily):
         load_state(objective.spec_head, ckpt.get("SpecHead"), path, "SpecHead")
 
     def s3prl_incompatibility(self, ucfg: UpstreamConfig, audio: dict) -> str | None:
-        dr = ucfg.transformer.downsample_rate
+        dr = ucfg.transformer.frame_stacking
         if dr > 1:
-            return f"it stacks {dr} frames (downsample_rate); s3prl 0.4.x has no frame stacking"
+            return f"it stacks {dr} frames (frame_stacking); s3prl 0.4.x has no frame stacking"
         return None
 
 
