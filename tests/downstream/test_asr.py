@@ -267,6 +267,10 @@ def test_run_from_before_a_key_existed_counts_as_complete(trained, tmp_path):
     shutil.copytree(exp, old)
     cfg = yaml.safe_load((old / "config.yaml").read_text())
     del cfg["dataloader"]["delta_order"], cfg["dataloader"]["delta_window"]
+    # ... and before model.downsample_rate/downsample_style became subsampling/subsampling_style
+    cfg["model"] = {{"subsampling": "downsample_rate", "subsampling_style": "downsample_style"}.get(k, k): v
+                    for k, v in cfg["model"].items()}
+    assert "downsample_rate" in cfg["model"]
     text = yaml.safe_dump(cfg, sort_keys=False)
     (old / "config.yaml").write_text(text)
     res = json.loads((old / "results.json").read_text())
