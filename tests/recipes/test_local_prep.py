@@ -40,3 +40,22 @@ def test_usage_and_missing_corpus(tmp_path, script, args, verb):
     assert r.returncode == 1 and r.stderr.startswith("Usage: ")
     r = _sh(script, tmp_path / "no corpus", *args, cwd=tmp_path)
     assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith(f"{verb}.py: error: {tmp_path}/no corpus")
+
+
+def test_prep_in_a_recipe_copied_outside_the_repo(tmp_path):
+    """A user's own recipe dir made with `cp -r egs/librispeech` somewhere else (its utils and
+    path.sh links pointing back at the toolkit, as Kaldi recipes link steps/ and utils/): local/
+    finds the shell library through the recipe's own utils link."""
+    import os
+    import shutil
+
+    rdir = tmp_path / "my recipes" / "libri copy"
+    rdir.mkdir(parents=True)
+    shutil.copytree(REPO / "egs" / "librispeech" / "local", rdir / "local")
+    os.symlink(REPO / "utils", rdir / "utils")
+    os.symlink(REPO / "path.sh", rdir / "path.sh")
+    corpus = _tiny_librispeech(tmp_path)
+    r = subprocess.run(["bash", "local/data_prep.sh", str(corpus), "dev-clean", "data/dev"], cwd=rdir,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (rdir / "data" / "dev" / "utt2spk").read_text() == "1001-10-0000 1001-10\n1002-10-0000 1002-10\n"

@@ -7,5 +7,5 @@
 # Usage: local/data_prep.sh [--wav-format path|pipe] <corpus-dir> <subset> <data-dir>
 #   e.g. local/data_prep.sh /data/LibriSpeech train-clean-100 data/train-clean-100
 set -euo pipefail
-. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../../utils/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../utils/lib.sh"  # the recipe's utils link, as Kaldi's local/ scripts use it
 s3prl_prep_verb prepare_librispeech 3 "Usage: $0 [--wav-format path|pipe] <corpus-dir> <subset> <data-dir>" "$@"

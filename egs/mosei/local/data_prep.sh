@@ -7,5 +7,5 @@
 # Usage: local/data_prep.sh [--seed 29] [--label-csv FILE] [--audio-dir DIR] <corpus-dir> <data-dir> <split-dir>
 #   e.g. local/data_prep.sh /data/CMU_MOSEI data/mosei data/sentiment
 set -euo pipefail
-. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../../utils/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../utils/lib.sh"  # the recipe's utils link, as Kaldi's local/ scripts use it
 s3prl_prep_verb prepare_mosei 3 "Usage: $0 [--seed 29] [--label-csv FILE] [--audio-dir DIR] <corpus-dir> <data-dir> <split-dir>" "$@"

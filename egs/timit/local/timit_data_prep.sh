@@ -7,5 +7,5 @@
 # Usage: local/timit_data_prep.sh [--wav-format path|sph2pipe|sox] <timit-dir> <data-root>
 #   e.g. local/timit_data_prep.sh /data/TIMIT data
 set -euo pipefail
-. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../../utils/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../utils/lib.sh"  # the recipe's utils link, as Kaldi's local/ scripts use it
 s3prl_prep_verb prepare_timit 2 "Usage: $0 [--wav-format path|sph2pipe|sox] <timit-dir> <data-root>" "$@"
