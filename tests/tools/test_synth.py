@@ -156,6 +156,22 @@ def test_labels_match_audio(tiny):
     assert (tiny / "cpc" / "phones.txt").read_text().splitlines()[:3] == ["0 SIL", "1 SPN", "2 AA"]
 
 
+def test_lexicon_covers_every_word_in_the_label_phone_set(tiny):
+    import lexicon
+    lex = {}
+    for ln in (tiny / "lexicon.txt").read_text().splitlines():
+        w, *ph = ln.split()
+        lex[w] = ph
+    assert lex["!SIL"] == ["SIL"] and lex["<UNK>"] == ["SPN"]
+    words = {w for f in (tiny / "LibriSpeech").rglob("*.trans.txt") for ln in f.read_text().splitlines()
+             for w in ln.split()[1:]}
+    assert words == set(lex) - {"!SIL", "<UNK>"}
+    assert all(p in phones.PHONE_ID and p not in ("SIL", "SPN") for w in words for p in lex[w])
+    assert lexicon.festival_pronunciations(["HELLO", "'ROUND"]) == {"HELLO": ["HH", "AH", "L", "OW"],
+                                                                   "'ROUND": ["R", "AW", "N", "D"]}
+    assert json.loads((tiny / "manifest.json").read_text())["lexicon"] == len(lex)
+
+
 def test_split_covers_every_utterance_once(tiny):
     labels = read_labels(tiny)
     train = (tiny / "cpc" / "train_split.txt").read_text().split()
