@@ -29,7 +29,7 @@ from s3prl.hybrid.lang import word_symbols
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LMWTS = (4, 6, 8, 10, 12, 14, 17, 20)
+DEFAULT_LMWTS = (5, 8, 11, 14)
 
 # make_decodable(utt, acoustic_scale) -> a kaldi-hmm-gmm DecodableInterface
 DecodableFactory = Callable[[str, float], "khg.DecodableInterface"]
@@ -52,7 +52,7 @@ def mapped_decodable(model, log_likes: dict[str, np.ndarray]) -> DecodableFactor
 
 
 class Decoder:
-    def __init__(self, graph_dir: str | Path, model, beam: float = 13.0, max_active: int = 7000,
+    def __init__(self, graph_dir: str | Path, model, beam: float = 11.0, max_active: int = 3000,
                  lattice_beam: float = 6.0):
         graph = Path(graph_dir)
         if not (graph / "HCLG.fst").is_file():

@@ -163,11 +163,18 @@ def _lexicon_fst(lexicon: list[tuple[str, list[str]]], phone_id: dict[str, int],
     return fst
 
 
-def prepare_lang(lexicon_path: str | Path, lang_dir: str | Path) -> dict:
-    """Write ``lang_dir`` (utils/prepare_lang.sh's layout, position-independent phones)."""
+def prepare_lang(lexicon_path: str | Path, lang_dir: str | Path, phone_set: list[str] | None = None) -> dict:
+    """Write ``lang_dir`` (utils/prepare_lang.sh's layout, position-independent phones). The
+    phones are `phone_set` (e.g. the 41 label classes, so every class gets HMM states) or, when
+    None, those the lexicon uses; a lexicon phone outside `phone_set` is an error."""
     lang = Path(lang_dir)
     lexicon = read_lexicon(lexicon_path)
     phones_used = sorted({p for _, ps in lexicon for p in ps})
+    if phone_set is not None:
+        unknown = sorted(set(phones_used) - set(phone_set))
+        if unknown:
+            raise UserError(f"{lexicon_path}: phone '{unknown[0]}' is not in the phone set ({len(unknown)} unknown)")
+        phones_used = sorted(set(phone_set))
     nonsil = [p for p in phones_used if p not in SILENCE_PHONES]
     if not nonsil:
         raise UserError(f"{lexicon_path}: the lexicon has no non-silence phones")
