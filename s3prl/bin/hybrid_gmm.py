@@ -38,7 +38,18 @@ def _inputs_stamp(a) -> dict:
     for f in ("L.fst", "topo", "words.txt"):
         files[str(Path(a.lang) / f)] = file_sha256(Path(a.lang) / f)
     files[str(Path(a.lang_test) / "G.fst")] = file_sha256(Path(a.lang_test) / "G.fst")
-    return {"files": files, "num_iters": a.num_iters, "totgauss": a.totgauss, "labels": a.labels}
+    return {"files": files, "num_iters": a.num_iters, "totgauss": a.totgauss, "labels": a.labels,
+            "lmwts": a.lmwts, "beam": a.beam}
+
+
+def parse_lmwts(text: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(x) for x in text.split())
+    except ValueError:
+        raise UserError(f"--lmwts '{text}': expected space-separated positive integers") from None
+    if not out or min(out) < 1:
+        raise UserError(f"--lmwts '{text}': expected space-separated positive integers")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", help="CPC label dir for the frame agreement of the training alignments")
     p.add_argument("--num-iters", type=int, default=40)
     p.add_argument("--totgauss", type=int, default=1000)
+    p.add_argument("--results-md", default="RESULTS.md", help="RESULTS.md whose hybrid table gets the row ('' = none)")
+    p.add_argument("--lmwts", default="5 8 11 14", help="LM weights tried on dev (space-separated)")
+    p.add_argument("--beam", type=float, default=11.0, help="decoding beam")
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("exp_dir")
     a = p.parse_args(argv)
@@ -72,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if res_file.is_file():
         with_stamp = json.loads(res_file.read_text())
         if with_stamp.get("inputs") == stamp:
+            _results_md(a.results_md, with_stamp, exp)
             print(f"hybrid_gmm: {exp} complete: " + describe(with_stamp))
             return 0
     with StageLock(exp, "hybrid_gmm"):
@@ -89,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 gmm.align_data(exp, d, a.lang, out, cfg)
             ali_dirs[name] = str(out)
-        record = {"task": "hybrid_gmm", "mono": info, "ali_dirs": ali_dirs}
+        record = {"task": "hybrid_gmm", "upstream": "mfcc", "layer": "-", "head": "mono_gmm",
+                  "dev_accuracy": None, "mono": info, "ali_dirs": ali_dirs, "exp_dir": str(exp)}
         if a.labels:
             from s3prl.data.labels import PHONE_FILE, read_phone_labels
             from s3prl.bin.hybrid_lang import read_phone_list
@@ -98,18 +114,26 @@ def main(argv: list[str] | None = None) -> int:
             record["frame_agreement"] = gmm.frame_agreement(
                 model, ali, Path(a.lang) / "phones.txt", labels, read_phone_list(Path(a.labels) / "phones.txt"))
         record["graph"] = lang.make_graph(a.lang_test, model.tree, model.tm, exp / "graph")
-        decoder = decode.Decoder(exp / "graph", model)
+        decoder = decode.Decoder(exp / "graph", model, beam=a.beam)
         feats = gmm.load_feats(a.dev)
         lmwt, dev_wer = decode.tune_lmwt(decoder, decode.gmm_decodable(model, feats), decode.read_refs(a.dev),
-                                         exp / "decode_dev")
+                                         exp / "decode_dev", parse_lmwts(a.lmwts))
         feats = gmm.load_feats(a.test)
         res = decode.decode_test(decoder, decode.gmm_decodable(model, feats), decode.read_refs(a.test),
                                  exp / "decode_test", lmwt)
         record.update({"lmwt": lmwt, "dev_wer": dev_wer, "test_wer": res["wer"], "test_cer": res["cer"],
                        "test_wer_counts": res["wer_counts"], "inputs": stamp})
         atomic_write_text(res_file, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    _results_md(a.results_md, record, exp)
     print("hybrid_gmm: " + describe(record))
     return 0
+
+
+def _results_md(path: str, record: dict, exp: Path) -> None:
+    if path:
+        from s3prl.downstream.results import update_results_md
+        from s3prl.hybrid.dnn import HYBRID_TABLE
+        update_results_md(path, record, str(exp), HYBRID_TABLE)
 
 
 def describe(r: dict) -> str:

@@ -29,14 +29,18 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(f"--feats-{s}", required=True)
         p.add_argument(f"--ali-{s}", required=True)
     p.add_argument("--graph", required=True)
+    p.add_argument("--results-md", default="RESULTS.md", help="RESULTS.md whose hybrid table gets the row ('' = none)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--lmwts", default="5 8 11 14", help="LM weights tried on dev (space-separated)")
+    p.add_argument("--beam", type=float, default=11.0, help="decoding beam")
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("exp_dir")
     a = p.parse_args(argv)
     setup_logging(a.verbose)
     from s3prl.downstream.config import load_downstream_config
     from s3prl.downstream.runner import cli_command, print_record
+    from s3prl.bin.hybrid_gmm import parse_lmwts
     from s3prl.hybrid.dnn import HybridInputs, run_hybrid_dnn
 
     cfg = load_downstream_config(a.config, a.override, task="phone")
@@ -44,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                           ali={"train": a.ali_train, "dev": a.ali_dev, "test": a.ali_test}, graph=a.graph,
                           upstream=a.upstream)
     record = run_hybrid_dnn(cfg, inputs, a.exp_dir, command=cli_command("train_hybrid_dnn", argv),
-                            device=a.device, progress=not a.no_progress)
+                            device=a.device, progress=not a.no_progress, results_md=a.results_md or None,
+                            lmwts=parse_lmwts(a.lmwts), beam=a.beam)
     print_record(record, lambda r: (f"hybrid DNN {r['head']} {r['upstream']} ({r['layer']}): pdf accuracy dev "
                                     f"{100 * r['dev_accuracy']:.2f} %, test WER {r['test_wer']:.2f} % CER "
                                     f"{r['test_cer']:.2f} % (LMWT {r['lmwt']})"))

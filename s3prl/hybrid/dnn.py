@@ -30,6 +30,7 @@ from s3prl.data.alignments import iter_alignments
 from s3prl.downstream.config import DownstreamConfig
 from s3prl.downstream.data import LabeledFeatureDataset, collate_labeled
 from s3prl.downstream.heads import build_head
+from s3prl.downstream.results import TableSpec
 from s3prl.downstream.runner import RunSpec, eval_loader, finish_run, load_best_dev, run_fields, run_task
 from s3prl.downstream.task import ClassificationTask, feature_dataset, representation_of, RunInputs
 from s3prl.errors import UserError
@@ -41,6 +42,26 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "dev", "test")
 REQUIRED = ("task", "upstream", "layer", "head", "dev_accuracy", "test_accuracy", "best_step", "steps",
             "config_hash", "command", "test_wer", "test_cer", "lmwt")
+
+
+def _hybrid_row(record: dict, exp_label: str | None = None) -> list[str]:
+    fa = record.get("frame_agreement")
+    cells = [str(record["task"]), str(record["upstream"]), str(record["layer"]), str(record["head"]),
+             "-" if record.get("dev_accuracy") is None else f"{100 * record['dev_accuracy']:.2f}",
+             f"{record['dev_wer']:.2f}", f"{record['test_wer']:.2f}", f"{record['test_cer']:.2f}", str(record["lmwt"]),
+             "-" if not fa else f"{100 * fa['agreement']:.2f}",
+             exp_label if exp_label is not None else str(record.get("exp_dir", "-"))]
+    return [c.replace("|", "\\|").replace("\n", " ") for c in cells]
+
+
+TABLE_REQUIRED = ("task", "upstream", "layer", "head", "dev_wer", "test_wer", "test_cer", "lmwt")
+HYBRID_TABLE = TableSpec(
+    begin="<!-- hybrid-results:begin -->", end="<!-- hybrid-results:end -->",
+    title="## Speech recognition, hybrid DNN-HMM (monophone HMM, lattice-faster decoding on HCLG with a "
+          "3-gram LM of the training transcripts; WER/CER %)",
+    columns=("task", "upstream", "layer", "head", "dev pdf acc %", "dev WER", "test WER (dev LMWT)", "test CER",
+             "LMWT", "frame agreement %", "exp"),
+    key_columns=4, required=TABLE_REQUIRED, row=_hybrid_row)
 
 
 @dataclass
@@ -114,12 +135,12 @@ def scaled_log_likelihoods(task: ClassificationTask, dataset, cfg: DownstreamCon
 
 
 def _score(task, trainer, datasets, info, chash, history, *, cfg: DownstreamConfig, inputs: HybridInputs,
-           exp_dir: Path, command: str | None, lmwts) -> dict:
+           exp_dir: Path, command: str | None, lmwts, beam: float) -> dict:
     best = load_best_dev(task, trainer, exp_dir)
     acc = {s: task.evaluate(task.model, eval_loader(datasets[s], cfg.dataloader.dev_batch_size, cfg.dataloader,
                                                      collate_labeled)) for s in ("dev", "test")}
     model = info["model"]
-    decoder = decode.Decoder(inputs.graph, model)
+    decoder = decode.Decoder(inputs.graph, model, beam=beam)
     res = {}
     for s in ("dev", "test"):
         ll = scaled_log_likelihoods(task, datasets[s], cfg, info["log_priors"])
@@ -143,13 +164,15 @@ def _score(task, trainer, datasets, info, chash, history, *, cfg: DownstreamConf
 
 
 def run_hybrid_dnn(cfg: DownstreamConfig, inputs: HybridInputs, exp_dir: str | Path, *, command: str | None = None,
-                   device: str | None = None, progress: bool = True, lmwts=decode.DEFAULT_LMWTS) -> dict:
+                   device: str | None = None, progress: bool = True, lmwts=decode.DEFAULT_LMWTS,
+                   results_md: str | Path | None = None, beam: float = 11.0) -> dict:
     """Train the DNN on the alignments' pdfs, decode dev (LM weight) and test; skip if complete."""
     exp_dir = Path(exp_dir)
     from s3prl.config import to_dict
-    config_text = yaml.safe_dump({**to_dict(cfg), "inputs": inputs.resolved(), "lmwts": list(lmwts)},
+    config_text = yaml.safe_dump({**to_dict(cfg), "inputs": inputs.resolved(), "lmwts": list(lmwts), "beam": beam},
                                  sort_keys=False)
     spec = RunSpec(build=partial(build_hybrid_run, cfg, inputs), collate_fn=collate_labeled, seed=cfg.runner.seed,
-                   score=partial(_score, cfg=cfg, inputs=inputs, exp_dir=exp_dir, command=command, lmwts=lmwts),
-                   required=REQUIRED, lock_name="train_hybrid_dnn")
-    return run_task(spec, config_text, cfg, exp_dir, results_md=None, device=device, progress=progress)
+                   score=partial(_score, cfg=cfg, inputs=inputs, exp_dir=exp_dir, command=command, lmwts=lmwts,
+                                 beam=beam),
+                   required=REQUIRED, table=HYBRID_TABLE, lock_name="train_hybrid_dnn")
+    return run_task(spec, config_text, cfg, exp_dir, results_md=results_md, device=device, progress=progress)
