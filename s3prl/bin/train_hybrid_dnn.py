@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results-md", default="RESULTS.md", help="RESULTS.md whose hybrid table gets the row ('' = none)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--lmwts", default="5 8 11 14", help="LM weights tried on dev (space-separated)")
+    p.add_argument("--lmwts", default="3 5 8 11 14", help="LM weights tried on dev (space-separated)")
     p.add_argument("--beam", type=float, default=11.0, help="decoding beam")
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("exp_dir")

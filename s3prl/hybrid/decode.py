@@ -29,7 +29,7 @@ from s3prl.hybrid.lang import word_symbols
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LMWTS = (5, 8, 11, 14)
+DEFAULT_LMWTS = (3, 5, 8, 11, 14)
 
 # make_decodable(utt, acoustic_scale) -> a kaldi-hmm-gmm DecodableInterface
 DecodableFactory = Callable[[str, float], "khg.DecodableInterface"]
