@@ -338,7 +338,6 @@ def train_mono(data_dir, lang_dir, exp_dir, cfg: MonoConfig | None = None) -> di
 def save_model_dir(model: MonoModel, d: Path) -> None:
     model.save(d / "final.pt")
     atomic_write_text(d / "final.mdl", model.kaldi_text())
-    atomic_write_text(d / "tree.txt", "monophone tree (monophone_context_dependency of topo)\n")
 
 
 def align_data(model_dir, data_dir, lang_dir, ali_dir, cfg: MonoConfig | None = None) -> dict:

@@ -19,7 +19,6 @@ LM, like LibriSpeech's lexicon-wide 3-gram).
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable
@@ -384,5 +383,3 @@ def make_graph(lang_dir: str | Path, tree: khg.ContextDependency, trans_model: k
 def word_symbols(lang_dir: str | Path) -> dict[int, str]:
     return {i: w for w, i in read_symbols(Path(lang_dir) / "words.txt").items()}
 
-
-_DISAMBIG = re.compile(r"^#\d+$")

@@ -199,7 +199,7 @@ def test_deterministic_across_jobs(tiny, tmp_path):
     again = tmp_path / "again"
     assert librispeech.main(["--out", str(again), "--preset", "tiny", "--seed", "7", "--jobs", "1"]) == 0
     a, b = digests(tiny), digests(again)
-    assert len(a) == 59 and a == b  # 32 flac, 20 trans.txt, SPEAKERS.TXT, 4 cpc, tsv, manifest
+    assert len(a) == 60 and a == b  # 32 flac, 20 trans.txt, SPEAKERS.TXT, 4 cpc, tsv, manifest, lexicon
     assert not [p for p in tmp_path.iterdir() if ".tmp." in p.name]  # no temporary leftovers
 
 
