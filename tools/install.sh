@@ -41,4 +41,4 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 # Exact pins: a bare torch or a range pulls a multi-GB build (see docs/dependencies.md).
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$root[test]"
-"$venv/bin/python" -c "import torch, torchaudio, kaldiio, soundfile, sentencepiece, yaml, tqdm; print('install.sh: torch', torch.__version__, 'torchaudio', torchaudio.__version__)"
+"$venv/bin/python" -c "import torch, torchaudio, kaldiio, soundfile, sentencepiece, yaml, tqdm, kaldi_hmm_gmm, kaldifst, kaldilm, kaldialign; print('install.sh: torch', torch.__version__, 'torchaudio', torchaudio.__version__)"

@@ -30,7 +30,8 @@ abspath() { case "$1" in /*|"") echo "$1" ;; *) echo "$caller_pwd/$1" ;; esac; }
 # and the option named instead of failing every `[ "$stage" -le N ]` test (bash prints "integer
 # expression expected" and the `if` is simply false, so nothing runs and the script exits 0).
 # NAME:MIN for each option a recipe may declare; options a recipe does not declare are ignored.
-recipe_int_options="stage:0 stop_stage:0 nj:1 max_parallel:1 ngpu:0 synth_seed:0 split_seed:0 chunk_context:0"
+recipe_int_options="stage:0 stop_stage:0 nj:1 max_parallel:1 ngpu:0 synth_seed:0 split_seed:0 chunk_context:0
+                    mono_iters:1 mono_totgauss:1"
 recipe_check_int() {  # recipe_check_int NAME MIN: $NAME must be a whole number >= MIN
   local name=$1 min=$2 value=${!1} opt=--${1//_/-}
   if ! [[ "$value" =~ ^[0-9]+$ ]] || [ "$((10#$value))" -lt "$min" ]; then

@@ -156,6 +156,22 @@ def test_labels_match_audio(tiny):
     assert (tiny / "cpc" / "phones.txt").read_text().splitlines()[:3] == ["0 SIL", "1 SPN", "2 AA"]
 
 
+def test_lexicon_covers_every_word_in_the_label_phone_set(tiny):
+    import lexicon
+    lex = {}
+    for ln in (tiny / "lexicon.txt").read_text().splitlines():
+        w, *ph = ln.split()
+        lex[w] = ph
+    assert lex["!SIL"] == ["SIL"] and lex["<UNK>"] == ["SPN"]
+    words = {w for f in (tiny / "LibriSpeech").rglob("*.trans.txt") for ln in f.read_text().splitlines()
+             for w in ln.split()[1:]}
+    assert words == set(lex) - {"!SIL", "<UNK>"}
+    assert all(p in phones.PHONE_ID and p not in ("SIL", "SPN") for w in words for p in lex[w])
+    assert lexicon.festival_pronunciations(["HELLO", "'ROUND"]) == {"HELLO": ["HH", "AH", "L", "OW"],
+                                                                   "'ROUND": ["R", "AW", "N", "D"]}
+    assert json.loads((tiny / "manifest.json").read_text())["lexicon"] == len(lex)
+
+
 def test_split_covers_every_utterance_once(tiny):
     labels = read_labels(tiny)
     train = (tiny / "cpc" / "train_split.txt").read_text().split()
@@ -183,7 +199,7 @@ def test_deterministic_across_jobs(tiny, tmp_path):
     again = tmp_path / "again"
     assert librispeech.main(["--out", str(again), "--preset", "tiny", "--seed", "7", "--jobs", "1"]) == 0
     a, b = digests(tiny), digests(again)
-    assert len(a) == 59 and a == b  # 32 flac, 20 trans.txt, SPEAKERS.TXT, 4 cpc, tsv, manifest
+    assert len(a) == 60 and a == b  # 32 flac, 20 trans.txt, SPEAKERS.TXT, 4 cpc, tsv, manifest, lexicon
     assert not [p for p in tmp_path.iterdir() if ".tmp." in p.name]  # no temporary leftovers
 
 

@@ -13,6 +13,7 @@ timings are exact (engines.py; findings in docs/synthetic-corpus.md):
                                           snip-edges), frame i = phone at sample 160 i + 200
     OUT/cpc/train_split.txt, test_split.txt   utterance ids, about 80/20 within every speaker (CPC)
     OUT/cpc/phones.txt                "ID PHONE", 41 classes in Kaldi sets.txt order (phones.py)
+    OUT/lexicon.txt                   "WORD PHONE ..." for every transcript word, the 41 classes (lexicon.py)
     OUT/speakers.tsv                  every speaker's subset, engine, sex and parameters (JSON)
     OUT/manifest.json                 preset, seed, settings, counts, seconds, TTS package versions
 
@@ -42,6 +43,7 @@ import corpus  # noqa: E402
 import engines  # noqa: E402
 import text as textlib  # noqa: E402
 from channel import apply_channel  # noqa: E402
+from lexicon import write_lexicon  # noqa: E402
 from phones import PHONES, SR, frame_labels  # noqa: E402
 from voices import Speaker, SpeakerVoice, draw_speaker  # noqa: E402
 
@@ -253,6 +255,7 @@ def build(cfg: CorpusConfig, out: Path, jobs: int) -> dict:
     (cpc / "test_split.txt").write_text("".join(u + "\n" for u in test), encoding="utf-8")
     (cpc / "phones.txt").write_text("".join(f"{i} {p}\n" for i, p in enumerate(PHONES)), encoding="utf-8")
     (out / "LibriSpeech" / "SPEAKERS.TXT").write_text(speakers_txt(rows), encoding="utf-8")
+    n_lex = len(write_lexicon(out).read_text(encoding="utf-8").splitlines())
     corpus.write_speakers_tsv(out, "speaker\tsubset\tengine\tsex\tchapters\tparams", tsv)
     for st in subset_stats.values():
         st["seconds"] = round(st["seconds"], 3)
@@ -263,7 +266,7 @@ def build(cfg: CorpusConfig, out: Path, jobs: int) -> dict:
         "total_seconds": round(sum(st["seconds"] for st in subset_stats.values()), 3),
         "cpc": {"utterances": len(label_lines), "train": len(train), "test": len(test), "classes": len(PHONES)},
         "engines": {e: sum(1 for _, sp, _ in plan if sp.engine == e) for e in engines.ENGINES},
-        "sentences": len(sentences), "packages": engines.package_versions(),
+        "sentences": len(sentences), "lexicon": n_lex, "packages": engines.package_versions(),
     }
     corpus.write_manifest(out, manifest)
     log.info("built %d utterances (%.1f min of audio) in %.1f s with %d jobs",

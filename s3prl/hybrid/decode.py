@@ -1,0 +1,111 @@
+"""Decoding with the lattice-faster decoder on HCLG and Kaldi-style scoring (steps/decode.sh +
+local/score.sh of kaldi-asr/kaldi egs/mini_librispeech/s5).
+
+Acoustic scores are either the GMM's log-likelihoods (gmm-latgen-faster) or a DNN's
+log-posteriors minus log-priors (nnet-forward --class-frame-counts, then latgen-faster-mapped):
+``loglike(t, tid) = acwt * (log p(pdf(tid) | x_t) - log p(pdf(tid)))``. kaldi-hmm-gmm's decoder
+returns the best path, not a lattice, so where Kaldi's scoring rescales one lattice for every LM
+weight, here each LM weight is a decode with acoustic scale ``1 / LMWT`` (the same best path as
+lattice rescoring with that weight). Per LM weight the dev decode dir gets ``wer_LMWT`` and
+``cer_LMWT`` (compute-wer report and per-utterance details, s3prl.downstream.scoring) and
+``hyp_LMWT.txt``; ``best_wer`` names the best. The test set is decoded once with the LM weight
+chosen on dev: ``wer``, ``cer``, ``hyp.txt``, ``ref.txt`` and ``wer_LMWT``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import kaldi_hmm_gmm as khg
+import kaldifst
+import numpy as np
+
+from s3prl.atomic import atomic_write_text
+from s3prl.data.kaldi_dir import read_kv, write_kv
+from s3prl.downstream.scoring import error_rate, write_decode_dir
+from s3prl.errors import UserError
+from s3prl.hybrid.lang import word_symbols
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LMWTS = (3, 5, 8, 11, 14)
+
+# make_decodable(utt, acoustic_scale) -> a kaldi-hmm-gmm DecodableInterface
+DecodableFactory = Callable[[str, float], "khg.DecodableInterface"]
+
+
+def gmm_decodable(model, feats: dict[str, np.ndarray]) -> DecodableFactory:
+    return lambda utt, acwt: khg.DecodableAmDiagGmmScaled(am=model.am, tm=model.tm, feats=feats[utt], scale=acwt)
+
+
+def mapped_decodable(model, log_likes: dict[str, np.ndarray]) -> DecodableFactory:
+    """Decodable over per-pdf scores (T, num_pdfs) (latgen-faster-mapped's DecodableMatrixScaledMapped):
+    the matrix is expanded to transition ids (column tid - 1 = score of pdf(tid)) for DecodableCtc,
+    which reads column ``index - 1``."""
+    tid2pdf = model.tid2pdf[1:]
+
+    def make(utt: str, acwt: float):
+        m = np.ascontiguousarray((acwt * log_likes[utt][:, tid2pdf]).astype(np.float32))
+        return khg.DecodableCtc(m)
+    return make
+
+
+class Decoder:
+    def __init__(self, graph_dir: str | Path, model, beam: float = 11.0, max_active: int = 3000,
+                 lattice_beam: float = 6.0):
+        graph = Path(graph_dir)
+        if not (graph / "HCLG.fst").is_file():
+            raise UserError(f"{graph}: no HCLG.fst (make the graph first)")
+        self.fst = kaldifst.StdVectorFst.read(str(graph / "HCLG.fst"))
+        self.words = word_symbols(graph)
+        self.model = model
+        self.config = khg.LatticeFasterDecoderConfig(max_active=max_active, beam=beam, lattice_beam=lattice_beam)
+        self.decoder = khg.LatticeFasterDecoder(self.fst, self.config)
+
+    def decode(self, utts: list[str], make: DecodableFactory, acwt: float) -> dict[str, str]:
+        hyps = {}
+        for u in utts:
+            ok, _, word_ids, _ = khg.decode_utterance_lattice_faster(
+                decoder=self.decoder, decodable=make(u, acwt), trans_model=self.model.tm, utt=u,
+                allow_partial=True)
+            hyps[u] = " ".join(self.words[i] for i in word_ids if self.words.get(i) not in (None, "<eps>", "!SIL")) \
+                if ok else ""
+        return hyps
+
+
+def read_refs(data_dir: str | Path) -> dict[str, str]:
+    return read_kv(Path(data_dir) / "text", allow_empty_value=True)
+
+
+def tune_lmwt(decoder: Decoder, make: DecodableFactory, refs: dict[str, str], decode_dir: str | Path,
+              lmwts=DEFAULT_LMWTS) -> tuple[int, float]:
+    """Decode `refs`' utterances with every LM weight; write wer_/cer_/hyp_ files and best_wer;
+    return (best LM weight, its WER)."""
+    out = Path(decode_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    utts = sorted(refs)
+    best = None
+    for lmwt in lmwts:
+        hyps = decoder.decode(utts, make, 1.0 / lmwt)
+        w = error_rate(refs, hyps, "word", hyp_source=str(out / f"hyp_{lmwt}.txt"))
+        c = error_rate(refs, hyps, "char", hyp_source=str(out / f"hyp_{lmwt}.txt"))
+        atomic_write_text(out / f"wer_{lmwt}", w.report() + "\n" + w.details())
+        atomic_write_text(out / f"cer_{lmwt}", c.report() + "\n" + c.details())
+        write_kv(out / f"hyp_{lmwt}.txt", hyps)
+        log.info("%s LMWT %d: %s", out, lmwt, w.summary())
+        if best is None or w.rate < best[1]:
+            best = (lmwt, w.rate, w.summary())
+    atomic_write_text(out / "best_wer", f"{best[2]} {out / f'wer_{best[0]}'}\n")
+    return best[0], best[1]
+
+
+def decode_test(decoder: Decoder, make: DecodableFactory, refs: dict[str, str], decode_dir: str | Path,
+                lmwt: int) -> dict:
+    """Decode with the chosen LM weight and score (wer, cer, hyp.txt, ref.txt, wer_LMWT)."""
+    out = Path(decode_dir)
+    hyps = decoder.decode(sorted(refs), make, 1.0 / lmwt)
+    res = write_decode_dir(out, refs, hyps)
+    atomic_write_text(out / f"wer_{lmwt}", (out / "wer").read_text(encoding="utf-8"))
+    res["lmwt"] = lmwt
+    return res

@@ -1,0 +1,377 @@
+"""Monophone HMM-GMM training and Viterbi alignment (Kaldi's steps/train_mono.sh and
+steps/align_si.sh) on kaldi-hmm-gmm.
+
+Schedule of kaldi-asr/kaldi egs/wsj/s5/steps/train_mono.sh: gmm-init-mono (one Gaussian per pdf
+from the global mean and variance), align-equal-compiled, then ``num_iters`` (40) passes of
+gmm-acc-stats-ali + gmm-est with re-alignment (gmm-align-compiled, ``--beam 6 --retry-beam 40``
+after the first pass's ``--beam 10``; ``--transition-scale 1.0 --acoustic-scale 0.1
+--self-loop-scale 0.1``) on the passes of ``realign_iters``, mixing up by ``(totgauss -
+numgauss) / max_iter_inc`` Gaussians per pass to ``totgauss`` (1000), ``--power 0.25``,
+``--min-gaussian-occupancy 3`` on the first update. Training graphs come from
+compile-train-graphs (L.fst, the transcripts, the tree and transition model). The per-frame
+statistics are batched per pdf with numpy (the posteriors of each pdf's Gaussians from
+DiagGmm.log_likelihoods_matrix) and the ML update is done here on those sums (the Python binding's
+AccumAmDiagGmm.get_acc returns a copy, so per-pdf statistics cannot be added to it in batches);
+the formulas are Kaldi's MleDiagGmmUpdate (src/gmm/mle-diag-gmm.cc).
+
+Beams: Kaldi's 10 / 40 (retry) lose most utterances of the synthetic corpus here (its
+transcripts and lexicon fit the audio less tightly than real read speech to a curated lexicon;
+beam 100 aligns all of them after the first pass), so alignment runs with beam 40 and retry
+beam 160.
+
+Features: a data dir's ``feats.scp`` with per-speaker mean normalisation from ``cmvn.scp``
+(apply-cmvn, as steps/train_mono.sh does). The model is saved as ``final.pt`` (plain tensors and
+lists: the topology text, the transition log-probabilities and every pdf's weights, inverse
+variances and means times inverse variances) and, for Kaldi's tools, as ``final.mdl`` in Kaldi's
+text model format (TransitionModel then AmDiagGmm, gmm-copy --binary=false).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import kaldi_hmm_gmm as khg
+import kaldifst
+import numpy as np
+import torch
+
+from s3prl.atomic import atomic_path, atomic_write_text
+from s3prl.data.alignments import write_alignments
+from s3prl.data.ark import iter_scp, read_scp_stats
+from s3prl.data.kaldi_dir import read_kv
+from s3prl.errors import UserError
+from s3prl.features.cmvn import apply_cmvn
+from s3prl.hybrid.lang import read_symbols, read_topology
+
+log = logging.getLogger(__name__)
+
+REALIGN_ITERS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 16, 18, 20, 23, 26, 29, 32, 35, 38)
+
+
+@dataclass
+class MonoConfig:
+    num_iters: int = 40
+    max_iter_inc: int = 30
+    totgauss: int = 1000
+    power: float = 0.25
+    beam: float = 40.0        # Kaldi: 10 (6 on the first pass); see the module docstring
+    retry_beam: float = 160.0  # Kaldi: 4 * beam
+    first_beam: float = 40.0
+    acoustic_scale: float = 0.1
+    self_loop_scale: float = 0.1
+    transition_scale: float = 1.0
+    seed: int = 3
+
+
+# ---------------------------------------------------------------------------------------- data
+def load_feats(data_dir: str | Path, cmvn: bool = True) -> dict[str, np.ndarray]:
+    """{utt: (T, D) float32} of ``data_dir/feats.scp``, speaker mean-normalised (apply-cmvn)."""
+    d = Path(data_dir)
+    if not (d / "feats.scp").is_file():
+        raise UserError(f"{d}: no feats.scp (run utils/compute_feats.sh first)")
+    stats, utt2spk = {}, {}
+    if cmvn and (d / "cmvn.scp").is_file():
+        stats = {k: read_scp_stats(v, k) for k, v in read_kv(d / "cmvn.scp").items()}
+        utt2spk = read_kv(d / "utt2spk")
+    out = {}
+    for utt, mat in iter_scp(d / "feats.scp"):
+        if stats:
+            mat = apply_cmvn(mat, stats[utt2spk[utt]], norm_vars=False)
+        out[utt] = np.ascontiguousarray(mat, dtype=np.float32)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- model
+class MonoModel:
+    """Topology, monophone tree, transition model and diagonal-GMM acoustic model."""
+
+    def __init__(self, topo_text: str, am: khg.AmDiagGmm | None = None, feats_dim: int = 0):
+        self.topo_text = topo_text
+        self.topo = khg.HmmTopology()
+        self.topo.read(topo_text)
+        self.tree = khg.monophone_context_dependency(
+            phones=self.topo.phones, phone2num_pdf_classes=self.topo.get_phone_to_num_pdf_classes())
+        self.tm = khg.TransitionModel(ctx_dep=self.tree, hmm_topo=self.topo)
+        self.am = am
+        self.tid2pdf = np.array([-1] + [int(self.tm.transition_id_to_pdf(t))
+                                        for t in range(1, self.tm.num_transition_ids + 1)])
+        self.tid2phone = np.array([0] + [int(self.tm.transition_id_to_phone(t))
+                                         for t in range(1, self.tm.num_transition_ids + 1)])
+
+    @property
+    def num_pdfs(self) -> int:
+        return int(self.tm.num_pdfs)
+
+    @classmethod
+    def init_mono(cls, topo_text: str, feats: dict[str, np.ndarray]) -> "MonoModel":
+        """gmm-init-mono: every pdf one Gaussian with the global mean and variance."""
+        m = cls(topo_text)
+        x = np.concatenate(list(feats.values())).astype(np.float64)
+        mean, var = x.mean(0), np.maximum(x.var(0), 1e-4)
+        g = khg.DiagGmm(nmix=1, dim=x.shape[1])
+        g.set_weights(np.ones(1, dtype=np.float32))
+        g.set_means(mean[None].astype(np.float32))
+        g.set_invvars((1.0 / var)[None].astype(np.float32))
+        g.compute_gconsts()
+        am = khg.AmDiagGmm()
+        for _ in range(m.num_pdfs):
+            am.add_pdf(g)
+        m.am = am
+        return m
+
+    # -- persistence: plain tensors, loadable with torch.load(weights_only=True)
+    def state_dict(self) -> dict:
+        tm_state = self.tm.__getstate__()
+        gmm_state = self.am.__getstate__()
+        return {"format": "s3prl-hybrid-mono-1", "topo": self.topo_text,
+                "transition_log_probs": torch.tensor(np.asarray(tm_state[6], dtype=np.float64)),
+                "non_self_loop_log_probs": torch.tensor(np.asarray(tm_state[7], dtype=np.float64)),
+                "gmm": [torch.from_numpy(np.array(a)) for a in gmm_state]}
+
+    @classmethod
+    def from_state_dict(cls, sd: dict) -> "MonoModel":
+        m = cls(sd["topo"])
+        st = list(m.tm.__getstate__())
+        if len(st[6]) != len(sd["transition_log_probs"]):
+            raise UserError("model: transition log-probabilities do not match the topology")
+        st[6] = sd["transition_log_probs"].tolist()
+        st[7] = sd["non_self_loop_log_probs"].tolist()
+        tm = khg.TransitionModel.__new__(khg.TransitionModel)
+        tm.__setstate__(tuple(st))
+        m.tm = tm
+        am = khg.AmDiagGmm.__new__(khg.AmDiagGmm)
+        am.__setstate__(tuple(t.numpy() for t in sd["gmm"]))
+        for p in range(am.num_pdfs):
+            am.get_pdf(p).compute_gconsts()
+        m.am = am
+        return m
+
+    def save(self, path: str | Path) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(self.state_dict(), tmp)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "MonoModel":
+        try:
+            sd = torch.load(path, weights_only=True)
+        except (OSError, RuntimeError, EOFError) as e:
+            raise UserError(f"{path}: cannot read the GMM model: {' '.join(str(e).split())[:200]}") from None
+        if not isinstance(sd, dict) or sd.get("format") != "s3prl-hybrid-mono-1":
+            raise UserError(f"{path}: not a monophone model written by s3prl.hybrid.gmm")
+        return cls.from_state_dict(sd)
+
+    def kaldi_text(self) -> str:
+        """final.mdl in Kaldi's text format (TransitionModel::Write + AmDiagGmm::Write)."""
+        def vec(v):
+            return " [ " + " ".join(f"{x:.7g}" for x in np.ravel(v)) + " ]\n"
+
+        def mat(m):
+            m = np.atleast_2d(m)
+            rows = [" ".join(f"{x:.7g}" for x in r) for r in m]
+            return " [\n  " + "\n  ".join(rows) + " ]\n"
+        out = [str(self.tm).rstrip() + "\n", f"<DIMENSION> {self.am.dim} <NUMPDFS> {self.am.num_pdfs} "]
+        for p in range(self.am.num_pdfs):
+            g = self.am.get_pdf(p)
+            out += ["<DiagGMM> \n<GCONSTS> ", vec(g.gconsts), "<WEIGHTS> ", vec(g.weights),
+                    "<MEANS_INVVARS> ", mat(g.means_invvars), "<INV_VARS> ", mat(g.inv_vars), "</DiagGMM> "]
+        return "".join(out) + "\n"
+
+    # -- graphs, alignment, statistics
+    def graph_compiler(self, lang_dir: str | Path) -> khg.TrainingGraphCompiler:
+        lang = Path(lang_dir)
+        L = kaldifst.StdVectorFst.read(str(lang / "L.fst"))
+        disambig = [int(x) for x in (lang / "phones" / "disambig.int").read_text().split()]
+        return khg.TrainingGraphCompiler(trans_model=self.tm, ctx_dep=self.tree, lex_fst=L,
+                                         disambig_syms=disambig, opts=khg.TrainingGraphCompilerOptions())
+
+    def align(self, graph: kaldifst.StdVectorFst, feats: np.ndarray, cfg: MonoConfig, beam: float,
+              utt: str = "utt") -> list[int]:
+        """gmm-align-compiled of one utterance; [] when no path survives the retry beam."""
+        fst = graph.copy()
+        khg.add_transition_probs(trans_model=self.tm, transition_scale=cfg.transition_scale,
+                                 self_loop_scale=cfg.self_loop_scale, fst=fst)
+        dec = khg.DecodableAmDiagGmmScaled(am=self.am, tm=self.tm, feats=feats, scale=cfg.acoustic_scale)
+        ac = khg.AlignConfig()
+        ac.beam, ac.retry_beam, ac.careful = beam, cfg.retry_beam, False
+        res = khg.align_utterance_wrapper(config=ac, utt=utt, acoustic_scale=cfg.acoustic_scale, fst=fst,
+                                          decodable=dec, num_done=0, num_error=0, num_retried=0,
+                                          tot_like=0.0, frame_count=0)
+        return list(res[5])
+
+    def accumulate(self, feats: dict[str, np.ndarray], ali: dict[str, list[int]]) -> tuple[dict, np.ndarray, float]:
+        """gmm-acc-stats-ali over all utterances: ({pdf: (occ, x, x^2) per Gaussian}, transition
+        stats, average log-likelihood per frame)."""
+        tstats = np.asarray(self.tm.init_stats(), dtype=np.float64).copy()
+        utts = [u for u in feats if u in ali and len(ali[u]) == len(feats[u])]
+        if not utts:
+            raise UserError("GMM training: no utterance has an alignment")
+        tids = np.concatenate([np.asarray(ali[u], dtype=np.int64) for u in utts])
+        x = np.concatenate([feats[u] for u in utts]).astype(np.float32)
+        tstats += np.bincount(tids, minlength=len(tstats))[:len(tstats)]
+        pdfs = self.tid2pdf[tids]
+        tot = 0.0
+        order = np.argsort(pdfs, kind="stable")
+        bounds = np.searchsorted(pdfs[order], np.arange(self.num_pdfs + 1))
+        stats = {}
+        for p in range(self.num_pdfs):
+            idx = order[bounds[p]:bounds[p + 1]]
+            if len(idx) == 0:
+                continue
+            xp = x[idx]
+            ll = self.am.get_pdf(p).log_likelihoods_matrix(xp).astype(np.float64)
+            mx = ll.max(1, keepdims=True)
+            post = np.exp(ll - mx)
+            s = post.sum(1, keepdims=True)
+            post /= s
+            tot += float((mx + np.log(s)).sum())
+            xd = xp.astype(np.float64)
+            stats[p] = (post.sum(0), post.T @ xd, post.T @ (xd * xd))
+        return stats, tstats, tot / len(tids)
+
+    def estimate(self, stats: dict, tstats: np.ndarray, mixup: int, power: float, min_occ: float = 10.0,
+                 min_variance: float = 0.001) -> None:
+        """gmm-est: transition ML update (MleTransitionUpdate), the diagonal GMMs' ML update
+        (MleDiagGmmUpdate: Gaussians under `min_occ` removed, variances floored at `min_variance`)
+        and mixing up to `mixup` Gaussians (AmDiagGmm::SplitByCount)."""
+        self.tm.mle_update(tstats, khg.MleTransitionUpdateConfig())
+        occs = np.zeros(self.num_pdfs, dtype=np.float32)
+        for p, (occ, m1, m2) in stats.items():
+            occs[p] = occ.sum()
+            keep = occ >= min_occ
+            if not keep.any():
+                keep = occ == occ.max()
+            occ, m1, m2 = occ[keep], m1[keep], m2[keep]
+            mean = m1 / occ[:, None]
+            var = np.maximum(m2 / occ[:, None] - mean * mean, min_variance)
+            g = self.am.get_pdf(p)
+            if g.num_gauss != len(occ):
+                g.resize(len(occ), mean.shape[1])
+            g.set_weights((occ / occ.sum()).astype(np.float32))
+            g.set_means(mean.astype(np.float32))
+            g.set_invvars((1.0 / var).astype(np.float32))
+            g.compute_gconsts()
+        if mixup > self.am.num_gauss:
+            self.am.split_by_count(state_occs=occs, target_components=mixup, perturb_factor=0.01,
+                                   power=power, min_count=20.0)
+
+
+# ---------------------------------------------------------------------------------------- training
+def read_text_ids(data_dir: str | Path, lang_dir: str | Path) -> dict[str, list[int]]:
+    """``data_dir/text`` as word ids of ``lang_dir/words.txt`` (sym2int.pl --map-oov <UNK>)."""
+    words = read_symbols(Path(lang_dir) / "words.txt")
+    oov = Path(lang_dir, "oov.txt").read_text().split()[0]
+    out = {}
+    for utt, text in read_kv(Path(data_dir) / "text", allow_empty_value=True).items():
+        out[utt] = [words.get(w, words[oov]) for w in text.split()]
+    return out
+
+
+def compile_graphs(model: MonoModel, lang_dir, data_dir) -> dict[str, kaldifst.StdVectorFst]:
+    gc = model.graph_compiler(lang_dir)
+    return {u: gc.compile_graph_from_text(ids) for u, ids in read_text_ids(data_dir, lang_dir).items()}
+
+
+def equal_align(graphs, feats, seed: int) -> dict[str, list[int]]:
+    """align-equal-compiled: a random path of exactly T frames through each training graph."""
+    ali = {}
+    for u, g in graphs.items():
+        if u not in feats:
+            continue
+        ok, path = kaldifst.equal_align(ifst=g, length=len(feats[u]), rand_seed=seed, num_retries=10)
+        if not ok:
+            log.warning("equal alignment failed for %s (too few frames for its transcript)", u)
+            continue
+        ok, isyms, _, _ = kaldifst.get_linear_symbol_sequence(path)
+        if ok:
+            ali[u] = list(isyms)
+    return ali
+
+
+def align_all(model: MonoModel, graphs, feats, cfg: MonoConfig, beam: float) -> dict[str, list[int]]:
+    ali = {}
+    for u in sorted(feats):
+        if u not in graphs:
+            continue
+        a = model.align(graphs[u], feats[u], cfg, beam, utt=u)
+        if a:
+            ali[u] = a
+    if len(ali) < len(feats):
+        log.warning("alignment failed for %d of %d utterances", len(feats) - len(ali), len(feats))
+    return ali
+
+
+def train_mono(data_dir, lang_dir, exp_dir, cfg: MonoConfig | None = None) -> dict:
+    """steps/train_mono.sh: ``exp_dir/final.pt``, ``final.mdl``, ``ali.1.gz`` of the training data."""
+    cfg = cfg or MonoConfig()
+    exp = Path(exp_dir)
+    exp.mkdir(parents=True, exist_ok=True)
+    feats = load_feats(data_dir)
+    topo_text = Path(lang_dir, "topo").read_text(encoding="utf-8")
+    model = MonoModel.init_mono(topo_text, feats)
+    graphs = compile_graphs(model, lang_dir, data_dir)
+    ali = equal_align(graphs, feats, cfg.seed)
+    numgauss = model.am.num_gauss
+    incgauss = max(0, (cfg.totgauss - numgauss) // max(1, cfg.max_iter_inc))
+    stats, tstats, ll = model.accumulate(feats, ali)
+    model.estimate(stats, tstats, mixup=numgauss, power=cfg.power, min_occ=3.0)
+    history = [round(ll, 4)]
+    beam = cfg.first_beam
+    for it in range(1, cfg.num_iters):
+        if it in REALIGN_ITERS:
+            ali = align_all(model, graphs, feats, cfg, beam)
+            beam = cfg.beam
+        stats, tstats, ll = model.accumulate(feats, ali)
+        history.append(round(ll, 4))
+        if it <= cfg.max_iter_inc:
+            numgauss += incgauss
+        model.estimate(stats, tstats, mixup=numgauss, power=cfg.power)
+        log.info("mono pass %d: avg log-likelihood %.3f per frame, %d Gaussians", it, ll, model.am.num_gauss)
+    ali = align_all(model, graphs, feats, cfg, cfg.beam)
+    save_model_dir(model, exp)
+    write_alignments(exp / "ali.1.gz", {u: np.asarray(a, dtype=np.int32) for u, a in ali.items()})
+    atomic_write_text(exp / "num_jobs", "1\n")
+    return {"utterances": len(feats), "aligned": len(ali), "pdfs": model.num_pdfs,
+            "gaussians": int(model.am.num_gauss), "loglike_per_frame": history}
+
+
+def save_model_dir(model: MonoModel, d: Path) -> None:
+    model.save(d / "final.pt")
+    atomic_write_text(d / "final.mdl", model.kaldi_text())
+
+
+def align_data(model_dir, data_dir, lang_dir, ali_dir, cfg: MonoConfig | None = None) -> dict:
+    """steps/align_si.sh: ``ali_dir/ali.1.gz`` (+ final.mdl, final.pt, num_jobs) for a data dir."""
+    cfg = cfg or MonoConfig()
+    model = MonoModel.load(Path(model_dir) / "final.pt")
+    feats = load_feats(data_dir)
+    graphs = compile_graphs(model, lang_dir, data_dir)
+    ali = align_all(model, graphs, feats, cfg, cfg.beam)
+    out = Path(ali_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_model_dir(model, out)
+    write_alignments(out / "ali.1.gz", {u: np.asarray(a, dtype=np.int32) for u, a in ali.items()})
+    atomic_write_text(out / "num_jobs", "1\n")
+    return {"utterances": len(feats), "aligned": len(ali)}
+
+
+def frame_agreement(model: MonoModel, ali: dict[str, np.ndarray], phones_txt: str | Path,
+                    labels: dict[str, np.ndarray], label_phones: list[str]) -> dict:
+    """Per-frame phone agreement of alignments with reference phone labels (e.g. the synthetic
+    corpus' exact CPC labels); also the agreement of always answering the most frequent label."""
+    id2phone = {i: p for p, i in read_symbols(phones_txt).items()}
+    name2label = {p: i for i, p in enumerate(label_phones)}
+    agree = total = 0
+    ref_counts = np.zeros(len(label_phones), dtype=np.int64)
+    for u, a in ali.items():
+        if u not in labels:
+            continue
+        ref = np.asarray(labels[u])
+        hyp = np.array([name2label.get(id2phone[int(p)], -1) for p in model.tid2phone[np.asarray(a)]])
+        n = min(len(ref), len(hyp))
+        agree += int((ref[:n] == hyp[:n]).sum())
+        total += n
+        ref_counts += np.bincount(ref[:n], minlength=len(label_phones))
+    if total == 0:
+        raise UserError("frame agreement: no aligned utterance has reference labels")
+    return {"frames": total, "agreement": agree / total, "majority_baseline": float(ref_counts.max() / total)}
