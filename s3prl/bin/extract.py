@@ -5,7 +5,8 @@ Three modes; `utils/dump_feats.sh` strings them together over `nj` jobs:
 ``--mode extract`` (default), one job on one (split) data dir::
 
     python -m s3prl.bin.extract --upstream CKPT_OR_NAME [--layer N|all|last|N,M] [--batch-size B]
-        [--device cpu|cuda|auto] [--compress false|true] [--chunk-context N] <data-dir> <out-prefix>
+        [--device cpu|cuda|auto] [--compress false|true] [--chunk-context N] [--dtype float32|bfloat16]
+        <data-dir> <out-prefix>
 
   Utterances are read in length-sorted batches (longest first, so a batch pads little and the
   first batch shows the peak memory), pushed through the upstream (s3prl.upstream.hub) and written
@@ -43,6 +44,12 @@ than the model's ``sequence_length`` are encoded in overlapping windows so that 
 frames of context on each side instead of sitting next to a hard cut
 (s3prl.upstream.transformer.TransformerModel._encode_windows). Recorded in upstream.json: a dump
 dir holds one setting, like one upstream. APC and baselines encode in one pass and ignore it.
+
+``--dtype float32|bfloat16`` (default float32: bit-for-bit reproducible dumps in parity with
+S3PRL): bfloat16 runs the model under autocast (matmuls on the CPU's AMX / AVX512-BF16 units or
+on CUDA; LayerNorm and softmax statistics in float32; states written as float32). A CPU without
+bf16 units runs float32 with one warning (s3prl.precision.resolve_dtype). The dtype actually used
+is recorded in upstream.json, so a bfloat16 dump never passes for a float32 one.
 
 Output frames: exactly one vector per input feature frame (see s3prl.upstream.hub), so
 utt2num_frames equals the fbank frame count ``1 + (N - 400) // 160`` of 16 kHz audio.
@@ -98,15 +105,18 @@ def resolve_layers(spec: str, num_states: int) -> list[int]:
     return sorted({resolve_layer(p.strip(), num_states, "--layer") for p in parts})
 
 
-def upstream_identity(name: str, chunk_context: int = 0) -> dict:
+def upstream_identity(name: str, chunk_context: int = 0, dtype: str = "float32") -> dict:
     """What a dump records about its upstream: a baseline's name and feature config, or a
-    checkpoint's absolute path, size, mtime and sha256 (the sha256 decides identity), and the
-    chunk context when not 0. An experiment directory stands for its newest checkpoint."""
+    checkpoint's absolute path, size, mtime and sha256 (the sha256 decides identity), the chunk
+    context when not 0 and the compute dtype when not float32 (a bf16 dump is another dump). An
+    experiment directory stands for its newest checkpoint."""
     if chunk_context < 0:
         raise UserError(f"--chunk-context: must be >= 0, got {chunk_context}")
     ident = _upstream_identity(name)
     if chunk_context:
         ident["chunk_context"] = int(chunk_context)
+    if dtype != "float32" and "sha256" in ident:   # baselines have no model to run in bf16
+        ident["dtype"] = dtype
     return ident
 
 
@@ -128,6 +138,8 @@ def _upstream_identity(name: str) -> dict:
 def _same_upstream(a: dict, b: dict) -> bool:
     if int(a.get("chunk_context", 0)) != int(b.get("chunk_context", 0)):
         return False
+    if a.get("dtype", "float32") != b.get("dtype", "float32"):
+        return False
     if "sha256" in a or "sha256" in b:
         return a.get("sha256") == b.get("sha256")
     return a.get("name") == b.get("name") and a.get("features") == b.get("features")
@@ -135,6 +147,7 @@ def _same_upstream(a: dict, b: dict) -> bool:
 
 def _describe(ident: dict) -> str:
     ctx = f" with chunk context {ident['chunk_context']}" if ident.get("chunk_context") else ""
+    ctx += f" in {ident['dtype']}" if ident.get("dtype", "float32") != "float32" else ""
     if "sha256" in ident:
         return f"{ident.get('path')} (sha256 {str(ident['sha256'])[:12]}){ctx}"
     return f"baseline '{ident.get('name')}'{ctx}"
@@ -281,7 +294,7 @@ def _batches(utts: Sequence[_Utt], batch_size: int) -> Iterator[list[_Utt]]:
 # ------------------------------------------------------------------------------ extract mode
 def extract(upstream_name: str, data: str | Path, out_prefix: str | Path, *, layers: str = "all",
             batch_size: int = 8, device: str = "cpu", compress: bool = False, apply_cmvn: bool = True,
-            upstream=None, chunk_context: int = 0) -> list[int]:
+            upstream=None, chunk_context: int = 0, dtype: str = "float32") -> list[int]:
     """Run one extraction job (see the module docstring); returns the layer indices written."""
     from s3prl.data.ark import ArkWriter, write_cmvn_ark
     from s3prl.features.cmvn import accumulate, init_stats
@@ -292,6 +305,8 @@ def extract(upstream_name: str, data: str | Path, out_prefix: str | Path, *, lay
         raise UserError(f"--batch-size: must be >= 1, got {batch_size}")
     up = upstream if upstream is not None else load_upstream(upstream_name, device=device)
     apply_chunk_context(up, chunk_context, "--chunk-context")
+    if up.model is not None:
+        up.dtype = dtype
     idx = resolve_layers(layers, up.num_hidden_states)
     utts, tables = _data_utts(data, up.external_features)
     reader = _Reader(data, tables, up.external_features, apply_cmvn)
@@ -394,13 +409,13 @@ def _read_record(dump: Path, set_name: str) -> dict | None:
 
 
 def check(upstream_name: str, data: str | Path, dump: str | Path, layers: str = "all",
-          chunk_context: int = 0) -> bool:
+          chunk_context: int = 0, dtype: str = "float32") -> bool:
     """True if every requested layer of `data` is already dumped under `dump` by this upstream
     from the data dir's current inputs, as the set's completion record says."""
     from s3prl.upstream.hub import load_upstream
 
     data, dump = Path(data), Path(dump)
-    ident = upstream_identity(upstream_name, chunk_context)
+    ident = upstream_identity(upstream_name, chunk_context, dtype)
     check_identity(dump / INFO, ident)
     up = load_upstream(upstream_name)
     idx = resolve_layers(layers, up.num_hidden_states)
@@ -415,10 +430,10 @@ def check(upstream_name: str, data: str | Path, dump: str | Path, layers: str = 
 
 
 def dump_layer_dirs(upstream_name: str, dump: str | Path, sets: Sequence[str], layers: str = "last",
-                    chunk_context: int | None = None) -> list[Path]:
+                    chunk_context: int | None = None, dtype: str | None = None) -> list[Path]:
     """The layer dirs ``<dump>/layer-<k>`` that `layers` names, every requested layer complete for
     every set (see the module docstring, ``--mode layers``). `layers` is resolved against the
-    upstream's own number of hidden states; `chunk_context` None accepts the dump's setting."""
+    upstream's own number of hidden states; `chunk_context` / `dtype` None accept the dump's setting."""
     from s3prl.upstream.hub import load_upstream
 
     dump = Path(dump)
@@ -430,7 +445,7 @@ def dump_layer_dirs(upstream_name: str, dump: str | Path, sets: Sequence[str], l
             raise UserError(f"{dump}: the dump of '{set_name}' is incomplete or absent (no "
                             f"{complete_record(dump, set_name).relative_to(dump)}); run utils/dump_feats.sh for it")
         ctx = int(rec.get("chunk_context", 0)) if chunk_context is None else chunk_context
-        ident = upstream_identity(upstream_name, ctx)
+        ident = upstream_identity(upstream_name, ctx, rec.get("dtype", "float32") if dtype is None else dtype)
         if not _same_upstream(rec, ident):
             raise UserError(f"{complete_record(dump, set_name)}: made from upstream {_describe(rec)}, "
                             f"not {_describe(ident)}; dump it again")
@@ -443,7 +458,7 @@ def dump_layer_dirs(upstream_name: str, dump: str | Path, sets: Sequence[str], l
 
 
 def merge(upstream_name: str, data: str | Path, dump: str | Path, nj: int, layers: str = "all",
-          chunk_context: int = 0) -> list[Path]:
+          chunk_context: int = 0, dtype: str = "float32") -> list[Path]:
     """Build `<dump>/layer-<k>/<set>/` from the nj job outputs; returns the layer dirs made."""
     from s3prl.data.ark import read_scp_stats, write_cmvn_ark
     from s3prl.data.kaldi_dir import read_kv, validate_data_dir
@@ -452,7 +467,7 @@ def merge(upstream_name: str, data: str | Path, dump: str | Path, nj: int, layer
     data, dump = Path(data).resolve(), Path(dump).resolve()
     if nj < 1:
         raise UserError(f"--nj: must be >= 1, got {nj}")
-    ident = upstream_identity(upstream_name, chunk_context)
+    ident = upstream_identity(upstream_name, chunk_context, dtype)
     check_identity(dump / INFO, ident)
     up = load_upstream(upstream_name)
     idx = resolve_layers(layers, up.num_hidden_states)
@@ -542,6 +557,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="transformers: frames of context each side in overlapping windows for inputs longer "
                         "than sequence_length (default 0 = non-overlapping chunks, as S3PRL; layers mode: "
                         "default the dump's own setting)")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
+                   help="compute dtype of the model: float32 (default; reproducible, S3PRL parity) | bfloat16 "
+                        "(autocast on CUDA or a CPU with bf16 units, else float32 with a notice); recorded "
+                        "in upstream.json (layers mode: default the dump's own setting)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("data_dir", help="extract/check/merge: the data dir; layers: the dump dir")
     p.add_argument("out", nargs="+", help="extract: output prefix; check/merge: the dump dir; layers: the sets")
@@ -558,22 +577,29 @@ def main(argv: list[str] | None = None) -> int:
     args.device = resolve_device(args.device)
     if args.chunk_context is not None and args.chunk_context < 0:
         raise UserError(f"--chunk-context: must be >= 0, got {args.chunk_context}")
+    if args.dtype is not None:
+        from s3prl.precision import resolve_dtype
+
+        args.dtype = resolve_dtype(args.dtype, args.device)
     if args.mode == "layers":
-        for d in dump_layer_dirs(args.upstream, args.data_dir, args.out, args.layer, args.chunk_context):
+        for d in dump_layer_dirs(args.upstream, args.data_dir, args.out, args.layer, args.chunk_context, args.dtype):
             print(d)
         return 0
     if len(args.out) != 1:
         raise UserError(f"--mode {args.mode}: expected <data-dir> and one output, got {len(args.out)}")
     args.out = args.out[0]
     args.chunk_context = args.chunk_context or 0
+    args.dtype = args.dtype or "float32"
     if args.mode == "check":
-        print("complete" if check(args.upstream, args.data_dir, args.out, args.layer, args.chunk_context) else "todo")
+        print("complete" if check(args.upstream, args.data_dir, args.out, args.layer, args.chunk_context, args.dtype)
+              else "todo")
         return 0
     if args.mode == "merge":
-        merge(args.upstream, args.data_dir, args.out, args.nj, args.layer, args.chunk_context)
+        merge(args.upstream, args.data_dir, args.out, args.nj, args.layer, args.chunk_context, args.dtype)
         return 0
     extract(args.upstream, args.data_dir, args.out, layers=args.layer, batch_size=args.batch_size,
-            device=args.device, compress=compress, apply_cmvn=apply_cmvn, chunk_context=args.chunk_context)
+            device=args.device, compress=compress, apply_cmvn=apply_cmvn, chunk_context=args.chunk_context,
+            dtype=args.dtype)
     return 0
 
 
