@@ -31,7 +31,7 @@ NAMES = ("extraction", "pretrain", "fbank", "dump", "scaling", "downstream")
 FULL = {
     "extraction": dict(num_utts=8, min_s=4.0, max_s=12.0, batch_sizes=(1, 8), size="base", rounds=2),
     # base at the recipe's crop length (tera_base.yaml max_timestep 1500), 2 utterances per step
-    "pretrain": dict(sizes=("base",), batch=2, frames=1500, repeats=2, peak_n=2048),
+    "pretrain": dict(sizes=("base", "tiny"), batch=2, frames=1500, repeats=2, peak_n=2048),
     "fbank": dict(num_utts=100, min_s=2.0, max_s=12.0, repeats=3),
     "dump": dict(n=10, seconds=4.0, size="wide1"),
     "ark": dict(num=200, frames=500, dim=768, repeats=3),
@@ -93,31 +93,48 @@ def table(results: dict) -> str:
         if r.get("note"):
             out.append(f"extraction: NOTE {r['note']}")
         for row in r["rows"]:
-            b = f"extract {r['model']} {row['device']} bs={row['batch_size']}"
+            b = f"extract {r['model']} {row['device']} {row.get('dtype', 'float32')} bs={row['batch_size']}"
             line(b, "ours audio-s per s", _f(row["ours_audio_s_per_s"]))
+            if "ours_over_first_batch_size" in row:
+                line(b, "ours throughput / ours at the first batch size", _f(row["ours_over_first_batch_size"]) + "x",
+                     ">= 1x")
+            if "ours_speedup_over_float32" in row:
+                line(b, "ours bf16 / ours fp32 throughput", _f(row["ours_speedup_over_float32"]) + "x")
             if "speedup" in row:
                 line(b, "reference audio-s per s", _f(row["ref_audio_s_per_s"]))
-                line(b, "speedup ours/reference (same batches)", _f(row["speedup"]) + "x", ">= 1.5x")
+                line(b, "speedup ours/reference (same batches)", _f(row["speedup"]) + "x",
+                     ">= 2x" if row.get("dtype", "float32") == "float32" else ">= 5x")
                 if "speedup_vs_corpus_order" in row:
                     line(b, "speedup vs reference in corpus order", _f(row["speedup_vs_corpus_order"]) + "x")
-                line(b, "max |ours - reference| hidden states", _f(row["max_abs_diff"], ".1e"), "<= 1e-4")
+                line(b, "max |ours - reference| hidden states", _f(row["max_abs_diff"], ".1e"),
+                     "<= 1e-4" if row.get("dtype", "float32") == "float32" else "")
     r = results.get("pretrain")
     if r:
-        line("pretrain", "matmul peak GFLOP/s", _f(r["peak_gflops"], ".1f"))
+        if r.get("note"):
+            out.append(f"pretrain: NOTE {r['note']}")
+        for d, v in (r.get("peak_gflops_by_dtype") or {"float32": r["peak_gflops"]}).items():
+            line("pretrain", f"matmul peak GFLOP/s {d}", _f(v, ".1f"))
+        if r.get("peak_bf16_over_fp32"):
+            line("pretrain", "matmul peak bf16 / fp32", _f(r["peak_bf16_over_fp32"]) + "x")
         for row in r["rows"]:
-            b = f"pretrain {row['size']} B={row['batch']} T={row['frames']} attn-drop {row.get('attention_dropout', 0.1):g}"
+            b = (f"pretrain {row['size']} B={row['batch']} T={row['frames']} attn-drop "
+                 f"{row.get('attention_dropout', 0.1):g} {row.get('dtype', 'float32')}")
             line(b, "achieved GFLOP/s", _f(row["achieved_gflops"], ".1f"))
-            line(b, "fraction of matmul peak (full step)", _f(100 * row["fraction_of_peak"], ".0f") + " %",
+            line(b, "fraction of its dtype's matmul peak (step)", _f(100 * row["fraction_of_peak"], ".0f") + " %",
                  ">= 50 %" if row["size"] == "base" else "")
             line(b, "fraction of peak, fwd+bwd only", _f(100 * row["fwd_bwd_fraction_of_peak"], ".0f") + " %")
             line(b, "optimizer update share of step", _f(100 * row["optimizer_share"], ".0f") + " %")
             if "recipe_update_fraction_of_peak" in row:
                 line(f"pretrain {row['size']} recipe {row['recipe_batch']}x{row['frames']}x{row['recipe_accumulation']}"
-                     f" attn-drop {row.get('attention_dropout', 0.1):g}",
+                     f" attn-drop {row.get('attention_dropout', 0.1):g} {row.get('dtype', 'float32')}",
                      "fraction of peak per update (fb + update)",
                      _f(100 * row["recipe_update_fraction_of_peak"], ".0f") + " %", ">= 50 %")
             top = ", ".join(f"{o['op']} {100 * o['self_share']:.0f}%" for o in row["top_ops"][:4])
             out.append(f"    top ops: {top}")
+        for x in r.get("bf16_over_fp32", []):
+            b = f"pretrain {x['size']} attn-drop {x['attention_dropout']:g}"
+            line(b, "step time fp32 / bf16 (same run)", _f(x["step_speedup"]) + "x", ">= 3x")
+            line(b, "fwd+bwd time fp32 / bf16", _f(x["fwd_bwd_speedup"]) + "x")
     r = results.get("fbank")
     if r:
         line(f"fbank {r['num_utts']} utts", "speedup batched/per-utt loop", _f(r["speedup"]) + "x", ">= 1x")
