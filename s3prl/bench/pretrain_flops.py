@@ -63,9 +63,10 @@ def _objective(size: str, seed: int, attention_dropout: float = 0.1):
     return MaskedReconstruction(cfg, 80), cfg
 
 
-def bench_pretrain(*, sizes=("base", "tiny"), batch: int = 4, frames: int = 500, repeats: int = 3,
+def bench_pretrain(*, sizes=("base", "tiny"), batch: int = 4, frames: int = 500, repeats: int = 3, shapes=None,
                    peak_n: int = 2048, seed: int = 0, profile_top: int = 8, recipe_batch: int = 12,
                    accumulation: int = 3, attention_dropouts=(0.1, 0.0), dtypes=("float32", "bfloat16")) -> dict:
+    """`shapes` {size: (batch, frames)} overrides `batch` and `frames` for a size."""
     from s3prl.precision import cpu_supports_bf16
     from s3prl.train.optim import BertAdam, param_groups
 
@@ -73,9 +74,11 @@ def bench_pretrain(*, sizes=("base", "tiny"), batch: int = 4, frames: int = 500,
     if "bfloat16" in dtypes and not cpu_supports_bf16():
         dtypes = tuple(d for d in dtypes if d != "bfloat16")
         note = "this CPU has no bf16 matrix units (AVX512-BF16 / AMX): bfloat16 rows skipped"
+    batch0, frames0 = batch, frames
     peak_before = {d: matmul_peak(peak_n, dtype=d) for d in dtypes}
     rows = []
     for size, attn_p, dtype in [(s, p, d) for s in sizes for p in attention_dropouts for d in dtypes]:
+        batch, frames = (shapes or {}).get(size, (batch0, frames0))
         amp = (torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bfloat16"
                else contextlib.nullcontext())
         obj, cfg = _objective(size, seed, attn_p)

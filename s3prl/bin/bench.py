@@ -31,7 +31,9 @@ NAMES = ("extraction", "pretrain", "fbank", "dump", "scaling", "downstream")
 FULL = {
     "extraction": dict(num_utts=8, min_s=4.0, max_s=12.0, batch_sizes=(1, 8), size="base", rounds=2),
     # base at the recipe's crop length (tera_base.yaml max_timestep 1500), 2 utterances per step
-    "pretrain": dict(sizes=("base", "tiny"), batch=2, frames=1500, repeats=2, peak_n=2048),
+    # and the demo's tera_tiny preset at its own batch (32 x 50-frame crops)
+    "pretrain": dict(sizes=("base", "tera_tiny"), batch=2, frames=1500, repeats=2, peak_n=2048,
+                     shapes={"tera_tiny": (32, 50)}),
     "fbank": dict(num_utts=100, min_s=2.0, max_s=12.0, repeats=3),
     "dump": dict(n=10, seconds=4.0, size="wide1"),
     "ark": dict(num=200, frames=500, dim=768, repeats=3),
