@@ -25,7 +25,7 @@ from s3prl.log import setup_logging
 
 log = logging.getLogger("s3prl.bench")
 
-NAMES = ("extraction", "pretrain", "fbank", "dump", "scaling", "downstream")
+NAMES = ("extraction", "pretrain", "pretrain_ref", "fbank", "dump", "scaling", "downstream")
 
 # Full sizes keep `make bench` near 10 minutes on 2 idle cores; --quick is for the smoke test.
 FULL = {
@@ -34,6 +34,7 @@ FULL = {
     # and the demo's tera_tiny preset at its own batch (32 x 50-frame crops)
     "pretrain": dict(sizes=("base", "tera_tiny"), batch=2, frames=1500, repeats=2, peak_n=2048,
                      shapes={"tera_tiny": (32, 50)}),
+    "pretrain_ref": dict(shapes=(("base", 2, 1500), ("tera_tiny", 32, 50)), repeats=2, rounds=2),
     "fbank": dict(num_utts=100, min_s=2.0, max_s=12.0, repeats=3),
     "dump": dict(n=10, seconds=4.0, size="wide1"),
     "ark": dict(num=200, frames=500, dim=768, repeats=3),
@@ -44,6 +45,7 @@ QUICK = {
     "extraction": dict(num_utts=3, min_s=1.0, max_s=2.0, batch_sizes=(1, 2), size="tiny", check_utts=2,
                        rounds=1),
     "pretrain": dict(sizes=("tiny",), batch=2, frames=50, repeats=1, peak_n=256),
+    "pretrain_ref": dict(shapes=(("tiny", 2, 50),), repeats=1, rounds=1),
     "fbank": dict(num_utts=4, min_s=0.5, max_s=1.5, repeats=1),
     "dump": dict(n=2, seconds=0.5, size="tiny"),
     "ark": dict(num=4, frames=20, dim=8, repeats=1),
@@ -63,6 +65,10 @@ def run_one(name: str, work: Path, sizes: dict, threads: int, ref_venv: Path | N
     if name == "pretrain":
         from s3prl.bench.pretrain_flops import bench_pretrain
         return bench_pretrain(**sizes[name])
+    if name == "pretrain_ref":
+        from s3prl.bench.extraction import DEFAULT_REF_VENV
+        from s3prl.bench.pretrain_ref import bench_pretrain_ref
+        return bench_pretrain_ref(threads=threads, ref_venv=ref_venv or DEFAULT_REF_VENV, **sizes[name])
     if name == "fbank":
         from s3prl.bench.fbank import bench_fbank
         return bench_fbank(**sizes[name])
@@ -137,6 +143,16 @@ def table(results: dict) -> str:
             b = f"pretrain {x['size']} attn-drop {x['attention_dropout']:g}"
             line(b, "step time fp32 / bf16 (same run)", _f(x["step_speedup"]) + "x", ">= 3x")
             line(b, "fwd+bwd time fp32 / bf16", _f(x["fwd_bwd_speedup"]) + "x")
+    r = results.get("pretrain_ref")
+    if r:
+        if r.get("note"):
+            out.append(f"pretrain_ref: NOTE {r['note']}")
+        for row in r["rows"]:
+            b = f"pretrain step {row['size']} B={row['batch']} T={row['frames']} {row['dtype']}"
+            line(b, "ours step seconds", _f(row["ours_step_seconds"], ".3f"))
+            if "speedup" in row:
+                line(b, "s3prl 0.4.18 step / ours (same run)", _f(row["speedup"]) + "x",
+                     ">= 2x" if row["dtype"] == "float32" else ">= 5x")
     r = results.get("fbank")
     if r:
         line(f"fbank {r['num_utts']} utts", "speedup batched/per-utt loop", _f(r["speedup"]) + "x", ">= 1x")

@@ -71,6 +71,9 @@ def test_quick_run_writes_finite_json(tmp_path, capsys):
         assert 0 <= r["optimizer_share"] <= 1 and 0 < r["recipe_optimizer_share"] < r["optimizer_share"]
         assert _finite(r["recipe_update_fraction_of_peak"]) and r["recipe_update_fraction_of_peak"] > 0
         assert r["top_ops"] and all(0 <= o["self_share"] <= 1 for o in r["top_ops"])
+    pr = s["pretrain_ref"]
+    assert pr["reference"] is None and "note" in pr
+    assert [r["dtype"] for r in pr["rows"]] == dtypes and all(_finite(r["ours_step_seconds"]) for r in pr["rows"])
     fb = s["fbank"]
     assert fb["same_shapes"] and fb["max_abs_diff"] <= 1e-3 and _finite(fb["speedup"])
     d = s["dump"]
