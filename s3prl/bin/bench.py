@@ -3,8 +3,9 @@
     python -m s3prl.bin.bench [--out bench/results] [--quick] [--only extraction,fbank,...]
         [--threads 2] [--ref-venv tools/bench-venv]
 
-Benchmarks (s3prl.bench.*): extraction (ours vs s3prl 0.4.18 tera_local), pretrain (FLOP/s of a
-training step vs the matmul peak), fbank (batched vs per-utterance torchaudio), dump (peak RSS at
+Benchmarks (s3prl.bench.*): extraction (ours fp32 / bf16 vs s3prl 0.4.18 tera_local), pretrain
+(FLOP/s of a training step in fp32 and bf16 vs the matmul peak of its dtype), pretrain_ref (our step
+vs s3prl 0.4.18's own pre-training step), fbank (batched vs per-utterance torchaudio), dump (peak RSS at
 N and 4N utterances, ark write throughput vs kaldiio), scaling (cost per audio second vs length),
 downstream (share of step time waiting for data). Each writes <out>/<name>.json; summary.json
 holds all. --quick runs every benchmark at a minimal size (the smoke test). Timing is reported as
