@@ -128,15 +128,18 @@ def resolve_layers(spec: str, num_states: int) -> list[int]:
     return sorted({resolve_layer(p.strip(), num_states, "--layer") for p in parts})
 
 
-def upstream_identity(name: str, chunk_context: int = 0) -> dict:
+def upstream_identity(name: str, chunk_context: int = 0, dtype: str = "float32") -> dict:
     """What a dump records about its upstream: a baseline's name and feature config, or a
-    checkpoint's absolute path, size, mtime and sha256 (the sha256 decides identity), and the
-    chunk context when not 0. An experiment directory stands for its newest checkpoint."""
+    checkpoint's absolute path, size, mtime and sha256 (the sha256 decides identity), the chunk
+    context when not 0 and the compute dtype when not float32 (a bf16 dump is another dump). An
+    experiment directory stands for its newest checkpoint."""
     if chunk_context < 0:
         raise UserError(f"--chunk-context: must be >= 0, got {chunk_context}")
     ident = _upstream_identity(name)
     if chunk_context:
         ident["chunk_context"] = int(chunk_context)
+    if dtype != "float32" and "sha256" in ident:   # baselines have no model to run in bf16
+        ident["dtype"] = dtype
     return ident
 
 
@@ -158,6 +161,8 @@ def _upstream_identity(name: str) -> dict:
 def _same_upstream(a: dict, b: dict) -> bool:
     if int(a.get("chunk_context", 0)) != int(b.get("chunk_context", 0)):
         return False
+    if a.get("dtype", "float32") != b.get("dtype", "float32"):
+        return False
     if "sha256" in a or "sha256" in b:
         return a.get("sha256") == b.get("sha256")
     return a.get("name") == b.get("name") and a.get("features") == b.get("features")
@@ -165,6 +170,7 @@ def _same_upstream(a: dict, b: dict) -> bool:
 
 def _describe(ident: dict) -> str:
     ctx = f" with chunk context {ident['chunk_context']}" if ident.get("chunk_context") else ""
+    ctx += f" in {ident['dtype']}" if ident.get("dtype", "float32") != "float32" else ""
     if "sha256" in ident:
         return f"{ident.get('path')} (sha256 {str(ident['sha256'])[:12]}){ctx}"
     return f"baseline '{ident.get('name')}'{ctx}"
@@ -325,7 +331,7 @@ def _batches(utts: Sequence[_Utt], batch_size: int) -> Iterator[list[_Utt]]:
 # ------------------------------------------------------------------------------ extract mode
 def extract(upstream_name: str, data: str | Path, out_prefix: str | Path, *, layers: str = "all",
             batch_size: int = 8, device: str = "cpu", compress: bool = False, apply_cmvn: bool = True,
-            upstream=None, chunk_context: int = 0) -> list[int]:
+            upstream=None, chunk_context: int = 0, dtype: str = "float32") -> list[int]:
     """Run one extraction job (see the module docstring); returns the layer indices written."""
     from s3prl.data.ark import ArkWriter, write_cmvn_ark
     from s3prl.features.cmvn import accumulate, init_stats
@@ -336,6 +342,8 @@ def extract(upstream_name: str, data: str | Path, out_prefix: str | Path, *, lay
         raise UserError(f"--batch-size: must be >= 1, got {batch_size}")
     up = upstream if upstream is not None else load_upstream(upstream_name, device=device)
     apply_chunk_context(up, chunk_context, "--chunk-context")
+    if up.model is not None:
+        up.dtype = dtype
     idx = resolve_layers(layers, up.num_hidden_states)
     utts, tables = _data_utts(data, up.external_features)
     reader = _Reader(data, tables, up.external_features, apply_cmvn)
@@ -403,14 +411,14 @@ def _read_record(dump: Path, set_name: str) -> dict | None:
 
 
 def check(upstream_name: str, data: str | Path, dump: str | Path, layers: str = "all",
-          chunk_context: int = 0) -> bool:
+          chunk_context: int = 0, dtype: str = "float32") -> bool:
     """True if every requested layer of `data` is already dumped under `dump` by this upstream
     from the data dir's current inputs, as the set's completion record says. A complete dump made
     before `merge` wrote ``<dump>/last`` gets the link here (the one thing a skipped merge adds)."""
     from s3prl.upstream.hub import load_upstream
 
     data, dump = Path(data), Path(dump)
-    ident = upstream_identity(upstream_name, chunk_context)
+    ident = upstream_identity(upstream_name, chunk_context, dtype)
     check_identity(dump / INFO, ident)
     up = load_upstream(upstream_name)
     idx = resolve_layers(layers, up.num_hidden_states)
@@ -430,10 +438,10 @@ def check(upstream_name: str, data: str | Path, dump: str | Path, layers: str = 
 
 
 def dump_layer_dirs(upstream_name: str, dump: str | Path, sets: Sequence[str], layers: str = "last",
-                    chunk_context: int | None = None) -> list[Path]:
+                    chunk_context: int | None = None, dtype: str | None = None) -> list[Path]:
     """The layer dirs ``<dump>/layer-<k>`` that `layers` names, every requested layer complete for
     every set (see the module docstring, ``--mode layers``). `layers` is resolved against the
-    upstream's own number of hidden states; `chunk_context` None accepts the dump's setting."""
+    upstream's own number of hidden states; `chunk_context` / `dtype` None accept the dump's setting."""
     from s3prl.upstream.hub import load_upstream
 
     dump = Path(dump)
@@ -445,7 +453,7 @@ def dump_layer_dirs(upstream_name: str, dump: str | Path, sets: Sequence[str], l
             raise UserError(f"{dump}: the dump of '{set_name}' is incomplete or absent (no "
                             f"{complete_record(dump, set_name).relative_to(dump)}); run utils/dump_feats.sh for it")
         ctx = int(rec.get("chunk_context", 0)) if chunk_context is None else chunk_context
-        ident = upstream_identity(upstream_name, ctx)
+        ident = upstream_identity(upstream_name, ctx, rec.get("dtype", "float32") if dtype is None else dtype)
         if not _same_upstream(rec, ident):
             raise UserError(f"{complete_record(dump, set_name)}: made from upstream {_describe(rec)}, "
                             f"not {_describe(ident)}; dump it again")
@@ -458,7 +466,7 @@ def dump_layer_dirs(upstream_name: str, dump: str | Path, sets: Sequence[str], l
 
 
 def merge(upstream_name: str, data: str | Path, dump: str | Path, nj: int, layers: str = "all",
-          chunk_context: int = 0) -> list[Path]:
+          chunk_context: int = 0, dtype: str = "float32") -> list[Path]:
     """Build ``<dump>/layer-<k>/<set>/`` from the nj job outputs, then the set's completion
     record and, once the last hidden state is dumped, ``<dump>/last``; returns the layer dirs made."""
     from s3prl.data.kaldi_dir import read_kv
@@ -467,7 +475,7 @@ def merge(upstream_name: str, data: str | Path, dump: str | Path, nj: int, layer
     data, dump = Path(data).resolve(), Path(dump).resolve()
     if nj < 1:
         raise UserError(f"--nj: must be >= 1, got {nj}")
-    ident = upstream_identity(upstream_name, chunk_context)
+    ident = upstream_identity(upstream_name, chunk_context, dtype)
     check_identity(dump / INFO, ident)
     up = load_upstream(upstream_name)
     idx = resolve_layers(layers, up.num_hidden_states)
@@ -561,7 +569,7 @@ def _write_table(path: Path, table: dict) -> None:
 # ------------------------------------------------------------------- reading a dump back
 # The upstream.json fields that decide what a dump holds (not where the checkpoint lies or when
 # it was touched: a copied or moved checkpoint with the same sha256 made the same states).
-IDENTITY_KEYS = ("sha256", "name", "features", "layer", "chunk_context", "inputs")
+IDENTITY_KEYS = ("sha256", "name", "features", "layer", "chunk_context", "dtype", "inputs")
 # The files of a plain Kaldi feature dir (fbank, fMLLR) whose content a run's results depend on;
 # conf/feats.{yaml,inputs} are utils/compute_feats.sh's record of the config and the audio inputs.
 FEATURE_DIR_FILES = ("feats.scp", "cmvn.scp", "utt2spk", "text", "conf/feats.yaml", "conf/feats.inputs")
@@ -653,7 +661,7 @@ def check_dump_complete(feats_dir: str | Path, info: dict) -> None:
     if k not in (rec.get("layers") or []):
         raise UserError(f"{d}: layer {k} is not part of the complete dump {rec_path} "
                         f"(layers {rec.get('layers')}); run utils/dump_feats.sh again")
-    if any(rec.get(key) != info.get(key) for key in ("sha256", "name", "chunk_context", "inputs")):
+    if any(rec.get(key) != info.get(key) for key in ("sha256", "name", "chunk_context", "dtype", "inputs")):
         raise UserError(f"{d}: made by another dump than the one {rec_path} records complete "
                         f"(upstream or inputs differ); run utils/dump_feats.sh again")
 

@@ -14,6 +14,9 @@
 #   --chunk-context N transformers: inputs longer than the model's sequence_length are encoded in
 #                     overlapping windows giving every frame N frames of context each side
 #                     (default 0: non-overlapping chunks, as S3PRL); recorded in upstream.json
+#   --dtype DTYPE     float32 (default; reproducible, S3PRL parity) | bfloat16 (bf16 autocast on
+#                     CUDA or a CPU with AMX / AVX512-BF16; elsewhere float32 with one warning);
+#                     the dtype used is recorded in upstream.json: a bf16 dump is another dump
 # The upstream is a checkpoint (ours, today's S3PRL, 2020 S3PRL) or a baseline: fbank, mfcc, mel160.
 #
 # Layout of <dump-dir> (set = basename of <data-dir>):
@@ -39,7 +42,8 @@ batch_size=8
 device=cpu
 compress=false
 chunk_context=0
-help_message="Usage: $0 [--nj N] [--cmd run.pl] [--layer all|last|N] [--batch-size 8] [--device cpu|cuda|auto] [--compress false] [--chunk-context 0] <upstream-ckpt-or-name> <data-dir> <dump-dir>"
+dtype=float32
+help_message="Usage: $0 [--nj N] [--cmd run.pl] [--layer all|last|N] [--batch-size 8] [--device cpu|cuda|auto] [--compress false] [--chunk-context 0] [--dtype float32|bfloat16] <upstream-ckpt-or-name> <data-dir> <dump-dir>"
 
 utils_dir=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 # The toolkit's python and the repository on PYTHONPATH without path.sh, as compute_feats.sh.
@@ -53,6 +57,7 @@ data=$2
 dump=$3
 
 s3prl_check_nj "$nj"
+case "$dtype" in float32|bfloat16) ;; *) echo "$prog: --dtype must be float32 or bfloat16, got '$dtype'" >&2; exit 1 ;; esac
 [ -d "$data" ] || { echo "$prog: $data: no such data directory" >&2; exit 1; }
 [ -s "$data/utt2spk" ] || { echo "$prog: $data/utt2spk: missing or empty (empty data directory?)" >&2; exit 1; }
 # A checkpoint path is made absolute (jobs run elsewhere); a baseline name stays as it is.
@@ -69,7 +74,10 @@ s3prl_lock "$dump/.$name.lock" "$dump ($name)"
 s3prl_check_speakers "$nj" "$data"
 
 case "$chunk_context" in ''|*[!0-9]*) echo "$prog: --chunk-context must be a non-negative integer, got '$chunk_context'" >&2; exit 1 ;; esac
-opts=(--upstream "$upstream" --layer "$layer" --chunk-context "$chunk_context")
+# The dtype this machine really runs (bfloat16 falls back to float32 without bf16 units), resolved
+# once here so that the fallback is noticed once and every job and the record agree.
+dtype=$("$py" -m s3prl.precision --dtype "$dtype" --device "$device" 9>&-)
+opts=(--upstream "$upstream" --layer "$layer" --chunk-context "$chunk_context" --dtype "$dtype")
 # Children get `9>&-`: only this shell holds the lock, so it is free as soon as this shell dies.
 status=$("$py" -m s3prl.bin.extract --mode check "${opts[@]}" "$data" "$dump" 9>&-)
 if [ "$status" = complete ]; then

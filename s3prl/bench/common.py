@@ -17,6 +17,8 @@ SIZES = {
     # base width, one layer: dumps as much data per frame as base at a third of the compute
     "wide1": dict(hidden_size=768, num_hidden_layers=1, num_attention_heads=12, intermediate_size=3072),
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256),
+    # the demo recipe's tiny presets (egs/librispeech/conf/tera_tiny.yaml: batch 32 of 50-frame crops)
+    "tera_tiny": dict(hidden_size=128, num_hidden_layers=3, num_attention_heads=4, intermediate_size=256),
 }
 
 

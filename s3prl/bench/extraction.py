@@ -5,7 +5,9 @@ layout), get the same waveforms in the same length-sorted batches, the same thre
 same device. The reference runs in tools/bench-venv through bench/reference_extract.py (a
 subprocess, because that venv holds the PyPI `s3prl` package). Reported: seconds of audio per
 second for each, their ratio, and the largest |difference| of any hidden state on valid frames;
-for batches > 1 also the reference fed in corpus order (its users' default, more padding).
+for batches > 1 also the reference fed in corpus order (its users' default, more padding). Ours
+runs in float32 and, where the CPU has bf16 units (or on CUDA), in bfloat16 (`Upstream.dtype`,
+`--dtype bfloat16`); the bf16 rows' differences are against the float32 reference.
 """
 from __future__ import annotations
 
@@ -37,10 +39,12 @@ def reference_python(venv: Path) -> Path | None:
     return py if py.is_file() and (Path(venv) / ".s3prl-0.4.18-installed").is_file() else None
 
 
-def run_ours(ckpt: str, wavs: list, batches: dict, device: str, check: set[int]) -> tuple[dict, dict]:
+def run_ours(ckpt: str, wavs: list, batches: dict, device: str, check: set[int],
+             dtype: str = "float32") -> tuple[dict, dict]:
     from s3prl.upstream.hub import load_upstream
 
     up = load_upstream(ckpt, device=device)
+    up.dtype = dtype
     tw = [torch.from_numpy(w) for w in wavs]
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     up([tw[0]])  # warm-up, as the reference side does
@@ -82,7 +86,7 @@ def run_reference(py: Path, ckpt: str, wavs: list, batches: dict, device: str, t
 def bench_extraction(work: Path, *, num_utts: int = 20, min_s: float = 4.0, max_s: float = 16.0,
                      batch_sizes=(1, 8), size: str = "base", threads: int = 2, devices=None,
                      ref_venv: Path = DEFAULT_REF_VENV, seed: int = 0, check_utts: int = 3,
-                     rounds: int = 2) -> dict:
+                     rounds: int = 2, dtypes=("float32", "bfloat16")) -> dict:
     """Times ours and the reference alternately for `rounds` rounds and keeps each side's best
     time per batch size (shared machines drift; alternating exposes both sides to the same drift)."""
     work = Path(work)
@@ -104,26 +108,37 @@ def bench_extraction(work: Path, *, num_utts: int = 20, min_s: float = 4.0, max_
         result["note"] = (f"reference venv {ref_venv} is absent: measured ours only; install it with "
                           f"{INSTALL_HINT}")
     result["rounds"] = rounds
+    from s3prl.precision import resolve_dtype
+
     for device in devices:
-        ours_s = ref_s = ref_states = None
+        dts = list(dict.fromkeys(resolve_dtype(d, device) for d in dtypes))
+        ours_s: dict = {d: None for d in dts}
+        ours_states: dict = {}
+        ref_s = ref_states = None
         for _ in range(max(1, rounds)):
-            s, ours_states = run_ours(ckpt, wavs, batches, device, check)
-            ours_s = s if ours_s is None else {k: min(v, ours_s[k]) for k, v in s.items()}
+            for d in dts:
+                s, ours_states[d] = run_ours(ckpt, wavs, batches, device, check, d)
+                ours_s[d] = s if ours_s[d] is None else {k: min(v, ours_s[d][k]) for k, v in s.items()}
             if py is not None:
                 s, ref_states, ver = run_reference(py, ckpt, wavs, {**batches, **corpus}, device, threads,
                                                    check, work)
                 ref_s = s if ref_s is None else {k: min(v, ref_s[k]) for k, v in s.items()}
                 result["reference"] = f"s3prl {ver} tera_local"
-        for bs in batches:
-            row = {"device": device, "batch_size": int(bs), "ours_audio_s_per_s": audio_s / ours_s[bs]}
+        for d, bs in [(d, bs) for d in dts for bs in batches]:
+            row = {"device": device, "dtype": d, "batch_size": int(bs), "ours_audio_s_per_s": audio_s / ours_s[d][bs]}
+            first = next(iter(batches))
+            if bs != first:   # batching must not lose: throughput at this batch size / at the first one
+                row["ours_over_first_batch_size"] = ours_s[d][first] / ours_s[d][bs]
+            if d != "float32" and "float32" in ours_s:
+                row["ours_speedup_over_float32"] = ours_s["float32"][bs] / ours_s[d][bs]
             if ref_s is not None:
                 row["ref_audio_s_per_s"] = audio_s / ref_s[bs]
-                row["speedup"] = ref_s[bs] / ours_s[bs]
+                row["speedup"] = ref_s[bs] / ours_s[d][bs]
                 if f"{bs}-corpus" in ref_s:
                     row["ref_corpus_order_audio_s_per_s"] = audio_s / ref_s[f"{bs}-corpus"]
-                    row["speedup_vs_corpus_order"] = ref_s[f"{bs}-corpus"] / ours_s[bs]
+                    row["speedup_vs_corpus_order"] = ref_s[f"{bs}-corpus"] / ours_s[d][bs]
                 diffs = []
-                for k, a in ours_states.items():
+                for k, a in ours_states[d].items():
                     if k.startswith(f"b{bs}_") and k in ref_states:
                         b = ref_states[k]
                         if a.shape != b.shape:

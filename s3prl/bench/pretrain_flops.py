@@ -15,9 +15,15 @@ Each size runs twice: with the presets' attention dropout (0.1) and without it. 
 `scaled_dot_product_attention` has a fused (flash) kernel only without dropout; with dropout it
 takes the math path that materialises the B x heads x T x T probabilities, draws a Bernoulli mask
 for every one of them and multiplies (bench/README.md §2 has the numbers).
+
+Each row runs in float32 and in bfloat16 autocast (`runner.amp: bf16`: the trainer's
+torch.autocast, fp32 master weights and optimizer): the matmul peak is measured in both dtypes
+(bf16 runs on AMX / AVX512-BF16 where the CPU has them), each row is scored against the peak of
+its own dtype, and `bf16_over_fp32` holds the step-time ratios of the same size and dropout.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 import torch
@@ -36,9 +42,12 @@ def step_flops(batch: int, frames: int, hidden: int, inter: int, layers: int, in
     return {"forward": fwd, "step": 3 * fwd}
 
 
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of an n x n x n float32 torch.mm (best of `repeats`)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5, dtype: str = "float32") -> float:
+    """FLOP/s of an n x n x n torch.mm in `dtype` (best of `repeats`)."""
+    a, b = torch.randn(n, n).to(DTYPES[dtype]), torch.randn(n, n).to(DTYPES[dtype])
     dt = timed(lambda: torch.mm(a, b), repeats=repeats, warmup=1)
     return 2 * n ** 3 / dt
 
@@ -54,14 +63,24 @@ def _objective(size: str, seed: int, attention_dropout: float = 0.1):
     return MaskedReconstruction(cfg, 80), cfg
 
 
-def bench_pretrain(*, sizes=("base", "tiny"), batch: int = 4, frames: int = 500, repeats: int = 3,
+def bench_pretrain(*, sizes=("base", "tiny"), batch: int = 4, frames: int = 500, repeats: int = 3, shapes=None,
                    peak_n: int = 2048, seed: int = 0, profile_top: int = 8, recipe_batch: int = 12,
-                   accumulation: int = 3, attention_dropouts=(0.1, 0.0)) -> dict:
+                   accumulation: int = 3, attention_dropouts=(0.1, 0.0), dtypes=("float32", "bfloat16")) -> dict:
+    """`shapes` {size: (batch, frames)} overrides `batch` and `frames` for a size."""
+    from s3prl.precision import cpu_supports_bf16
     from s3prl.train.optim import BertAdam, param_groups
 
-    peak_before = matmul_peak(peak_n)
+    note = None
+    if "bfloat16" in dtypes and not cpu_supports_bf16():
+        dtypes = tuple(d for d in dtypes if d != "bfloat16")
+        note = "this CPU has no bf16 matrix units (AVX512-BF16 / AMX): bfloat16 rows skipped"
+    batch0, frames0 = batch, frames
+    peak_before = {d: matmul_peak(peak_n, dtype=d) for d in dtypes}
     rows = []
-    for size, attn_p in [(s, p) for s in sizes for p in attention_dropouts]:
+    for size, attn_p, dtype in [(s, p, d) for s in sizes for p in attention_dropouts for d in dtypes]:
+        batch, frames = (shapes or {}).get(size, (batch0, frames0))
+        amp = (torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bfloat16"
+               else contextlib.nullcontext())
         obj, cfg = _objective(size, seed, attn_p)
         obj.train()
         # The optimizer of the base presets (egs/librispeech/conf/tera_base.yaml): BertAdam.
@@ -72,7 +91,8 @@ def bench_pretrain(*, sizes=("base", "tiny"), batch: int = 4, frames: int = 500,
 
         def fwd_bwd():
             opt.zero_grad(set_to_none=True)
-            out = obj(feats, lengths, g)
+            with amp:
+                out = obj(feats, lengths, g)
             out.loss.backward()
 
         def step():
@@ -97,7 +117,7 @@ def bench_pretrain(*, sizes=("base", "tiny"), batch: int = 4, frames: int = 500,
         ka = prof.key_averages()
         total = sum(e.self_cpu_time_total for e in ka) or 1.0
         top = sorted(ka, key=lambda e: e.self_cpu_time_total, reverse=True)[:profile_top]
-        rows.append({"size": size, "attention_dropout": attn_p, "batch": batch, "frames": frames, "step_seconds": dt,
+        rows.append({"size": size, "attention_dropout": attn_p, "dtype": dtype, "batch": batch, "frames": frames, "step_seconds": dt,
                      "step_gflop": fl["step"] / 1e9, "achieved_gflops": achieved / 1e9,
                      "recipe_gflop": recipe_fl / 1e9, "recipe_update_seconds": recipe_s,
                      # the model alone (no optimizer update): what batch x frames can amortise
@@ -109,12 +129,30 @@ def bench_pretrain(*, sizes=("base", "tiny"), batch: int = 4, frames: int = 500,
                      "top_ops": [{"op": e.key, "self_share": e.self_cpu_time_total / total} for e in top]})
     # The peak is measured before and after the steps and the higher one kept: a momentary load
     # spike during one short peak measurement would otherwise inflate every fraction.
-    peak_after = matmul_peak(peak_n)
-    peak = max(peak_before, peak_after)
+    peak_after = {d: matmul_peak(peak_n, dtype=d) for d in dtypes}
+    peaks = {d: max(peak_before[d], peak_after[d]) for d in dtypes}
     for r in rows:
+        peak = peaks[r["dtype"]]
         fl = r["step_gflop"] * 1e9
         r["fraction_of_peak"] = fl / r["step_seconds"] / peak
         r["fwd_bwd_fraction_of_peak"] = fl / r["fwd_bwd_seconds"] / peak
         r["recipe_update_fraction_of_peak"] = r["recipe_gflop"] * 1e9 / r["recipe_update_seconds"] / peak
-    return {"peak_gflops": peak / 1e9, "peak_gflops_before_after": [peak_before / 1e9, peak_after / 1e9],
-            "peak_matmul_n": peak_n, "rows": rows}
+    ratios = []
+    for r in rows:
+        if r["dtype"] != "bfloat16":
+            continue
+        base = [x for x in rows if x["dtype"] == "float32" and x["size"] == r["size"]
+                and x["attention_dropout"] == r["attention_dropout"]]
+        if base:
+            ratios.append({"size": r["size"], "attention_dropout": r["attention_dropout"],
+                           "step_speedup": base[0]["step_seconds"] / r["step_seconds"],
+                           "fwd_bwd_speedup": base[0]["fwd_bwd_seconds"] / r["fwd_bwd_seconds"]})
+    out = {"peak_gflops": peaks["float32"] / 1e9 if "float32" in peaks else None,
+           "peak_gflops_by_dtype": {d: v / 1e9 for d, v in peaks.items()},
+           "peak_gflops_before_after": {d: [peak_before[d] / 1e9, peak_after[d] / 1e9] for d in dtypes},
+           "peak_bf16_over_fp32": (peaks["bfloat16"] / peaks["float32"]
+                                   if "bfloat16" in peaks and "float32" in peaks else None),
+           "peak_matmul_n": peak_n, "rows": rows, "bf16_over_fp32": ratios}
+    if note:
+        out["note"] = note
+    return out

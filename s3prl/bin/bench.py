@@ -3,8 +3,9 @@
     python -m s3prl.bin.bench [--out bench/results] [--quick] [--only extraction,fbank,...]
         [--threads 2] [--ref-venv tools/bench-venv]
 
-Benchmarks (s3prl.bench.*): extraction (ours vs s3prl 0.4.18 tera_local), pretrain (FLOP/s of a
-training step vs the matmul peak), fbank (batched vs per-utterance torchaudio), dump (peak RSS at
+Benchmarks (s3prl.bench.*): extraction (ours fp32 / bf16 vs s3prl 0.4.18 tera_local), pretrain
+(FLOP/s of a training step in fp32 and bf16 vs the matmul peak of its dtype), pretrain_ref (our step
+vs s3prl 0.4.18's own pre-training step), fbank (batched vs per-utterance torchaudio), dump (peak RSS at
 N and 4N utterances, ark write throughput vs kaldiio), scaling (cost per audio second vs length),
 downstream (share of step time waiting for data). Each writes <out>/<name>.json; summary.json
 holds all. --quick runs every benchmark at a minimal size (the smoke test). Timing is reported as
@@ -25,13 +26,16 @@ from s3prl.log import setup_logging
 
 log = logging.getLogger("s3prl.bench")
 
-NAMES = ("extraction", "pretrain", "fbank", "dump", "scaling", "downstream")
+NAMES = ("extraction", "pretrain", "pretrain_ref", "fbank", "dump", "scaling", "downstream")
 
 # Full sizes keep `make bench` near 10 minutes on 2 idle cores; --quick is for the smoke test.
 FULL = {
     "extraction": dict(num_utts=8, min_s=4.0, max_s=12.0, batch_sizes=(1, 8), size="base", rounds=2),
     # base at the recipe's crop length (tera_base.yaml max_timestep 1500), 2 utterances per step
-    "pretrain": dict(sizes=("base",), batch=2, frames=1500, repeats=2, peak_n=2048),
+    # and the demo's tera_tiny preset at its own batch (32 x 50-frame crops)
+    "pretrain": dict(sizes=("base", "tera_tiny"), batch=2, frames=1500, repeats=2, peak_n=2048,
+                     shapes={"tera_tiny": (32, 50)}),
+    "pretrain_ref": dict(shapes=(("base", 2, 1500), ("tera_tiny", 32, 50)), repeats=2, rounds=2),
     "fbank": dict(num_utts=100, min_s=2.0, max_s=12.0, repeats=3),
     "dump": dict(n=10, seconds=4.0, size="wide1"),
     "ark": dict(num=200, frames=500, dim=768, repeats=3),
@@ -42,6 +46,7 @@ QUICK = {
     "extraction": dict(num_utts=3, min_s=1.0, max_s=2.0, batch_sizes=(1, 2), size="tiny", check_utts=2,
                        rounds=1),
     "pretrain": dict(sizes=("tiny",), batch=2, frames=50, repeats=1, peak_n=256),
+    "pretrain_ref": dict(shapes=(("tiny", 2, 50),), repeats=1, rounds=1),
     "fbank": dict(num_utts=4, min_s=0.5, max_s=1.5, repeats=1),
     "dump": dict(n=2, seconds=0.5, size="tiny"),
     "ark": dict(num=4, frames=20, dim=8, repeats=1),
@@ -61,6 +66,10 @@ def run_one(name: str, work: Path, sizes: dict, threads: int, ref_venv: Path | N
     if name == "pretrain":
         from s3prl.bench.pretrain_flops import bench_pretrain
         return bench_pretrain(**sizes[name])
+    if name == "pretrain_ref":
+        from s3prl.bench.extraction import DEFAULT_REF_VENV
+        from s3prl.bench.pretrain_ref import bench_pretrain_ref
+        return bench_pretrain_ref(threads=threads, ref_venv=ref_venv or DEFAULT_REF_VENV, **sizes[name])
     if name == "fbank":
         from s3prl.bench.fbank import bench_fbank
         return bench_fbank(**sizes[name])
@@ -93,31 +102,58 @@ def table(results: dict) -> str:
         if r.get("note"):
             out.append(f"extraction: NOTE {r['note']}")
         for row in r["rows"]:
-            b = f"extract {r['model']} {row['device']} bs={row['batch_size']}"
+            b = f"extract {r['model']} {row['device']} {row.get('dtype', 'float32')} bs={row['batch_size']}"
             line(b, "ours audio-s per s", _f(row["ours_audio_s_per_s"]))
+            if "ours_over_first_batch_size" in row:
+                line(b, "ours throughput / ours at the first batch size", _f(row["ours_over_first_batch_size"]) + "x",
+                     ">= 1x")
+            if "ours_speedup_over_float32" in row:
+                line(b, "ours bf16 / ours fp32 throughput", _f(row["ours_speedup_over_float32"]) + "x")
             if "speedup" in row:
                 line(b, "reference audio-s per s", _f(row["ref_audio_s_per_s"]))
-                line(b, "speedup ours/reference (same batches)", _f(row["speedup"]) + "x", ">= 1.5x")
+                line(b, "speedup ours/reference (same batches)", _f(row["speedup"]) + "x",
+                     ">= 2x" if row.get("dtype", "float32") == "float32" else ">= 5x")
                 if "speedup_vs_corpus_order" in row:
                     line(b, "speedup vs reference in corpus order", _f(row["speedup_vs_corpus_order"]) + "x")
-                line(b, "max |ours - reference| hidden states", _f(row["max_abs_diff"], ".1e"), "<= 1e-4")
+                line(b, "max |ours - reference| hidden states", _f(row["max_abs_diff"], ".1e"),
+                     "<= 1e-4" if row.get("dtype", "float32") == "float32" else "")
     r = results.get("pretrain")
     if r:
-        line("pretrain", "matmul peak GFLOP/s", _f(r["peak_gflops"], ".1f"))
+        if r.get("note"):
+            out.append(f"pretrain: NOTE {r['note']}")
+        for d, v in (r.get("peak_gflops_by_dtype") or {"float32": r["peak_gflops"]}).items():
+            line("pretrain", f"matmul peak GFLOP/s {d}", _f(v, ".1f"))
+        if r.get("peak_bf16_over_fp32"):
+            line("pretrain", "matmul peak bf16 / fp32", _f(r["peak_bf16_over_fp32"]) + "x")
         for row in r["rows"]:
-            b = f"pretrain {row['size']} B={row['batch']} T={row['frames']} attn-drop {row.get('attention_dropout', 0.1):g}"
+            b = (f"pretrain {row['size']} B={row['batch']} T={row['frames']} attn-drop "
+                 f"{row.get('attention_dropout', 0.1):g} {row.get('dtype', 'float32')}")
             line(b, "achieved GFLOP/s", _f(row["achieved_gflops"], ".1f"))
-            line(b, "fraction of matmul peak (full step)", _f(100 * row["fraction_of_peak"], ".0f") + " %",
+            line(b, "fraction of its dtype's matmul peak (step)", _f(100 * row["fraction_of_peak"], ".0f") + " %",
                  ">= 50 %" if row["size"] == "base" else "")
             line(b, "fraction of peak, fwd+bwd only", _f(100 * row["fwd_bwd_fraction_of_peak"], ".0f") + " %")
             line(b, "optimizer update share of step", _f(100 * row["optimizer_share"], ".0f") + " %")
             if "recipe_update_fraction_of_peak" in row:
                 line(f"pretrain {row['size']} recipe {row['recipe_batch']}x{row['frames']}x{row['recipe_accumulation']}"
-                     f" attn-drop {row.get('attention_dropout', 0.1):g}",
+                     f" attn-drop {row.get('attention_dropout', 0.1):g} {row.get('dtype', 'float32')}",
                      "fraction of peak per update (fb + update)",
                      _f(100 * row["recipe_update_fraction_of_peak"], ".0f") + " %", ">= 50 %")
             top = ", ".join(f"{o['op']} {100 * o['self_share']:.0f}%" for o in row["top_ops"][:4])
             out.append(f"    top ops: {top}")
+        for x in r.get("bf16_over_fp32", []):
+            b = f"pretrain {x['size']} attn-drop {x['attention_dropout']:g}"
+            line(b, "step time fp32 / bf16 (same run)", _f(x["step_speedup"]) + "x", ">= 3x")
+            line(b, "fwd+bwd time fp32 / bf16", _f(x["fwd_bwd_speedup"]) + "x")
+    r = results.get("pretrain_ref")
+    if r:
+        if r.get("note"):
+            out.append(f"pretrain_ref: NOTE {r['note']}")
+        for row in r["rows"]:
+            b = f"pretrain step {row['size']} B={row['batch']} T={row['frames']} {row['dtype']}"
+            line(b, "ours step seconds", _f(row["ours_step_seconds"], ".3f"))
+            if "speedup" in row:
+                line(b, "s3prl 0.4.18 step / ours (same run)", _f(row["speedup"]) + "x",
+                     ">= 2x" if row["dtype"] == "float32" else ">= 5x")
     r = results.get("fbank")
     if r:
         line(f"fbank {r['num_utts']} utts", "speedup batched/per-utt loop", _f(r["speedup"]) + "x", ">= 1x")

@@ -5,7 +5,8 @@ Three modes; `utils/dump_feats.sh` strings them together over `nj` jobs:
 ``--mode extract`` (default), one job on one (split) data dir::
 
     python -m s3prl.bin.extract --upstream CKPT_OR_NAME [--layer N|all|last|N,M] [--batch-size B]
-        [--device cpu|cuda|auto] [--compress false|true] [--chunk-context N] <data-dir> <out-prefix>
+        [--device cpu|cuda|auto] [--compress false|true] [--chunk-context N] [--dtype float32|bfloat16]
+        <data-dir> <out-prefix>
 
   Utterances are read in length-sorted batches (longest first, so a batch pads little and the
   first batch shows the peak memory), pushed through the upstream (s3prl.upstream.hub) and written
@@ -45,6 +46,12 @@ than the model's ``sequence_length`` are encoded in overlapping windows so that 
 frames of context on each side instead of sitting next to a hard cut
 (s3prl.upstream.transformer.TransformerModel._encode_windows). Recorded in upstream.json: a dump
 dir holds one setting, like one upstream. APC and baselines encode in one pass and ignore it.
+
+``--dtype float32|bfloat16`` (default float32: bit-for-bit reproducible dumps in parity with
+S3PRL): bfloat16 runs the model under autocast (matmuls on the CPU's AMX / AVX512-BF16 units or
+on CUDA; LayerNorm and softmax statistics in float32; states written as float32). A CPU without
+bf16 units runs float32 with one warning (s3prl.precision.resolve_dtype). The dtype actually used
+is recorded in upstream.json, so a bfloat16 dump never passes for a float32 one.
 
 Output frames: exactly one vector per input feature frame (see s3prl.upstream.hub), so
 utt2num_frames equals the fbank frame count ``1 + (N - 400) // 160`` of 16 kHz audio.
@@ -94,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="transformers: frames of context each side in overlapping windows for inputs longer "
                         "than sequence_length (default 0 = non-overlapping chunks, as S3PRL; layers mode: "
                         "default the dump's own setting)")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
+                   help="compute dtype of the model: float32 (default; reproducible, S3PRL parity) | bfloat16 "
+                        "(autocast on CUDA or a CPU with bf16 units, else float32 with a notice); recorded "
+                        "in upstream.json (layers mode: default the dump's own setting)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("data_dir", help="extract/check/merge: the data dir; layers: the dump dir")
     p.add_argument("out", nargs="+", help="extract: output prefix; check/merge: the dump dir; layers: the sets")
@@ -110,22 +121,29 @@ def main(argv: list[str] | None = None) -> int:
     args.device = resolve_device(args.device)
     if args.chunk_context is not None and args.chunk_context < 0:
         raise UserError(f"--chunk-context: must be >= 0, got {args.chunk_context}")
+    if args.dtype is not None:
+        from s3prl.precision import resolve_dtype
+
+        args.dtype = resolve_dtype(args.dtype, args.device)
     if args.mode == "layers":
-        for d in dump_layer_dirs(args.upstream, args.data_dir, args.out, args.layer, args.chunk_context):
+        for d in dump_layer_dirs(args.upstream, args.data_dir, args.out, args.layer, args.chunk_context, args.dtype):
             print(d)
         return 0
     if len(args.out) != 1:
         raise UserError(f"--mode {args.mode}: expected <data-dir> and one output, got {len(args.out)}")
     args.out = args.out[0]
     args.chunk_context = args.chunk_context or 0
+    args.dtype = args.dtype or "float32"
     if args.mode == "check":
-        print("complete" if check(args.upstream, args.data_dir, args.out, args.layer, args.chunk_context) else "todo")
+        print("complete" if check(args.upstream, args.data_dir, args.out, args.layer, args.chunk_context, args.dtype)
+              else "todo")
         return 0
     if args.mode == "merge":
-        merge(args.upstream, args.data_dir, args.out, args.nj, args.layer, args.chunk_context)
+        merge(args.upstream, args.data_dir, args.out, args.nj, args.layer, args.chunk_context, args.dtype)
         return 0
     extract(args.upstream, args.data_dir, args.out, layers=args.layer, batch_size=args.batch_size,
-            device=args.device, compress=compress, apply_cmvn=apply_cmvn, chunk_context=args.chunk_context)
+            device=args.device, compress=compress, apply_cmvn=apply_cmvn, chunk_context=args.chunk_context,
+            dtype=args.dtype)
     return 0
 
 

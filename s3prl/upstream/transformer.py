@@ -18,6 +18,9 @@ requested (or `use_sdpa` is switched off), which uses the explicit softmax path.
 with attention dropout takes its own explicit path (`SelfAttention._cpu_dropout_attention`):
 torch's CPU SDPA has no fused kernel with dropout, and its Bernoulli masks are drawn by one
 thread, one generator call per probability (20 % of a base step at 2 threads, bench/README.md §2).
+The hidden-state dropouts draw their CPU training masks the same way (`Dropout`), Q/K/V run as one
+(H -> 3H) matmul and GELU is torch's fused exact-erf kernel: fewer memory-bound passes, which is
+what a bf16 step on the CPU's matrix units is left waiting for.
 """
 from __future__ import annotations
 
@@ -37,8 +40,10 @@ MASK_VALUE = -10000.0  # additive attention bias on padded keys, as in BERT / S3
 
 
 def gelu(x: torch.Tensor) -> torch.Tensor:
-    """Exact (erf) GELU, as BERT and S3PRL use."""
-    return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+    """Exact (erf) GELU, as BERT and S3PRL use: x * 0.5 * (1 + erf(x / sqrt(2))), through torch's
+    fused kernel (one pass forward and one backward instead of five and eight elementwise passes
+    over the (B, T, intermediate) activations)."""
+    return F.gelu(x)
 
 
 def swish(x: torch.Tensor) -> torch.Tensor:
@@ -82,6 +87,19 @@ def _layer_norm(cfg: TransformerConfig) -> nn.LayerNorm:
     return nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout whose CPU training mask comes from `dropout_keep_mask` (torch's CPU Bernoulli
+    draws one generator call per element on one thread: 20 ms per 1500 x 768 activation at 2
+    threads). Elsewhere (CUDA, eval, p 0 or 1) it is nn.Dropout. Still an nn.Dropout, so code that
+    sets `.p` on an upstream's dropouts keeps working."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and 0.0 < self.p < 1.0 and x.device.type == "cpu":
+            keep, scale = dropout_keep_mask(x.shape, self.p, x.device)
+            return torch.where(keep, x, 0.0).mul_(scale)
+        return super().forward(x)
+
+
 class InputRepresentations(nn.Module):
     """Linear(D*dr -> H) + sinusoidal positions -> LayerNorm -> dropout."""
 
@@ -89,7 +107,7 @@ class InputRepresentations(nn.Module):
         super().__init__()
         self.spec_transform = nn.Linear(input_dim, cfg.hidden_size)
         self.LayerNorm = _layer_norm(cfg)
-        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+        self.dropout = Dropout(cfg.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.spec_transform(x)
@@ -124,7 +142,7 @@ class SelfAttention(nn.Module):
         self.query = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.key = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
-        self.dropout = nn.Dropout(cfg.attention_probs_dropout_prob)
+        self.dropout = Dropout(cfg.attention_probs_dropout_prob)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
@@ -147,9 +165,16 @@ class SelfAttention(nn.Module):
         ctx = torch.bmm(torch.where(keep, probs, 0.0), v.reshape(b * h, t, d)).mul_(scale)
         return ctx.view(b, h, t, d).transpose(1, 2).reshape(b, t, h * d)
 
+    def _qkv(self, x: torch.Tensor):
+        """The three projections as one (H -> 3H) matmul: one pass over x instead of three (under
+        autocast one bf16 cast of x instead of three) and a wider matrix for the kernel."""
+        w = torch.cat((self.query.weight, self.key.weight, self.value.weight))
+        b = torch.cat((self.query.bias, self.key.bias, self.value.bias))
+        return [self._heads(t) for t in F.linear(x, w, b).split(self.query.out_features, dim=-1)]
+
     def forward(self, x: torch.Tensor, bias: torch.Tensor, explicit: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x (B, T, H), bias (B, 1, 1, T) additive -> context (B, T, H), probs (B, heads, T, T) | None."""
-        q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+        q, k, v = self._qkv(x)
         p = self.dropout.p if self.training else 0.0
         if 0.0 < p < 1.0 and x.device.type == "cpu" and not explicit:
             return self._cpu_dropout_attention(q, k, v, bias, p), None
@@ -171,7 +196,7 @@ class _ResidualOutput(nn.Module):
         super().__init__()
         self.pre_layer_norm = cfg.pre_layer_norm
         self.dense = nn.Linear(in_size, cfg.hidden_size)
-        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+        self.dropout = Dropout(cfg.hidden_dropout_prob)
         self.LayerNorm = _layer_norm(cfg)
 
     def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:

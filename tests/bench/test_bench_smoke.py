@@ -50,17 +50,30 @@ def test_quick_run_writes_finite_json(tmp_path, capsys):
         assert _finite(s[name]["wall_seconds"])
     ex = s["extraction"]
     assert ex["reference"] is None and "note" in ex
-    assert [r["batch_size"] for r in ex["rows"]] == [1, 2]
+    from s3prl.precision import cpu_supports_bf16
+
+    dtypes = ["float32", "bfloat16"] if cpu_supports_bf16() else ["float32"]
+    assert [(r["dtype"], r["batch_size"]) for r in ex["rows"]] == [(d, b) for d in dtypes for b in (1, 2)]
     assert all(_finite(r["ours_audio_s_per_s"]) and r["ours_audio_s_per_s"] > 0 for r in ex["rows"])
+    assert all(_finite(r["ours_over_first_batch_size"]) for r in ex["rows"] if r["batch_size"] == 2)
+    assert all(_finite(r["ours_speedup_over_float32"]) for r in ex["rows"] if r["dtype"] == "bfloat16")
     pt = s["pretrain"]
     assert _finite(pt["peak_gflops"]) and pt["peak_gflops"] > 0
-    assert [r["attention_dropout"] for r in pt["rows"]] == [0.1, 0.0]   # the presets' and the fused-kernel setting
+    assert sorted(pt["peak_gflops_by_dtype"]) == sorted(dtypes)
+    # the presets' attention dropout and the fused-kernel setting, each in every dtype
+    assert [(r["attention_dropout"], r["dtype"]) for r in pt["rows"]] == [(p, d) for p in (0.1, 0.0) for d in dtypes]
+    assert [(x["size"], x["attention_dropout"]) for x in pt["bf16_over_fp32"]] == \
+        ([("tiny", 0.1), ("tiny", 0.0)] if len(dtypes) == 2 else [])
+    assert all(_finite(x["step_speedup"]) for x in pt["bf16_over_fp32"])
     for r in pt["rows"]:
         assert all(_finite(r[k]) for k in ("step_seconds", "step_gflop", "achieved_gflops", "fraction_of_peak",
                                            "fwd_bwd_fraction_of_peak", "optimizer_share"))
         assert 0 <= r["optimizer_share"] <= 1 and 0 < r["recipe_optimizer_share"] < r["optimizer_share"]
         assert _finite(r["recipe_update_fraction_of_peak"]) and r["recipe_update_fraction_of_peak"] > 0
         assert r["top_ops"] and all(0 <= o["self_share"] <= 1 for o in r["top_ops"])
+    pr = s["pretrain_ref"]
+    assert pr["reference"] is None and "note" in pr
+    assert [r["dtype"] for r in pr["rows"]] == dtypes and all(_finite(r["ours_step_seconds"]) for r in pr["rows"])
     fb = s["fbank"]
     assert fb["same_shapes"] and fb["max_abs_diff"] <= 1e-3 and _finite(fb["speedup"])
     d = s["dump"]

@@ -254,3 +254,59 @@ def test_dump_does_not_depend_on_batch_or_job_split(setup, tmp_path):
             for u, m in ref[k].items():
                 assert d[k][u].shape == m.shape
                 np.testing.assert_allclose(d[k][u], m, atol=1e-6, rtol=0, err_msg=f"{key} layer {k} {u}")
+
+
+def test_dtype_bfloat16_dump_is_recorded_and_kept_apart(setup, dumped, tmp_path, monkeypatch, capfd):
+    """--dtype bfloat16: the model runs under bf16 autocast (states within bf16 rounding of the
+    float32 dump, not equal to it), upstream.json records the dtype, the float32 dump dir refuses
+    it, and `--mode layers` accepts the dump's own dtype. A CPU without bf16 units dumps float32
+    with one warning and records nothing."""
+    from s3prl import precision
+    from s3prl.bin import extract as extract_cli
+
+    root, ckpt, data = setup
+    # the float32 dump dir made by `dumped` is another dump: refused with both named, nothing touched
+    scp = dumped / "layer-1" / "train" / "feats.scp"
+    before = scp.stat().st_mtime_ns
+    r = run([str(REPO / "utils" / "dump_feats.sh"), "--nj", "2", "--dtype", "bfloat16", ckpt, str(data), str(dumped)])
+    if precision.cpu_supports_bf16():
+        assert r.returncode != 0 and "in bfloat16" in r.stderr.strip().splitlines()[-1], r.stderr
+    assert scp.stat().st_mtime_ns == before
+    r = run([str(REPO / "utils" / "dump_feats.sh"), "--dtype", "float16", ckpt, str(data), str(tmp_path / "d16")])
+    assert r.returncode != 0 and "--dtype must be float32 or bfloat16, got 'float16'" in r.stderr
+    if precision.cpu_supports_bf16():
+        dump = tmp_path / "bf16"
+        r = run([str(REPO / "utils" / "dump_feats.sh"), "--nj", "1", "--dtype", "bfloat16", ckpt, str(data), str(dump)])
+        assert r.returncode == 0, r.stderr
+        assert json.loads((dump / "upstream.json").read_text())["dtype"] == "bfloat16"
+        assert json.loads((dump / "complete" / "train.json").read_text())["dtype"] == "bfloat16"
+        for k in (1, 2):
+            b16 = {u: np.array(m) for u, m in kaldiio.load_scp(str(dump / f"layer-{k}" / "train" / "feats.scp")).items()}
+            f32 = {u: np.array(m) for u, m in kaldiio.load_scp(str(dumped / f"layer-{k}" / "train" / "feats.scp")).items()}
+            for u in f32:
+                assert b16[u].dtype == np.float32 and b16[u].shape == f32[u].shape
+                diff = float(np.abs(b16[u] - f32[u]).max())
+                assert 0 < diff < 0.1 * float(np.abs(f32[u]).max()), (k, u, diff)
+        # rerun: complete, skipped; layers mode finds it without being told the dtype
+        r = run([str(REPO / "utils" / "dump_feats.sh"), "--nj", "1", "--dtype", "bfloat16", ckpt, str(data), str(dump)])
+        assert r.returncode == 0 and "skip" in r.stdout, r.stderr
+        assert extract_cli.dump_layer_dirs(ckpt, dump, ["train"], "last") == [dump / "layer-2"]
+        with pytest.raises(UserError, match="in bfloat16, not"):
+            extract_cli.dump_layer_dirs(ckpt, dump, ["train"], "last", dtype="float32")
+    # No bf16 units: float32 with one warning, recorded as a float32 dump (no dtype key).
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
+    assert precision.resolve_dtype("bfloat16", "cpu") == "float32"
+    assert precision.resolve_dtype("bfloat16", "cuda") == "bfloat16"
+    with pytest.raises(UserError, match="--dtype float16: not one of float32, bfloat16"):
+        precision.resolve_dtype("float16", "cpu")
+    capfd.readouterr()
+    out = tmp_path / "fallback" / "raw"
+    extract_cli.main(["--upstream", ckpt, "--layer", "last", "--dtype", "bfloat16", str(data), str(out)])
+    warnings = [ln for ln in capfd.readouterr().err.splitlines() if "WARNING" in ln]
+    assert len(warnings) == 1 and warnings[0].endswith(
+        "--dtype bfloat16: this CPU has no bf16 matrix units (AVX512-BF16 / AMX); running in float32")
+    got = {u: np.array(m) for u, m in kaldiio.load_scp(f"{out}.layer-2.scp").items()}
+    ref = {u: np.array(m) for u, m in kaldiio.load_scp(str(dumped / "layer-2" / "train" / "feats.scp")).items()}
+    for u in ref:
+        np.testing.assert_allclose(got[u], ref[u], atol=1e-5, rtol=0)
+    assert "dtype" not in extract_cli.upstream_identity(ckpt, 0, precision.resolve_dtype("bfloat16", "cpu"))

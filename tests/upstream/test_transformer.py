@@ -207,3 +207,35 @@ def test_chunk_context_is_a_config_field_validated_once():
     plain = model(x, n).hidden_states[-1]
     model.config = TransformerConfig(**{**cfg.__dict__, "chunk_context": 2})
     assert not torch.allclose(model(x, n).hidden_states[-1], plain, atol=1e-4)
+
+
+def test_hidden_dropout_mask_and_fused_pieces():
+    """The transformer's Dropout is an nn.Dropout (code that sets `.p` finds it) whose CPU training
+    mask is dropout_keep_mask's from the same seed (not torch's per-element Bernoulli draws); eval
+    and p = 0 are the identity. GELU is the exact erf form; the fused Q/K/V projection equals the
+    three Linear layers."""
+    from s3prl.upstream.transformer import Dropout, SelfAttention, dropout_keep_mask, gelu
+
+    d = Dropout(0.3).train()
+    assert isinstance(d, torch.nn.Dropout)
+    x = torch.randn(6, 50, 16, requires_grad=True)
+    torch.manual_seed(3)
+    y = d(x)
+    torch.manual_seed(3)
+    keep, scale = dropout_keep_mask(x.shape, 0.3, "cpu")
+    assert torch.equal(y, torch.where(keep, x, 0.0) * scale)
+    torch.manual_seed(3)
+    assert torch.equal(d(x), y)                                  # same seed, same mask
+    y.sum().backward()
+    assert torch.equal(x.grad, keep.float() * scale)
+    torch.manual_seed(0)
+    rate = 1.0 - (d(torch.ones(400, 1000)) != 0).float().mean().item()
+    assert abs(rate - 0.3) < 0.003
+    assert torch.equal(d.eval()(x), x) and torch.equal(Dropout(0.0).train()(x), x)
+    z = torch.linspace(-6, 6, 1001, dtype=torch.float64)
+    torch.testing.assert_close(gelu(z), z * 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0))), atol=1e-12, rtol=0)
+    cfg = TransformerConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64)
+    att = SelfAttention(cfg)
+    h = torch.randn(2, 9, 32)
+    for got, lin in zip(att._qkv(h), (att.query, att.key, att.value)):
+        torch.testing.assert_close(got, att._heads(lin(h)), atol=1e-6, rtol=1e-6)
