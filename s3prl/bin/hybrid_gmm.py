@@ -52,6 +52,15 @@ def parse_lmwts(text: str) -> tuple[int, ...]:
     return out
 
 
+def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
+    """The options both hybrid verbs (GMM and DNN) share: decoding, the results table, the exp dir."""
+    p.add_argument("--results-md", default="RESULTS.md", help="RESULTS.md whose hybrid table gets the row ('' = none)")
+    p.add_argument("--lmwts", default="3 5 8 11 14", help="LM weights tried on dev (space-separated)")
+    p.add_argument("--beam", type=float, default=11.0, help="decoding beam")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("exp_dir")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="hybrid_gmm", description=__doc__.split("\n")[0])
     p.add_argument("--lang", required=True)
@@ -62,11 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", help="CPC label dir for the frame agreement of the training alignments")
     p.add_argument("--num-iters", type=int, default=40)
     p.add_argument("--totgauss", type=int, default=1000)
-    p.add_argument("--results-md", default="RESULTS.md", help="RESULTS.md whose hybrid table gets the row ('' = none)")
-    p.add_argument("--lmwts", default="3 5 8 11 14", help="LM weights tried on dev (space-separated)")
-    p.add_argument("--beam", type=float, default=11.0, help="decoding beam")
-    p.add_argument("-v", "--verbose", action="store_true")
-    p.add_argument("exp_dir")
+    add_decoding_arguments(p)
     a = p.parse_args(argv)
     setup_logging(a.verbose)
     for d in (a.train, a.dev, a.test):

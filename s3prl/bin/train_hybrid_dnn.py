@@ -21,6 +21,8 @@ from s3prl.log import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
+    from s3prl.bin.hybrid_gmm import add_decoding_arguments
+
     p = argparse.ArgumentParser(prog="train_hybrid_dnn", description=__doc__.split("\n")[0])
     p.add_argument("--config", required=True)
     p.add_argument("--override", action="append", default=[], metavar="K=V")
@@ -29,13 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(f"--feats-{s}", required=True)
         p.add_argument(f"--ali-{s}", required=True)
     p.add_argument("--graph", required=True)
-    p.add_argument("--results-md", default="RESULTS.md", help="RESULTS.md whose hybrid table gets the row ('' = none)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--lmwts", default="3 5 8 11 14", help="LM weights tried on dev (space-separated)")
-    p.add_argument("--beam", type=float, default=11.0, help="decoding beam")
-    p.add_argument("-v", "--verbose", action="store_true")
-    p.add_argument("exp_dir")
+    add_decoding_arguments(p)
     a = p.parse_args(argv)
     setup_logging(a.verbose)
     from s3prl.downstream.config import load_downstream_config
