@@ -62,15 +62,9 @@ from __future__ import annotations
 
 import argparse
 
-from s3prl.dump import (COPY_FILES, check, dump_layer_dirs, extract, files_identity, inputs_identity, merge,
-                        resolve_layers, upstream_identity)
+from s3prl.dump import check, dump_layer_dirs, extract, merge
 from s3prl.errors import UserError, cli_main
 from s3prl.log import setup_logging
-
-# The library names this verb used to define, still importable from here; library code
-# imports s3prl.dump.
-__all__ = ["COPY_FILES", "check", "dump_layer_dirs", "extract", "files_identity", "inputs_identity", "merge",
-           "resolve_layers", "upstream_identity", "build_parser", "main"]
 
 
 def _parse_bool(value: str, option: str) -> bool:

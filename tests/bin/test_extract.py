@@ -262,6 +262,7 @@ def test_dtype_bfloat16_dump_is_recorded_and_kept_apart(setup, dumped, tmp_path,
     it, and `--mode layers` accepts the dump's own dtype. A CPU without bf16 units dumps float32
     with one warning and records nothing."""
     from s3prl import precision
+    from s3prl import dump as dump_lib
     from s3prl.bin import extract as extract_cli
 
     root, ckpt, data = setup
@@ -290,9 +291,9 @@ def test_dtype_bfloat16_dump_is_recorded_and_kept_apart(setup, dumped, tmp_path,
         # rerun: complete, skipped; layers mode finds it without being told the dtype
         r = run([str(REPO / "utils" / "dump_feats.sh"), "--nj", "1", "--dtype", "bfloat16", ckpt, str(data), str(dump)])
         assert r.returncode == 0 and "skip" in r.stdout, r.stderr
-        assert extract_cli.dump_layer_dirs(ckpt, dump, ["train"], "last") == [dump / "layer-2"]
+        assert dump_lib.dump_layer_dirs(ckpt, dump, ["train"], "last") == [dump / "layer-2"]
         with pytest.raises(UserError, match="in bfloat16, not"):
-            extract_cli.dump_layer_dirs(ckpt, dump, ["train"], "last", dtype="float32")
+            dump_lib.dump_layer_dirs(ckpt, dump, ["train"], "last", dtype="float32")
     # No bf16 units: float32 with one warning, recorded as a float32 dump (no dtype key).
     monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
     assert precision.resolve_dtype("bfloat16", "cpu") == "float32"
@@ -309,4 +310,4 @@ def test_dtype_bfloat16_dump_is_recorded_and_kept_apart(setup, dumped, tmp_path,
     ref = {u: np.array(m) for u, m in kaldiio.load_scp(str(dumped / "layer-2" / "train" / "feats.scp")).items()}
     for u in ref:
         np.testing.assert_allclose(got[u], ref[u], atol=1e-5, rtol=0)
-    assert "dtype" not in extract_cli.upstream_identity(ckpt, 0, precision.resolve_dtype("bfloat16", "cpu"))
+    assert "dtype" not in dump_lib.upstream_identity(ckpt, 0, precision.resolve_dtype("bfloat16", "cpu"))
