@@ -15,9 +15,10 @@ today; Mockingjay arXiv 1910.12638, TERA arXiv 2007.06028, AALBERT arXiv
 Parameter names are exactly the original layout so released checkpoints load without renaming.
 Attention runs through `torch.nn.functional.scaled_dot_product_attention` unless attention maps are
 requested (or `use_sdpa` is switched off), which uses the explicit softmax path. Training on CPU
-with attention dropout takes its own explicit path (`SelfAttention._cpu_dropout_attention`):
-torch's CPU SDPA has no fused kernel with dropout, and its Bernoulli masks are drawn by one
-thread, one generator call per probability (20 % of a base step at 2 threads, bench/README.md §2).
+with attention dropout takes its own blocked path (`s3prl.upstream.dropout_attention`):
+torch's CPU SDPA has no fused kernel with dropout, its math path materialises every (T, T)
+probability, mask and gradient, and its Bernoulli masks are drawn by one thread, one generator
+call per probability (20 % of a base step at 2 threads, bench/README.md §2).
 The hidden-state dropouts draw their CPU training masks the same way (`Dropout`), Q/K/V run as one
 (H -> 3H) matmul and GELU is torch's fused exact-erf kernel: fewer memory-bound passes, which is
 what a bf16 step on the CPU's matrix units is left waiting for.
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from s3prl.upstream.config import TransformerConfig
+from s3prl.upstream.dropout_attention import DROPOUT_LEVELS, blocked_dropout_attention, dropout_keep_mask  # noqa: F401
 
 __all__ = ["TransformerConfig", "TransformerModel", "TransformerOutput", "SpecHead", "stack_frames",
            "positional_encoding", "ACT2FN", "Window", "utterance_windows"]
@@ -115,25 +117,6 @@ class InputRepresentations(nn.Module):
         return self.dropout(self.LayerNorm(h + pe))
 
 
-DROPOUT_LEVELS = 65536   # dropout_keep_mask's resolution: p is rounded to a multiple of 1/65536
-
-
-def dropout_keep_mask(shape, p: float, device) -> tuple[torch.Tensor, float]:
-    """(keep (bool, `shape`), scale) of an inverted dropout whose mask comes from 16-bit slices of
-    64-bit random integers: one generator call per 4 elements instead of torch's one Bernoulli
-    draw per element (on CPU a single thread draws them all).
-
-    An element is dropped with probability round(p * 65536) / 65536 (within 7.7e-6 of p); `scale`
-    = 1 / (1 - that probability), so `where(keep, x, 0) * scale` has the expectation of x. Draws
-    from torch's global generator: the same seed gives the same mask.
-    """
-    level = min(max(int(round(p * DROPOUT_LEVELS)), 1), DROPOUT_LEVELS - 1)
-    n = math.prod(shape)
-    r = torch.randint(-2 ** 63, 2 ** 63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=device)
-    keep = r.view(torch.int16)[:n].view(shape) >= (-32768 + level)
-    return keep, DROPOUT_LEVELS / (DROPOUT_LEVELS - level)
-
-
 class SelfAttention(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
@@ -149,20 +132,13 @@ class SelfAttention(nn.Module):
         return x.view(b, t, self.num_heads, self.head_size).transpose(1, 2)
 
     def _cpu_dropout_attention(self, q, k, v, bias, p: float) -> torch.Tensor:
-        """Training attention on CPU with dropout p: every pass over the (B*heads, T, T) scores
-        counts, so the 1/sqrt(d) scale goes on q, the key mask rides in the batched matmul (baddbmm), the
-        mask is dropout_keep_mask's, and the dropout scale multiplies the (T, d) context instead
-        of the probabilities. Same distribution as softmax -> Dropout(p) -> @ v."""
+        """Training attention on CPU with dropout p (`blocked_dropout_attention`): the 1/sqrt(d)
+        scale goes on q, the key mask rides in the batched matmul, and no (B*heads, T, T) tensor
+        is materialised or kept for the backward pass."""
         b, h, t, d = q.shape
         q3 = (q * (1.0 / math.sqrt(d))).reshape(b * h, t, d)
-        k3 = k.reshape(b * h, t, d).transpose(1, 2)
-        if bool(bias.any()):
-            scores = torch.baddbmm(bias.expand(b, h, 1, t).reshape(b * h, 1, t), q3, k3)
-        else:   # no padded keys (equal-length crops): no mask pass at all
-            scores = torch.bmm(q3, k3)
-        probs = torch.softmax(scores, dim=-1)
-        keep, scale = dropout_keep_mask(probs.shape, p, probs.device)
-        ctx = torch.bmm(torch.where(keep, probs, 0.0), v.reshape(b * h, t, d)).mul_(scale)
+        key_bias = bias.expand(b, h, 1, t).reshape(b * h, 1, t) if bool(bias.any()) else None
+        ctx = blocked_dropout_attention(q3, k.reshape(b * h, t, d), v.reshape(b * h, t, d), key_bias, p)
         return ctx.view(b, h, t, d).transpose(1, 2).reshape(b, t, h * d)
 
     def _qkv(self, x: torch.Tensor):
