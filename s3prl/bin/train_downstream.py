@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None, *, task: str | None = None, verb: str = 
     if spec is None:   # an unknown --task is refused by argparse: this one is the config's task: key
         raise UserError(f"{args.config}: task '{name}' is not a downstream task (valid: {', '.join(sorted(TASKS))})")
     inputs = spec.inputs(args)
-    cfg = load_task_config(spec.config, args.config, cli_overrides(args), {"task": name})
+    overrides = cli_overrides(args) + (spec.overrides(args) if spec.overrides is not None else [])
+    cfg = load_task_config(spec.config, args.config, overrides, {"task": name})
     record = run_spec(spec, cfg, inputs, args.exp_dir, results_md=args.results_md or None,
                       command=cli_command(verb, argv), device=args.device, progress=not args.no_progress)
     print_record(record, spec.describe)
