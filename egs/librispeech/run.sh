@@ -41,7 +41,7 @@ downstream_size=tiny       # downstream configs: tiny (demo) or base
 asr=true                   # stage 6: CTC recognizer for fbank and each upstream
 asr_mode=dump              # stage 6 upstream input: dump (stage 4's layer dirs) | weighted_sum | fine_tune (on the fly)
 device=auto                # dump device: auto (cuda when available) | cpu | cuda
-kaldi_exp=                 # stage 8: exp/ of a Kaldi LibriSpeech s5 system (tri4b alignments, graph)
+kaldi_exp=                 # stage 8: exp/ of a Kaldi LibriSpeech s5 system (tri4b alignments, graph; default: stage 9's)
 pk_config=conf/pytorch_kaldi.yaml
 hybrid=false               # stage 9: hybrid DNN-HMM (monophone GMM alignments, DNN on fbank and each dump, HCLG decoding)
 lexicon=                   # stage 9: lexicon.txt (default: the synthetic corpus' own; real LibriSpeech: give the LibriSpeech lexicon)
@@ -71,7 +71,8 @@ help_message="Usage: $0 [options]
   --asr true|false           stage 6 (CTC recognizer on $train_set, $dev_set, $test_set)
   --asr-mode M               dump | weighted_sum | fine_tune (upstreams run inside the recognizer)
   --downstream-size S        tiny | base downstream configs
-  --kaldi-exp DIR            Kaldi exp/ with tri4b_ali_{clean_100,dev_clean,test_clean}, tri4b/graph_tgsmall (stage 8)
+  --kaldi-exp DIR            Kaldi exp/ with tri4b_ali_{clean_100,dev_clean,test_clean}, tri4b/graph_tgsmall (stage 8;
+                             without it stage 8 uses stage 9's exp/mono_ali_* and exp/mono/graph when they exist)
   --hybrid true|false        stage 9: hybrid DNN-HMM (GMM alignments, DNN per input, HCLG decoding)
   --lexicon FILE             stage 9 lexicon (default: <corpus>/lexicon.txt of the synthetic corpus)
   --hybrid-mode M            dump | weighted_sum | fine_tune (stage 9: upstreams run inside the DNN)
@@ -206,20 +207,35 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   if $asr; then python -m s3prl.bin.results_table --table asr RESULTS.md; fi
 fi
 
+# Stage 8: the PyTorch-Kaldi hand-off over the first upstream's dump, on the alignments and graph of
+# a Kaldi LibriSpeech s5 system (--kaldi-exp: tri4b), or without one on stage 9's own Kaldi-readable
+# monophone alignments and graph (exp/mono_ali_<set>/{ali.1.gz,final.mdl}, exp/mono/graph/{HCLG.fst,
+# words.txt}) once stage 9 has made them (--hybrid true); PyTorch-Kaldi itself needs a compiled Kaldi.
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
-  if [ -z "$kaldi_exp" ]; then
-    log "Stage 8: skipped: the PyTorch-Kaldi hand-off needs --kaldi-exp (a Kaldi LibriSpeech s5 exp/ dir)"
-  else
+  pk_ali=()
+  if [ -n "$kaldi_exp" ]; then
     kaldi_exp=$(abspath "$kaldi_exp")
+    pk_ali=("$kaldi_exp/tri4b_ali_clean_100" "$kaldi_exp/tri4b_ali_dev_clean" "$kaldi_exp/tri4b_ali_test_clean")
+    pk_graph=$kaldi_exp/tri4b/graph_tgsmall
+  elif $hybrid && [ -f exp/mono/graph/HCLG.fst ] && [ -f exp/mono_ali_test/final.mdl ]; then
+    if [ -z "${KALDI_ROOT:-}" ]; then
+      log "Stage 8: skipped: PyTorch-Kaldi on stage 9's alignments needs a compiled Kaldi (export KALDI_ROOT)"
+    else
+      pk_ali=(exp/mono_ali_train exp/mono_ali_dev exp/mono_ali_test)
+      pk_graph=exp/mono/graph
+    fi
+  else
+    log "Stage 8: skipped: the PyTorch-Kaldi hand-off needs --kaldi-exp (a Kaldi LibriSpeech s5 exp/ dir) or stage 9's alignments (--hybrid true)"
+  fi
+  if [ ${#pk_ali[@]} -gt 0 ]; then
     name=$(echo "$upstreams" | awk '{print $1}')_${pretrain_size}
     feats=$(recipe_layer_dirs "exp/$name" "dump/$name" "$train_set" "$dev_set" "$test_set")
     feats=$(echo "$feats" | tail -n 1)
     pk_exp=exp/pytorch_kaldi_${name}_$(basename "$feats")
-    log "Stage 8: PyTorch-Kaldi experiment $pk_exp over $feats"
+    log "Stage 8: PyTorch-Kaldi experiment $pk_exp over $feats (alignments ${pk_ali[0]}, graph $pk_graph)"
     python -m s3prl.bin.make_pytorch_kaldi_cfg --config "$pk_config" --check-frames \
       --train-feats "$feats/$train_set" --dev-feats "$feats/$dev_set" --test-feats "$feats/$test_set" \
-      --ali-train "$kaldi_exp/tri4b_ali_clean_100" --ali-dev "$kaldi_exp/tri4b_ali_dev_clean" \
-      --ali-test "$kaldi_exp/tri4b_ali_test_clean" --graph "$kaldi_exp/tri4b/graph_tgsmall" \
+      --ali-train "${pk_ali[0]}" --ali-dev "${pk_ali[1]}" --ali-test "${pk_ali[2]}" --graph "$pk_graph" \
       "$pk_exp/pytorch_kaldi.cfg"
     utils/run_pytorch_kaldi.sh "$pk_exp/pytorch_kaldi.cfg"
   fi

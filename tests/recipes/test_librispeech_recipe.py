@@ -180,7 +180,8 @@ def test_same_seed_same_outputs(full_run, tmp_path):
 
 
 HYBRID = ("--hybrid", "true", "--stage", "9", "--stop-stage", "9", "--mono-iters", "6", "--mono-totgauss", "150",
-          "--downstream-overrides", "runner.total_steps=12 runner.dev_step=6 runner.save_step=6 head.hidden_size=32")
+          "--downstream-overrides",
+          "runner.total_steps=12 runner.dev_step=6 runner.save_step=6 head.hidden_size=32 decode.beam=5 decode.lmwts=[5,10]")
 
 
 def test_hybrid_stage_fbank_and_an_upstream_on_the_fly(recipe):
