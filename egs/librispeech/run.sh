@@ -212,7 +212,7 @@ fi
 # monophone alignments and graph (exp/mono_ali_<set>/{ali.1.gz,final.mdl}, exp/mono/graph/{HCLG.fst,
 # words.txt}) once stage 9 has made them (--hybrid true); PyTorch-Kaldi itself needs a compiled Kaldi.
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
-  pk_ali=()
+  pk_ali=(); pk_opts=()
   if [ -n "$kaldi_exp" ]; then
     kaldi_exp=$(abspath "$kaldi_exp")
     pk_ali=("$kaldi_exp/tri4b_ali_clean_100" "$kaldi_exp/tri4b_ali_dev_clean" "$kaldi_exp/tri4b_ali_test_clean")
@@ -223,6 +223,7 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
     else
       pk_ali=(exp/mono_ali_train exp/mono_ali_dev exp/mono_ali_test)
       pk_graph=exp/mono/graph
+      pk_opts=(--allow-missing)   # utterances the monophone GMM could not align (hybrid_gmm reports them)
     fi
   else
     log "Stage 8: skipped: the PyTorch-Kaldi hand-off needs --kaldi-exp (a Kaldi LibriSpeech s5 exp/ dir) or stage 9's alignments (--hybrid true)"
@@ -233,7 +234,7 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
     feats=$(echo "$feats" | tail -n 1)
     pk_exp=exp/pytorch_kaldi_${name}_$(basename "$feats")
     log "Stage 8: PyTorch-Kaldi experiment $pk_exp over $feats (alignments ${pk_ali[0]}, graph $pk_graph)"
-    python -m s3prl.bin.make_pytorch_kaldi_cfg --config "$pk_config" --check-frames \
+    python -m s3prl.bin.make_pytorch_kaldi_cfg --config "$pk_config" --check-frames ${pk_opts[@]+"${pk_opts[@]}"} \
       --train-feats "$feats/$train_set" --dev-feats "$feats/$dev_set" --test-feats "$feats/$test_set" \
       --ali-train "${pk_ali[0]}" --ali-dev "${pk_ali[1]}" --ali-test "${pk_ali[2]}" --graph "$pk_graph" \
       "$pk_exp/pytorch_kaldi.cfg"
