@@ -4,12 +4,21 @@
   when it is called, after every module has loaded, and is how a lower module reaches a registry
   above it, e.g. `UpstreamConfig` asking `s3prl.upstream.families` to validate a model name);
 * no library module imports a command-line module (`s3prl.bin.*`), at any level: CLIs parse
-  arguments and call the library, never the other way round.
+  arguments and call the library, never the other way round;
+* the task table and the downstream CLIs do not load the Kaldi libraries of the hybrid task
+  (kaldi-hmm-gmm, kaldifst, kaldilm): its entry imports them when a hybrid run starts (this one
+  is checked by importing, in a fresh interpreter).
 """
 from __future__ import annotations
 
 import ast
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "s3prl"
 
@@ -112,3 +121,41 @@ def test_the_checks_see_what_they_look_for():
     assert cycles(graph) == [["a", "b", "c"]]
     assert "s3prl.upstream.families.base" in import_graph()["s3prl.upstream.families"]
     assert "s3prl.data.kaldi_dir" in import_graph(top_level_only=False)["s3prl.train.pretrain"]
+
+
+KALDI_LIBS = ("kaldi_hmm_gmm", "kaldifst", "kaldilm")
+
+
+def _loaded_after(code: str) -> dict:
+    """Run `code` in a fresh interpreter; -> {"kaldi": the KALDI_LIBS then in sys.modules, "out": stdout}."""
+    probe = (f"import io, json, sys, contextlib\nbuf = io.StringIO()\n"
+             f"with contextlib.redirect_stdout(buf):\n" + "".join(f"    {l}\n" for l in code.splitlines()) +
+             f"print(json.dumps({{'kaldi': [m for m in {KALDI_LIBS!r} if m in sys.modules], 'out': buf.getvalue()}}))")
+    env = {**os.environ, "PYTHONPATH": str(PKG.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    p = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("code", [
+    "import s3prl.downstream.tasks",
+    "from s3prl.bin import train_downstream\ntry:\n    train_downstream.main(['--help'])\nexcept SystemExit:\n    pass",
+    "from s3prl.bin import train_downstream\ntry:\n    train_downstream.main(['--task', 'hybrid', '--help'])\n"
+    "except SystemExit:\n    pass",
+    "from s3prl.bin import results_table\ntry:\n    results_table.main(['--help'])\nexcept SystemExit:\n    pass",
+])
+def test_downstream_clis_do_not_load_the_kaldi_libraries(code):
+    got = _loaded_after(code)
+    assert got["kaldi"] == [], got
+    if "--help" in code:
+        assert "usage:" in got["out"]
+    if "'hybrid'" in code:
+        assert "--ali-train" in got["out"] and "--on-the-fly" in got["out"]
+
+
+def test_a_hybrid_run_loads_them():
+    """The probe itself: building the hybrid task's run reaches s3prl.hybrid (kaldi_hmm_gmm first)."""
+    got = _loaded_after("from s3prl.downstream.tasks import get_task\nimport inspect\n"
+                        "spec = get_task('hybrid')\n"
+                        "try:\n    spec.build(None, None, None, 'cpu')\nexcept AttributeError:\n    pass")
+    assert "kaldi_hmm_gmm" in got["kaldi"] and "kaldifst" in got["kaldi"], got

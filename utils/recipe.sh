@@ -13,8 +13,9 @@
 # caller's directory; "" stays "") and `recipe_check_nj SRC...` (refuses --nj above the speaker
 # count of a data dir or corpus subset, before the stage that would split), plus the shared
 # vocabulary helpers recipe_overrides, recipe_pretrain_config, recipe_downstream_config,
-# recipe_upstream_name, recipe_corpus / recipe_get_corpus (stage 0), recipe_nj_upto and
-# recipe_layer_dirs (below), so that a recipe's stages only loop over sets x upstreams x tasks.
+# recipe_upstream_name, recipe_corpus / recipe_get_corpus (stage 0), recipe_nj_upto,
+# recipe_layer_dirs and the hybrid DNN-HMM stage recipe_hybrid (below), so that a recipe's stages
+# only loop over sets x upstreams x tasks.
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
@@ -61,6 +62,7 @@ recipe_check_choice() {  # recipe_check_choice NAME VALUE...: $NAME must be one 
 if [ -n "${device+x}" ]; then recipe_check_choice device auto cpu cuda; fi
 if [ -n "${pretrain_size+x}" ]; then recipe_check_choice pretrain_size tiny base; fi
 if [ -n "${downstream_size+x}" ]; then recipe_check_choice downstream_size tiny base; fi
+if [ -n "${hybrid_mode+x}" ]; then recipe_check_choice hybrid_mode dump weighted_sum fine_tune; fi
 
 # recipe_overrides ARRAY "K=V ...": ARRAY=(--override K=V ...) from --pretrain-overrides or
 # --downstream-overrides (space-separated config overrides, s3prl.config's K=V syntax).
@@ -188,4 +190,72 @@ recipe_dump() {
     utils/dump_feats.sh --nj "$nj" --cmd "$train_cmd" --layer "$layer" --device "$device" \
       --chunk-context "$chunk_context" "$upstream" "data/$x" "dump/$name"
   done
+}
+
+# recipe_hybrid LABEL TRAIN DEV TEST [NAME=UPSTREAM ...]: the hybrid DNN-HMM stage (docs/hybrid.md),
+# in the shape of kaldi-asr/kaldi egs/mini_librispeech/s5 (prepare_lang, format_lm, make_mfcc,
+# train_mono, align_si, mkgraph, decode) on kaldi-hmm-gmm, for the sets data/TRAIN, data/DEV,
+# data/TEST:
+#   data/lang, data/lang_test_tg   from $lexicon and TRAIN's text (hybrid_lang: $hybrid_phones, a
+#                                  phone list whose phones all get HMMs, "" = the lexicon's;
+#                                  ${hybrid_lm_order:-3}-gram LM, lm.arpa kept)
+#   data/mfcc/<set>                the sets copied without features (utils/copy_data_dir.sh
+#                                  --no-feats), MFCC + deltas (conf/mfcc.yaml)
+#   exp/mono, exp/mono_ali_{train,dev,test}, exp/mono/graph   (hybrid_gmm: --mono-iters,
+#                                  --mono-totgauss; $hybrid_labels: a CPC label dir for the frame
+#                                  agreement of the alignments, "" = none)
+#   exp/hybrid/dnn_<tag>           the DNN (train_downstream --task hybrid) on fbank (data/<set>)
+#                                  and, for each NAME=UPSTREAM (a checkpoint or exp dir), with
+#                                  $hybrid_mode dump: each layer dir of dump/NAME (--layer); with
+#                                  weighted_sum / fine_tune: UPSTREAM on the fly on data/<set>
+#                                  (--chunk-context), tags NAME_ws / NAME_ft
+# The DNNs run side by side ($max_parallel, utils/parallel.sh must be sourced); rows go to
+# RESULTS.md's hybrid table. Every step skips when its output is complete.
+recipe_hybrid() {
+  local label=$1 train=$2 dev=$3 test=$4 x nu name upstream root mode tag dir dirs
+  shift 4
+  local opts=() src=() inputs=()
+  [ -f "$lexicon" ] || { log "error: --lexicon $lexicon: no such file"; exit 1; }
+  if [ -n "${hybrid_phones:-}" ]; then opts=(--phones "$hybrid_phones"); fi
+  log "$label: lang dirs data/lang, data/lang_test_tg from $lexicon"
+  python -m s3prl.bin.hybrid_lang --lexicon "$lexicon" --text "data/$train/text" --lm-order "${hybrid_lm_order:-3}" \
+    ${opts[@]+"${opts[@]}"} data/lang data/lang_test_tg
+  for x in "$train" "$dev" "$test"; do
+    utils/copy_data_dir.sh --no-feats "data/$x" "data/mfcc/$x"
+    utils/compute_feats.sh --nj "$nj" --cmd "$train_cmd" --config conf/mfcc.yaml \
+      "data/mfcc/$x" "exp/make_mfcc/$x" "mfcc/$x"
+  done
+  opts=()
+  if [ -n "${hybrid_labels:-}" ]; then opts=(--labels "$hybrid_labels"); fi
+  log "$label: monophone GMM -> exp/mono (alignments exp/mono_ali_*, graph, GMM decoding)"
+  python -m s3prl.bin.hybrid_gmm --lang data/lang --lang-test data/lang_test_tg ${opts[@]+"${opts[@]}"} \
+    --train "data/mfcc/$train" --dev "data/mfcc/$dev" --test "data/mfcc/$test" \
+    --num-iters "$mono_iters" --totgauss "$mono_totgauss" --results-md RESULTS.md exp/mono
+  inputs=("fbank|fbank|data|dump")   # NAME|UPSTREAM|ROOT|MODE; ROOT holds the three sets
+  for nu in "$@"; do
+    name=${nu%%=*}; upstream=${nu#*=}
+    if [ "$hybrid_mode" = dump ]; then
+      dirs=$(recipe_layer_dirs "$upstream" "dump/$name" "$train" "$dev" "$test")
+      while read -r root; do inputs+=("$name|$upstream|$root|dump"); done <<< "$dirs"
+    else
+      inputs+=("$name|$upstream|data|$hybrid_mode")
+    fi
+  done
+  for x in "${inputs[@]}"; do
+    IFS='|' read -r name upstream root mode <<< "$x"
+    case "$mode" in
+      fine_tune) tag=${name}_ft; src=(--on-the-fly --fine-tune --override "input.chunk_context=$chunk_context") ;;
+      weighted_sum) tag=${name}_ws; src=(--on-the-fly --layer weighted_sum --override "input.chunk_context=$chunk_context") ;;
+      *) src=(); if [ "$name" = fbank ]; then tag=fbank; else tag=${name}_$(basename "$root"); fi ;;
+    esac
+    dir=exp/hybrid/dnn_${tag}
+    log "$label: hybrid DNN on $root/{$train,$dev,$test} ($upstream, $mode) -> $dir"
+    bg_run utils/with_lock.sh "$dir" $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream --task hybrid \
+      --config "$(recipe_downstream_config hybrid_1hidden)" ${src[@]+"${src[@]}"} \
+      ${downstream_args[@]+"${downstream_args[@]}"} --upstream "$upstream" \
+      --train "$root/$train" --dev "$root/$dev" --test "$root/$test" \
+      --ali-train exp/mono_ali_train --ali-dev exp/mono_ali_dev --ali-test exp/mono_ali_test --graph exp/mono/graph \
+      --no-progress --results-md RESULTS.md "$dir"
+  done
+  bg_wait
 }

@@ -41,10 +41,11 @@ downstream_size=tiny       # downstream configs: tiny (demo) or base
 asr=true                   # stage 6: CTC recognizer for fbank and each upstream
 asr_mode=dump              # stage 6 upstream input: dump (stage 4's layer dirs) | weighted_sum | fine_tune (on the fly)
 device=auto                # dump device: auto (cuda when available) | cpu | cuda
-kaldi_exp=                 # stage 8: exp/ of a Kaldi LibriSpeech s5 system (tri4b alignments, graph)
+kaldi_exp=                 # stage 8: exp/ of a Kaldi LibriSpeech s5 system (tri4b alignments, graph; default: stage 9's)
 pk_config=conf/pytorch_kaldi.yaml
 hybrid=false               # stage 9: hybrid DNN-HMM (monophone GMM alignments, DNN on fbank and each dump, HCLG decoding)
 lexicon=                   # stage 9: lexicon.txt (default: the synthetic corpus' own; real LibriSpeech: give the LibriSpeech lexicon)
+hybrid_mode=dump           # stage 9 upstream input: dump (stage 4's layer dirs) | weighted_sum | fine_tune (on the fly)
 mono_iters=40              # stage 9: monophone EM passes (steps/train_mono.sh)
 mono_totgauss=1000         # stage 9: Gaussians after mixing up
 pretrain_overrides=""      # space-separated K=V config overrides for every pre-training run
@@ -70,9 +71,11 @@ help_message="Usage: $0 [options]
   --asr true|false           stage 6 (CTC recognizer on $train_set, $dev_set, $test_set)
   --asr-mode M               dump | weighted_sum | fine_tune (upstreams run inside the recognizer)
   --downstream-size S        tiny | base downstream configs
-  --kaldi-exp DIR            Kaldi exp/ with tri4b_ali_{clean_100,dev_clean,test_clean}, tri4b/graph_tgsmall (stage 8)
+  --kaldi-exp DIR            Kaldi exp/ with tri4b_ali_{clean_100,dev_clean,test_clean}, tri4b/graph_tgsmall (stage 8;
+                             without it stage 8 uses stage 9's exp/mono_ali_* and exp/mono/graph when they exist)
   --hybrid true|false        stage 9: hybrid DNN-HMM (GMM alignments, DNN per input, HCLG decoding)
   --lexicon FILE             stage 9 lexicon (default: <corpus>/lexicon.txt of the synthetic corpus)
+  --hybrid-mode M            dump | weighted_sum | fine_tune (stage 9: upstreams run inside the DNN)
   --mono-iters N --mono-totgauss N   stage 9 monophone GMM schedule
   --pretrain-overrides \"K=V ...\"    e.g. \"runner.total_steps=50 optimizer.lr=1e-3\"
   --downstream-overrides \"K=V ...\"  e.g. \"runner.total_steps=100\""
@@ -204,30 +207,47 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   if $asr; then python -m s3prl.bin.results_table --table asr RESULTS.md; fi
 fi
 
+# Stage 8: the PyTorch-Kaldi hand-off over the first upstream's dump, on the alignments and graph of
+# a Kaldi LibriSpeech s5 system (--kaldi-exp: tri4b), or without one on stage 9's own Kaldi-readable
+# monophone alignments and graph (exp/mono_ali_<set>/{ali.1.gz,final.mdl}, exp/mono/graph/{HCLG.fst,
+# words.txt}) once stage 9 has made them (--hybrid true); PyTorch-Kaldi itself needs a compiled Kaldi.
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
-  if [ -z "$kaldi_exp" ]; then
-    log "Stage 8: skipped: the PyTorch-Kaldi hand-off needs --kaldi-exp (a Kaldi LibriSpeech s5 exp/ dir)"
-  else
+  pk_ali=(); pk_opts=()
+  if [ -n "$kaldi_exp" ]; then
     kaldi_exp=$(abspath "$kaldi_exp")
+    pk_ali=("$kaldi_exp/tri4b_ali_clean_100" "$kaldi_exp/tri4b_ali_dev_clean" "$kaldi_exp/tri4b_ali_test_clean")
+    pk_graph=$kaldi_exp/tri4b/graph_tgsmall
+  elif $hybrid && [ -f exp/mono/graph/HCLG.fst ] && [ -f exp/mono_ali_test/final.mdl ]; then
+    if [ -z "${KALDI_ROOT:-}" ]; then
+      log "Stage 8: skipped: PyTorch-Kaldi on stage 9's alignments needs a compiled Kaldi (export KALDI_ROOT)"
+    else
+      pk_ali=(exp/mono_ali_train exp/mono_ali_dev exp/mono_ali_test)
+      pk_graph=exp/mono/graph
+      pk_opts=(--allow-missing)   # utterances the monophone GMM could not align (hybrid_gmm reports them)
+    fi
+  else
+    log "Stage 8: skipped: the PyTorch-Kaldi hand-off needs --kaldi-exp (a Kaldi LibriSpeech s5 exp/ dir) or stage 9's alignments (--hybrid true)"
+  fi
+  if [ ${#pk_ali[@]} -gt 0 ]; then
     name=$(echo "$upstreams" | awk '{print $1}')_${pretrain_size}
     feats=$(recipe_layer_dirs "exp/$name" "dump/$name" "$train_set" "$dev_set" "$test_set")
     feats=$(echo "$feats" | tail -n 1)
     pk_exp=exp/pytorch_kaldi_${name}_$(basename "$feats")
-    log "Stage 8: PyTorch-Kaldi experiment $pk_exp over $feats"
-    python -m s3prl.bin.make_pytorch_kaldi_cfg --config "$pk_config" --check-frames \
+    log "Stage 8: PyTorch-Kaldi experiment $pk_exp over $feats (alignments ${pk_ali[0]}, graph $pk_graph)"
+    python -m s3prl.bin.make_pytorch_kaldi_cfg --config "$pk_config" --check-frames ${pk_opts[@]+"${pk_opts[@]}"} \
       --train-feats "$feats/$train_set" --dev-feats "$feats/$dev_set" --test-feats "$feats/$test_set" \
-      --ali-train "$kaldi_exp/tri4b_ali_clean_100" --ali-dev "$kaldi_exp/tri4b_ali_dev_clean" \
-      --ali-test "$kaldi_exp/tri4b_ali_test_clean" --graph "$kaldi_exp/tri4b/graph_tgsmall" \
+      --ali-train "${pk_ali[0]}" --ali-dev "${pk_ali[1]}" --ali-test "${pk_ali[2]}" --graph "$pk_graph" \
       "$pk_exp/pytorch_kaldi.cfg"
     utils/run_pytorch_kaldi.sh "$pk_exp/pytorch_kaldi.cfg"
   fi
 fi
 
-# Stage 9: hybrid DNN-HMM (mini_librispeech s5's lang/mono/graph/decode shape on kaldi-hmm-gmm):
-# data/lang + data/lang_test_tg (3-gram of the training transcripts, lm.arpa kept), MFCC + deltas for
-# the GMM in data/mfcc/<set>, exp/mono (+ exp/mono_ali_<set>, exp/mono/graph, decode_{dev,test}),
-# then a frame-level DNN on the alignments' pdfs for fbank and each dumped upstream layer,
-# exp/hybrid/dnn_<tag>; rows in RESULTS.md's hybrid table. Every step skips when complete.
+# Stage 9: hybrid DNN-HMM (mini_librispeech s5's lang/mono/graph/decode shape on kaldi-hmm-gmm,
+# utils/recipe.sh recipe_hybrid): data/lang + data/lang_test_tg, MFCC + deltas for the GMM in
+# data/mfcc/<set>, exp/mono (+ exp/mono_ali_<set>, exp/mono/graph, decode_{dev,test}), then a
+# frame-level DNN on the alignments' pdfs for fbank and each upstream (--hybrid-mode: its dumped
+# layers, or on the fly as weighted sum / fine-tuned), exp/hybrid/dnn_<tag>; rows in RESULTS.md's
+# hybrid table. Every step skips when complete.
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ] && $hybrid; then
   [ -n "$dev_set" ] && [ -n "$test_set" ] || { log "error: stage 9 needs --dev-set and --test-set"; exit 1; }
   if [ -z "$lexicon" ]; then
@@ -237,39 +257,11 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ] && $hybrid; then
       log "Stage 9: writing $lexicon (festival's CMU lexicon for the corpus words)"
       python "$S3PRL_ROOT/tools/synth/lexicon.py" "$corpus_dir"
     fi
+  else
+    lexicon=$(abspath "$lexicon")
   fi
-  phone_opt=(); [ -f "$cpc_dir/phones.txt" ] && phone_opt=(--phones "$cpc_dir/phones.txt")
-  log "Stage 9: lang dirs data/lang, data/lang_test_tg from $lexicon"
-  python -m s3prl.bin.hybrid_lang --lexicon "$lexicon" --text "data/$train_set/text" ${phone_opt[@]+"${phone_opt[@]}"} \
-    data/lang data/lang_test_tg
-  for x in $train_set $dev_set $test_set; do
-    mkdir -p "data/mfcc/$x"
-    for f in wav.scp segments text utt2spk spk2utt spk2gender; do
-      if [ -f "data/$x/$f" ] && ! cmp -s "data/$x/$f" "data/mfcc/$x/$f"; then cp "data/$x/$f" "data/mfcc/$x/$f"; fi
-    done
-    utils/compute_feats.sh --nj "$nj" --cmd "$train_cmd" --config conf/mfcc.yaml \
-      "data/mfcc/$x" "exp/make_mfcc/$x" "mfcc/$x"
-  done
-  label_opt=(); $synthetic && label_opt=(--labels "$cpc_dir")
-  log "Stage 9: monophone GMM -> exp/mono (alignments exp/mono_ali_*, graph, GMM decoding)"
-  python -m s3prl.bin.hybrid_gmm --lang data/lang --lang-test data/lang_test_tg ${label_opt[@]+"${label_opt[@]}"} \
-    --train "data/mfcc/$train_set" --dev "data/mfcc/$dev_set" --test "data/mfcc/$test_set" \
-    --num-iters "$mono_iters" --totgauss "$mono_totgauss" --results-md RESULTS.md exp/mono
-  inputs="fbank:data"
-  for u in $upstreams; do
-    dirs=$(recipe_layer_dirs "exp/${u}_${pretrain_size}" "dump/${u}_${pretrain_size}" "$train_set" "$dev_set" "$test_set")
-    for d in $dirs; do inputs="$inputs ${u}_${pretrain_size}:$d"; done
-  done
-  for input in $inputs; do
-    name=${input%%:*}; root=${input#*:}
-    if [ "$name" = fbank ]; then upstream=fbank; tag=fbank; else upstream=exp/$name; tag=${name}_$(basename "$root"); fi
-    dir=exp/hybrid/dnn_${tag}
-    log "Stage 9: hybrid DNN on $root/{$train_set,$dev_set,$test_set} -> $dir"
-    bg_run utils/with_lock.sh "$dir" $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_hybrid_dnn \
-      --config "$(recipe_downstream_config hybrid_1hidden)" ${downstream_args[@]+"${downstream_args[@]}"} \
-      --upstream "$upstream" --feats-train "$root/$train_set" --feats-dev "$root/$dev_set" --feats-test "$root/$test_set" \
-      --ali-train exp/mono_ali_train --ali-dev exp/mono_ali_dev --ali-test exp/mono_ali_test --graph exp/mono/graph \
-      --no-progress --results-md RESULTS.md "$dir"
-  done
-  bg_wait
+  hybrid_phones=; [ -f "$cpc_dir/phones.txt" ] && hybrid_phones=$cpc_dir/phones.txt
+  hybrid_labels=; $synthetic && hybrid_labels=$cpc_dir
+  pairs=(); for u in $upstreams; do pairs+=("${u}_${pretrain_size}=exp/${u}_${pretrain_size}"); done
+  recipe_hybrid "Stage 9" "$train_set" "$dev_set" "$test_set" ${pairs[@]+"${pairs[@]}"}
 fi

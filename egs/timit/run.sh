@@ -13,7 +13,16 @@
 #   ./run.sh --corpus-dir /data/TIMIT --upstream-ckpts ../librispeech/exp/tera_base \
 #            --kaldi-exp /kaldi/egs/timit/s5/exp --stage 3
 #
+# Without Kaldi, stage 7 (--hybrid true) builds the hybrid DNN-HMM system of egs/librispeech's
+# stage 9 (utils/recipe.sh recipe_hybrid, docs/hybrid.md) on kaldi-hmm-gmm: TIMIT ships no lexicon
+# (Kaldi's egs/timit/s5 writes one, each phone a word, in local/timit_prepare_dict.sh) and neither
+# does our synthetic stand-in, so it takes --lexicon FILE: the phones of data/*/text (48, or 39 with
+# prepare_timit --phones 39) each as a word, plus "<UNK> SPN"; the LM is a phone bigram as in s5.
+#
+#   ./run.sh --corpus-dir /data/TIMIT --hybrid true --lexicon lexicon_48.txt --stage 7
+#
 # Stages: 0 data | 1 features | 2 pre-training | 3 dump | 4 alignment check | 5 cfg | 6 PyTorch-Kaldi
+#         | 7 hybrid DNN-HMM on kaldi-hmm-gmm (with --hybrid true --lexicon FILE)
 set -euo pipefail
 
 # Begin configuration section.
@@ -37,10 +46,19 @@ ali_dev=                   # default $kaldi_exp/tri3_ali_dev
 ali_test=                  # default $kaldi_exp/tri3_ali_test
 graph=                     # default $kaldi_exp/tri3/graph
 pk_config=conf/pytorch_kaldi.yaml
+hybrid=false               # stage 7: hybrid DNN-HMM (monophone GMM alignments, DNN on fbank and each upstream, HCLG decoding)
+lexicon=                   # stage 7: phone lexicon (each phone of the text a word, and "<UNK> SPN"); required
+hybrid_mode=dump           # stage 7 upstream input: dump (stage 3's layer dirs) | weighted_sum | fine_tune (on the fly)
+mono_iters=40              # stage 7: monophone EM passes (steps/train_mono.sh)
+mono_totgauss=1000         # stage 7: Gaussians after mixing up
+downstream_size=tiny       # stage 7 DNN config: tiny (demo) or base
+downstream_overrides=""    # space-separated K=V config overrides for the stage 7 DNNs
+max_parallel=1             # stage 7 DNN runs side by side
 # End configuration section.
 
 help_message="Usage: $0 --corpus-dir DIR [options]
-  --stage N --stop-stage M   run stages N..M (0 data, 1 feats, 2 pretrain, 3 dump, 4 ali check, 5 cfg, 6 pytorch-kaldi)
+  --stage N --stop-stage M   run stages N..M (0 data, 1 feats, 2 pretrain, 3 dump, 4 ali check, 5 cfg, 6 pytorch-kaldi,
+                             7 hybrid)
   --corpus-dir DIR           the TIMIT corpus
   --wav-format F             path | sph2pipe | sox
   --upstreams \"LIST\"         upstreams to pre-train (tera; any of mockingjay tera aalbert apc)
@@ -54,11 +72,19 @@ help_message="Usage: $0 --corpus-dir DIR [options]
   --nj N                     parallel jobs
   --kaldi-exp DIR            Kaldi TIMIT s5 exp/ dir (alignments tri3_ali{,_dev,_test}, graph tri3/graph)
   --ali-train/--ali-dev/--ali-test/--graph DIR   override those dirs one by one
-  --pk-config YAML           PyTorch-Kaldi cfg options (default conf/pytorch_kaldi.yaml)"
+  --pk-config YAML           PyTorch-Kaldi cfg options (default conf/pytorch_kaldi.yaml)
+  --hybrid true|false        stage 7: hybrid DNN-HMM without Kaldi (GMM alignments, DNN per input, HCLG decoding)
+  --lexicon FILE             stage 7 phone lexicon: each phone of data/*/text a word ('aa aa'), and '<UNK> SPN'
+  --hybrid-mode M            dump | weighted_sum | fine_tune (stage 7: upstreams run inside the DNN)
+  --mono-iters N --mono-totgauss N   stage 7 monophone GMM schedule
+  --downstream-size S        tiny | base stage 7 DNN config
+  --downstream-overrides \"K=V ...\"  e.g. \"runner.total_steps=100\"
+  --max-parallel N           stage 7 DNN runs side by side"
 
 caller_pwd=$PWD
 cd "$(dirname "$0")"
 . utils/recipe.sh "$@"
+. utils/parallel.sh
 
 corpus_dir=$(abspath "$corpus_dir")
 kaldi_exp=$(abspath "$kaldi_exp")
@@ -80,6 +106,12 @@ name=${upstream_list[0]%%=*}
 upstream=${upstream_list[0]#*=}
 pk_exp=exp/pytorch_kaldi_${name}_${layer}
 recipe_overrides pretrain_args "$pretrain_overrides"
+recipe_overrides downstream_args "$downstream_overrides"
+if $hybrid && [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  [ -n "$lexicon" ] || { log "error: stage 7 (--hybrid true) needs --lexicon FILE: TIMIT and its synthetic stand-in ship no lexicon (give the phones of data/*/text, each as a word, and '<UNK> SPN')"; exit 1; }
+  lexicon=$(abspath "$lexicon")
+  [ -f "$lexicon" ] || { log "error: --lexicon $lexicon: no such file"; exit 1; }
+fi
 
 # --nj against the speakers of every set that exists, before any stage writes anything (stage 0
 # makes them from the corpus; stages 1 and 3 split them by speaker and check again).
@@ -146,4 +178,9 @@ fi
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   log "Stage 6: PyTorch-Kaldi training, forward and decoding in $pk_exp"
   utils/run_pytorch_kaldi.sh "$pk_exp/pytorch_kaldi.cfg"
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ] && $hybrid; then
+  hybrid_phones=; hybrid_labels=; hybrid_lm_order=2   # the lexicon's phones; no reference timings; phone bigram
+  recipe_hybrid "Stage 7" train dev test "${upstream_list[@]}"
 fi

@@ -4,9 +4,10 @@
     python -m s3prl.bin.data_dir fix <data>
     python -m s3prl.bin.data_dir split [--per-utt] <data> <num-to-split>
     python -m s3prl.bin.data_dir subset (--first N | --last N | --utt-list F | --spk-list F | --num-utts N [--seed S]) <data> <dest>
+    python -m s3prl.bin.data_dir copy [--utt-prefix P] [--utt-suffix S] [--spk-prefix P] [--spk-suffix S] [--no-feats] <data> <dest>
 
 Each verb follows the Kaldi script of the same name (kaldi-asr/kaldi, egs/wsj/s5/utils/:
-validate_data_dir.sh, fix_data_dir.sh, split_data.sh, subset_data_dir.sh) through
+validate_data_dir.sh, fix_data_dir.sh, split_data.sh, subset_data_dir.sh, copy_data_dir.sh) through
 `s3prl.data.kaldi_dir`; errors are one line naming the file and line at fault.
 """
 from __future__ import annotations
@@ -62,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0, help="seed of the random draw of --num-utts (default 0)")
     b.add_argument("data")
     b.add_argument("dest")
+
+    c = sub.add_parser("copy", help="copy a data directory like utils/copy_data_dir.sh")
+    for opt in ("utt-prefix", "utt-suffix", "spk-prefix", "spk-suffix"):
+        c.add_argument(f"--{opt}", default="", help=f"{opt.replace('-', ' ')} added to every id")
+    c.add_argument("--no-feats", action="store_true", help="leave out feats.scp, cmvn.scp and the other feature files")
+    c.add_argument("data")
+    c.add_argument("dest")
     return p
 
 
@@ -87,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         kaldi_dir.subset_data_dir(args.data, args.dest, utt_list=args.utt_list, first=args.first, last=args.last,
                                   speakers=args.spk_list, num_utts=args.num_utts, seed=args.seed)
         logger.info("subset_data_dir: wrote %s", args.dest)
+    elif args.verb == "copy":
+        written = kaldi_dir.copy_data_dir(args.data, args.dest, utt_prefix=args.utt_prefix, utt_suffix=args.utt_suffix,
+                                          spk_prefix=args.spk_prefix, spk_suffix=args.spk_suffix,
+                                          feats=not args.no_feats)
+        print(f"copy_data_dir: copied {args.data} to {args.dest}"
+              + (f" ({', '.join(written)} written)" if written else " (up to date)"))
     return 0
 
 

@@ -23,6 +23,7 @@ import shutil
 from pathlib import Path
 
 from s3prl.atomic import StageLock, atomic_write_text, file_sha256
+from s3prl.downstream.hybrid import DEFAULT_LMWTS, HYBRID_TABLE, parse_lmwts
 from s3prl.errors import UserError, cli_main
 from s3prl.log import setup_logging
 
@@ -42,25 +43,6 @@ def _inputs_stamp(a) -> dict:
             "lmwts": a.lmwts, "beam": a.beam}
 
 
-def parse_lmwts(text: str) -> tuple[int, ...]:
-    try:
-        out = tuple(int(x) for x in text.split())
-    except ValueError:
-        raise UserError(f"--lmwts '{text}': expected space-separated positive integers") from None
-    if not out or min(out) < 1:
-        raise UserError(f"--lmwts '{text}': expected space-separated positive integers")
-    return out
-
-
-def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
-    """The options both hybrid verbs (GMM and DNN) share: decoding, the results table, the exp dir."""
-    p.add_argument("--results-md", default="RESULTS.md", help="RESULTS.md whose hybrid table gets the row ('' = none)")
-    p.add_argument("--lmwts", default="3 5 8 11 14", help="LM weights tried on dev (space-separated)")
-    p.add_argument("--beam", type=float, default=11.0, help="decoding beam")
-    p.add_argument("-v", "--verbose", action="store_true")
-    p.add_argument("exp_dir")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="hybrid_gmm", description=__doc__.split("\n")[0])
     p.add_argument("--lang", required=True)
@@ -71,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", help="CPC label dir for the frame agreement of the training alignments")
     p.add_argument("--num-iters", type=int, default=40)
     p.add_argument("--totgauss", type=int, default=1000)
-    add_decoding_arguments(p)
+    p.add_argument("--results-md", default="RESULTS.md", help="RESULTS.md whose hybrid table gets the row ('' = none)")
+    p.add_argument("--lmwts", default=" ".join(map(str, DEFAULT_LMWTS)), help="LM weights tried on dev (space-separated)")
+    p.add_argument("--beam", type=float, default=11.0, help="decoding beam")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("exp_dir")
     a = p.parse_args(argv)
     setup_logging(a.verbose)
     for d in (a.train, a.dev, a.test):
@@ -137,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
 def _results_md(path: str, record: dict, exp: Path) -> None:
     if path:
         from s3prl.downstream.results import update_results_md
-        from s3prl.hybrid.dnn import HYBRID_TABLE
         update_results_md(path, record, str(exp), HYBRID_TABLE)
 
 

@@ -4,12 +4,13 @@ usage: python -m s3prl.bin.make_pytorch_kaldi_cfg --config conf/pytorch_kaldi.ya
            --train-feats DIR --dev-feats DIR --test-feats DIR
            --ali-train DIR --ali-dev DIR --ali-test DIR --graph DIR
            [--upstream-ckpt CKPT] [--pytorch-kaldi-root DIR] [--kaldi-root DIR] [--out-folder DIR]
-           [--check-frames] [--override key=value ...] <out.cfg>
+           [--check-frames [--allow-missing]] [--override key=value ...] <out.cfg>
 
 The experiment's out_folder defaults to the directory of <out.cfg> (exp/<name>/pytorch_kaldi.cfg
 -> exp/<name>). Every input dir is checked first; a missing one is a one-line error.
 With --check-frames, each set's frame counts are compared with its alignments (see
-s3prl.bin.check_alignments). An existing identical cfg is left alone.
+s3prl.bin.check_alignments); with --allow-missing, utterances that have features but no alignment
+are reported, not refused (PyTorch-Kaldi drops them). An existing identical cfg is left alone.
 With type upstream and a checkpoint trained with per-utterance CMVN, the per-utterance stats its
 fea_opts chain reads are written to <out_folder>/upstream_cmvn/ (unless up to date); each set's
 n_chunks is sized from its frames unless given (s3prl.downstream.pytorch_kaldi).
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out-folder", default=None, help="PyTorch-Kaldi out_folder (default: the cfg's dir)")
     p.add_argument("--check-frames", action="store_true",
                    help="also compare utt2num_frames with the alignment lengths")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="with --check-frames: warn about utterances without an alignment (PyTorch-Kaldi drops them)")
     p.add_argument("out_cfg")
     a = p.parse_args(argv)
     setup_logging()
@@ -66,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         from s3prl.bin.check_alignments import check_alignments
 
         for s, ds in sets.items():
-            res = check_alignments(ds.feats_dir, ds.ali_dir)
-            logging.info("%s: %d utterances match their alignments", s, res["utterances"])
+            res = check_alignments(ds.feats_dir, ds.ali_dir, allow_missing=a.allow_missing)
+            logging.info("%s: %d utterances match their alignments (%d without one)", s, res["utterances"],
+                         res["missing"])
     text = cfg_to_text(c)
     if out_cfg.is_file() and out_cfg.read_text() == text:
         logging.info("%s: already up to date", out_cfg)

@@ -1,4 +1,5 @@
-"""Train and evaluate a downstream task: phone or speaker (CPC protocol), sentiment (MOSEI), ASR (CTC).
+"""Train and evaluate a downstream task: phone or speaker (CPC protocol), sentiment (MOSEI), ASR (CTC),
+the DNN of the hybrid DNN-HMM recognizer.
 
 Usage:
     python -m s3prl.bin.train_downstream --task phone|speaker|sentiment [options] --labels <dir> \\
@@ -54,6 +55,13 @@ asr (s3prl.downstream.asr):
     --upstream U       checkpoint or baseline (fbank, mfcc, mel160): run on the fly with
                        --on-the-fly, otherwise the name of (and a check against) the dumped upstream.
     --on-the-fly       run --upstream inside the model; --layer and --fine-tune pick the transfer mode.
+
+hybrid (s3prl.downstream.hybrid; `train_hybrid_dnn` is the same verb):
+    --train/--dev/--test DIR, --upstream U, --on-the-fly   as for asr (--upstream default: fbank)
+    --ali-train/--ali-dev/--ali-test DIR
+                       alignment dirs of s3prl.bin.hybrid_gmm (ali.*.gz, final.pt): pdf targets
+                       and priors; --graph DIR its HCLG dir. Dev picks the LM weight (--lmwts,
+                       decode.lmwts), test is decoded at it (--beam, decode.beam).
 
 The 2020 protocol (github.com/s3prl/s3prl @ b72a2cd9, downstream/runner.py): frozen runs train the
 head with Adam lr 4e-3, evaluate dev every runner.dev_step, keep best-dev.ckpt and report test
@@ -120,7 +128,8 @@ def main(argv: list[str] | None = None, *, task: str | None = None, verb: str = 
     if spec is None:   # an unknown --task is refused by argparse: this one is the config's task: key
         raise UserError(f"{args.config}: task '{name}' is not a downstream task (valid: {', '.join(sorted(TASKS))})")
     inputs = spec.inputs(args)
-    cfg = load_task_config(spec.config, args.config, cli_overrides(args), {"task": name})
+    overrides = cli_overrides(args) + (spec.overrides(args) if spec.overrides is not None else [])
+    cfg = load_task_config(spec.config, args.config, overrides, {"task": name})
     record = run_spec(spec, cfg, inputs, args.exp_dir, results_md=args.results_md or None,
                       command=cli_command(verb, argv), device=args.device, progress=not args.no_progress)
     print_record(record, spec.describe)

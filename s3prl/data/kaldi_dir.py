@@ -710,6 +710,81 @@ def subset_data_dir(src: str | Path, dst: str | Path, *, utt_list: str | Path | 
     return dst
 
 
+FEATURE_FILES = ("feats.scp", "cmvn.scp", "utt2num_frames", "vad.scp", "feats_dim", "frame_shift")
+
+
+def copy_data_dir(src: str | Path, dst: str | Path, *, utt_prefix: str = "", utt_suffix: str = "",
+                  spk_prefix: str = "", spk_suffix: str = "", feats: bool = True) -> list[str]:
+    """Copy the data directory `src` to `dst`, like Kaldi's utils/copy_data_dir.sh: every
+    per-utterance, per-speaker and per-recording table and frame_shift / feats_dim, utterance ids
+    made ``<utt_prefix><utt><utt_suffix>`` and speaker ids ``<spk_prefix><spk><spk_suffix>``
+    (recordings keep their ids when there is a `segments` file; without one wav.scp is keyed by
+    utterance and renamed with it), spk2utt regenerated, then `dst` validated.
+
+    feats=False leaves out the features (FEATURE_FILES: feats.scp, cmvn.scp, utt2num_frames, ...)
+    for a copy whose features are computed anew (as recipes do with a ``_hires`` or MFCC copy).
+    Each file is replaced atomically and only when its text changes, so copying again into a dir
+    whose features were computed since leaves them in place; when what they are made from changed
+    (wav.scp, segments, utt2spk, spk2utt), the features `dst` holds are removed. Returns the names
+    of the files written.
+    """
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir():
+        raise UserError(f"copy_data_dir: {src}: no such directory")
+    if dst.exists() and src.resolve() == dst.resolve():
+        raise UserError(f"copy_data_dir: source and destination are the same directory: {src}")
+    for name, v in (("utt_prefix", utt_prefix), ("utt_suffix", utt_suffix), ("spk_prefix", spk_prefix),
+                    ("spk_suffix", spk_suffix)):
+        if any(c.isspace() for c in v):
+            raise UserError(f"copy_data_dir: --{name.replace('_', '-')} '{v}' contains whitespace")
+    tables = _all_tables(src)
+    utt = (lambda u: f"{utt_prefix}{u}{utt_suffix}")
+    spk = (lambda s: f"{spk_prefix}{s}{spk_suffix}")
+    by_utt_reco = "segments" not in tables   # without segments, recordings are utterances
+    out: dict[str, dict[str, str]] = {}
+    for name, table in tables.items():
+        if name == "spk2utt" or (not feats and name in FEATURE_FILES):
+            continue
+        if name in SPK_FILES:
+            out[name] = {spk(k): v for k, v in table.items()}
+        elif name in RECO_FILES:
+            out[name] = {utt(k) if by_utt_reco else k: v for k, v in table.items()}
+        elif name == "utt2spk":
+            out[name] = {utt(k): spk(v) for k, v in table.items()}
+        else:
+            out[name] = {utt(k): v for k, v in table.items()}
+    out["spk2utt"] = utt2spk_to_spk2utt(out["utt2spk"])
+    dst.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, table in out.items():
+        lines = []
+        for key in sorted_c(table):
+            value = table[key]
+            value = value if isinstance(value, str) else " ".join(value)
+            lines.append(f"{key} {value}".rstrip(" ") + "\n")
+        if _replace_if_changed(dst / name, "".join(lines)):
+            written.append(name)
+    for name in SCALAR_FILES:
+        if (src / name).is_file() and (feats or name not in FEATURE_FILES):
+            if _replace_if_changed(dst / name, (src / name).read_text(encoding="utf-8")):
+                written.append(name)
+    if not feats and set(written) & {"wav.scp", "segments", "utt2spk", "spk2utt"}:
+        for name in FEATURE_FILES:   # made from the audio and speakers the copy just replaced: stale
+            (dst / name).unlink(missing_ok=True)
+    validate_data_dir(dst, no_feats=not (dst / "feats.scp").is_file(), no_text="text" not in out,
+                      no_wav="wav.scp" not in out)
+    return written
+
+
+def _replace_if_changed(path: Path, text: str) -> bool:
+    """Write `text` to `path` atomically unless it already holds exactly that; True if written."""
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    with atomic_open(path, "w") as f:
+        f.write(text)
+    return True
+
+
 def files_identity(data: Path, names: Sequence[str], ark_tables: Sequence[str] = ()) -> dict:
     """{name: sha256} of the files `names` of data dir `data` that exist and, when `ark_tables`
     (scp files) are given, "arks": {ark path: [size, mtime_ns] or None if missing} of every ark

@@ -223,6 +223,8 @@ class TaskSpec:
     results.json record, written (see `RunSpec`). collate_fn: batches its datasets. table: its
     RESULTS.md table (row builder and the results.json keys it needs). describe(record) -> the
     one-line summary the CLI prints. lock_name / barrier_after_config: as `RunSpec`.
+    overrides(args) -> config overrides (``a.b=v``) of its own options (e.g. hybrid's --lmwts sets
+    decode.lmwts); applied after ``--override``, --layer and --fine-tune (`cli_overrides`).
     """
     name: str
     config: type
@@ -235,6 +237,7 @@ class TaskSpec:
     describe: Callable[[dict], str]
     lock_name: str = "train_downstream"
     barrier_after_config: bool = False
+    overrides: Callable[[Any], list[str]] | None = None
 
     @property
     def heads(self) -> tuple[str, ...]:

@@ -344,18 +344,19 @@ def feature_dataset(data_dir: str, dc, rep: Representation, *, utts: list[str] |
                           delta_order=delta_order, delta_window=dc.delta_window)
 
 
-def _check_frame_rate(upstream, where: str) -> None:
-    # The CPC labels are 10 ms frames; a 12.5 ms representation (mel160) cannot line up (issue #44).
+def check_frame_rate(upstream, where: str, labels: str = "the CPC labels") -> None:
+    """Refuse an on-the-fly upstream whose frames are not 10 ms, the frames of `labels`."""
+    # A 12.5 ms representation (mel160) cannot line up with 10 ms labels (S3PRL issue #44).
     if upstream is not None and int(upstream.hop_samples) != 160:
         raise UserError(f"{where}: upstream '{upstream.name}' gives one frame per {upstream.hop_samples} "
-                        f"samples; the CPC labels need 10 ms frames (160 samples at 16 kHz)")
+                        f"samples; {labels} need 10 ms frames (160 samples at 16 kHz)")
 
 
-def _check_dump_frame_shift(feats_dir: str, upstream: str | None) -> None:
+def check_dump_frame_shift(feats_dir: str, upstream: str | None, labels: str = "the CPC labels") -> None:
     """Refuse features that are not at 10 ms (the dir's `frame_shift` file, in seconds; mel160)."""
     if upstream == "mel160":
-        raise UserError(f"{feats_dir}: mel160 features run at 12.5 ms and do not line up with the 10 ms CPC "
-                        f"labels (S3PRL issue #44)")
+        raise UserError(f"{feats_dir}: mel160 features run at 12.5 ms and do not line up with the 10 ms frames "
+                        f"of {labels} (S3PRL issue #44)")
     p = Path(feats_dir) / "frame_shift"
     if p.is_file():
         try:
@@ -363,7 +364,7 @@ def _check_dump_frame_shift(feats_dir: str, upstream: str | None) -> None:
         except (ValueError, IndexError):
             raise UserError(f"{p}: expected the frame shift in seconds") from None
         if abs(shift - 0.01) > 1e-6:
-            raise UserError(f"{p}: frame shift {shift:g} s; the CPC labels need 10 ms frames")
+            raise UserError(f"{p}: frame shift {shift:g} s; {labels} need 10 ms frames")
 
 
 def build_run(cfg: DownstreamConfig, inputs: RunInputs, exp_dir: str | Path | None = None, device: str = "cpu"):
@@ -378,10 +379,10 @@ def build_run(cfg: DownstreamConfig, inputs: RunInputs, exp_dir: str | Path | No
         labels, speakers = speaker_task_labels(splits, inputs.label_dir)
         num_classes = len(speakers)
         label_source = str(Path(inputs.label_dir))
-    rep = representation_of(inputs, cfg.input, device, check=lambda up: _check_frame_rate(up, "--upstream"),
+    rep = representation_of(inputs, cfg.input, device, check=lambda up: check_frame_rate(up, "--upstream"),
                             dataloader=cfg.dataloader)
     if inputs.feats_dir:
-        _check_dump_frame_shift(inputs.feats_dir, rep.recorded or inputs.upstream)
+        check_dump_frame_shift(inputs.feats_dir, rep.recorded or inputs.upstream)
     data_dir = inputs.feats_dir or inputs.data_dir
 
     frame_labels = bool(HEADS[cfg.head.name].frame_level)
@@ -460,5 +461,6 @@ SPEAKER = _classification("speaker")
 
 __all__ = ["PHONE", "SPEAKER",
            "DownstreamModel", "StateTransform", "DownstreamTask", "ClassificationTask", "RunInputs", "Representation",
-           "dumped_representation", "on_the_fly_representation", "representation_of", "build_run", "run_downstream",
+           "dumped_representation", "on_the_fly_representation", "representation_of", "check_frame_rate",
+           "check_dump_frame_shift", "build_run", "run_downstream",
            "accuracy_counts", "describe"]

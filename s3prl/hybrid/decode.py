@@ -24,12 +24,12 @@ import numpy as np
 from s3prl.atomic import atomic_write_text
 from s3prl.data.kaldi_dir import read_kv, write_kv
 from s3prl.downstream.scoring import error_rate, write_decode_dir
+from s3prl.downstream.hybrid import DEFAULT_LMWTS
 from s3prl.errors import UserError
 from s3prl.hybrid.lang import word_symbols
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LMWTS = (3, 5, 8, 11, 14)
 
 # make_decodable(utt, acoustic_scale) -> a kaldi-hmm-gmm DecodableInterface
 DecodableFactory = Callable[[str, float], "khg.DecodableInterface"]

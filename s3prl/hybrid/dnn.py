@@ -8,7 +8,12 @@ counted on the training alignments are the HMM's scaled likelihoods). The traini
 downstream trainer's (s3prl.downstream.runner.run_task: resume, best-dev checkpoint,
 skip-if-complete) with its ClassificationTask, heads and LabeledFeatureDataset; only the labels
 (pdf ids of ``ali.*.gz`` through the model's transition ids), the number of classes (pdfs) and the
-scoring (decoding with the LM weight chosen on dev, WER/CER on test) are this module's.
+scoring (decoding with the LM weight chosen on dev, WER/CER on test) are this module's. The task's
+config, inputs and results table are s3prl.downstream.hybrid (``train_downstream --task hybrid``).
+
+Inputs: dumped representations (or fbank) read from feats.scp, or an upstream run on the fly inside
+the model (frozen: one layer or the learned weighted sum of all layers; or fine-tuned with the
+head), as every downstream task reads them (s3prl.downstream.task.representation_of).
 
 Priors: ``p(pdf) = (count(pdf) + 1) / (N + num_pdfs)`` over the training alignments
 (add-one smoothed frame counts, as nnet-forward's ``--class-frame-counts`` with a floor).
@@ -18,65 +23,24 @@ Scores: ``log_softmax(logits) - log p(pdf)`` (Kaldi's prior scale 1.0), times th
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from s3prl.data.alignments import iter_alignments
-from s3prl.downstream.config import DownstreamConfig
 from s3prl.downstream.data import LabeledFeatureDataset, collate_labeled
 from s3prl.downstream.heads import build_head
-from s3prl.downstream.results import TableSpec
-from s3prl.downstream.runner import RunSpec, eval_loader, finish_run, load_best_dev, run_fields, run_task
-from s3prl.downstream.task import ClassificationTask, feature_dataset, representation_of, RunInputs
+from s3prl.downstream.hybrid import HYBRID, REQUIRED, SPLITS, HybridConfig, HybridInputs
+from s3prl.downstream.runner import eval_loader, finish_run, load_best_dev, run_fields, run_spec
+from s3prl.downstream.task import (ClassificationTask, check_dump_frame_shift, check_frame_rate, dumped_representation,
+                                   feature_dataset, on_the_fly_representation)
 from s3prl.errors import UserError
 from s3prl.hybrid import decode
 from s3prl.hybrid.gmm import MonoModel
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "dev", "test")
-REQUIRED = ("task", "upstream", "layer", "head", "dev_accuracy", "test_accuracy", "best_step", "steps",
-            "config_hash", "command", "test_wer", "test_cer", "lmwt")
-
-
-def _hybrid_row(record: dict, exp_label: str | None = None) -> list[str]:
-    fa = record.get("frame_agreement")
-    cells = [str(record["task"]), str(record["upstream"]), str(record["layer"]), str(record["head"]),
-             "-" if record.get("dev_accuracy") is None else f"{100 * record['dev_accuracy']:.2f}",
-             f"{record['dev_wer']:.2f}", f"{record['test_wer']:.2f}", f"{record['test_cer']:.2f}", str(record["lmwt"]),
-             "-" if not fa else f"{100 * fa['agreement']:.2f}",
-             exp_label if exp_label is not None else str(record.get("exp_dir", "-"))]
-    return [c.replace("|", "\\|").replace("\n", " ") for c in cells]
-
-
-TABLE_REQUIRED = ("task", "upstream", "layer", "head", "dev_wer", "test_wer", "test_cer", "lmwt")
-HYBRID_TABLE = TableSpec(
-    begin="<!-- hybrid-results:begin -->", end="<!-- hybrid-results:end -->",
-    title="## Speech recognition, hybrid DNN-HMM (monophone HMM, lattice-faster decoding on HCLG with a "
-          "3-gram LM of the training transcripts; WER/CER %)",
-    columns=("task", "upstream", "layer", "head", "dev pdf acc %", "dev WER", "test WER (dev LMWT)", "test CER",
-             "LMWT", "frame agreement %", "exp"),
-    key_columns=4, required=TABLE_REQUIRED, row=_hybrid_row)
-
-
-@dataclass
-class HybridInputs:
-    """feats: {split: data dir with feats.scp}; ali: {split: alignment dir (ali.*.gz, final.pt)};
-    graph: dir with HCLG.fst; upstream: fbank or the upstream checkpoint the dump came from."""
-    feats: dict
-    ali: dict
-    graph: str
-    upstream: str | None = None
-
-    def resolved(self) -> dict:
-        return {"feats": {k: str(Path(v).resolve()) for k, v in self.feats.items()},
-                "ali": {k: str(Path(v).resolve()) for k, v in self.ali.items()},
-                "graph": str(Path(self.graph).resolve()), "upstream": self.upstream}
+ALI = "the GMM alignments"
 
 
 def pdf_targets(ali_dir: str | Path, model: MonoModel) -> dict[str, np.ndarray]:
@@ -96,11 +60,25 @@ def log_priors(targets: dict[str, np.ndarray], num_pdfs: int) -> np.ndarray:
     return np.log((counts + 1.0) / (counts.sum() + num_pdfs))
 
 
-def build_hybrid_run(cfg: DownstreamConfig, inputs: HybridInputs, device):
+def representation(cfg: HybridConfig, inputs: HybridInputs, device):
+    """The DNN's input: the training dir's feats.scp (checked against --upstream and the 10 ms
+    frame shift of the alignments), or --upstream on the fly (frozen layer / weighted sum, or
+    fine-tuned) with the config's CMVN and deltas applied to its states."""
+    if inputs.on_the_fly:
+        return on_the_fly_representation(inputs.upstream, cfg.input, device, "--on-the-fly",
+                                         check=lambda up: check_frame_rate(up, "--upstream", ALI),
+                                         dataloader=cfg.dataloader)
+    rep = dumped_representation(inputs.feats["train"], inputs.upstream, cfg.input.layer)
+    check_dump_frame_shift(inputs.feats["train"], rep.recorded or inputs.upstream, ALI)
+    return rep
+
+
+def build_hybrid_run(cfg: HybridConfig, inputs: HybridInputs, exp_dir=None, device="cpu"):
+    """TaskSpec.build of the hybrid task: -> (task, {split: LabeledFeatureDataset of pdf ids},
+    info with the GMM model and the log-priors). (`exp_dir`: not used.)"""
     model = MonoModel.load(Path(inputs.ali["train"]) / "final.pt")
     labels = {s: pdf_targets(inputs.ali[s], model) for s in SPLITS}
-    rep = representation_of(RunInputs(label_dir="", feats_dir=inputs.feats["train"], upstream=inputs.upstream),
-                            cfg.input, device)
+    rep = representation(cfg, inputs, device)
     datasets, stats = {}, None
     for s in SPLITS:
         fd = feature_dataset(inputs.feats[s], cfg.dataloader, rep, utts=sorted(labels[s]), train=s == "train",
@@ -115,12 +93,12 @@ def build_hybrid_run(cfg: DownstreamConfig, inputs: HybridInputs, device):
     info = {"upstream": rep.name, "layer": rep.layer, "num_classes": model.num_pdfs, "input_dim": input_dim,
             "num_utts": {k: len(v) for k, v in datasets.items()}, "model": model,
             "log_priors": log_priors(labels["train"], model.num_pdfs)}
-    log.info("hybrid DNN: %s head, %d pdfs, input dim %d, utterances %s", cfg.head.name, model.num_pdfs,
-             input_dim, info["num_utts"])
+    log.info("hybrid DNN: %s head on %s (%s), %d pdfs, input dim %d, utterances %s", cfg.head.name, rep.name,
+             rep.layer, model.num_pdfs, input_dim, info["num_utts"])
     return task, datasets, info
 
 
-def scaled_log_likelihoods(task: ClassificationTask, dataset, cfg: DownstreamConfig,
+def scaled_log_likelihoods(task: ClassificationTask, dataset, cfg: HybridConfig,
                            log_prior: np.ndarray) -> dict[str, np.ndarray]:
     """{utt: (T, num_pdfs) log p(pdf | x) - log p(pdf)} of every utterance of `dataset`."""
     out = {}
@@ -134,13 +112,15 @@ def scaled_log_likelihoods(task: ClassificationTask, dataset, cfg: DownstreamCon
     return out
 
 
-def _score(task, trainer, datasets, info, chash, history, *, cfg: DownstreamConfig, inputs: HybridInputs,
-           exp_dir: Path, command: str | None, lmwts, beam: float) -> dict:
+def score_hybrid_run(task, trainer, datasets, info, chash, history, *, cfg: HybridConfig, inputs: HybridInputs,
+                     exp_dir: Path, command: str | None) -> dict:
+    """TaskSpec.score of the hybrid task: pdf accuracy of dev and test at the best-dev
+    checkpoint, dev decoded at every LM weight of decode.lmwts, test at the best one."""
     best = load_best_dev(task, trainer, exp_dir)
     acc = {s: task.evaluate(task.model, eval_loader(datasets[s], cfg.dataloader.dev_batch_size, cfg.dataloader,
                                                      collate_labeled)) for s in ("dev", "test")}
     model = info["model"]
-    decoder = decode.Decoder(inputs.graph, model, beam=beam)
+    decoder = decode.Decoder(inputs.graph, model, beam=cfg.decode.beam)
     res = {}
     for s in ("dev", "test"):
         ll = scaled_log_likelihoods(task, datasets[s], cfg, info["log_priors"])
@@ -148,7 +128,7 @@ def _score(task, trainer, datasets, info, chash, history, *, cfg: DownstreamConf
         refs = {u: refs[u] for u in ll}
         make = decode.mapped_decodable(model, ll)
         if s == "dev":
-            lmwt, dev_wer = decode.tune_lmwt(decoder, make, refs, exp_dir / "decode_dev", lmwts)
+            lmwt, dev_wer = decode.tune_lmwt(decoder, make, refs, exp_dir / "decode_dev", tuple(cfg.decode.lmwts))
         else:
             res = decode.decode_test(decoder, make, refs, exp_dir / "decode_test", lmwt)
     record = {"task": "hybrid", "upstream": info["upstream"], "layer": info["layer"], "head": cfg.head.name,
@@ -157,22 +137,20 @@ def _score(task, trainer, datasets, info, chash, history, *, cfg: DownstreamConf
               "num_utts": info["num_utts"], "lmwt": lmwt, "dev_wer": dev_wer, "test_wer": res["wer"],
               "test_cer": res["cer"], "test_wer_counts": res["wer_counts"], "metric": "pdf frame accuracy"}
     finish_run(exp_dir, record, history, [(int(s), a) for s, a in best.dev_history], best,
-               title=f"hybrid DNN {cfg.head.name} on {info['upstream']}", required=REQUIRED)
+               title=f"hybrid DNN {cfg.head.name} on {info['upstream']} ({info['layer']})", required=REQUIRED)
     log.info("hybrid DNN %s: pdf accuracy dev %.2f %%, test WER %.2f %% CER %.2f %% (LMWT %d)",
              info["upstream"], 100 * record["dev_accuracy"], res["wer"], res["cer"], lmwt)
     return record
 
 
-def run_hybrid_dnn(cfg: DownstreamConfig, inputs: HybridInputs, exp_dir: str | Path, *, command: str | None = None,
-                   device: str | None = None, progress: bool = True, lmwts=decode.DEFAULT_LMWTS,
-                   results_md: str | Path | None = None, beam: float = 11.0) -> dict:
-    """Train the DNN on the alignments' pdfs, decode dev (LM weight) and test; skip if complete."""
-    exp_dir = Path(exp_dir)
-    from s3prl.config import to_dict
-    config_text = yaml.safe_dump({**to_dict(cfg), "inputs": inputs.resolved(), "lmwts": list(lmwts), "beam": beam},
-                                 sort_keys=False)
-    spec = RunSpec(build=partial(build_hybrid_run, cfg, inputs), collate_fn=collate_labeled, seed=cfg.runner.seed,
-                   score=partial(_score, cfg=cfg, inputs=inputs, exp_dir=exp_dir, command=command, lmwts=lmwts,
-                                 beam=beam),
-                   required=REQUIRED, table=HYBRID_TABLE, lock_name="train_hybrid_dnn")
-    return run_task(spec, config_text, cfg, exp_dir, results_md=results_md, device=device, progress=progress)
+def run_hybrid_dnn(cfg: HybridConfig, inputs: HybridInputs, exp_dir: str | Path, *, command: str | None = None,
+                   device: str | None = None, progress: bool = True,
+                   results_md: str | Path | None = None) -> dict:
+    """Train the DNN on the alignments' pdfs, decode dev (LM weight) and test; skip if complete
+    (the downstream runner: s3prl.downstream.runner.run_spec of the hybrid TaskSpec)."""
+    return run_spec(HYBRID, cfg, inputs, exp_dir, results_md=results_md, command=command, device=device,
+                    progress=progress)
+
+
+__all__ = ["pdf_targets", "log_priors", "representation", "build_hybrid_run", "scaled_log_likelihoods",
+           "score_hybrid_run", "run_hybrid_dnn"]

@@ -230,10 +230,10 @@ class MonoModel:
         return stats, tstats, tot / len(tids)
 
     def estimate(self, stats: dict, tstats: np.ndarray, mixup: int, power: float, min_occ: float = 10.0,
-                 min_variance: float = 0.001) -> None:
+                 min_variance: float = 0.001, rng: np.random.Generator | None = None) -> None:
         """gmm-est: transition ML update (MleTransitionUpdate), the diagonal GMMs' ML update
         (MleDiagGmmUpdate: Gaussians under `min_occ` removed, variances floored at `min_variance`)
-        and mixing up to `mixup` Gaussians (AmDiagGmm::SplitByCount)."""
+        and mixing up to `mixup` Gaussians (`split_by_count`, perturbations drawn from `rng`)."""
         self.tm.mle_update(tstats, khg.MleTransitionUpdateConfig())
         occs = np.zeros(self.num_pdfs, dtype=np.float32)
         for p, (occ, m1, m2) in stats.items():
@@ -252,8 +252,60 @@ class MonoModel:
             g.set_invvars((1.0 / var).astype(np.float32))
             g.compute_gconsts()
         if mixup > self.am.num_gauss:
-            self.am.split_by_count(state_occs=occs, target_components=mixup, perturb_factor=0.01,
-                                   power=power, min_count=20.0)
+            split_by_count(self.am, occs, mixup, power=power, min_count=20.0, perturb_factor=0.01,
+                           rng=rng if rng is not None else np.random.default_rng(0))
+
+
+def split_targets(state_occs: np.ndarray, target_components: int, power: float, min_count: float) -> list[int]:
+    """Gaussians per pdf after mixing up to `target_components` (Kaldi's GetSplitTargets,
+    src/gmm/am-diag-gmm.cc): one each, then repeatedly one more to the pdf of the largest
+    ``occ ** power / num_components``; a pdf stops when ``(n + 1) * min_count >= occ``."""
+    import heapq
+
+    occ = np.asarray(state_occs, dtype=np.float64)
+    n = [1] * len(occ)
+    heap = [(-float(o) ** power / 1.0, p) for p, o in enumerate(occ)]
+    heapq.heapify(heap)
+    total = len(occ)
+    while total < target_components and heap:
+        _, p = heapq.heappop(heap)
+        if (n[p] + 1) * min_count >= occ[p]:
+            continue   # min-count reached: this pdf splits no more
+        n[p] += 1
+        total += 1
+        heapq.heappush(heap, (-float(occ[p]) ** power / n[p], p))
+    return n
+
+
+def split_by_count(am: khg.AmDiagGmm, state_occs: np.ndarray, target_components: int, *, power: float,
+                   min_count: float, perturb_factor: float, rng: np.random.Generator) -> None:
+    """Mix up `am` to about `target_components` Gaussians (Kaldi's AmDiagGmm::SplitByCount and
+    DiagGmm::Split, src/gmm/diag-gmm.cc): each split halves the heaviest Gaussian of a pdf and
+    moves the two copies' means by -/+ ``perturb_factor * N(0, 1) * stddev``. Kaldi draws the
+    perturbations from the C library's unseeded, process-wide rand() (so runs differ); here they
+    come from `rng`, seeded by the training config, so training is reproducible."""
+    targets = split_targets(state_occs, target_components, power, min_count)
+    for p, target in enumerate(targets):
+        g = am.get_pdf(p)
+        cur = int(g.num_gauss)
+        if target <= cur:
+            continue
+        w = np.zeros(target, dtype=np.float64)
+        mean = np.zeros((target, g.dim), dtype=np.float64)
+        ivar = np.zeros((target, g.dim), dtype=np.float64)
+        w[:cur], mean[:cur], ivar[:cur] = g.weights, g.means, g.inv_vars
+        for i in range(cur, target):
+            j = int(np.argmax(w[:i]))
+            w[j] /= 2
+            w[i], ivar[i] = w[j], ivar[j]
+            delta = perturb_factor * rng.standard_normal(g.dim) / np.sqrt(ivar[j])
+            mean[i] = mean[j] + delta
+            mean[j] = mean[j] - delta
+        g.resize(target, g.dim)
+        g.set_weights(w.astype(np.float32))
+        g.set_means(mean.astype(np.float32))
+        g.set_invvars(ivar.astype(np.float32))
+        g.compute_gconsts()
 
 
 # ---------------------------------------------------------------------------------------- training
@@ -313,8 +365,9 @@ def train_mono(data_dir, lang_dir, exp_dir, cfg: MonoConfig | None = None) -> di
     ali = equal_align(graphs, feats, cfg.seed)
     numgauss = model.am.num_gauss
     incgauss = max(0, (cfg.totgauss - numgauss) // max(1, cfg.max_iter_inc))
+    rng = np.random.default_rng(cfg.seed)   # the mixing-up perturbations
     stats, tstats, ll = model.accumulate(feats, ali)
-    model.estimate(stats, tstats, mixup=numgauss, power=cfg.power, min_occ=3.0)
+    model.estimate(stats, tstats, mixup=numgauss, power=cfg.power, min_occ=3.0, rng=rng)
     history = [round(ll, 4)]
     beam = cfg.first_beam
     for it in range(1, cfg.num_iters):
@@ -325,7 +378,7 @@ def train_mono(data_dir, lang_dir, exp_dir, cfg: MonoConfig | None = None) -> di
         history.append(round(ll, 4))
         if it <= cfg.max_iter_inc:
             numgauss += incgauss
-        model.estimate(stats, tstats, mixup=numgauss, power=cfg.power)
+        model.estimate(stats, tstats, mixup=numgauss, power=cfg.power, rng=rng)
         log.info("mono pass %d: avg log-likelihood %.3f per frame, %d Gaussians", it, ll, model.am.num_gauss)
     ali = align_all(model, graphs, feats, cfg, cfg.beam)
     save_model_dir(model, exp)

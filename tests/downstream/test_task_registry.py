@@ -107,8 +107,11 @@ def mock_task():
 
 # ------------------------------------------------------------------------------------ tests
 def test_builtin_tasks_and_their_heads():
-    assert sorted(tasks.TASKS) == ["asr", "phone", "sentiment", "speaker"]
+    assert sorted(tasks.TASKS) == ["asr", "hybrid", "phone", "sentiment", "speaker"]
     assert tasks.get_task("speaker").heads == ("frame", "utterance", "rnn")
+    assert tasks.get_task("hybrid").heads == ("linear", "1hidden", "concat")
+    with pytest.raises(ConfigError, match="'rnn' is not a hybrid head"):
+        load_task_config(tasks.get_task("hybrid").config, None, ["head.name=rnn"])
     assert load_task_config(tasks.get_task("speaker").config, None, ["head.name=rnn"], {"task": "speaker"})
     with pytest.raises(ConfigError, match="'linear' is not a speaker head"):
         load_task_config(tasks.get_task("speaker").config, None, ["head.name=linear"], {"task": "speaker"})

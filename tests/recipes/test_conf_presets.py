@@ -15,6 +15,7 @@ import yaml
 from s3prl.config import from_dict, load_config, to_dict, upgrade_keys
 from s3prl.downstream.asr import AsrConfig, load_asr_config
 from s3prl.downstream.config import DownstreamConfig, load_downstream_config, load_task_config
+from s3prl.downstream.hybrid import HybridConfig
 from s3prl.downstream.sentiment import SentimentConfig, load_sentiment_config
 from s3prl.train.pretrain import PretrainConfig
 
@@ -32,6 +33,7 @@ def _loaders(key: str):
     name = path.name
     cls, load = ((AsrConfig, load_asr_config) if name.startswith("asr_") else
                  (SentimentConfig, load_sentiment_config) if name.startswith("sentiment_") else
+                 (HybridConfig, lambda p: load_task_config(HybridConfig, p)) if name.startswith("hybrid_") else
                  (DownstreamConfig, load_downstream_config))
     return path, load, lambda d: load_task_config(cls, None, set_keys=upgrade_keys(cls, d))
 

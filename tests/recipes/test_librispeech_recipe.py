@@ -177,3 +177,69 @@ def test_same_seed_same_outputs(full_run, tmp_path):
         rb = json.loads((second / "exp" / "downstream" / exp.name / "results.json").read_text())
         for k in ("dev_accuracy", "test_accuracy", "best_step"):
             assert ra[k] == rb[k], (exp.name, k)
+
+
+HYBRID = ("--hybrid", "true", "--stage", "9", "--stop-stage", "9", "--mono-iters", "6", "--mono-totgauss", "150",
+          "--downstream-overrides",
+          "runner.total_steps=12 runner.dev_step=6 runner.save_step=6 head.hidden_size=32 decode.beam=5 decode.lmwts=[5,10]")
+
+
+def test_hybrid_stage_fbank_and_an_upstream_on_the_fly(recipe, tmp_path):
+    """Stage 9 (utils/recipe.sh recipe_hybrid) on the synthetic corpus of stages 0-2: lexicon, lang,
+    MFCC copies of the data dirs (utils/copy_data_dir.sh --no-feats), monophone GMM, alignments,
+    HCLG, then the DNN on fbank and, with --hybrid-mode weighted_sum, on an upstream run on the
+    fly (a tiny random TERA standing for exp/tera_tiny: no pre-training needed); a rerun does no
+    work; a bad --hybrid-mode stops before any stage. Then stage 8 without --kaldi-exp hands
+    stage 9's alignments and graph to PyTorch-Kaldi (the cfg over the upstream's dump)."""
+    from tests.conftest import write_tiny_tera
+
+    rdir, _ = recipe
+    write_tiny_tera(rdir / "exp" / "tera_tiny" / "states-7.ckpt")
+    _run(rdir, *HYBRID, "--upstreams", "tera", "--hybrid-mode", "weighted_sum")
+    for x in ("train-clean-100", "dev-clean", "test-clean"):
+        mfcc = rdir / "data" / "mfcc" / x
+        validate_data_dir(mfcc)
+        assert (mfcc / "feats_dim").read_text().split()[0] == "39"
+        assert (mfcc / "text").read_bytes() == (rdir / "data" / x / "text").read_bytes()
+    gmm = json.loads((rdir / "exp" / "mono" / "results.json").read_text())
+    assert gmm["frame_agreement"]["agreement"] > gmm["frame_agreement"]["majority_baseline"]
+    for tag, layer in (("fbank", "last"), ("tera_tiny_ws", "weighted_sum")):
+        rec = json.loads((rdir / "exp" / "hybrid" / f"dnn_{tag}" / "results.json").read_text())
+        assert rec["task"] == "hybrid" and rec["steps"] == 12 and rec["layer"] == layer, rec
+    rows = [l for l in (rdir / "RESULTS.md").read_text().splitlines() if l.startswith("| hybrid")]
+    assert any(r.startswith("| hybrid_gmm | mfcc |") for r in rows), rows
+    assert any("| exp/tera_tiny | weighted_sum |" in r for r in rows), rows
+    before = _snapshot(rdir / "exp") | _snapshot(rdir / "data")
+    _run(rdir, *HYBRID, "--upstreams", "tera", "--hybrid-mode", "weighted_sum")
+    after = _snapshot(rdir / "exp") | _snapshot(rdir / "data")
+    changed = sorted(k for k in after if before.get(k) != after[k] and "/log/" not in f"/{k}")
+    assert not changed, changed
+    p = _run(rdir, *HYBRID, "--hybrid-mode", "bogus", check=False)
+    assert p.returncode == 1 and "--hybrid-mode must be one of: dump weighted_sum fine_tune, got 'bogus'" in p.stderr
+
+    # stage 8 on stage 9's alignments: skipped without a Kaldi; with one (a stand-in root holding
+    # the LibriSpeech scorer the cfg names) the cfg is written over the tera dump, and PyTorch-Kaldi's
+    # runner then stops for want of its checkout / Kaldi's binaries
+    stage8 = ("--stage", "8", "--stop-stage", "8", "--hybrid", "true", "--upstreams", "tera")
+    env_kaldi = os.environ.pop("KALDI_ROOT", None)
+    try:
+        p = _run(rdir, *stage8)
+        assert "Stage 8: skipped: PyTorch-Kaldi on stage 9's alignments needs a compiled Kaldi" in p.stderr
+        _run(rdir, "--stage", "4", "--stop-stage", "4", "--upstreams", "tera")
+        kaldi = tmp_path / "kaldi root"
+        scorer = kaldi / "egs" / "librispeech" / "s5" / "local" / "score.sh"
+        scorer.parent.mkdir(parents=True)
+        (kaldi / "src").mkdir()
+        scorer.write_text("#!/bin/sh\n")
+        scorer.chmod(0o755)
+        os.environ["KALDI_ROOT"] = str(kaldi)
+        p = _run(rdir, *stage8, check=False)
+    finally:
+        os.environ.pop("KALDI_ROOT", None)
+        if env_kaldi is not None:
+            os.environ["KALDI_ROOT"] = env_kaldi
+    assert p.returncode == 1 and "run_pytorch_kaldi.sh: " in p.stderr, p.stderr[-2000:]
+    cfgs = list((rdir / "exp").glob("pytorch_kaldi_tera_tiny_layer-*/pytorch_kaldi.cfg"))
+    assert len(cfgs) == 1, p.stderr[-2000:]
+    cfg = cfgs[0].read_text()
+    assert f"lab_folder={rdir / 'exp' / 'mono_ali_train'}" in cfg and f"lab_graph={rdir / 'exp' / 'mono' / 'graph'}" in cfg

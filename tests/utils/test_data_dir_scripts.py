@@ -83,3 +83,45 @@ def test_perl_converters(sh):
     assert sh("filter_scp.pl", "-f", "2", "ids", stdin="k1 a-2\nk2 b-1\n").stdout == "k1 a-2\n"
     r = sh("utt2spk_to_spk2utt.pl", stdin="a-1 a extra\n")
     assert r.returncode != 0 and "expected 2 fields" in r.stderr
+
+
+def test_copy_data_dir(sh, make_data_dir):
+    d = make_data_dir(sh.work / "data dir" / "train", speakers=("1001", "1002"), utts_per_speaker=2)
+    (d / "feats.scp").write_text("".join(f"{u} /feats.ark:{i}\n" for i, u in enumerate(kd.read_kv(d / "utt2spk"))))
+    (d / "cmvn.scp").write_text("1001 /cmvn.ark:1\n1002 /cmvn.ark:2\n")
+    (d / "frame_shift").write_text("0.01\n")
+    # Kaldi's options: prefixed ids, spk2utt regenerated, features copied too
+    r = sh("copy_data_dir.sh", "--utt-prefix", "sp1-", "--spk-prefix", "sp1-", "data dir/train", "data dir/train sp")
+    assert r.returncode == 0, r.stderr
+    sp = sh.work / "data dir" / "train sp"
+    assert list(kd.read_kv(sp / "utt2spk").items())[0] == ("sp1-1001-100-0000", "sp1-1001")
+    assert kd.read_kv(sp / "spk2utt")["sp1-1002"] == "sp1-1002-101-0000 sp1-1002-101-0001"
+    assert set(kd.read_kv(sp / "cmvn.scp")) == {"sp1-1001", "sp1-1002"}
+    assert kd.read_kv(sp / "wav.scp")["sp1-1001-100-0000"] == kd.read_kv(d / "wav.scp")["1001-100-0000"]
+    assert (sp / "frame_shift").read_text() == "0.01\n"
+    # --no-feats: the description of the data only; a copy again leaves features made since alone
+    r = sh("copy_data_dir.sh", "--no-feats", "data dir/train", "mfcc dir/train")
+    assert r.returncode == 0, r.stderr
+    m = sh.work / "mfcc dir" / "train"
+    assert sorted(p.name for p in m.iterdir()) == ["spk2utt", "text", "utt2dur", "utt2spk", "wav.scp"]
+    assert all((m / f).read_bytes() == (d / f).read_bytes() for f in ("wav.scp", "text", "utt2spk", "spk2utt"))
+    (m / "feats.scp").write_text("".join(f"{u} /mfcc.ark:{i}\n" for i, u in enumerate(kd.read_kv(m / "utt2spk"))))
+    before = {p.name: p.stat().st_mtime_ns for p in m.iterdir()}
+    r = sh("copy_data_dir.sh", "--no-feats", "data dir/train", "mfcc dir/train")
+    assert r.returncode == 0 and "up to date" in r.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in m.iterdir()} == before
+    # an edited source is copied again (and only what changed)
+    (d / "text").write_text((d / "text").read_text().replace("HELLO", "HULLO"))
+    r = sh("copy_data_dir.sh", "--no-feats", "data dir/train", "mfcc dir/train")
+    assert r.returncode == 0 and "(text written)" in r.stdout and "HULLO" in (m / "text").read_text()
+    assert (m / "feats.scp").is_file()   # the audio did not change
+    (d / "wav.scp").write_text((d / "wav.scp").read_text().replace("/wav/", "/wav/./"))
+    r = sh("copy_data_dir.sh", "--no-feats", "data dir/train", "mfcc dir/train")
+    assert r.returncode == 0 and "(wav.scp written)" in r.stdout
+    assert not (m / "feats.scp").exists()   # made from the old audio: stale
+    # errors: one line, nothing written
+    r = sh("copy_data_dir.sh", "data dir/none", "data dir/x")
+    assert r.returncode == 1 and r.stderr.strip().endswith("data dir/none: no such directory")
+    assert not (sh.work / "data dir" / "x").exists()
+    r = sh("copy_data_dir.sh", "data dir/train")
+    assert r.returncode == 1 and "Usage:" in r.stderr
