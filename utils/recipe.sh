@@ -8,11 +8,12 @@
 # It sources path.sh and cmd.sh, parses the --options (Kaldi's utils/parse_options.sh: every
 # option must be a variable of the configuration section), refuses a leftover argument with the
 # help message, validates every numeric option and every shared choice (--device, --layer,
-# --pretrain-size, --downstream-size) the recipe declares before any stage runs, and defines `log`
-# (utils/log.sh), `abspath PATH` (PATH as given on the command line, made absolute against the
-# caller's directory; "" stays "") and `recipe_check_nj SRC...` (refuses --nj above the speaker
-# count of a data dir or corpus subset, before the stage that would split), plus the shared
-# vocabulary helpers recipe_overrides, recipe_pretrain_config, recipe_downstream_config,
+# --pretrain-size, --downstream-size, --probe-seeds) the recipe declares before any stage runs,
+# and defines `log` (utils/log.sh), `abspath PATH` (PATH as given on the command line, made
+# absolute against the caller's directory; "" stays "") and `recipe_check_nj SRC...` (refuses
+# --nj above the speaker count of a data dir or corpus subset, before the stage that would
+# split), plus the shared vocabulary helpers recipe_overrides, recipe_seed_overrides /
+# recipe_seed_suffix (--probe-seeds), recipe_pretrain_config, recipe_downstream_config,
 # recipe_upstream_name, recipe_corpus / recipe_get_corpus (stage 0), recipe_nj_upto and
 # recipe_layer_dirs (below), so that a recipe's stages only loop over sets x upstreams x tasks.
 . ./path.sh
@@ -59,6 +60,22 @@ recipe_check_choice() {  # recipe_check_choice NAME VALUE...: $NAME must be one 
   exit 1
 }
 if [ -n "${device+x}" ]; then recipe_check_choice device auto cpu cuda; fi
+# --probe-seeds: one or more whole numbers, none repeated (each seed is one run, one exp dir).
+if [ -n "${probe_seeds+x}" ]; then
+  __rs=" "
+  for __s in $probe_seeds; do
+    if ! [[ "$__s" =~ ^[0-9]+$ ]]; then
+      echo "$0: --probe-seeds must be whole numbers, got '$__s' in '$probe_seeds'" >&2; exit 1
+    fi
+    if [[ "$__rs" == *" $((10#$__s)) "* ]]; then
+      echo "$0: --probe-seeds: seed $__s given twice in '$probe_seeds'" >&2; exit 1
+    fi
+    __rs="$__rs$((10#$__s)) "
+  done
+  if [ "$__rs" = " " ]; then echo "$0: --probe-seeds: give at least one seed" >&2; exit 1; fi
+  probe_seeds=${__rs# }; probe_seeds=${probe_seeds% }
+  unset __rs __s
+fi
 if [ -n "${pretrain_size+x}" ]; then recipe_check_choice pretrain_size tiny base; fi
 if [ -n "${downstream_size+x}" ]; then recipe_check_choice downstream_size tiny base; fi
 
@@ -69,6 +86,22 @@ recipe_overrides() {
   local kv
   __ro=()
   for kv in $2; do __ro+=(--override "$kv"); done
+}
+
+# recipe_seed_overrides ARRAY SEED: ARRAY=(--override runner.seed=SEED --override dataloader.seed=SEED),
+# one probe seed: the head's initial weights and the order of its batches (s3prl.train.config).
+recipe_seed_overrides() {
+  local -n __so=$1
+  __so=(--override "runner.seed=$2" --override "dataloader.seed=$2")
+}
+
+# recipe_seed_suffix SEED "SEEDS": the exp dir suffix of the run of SEED among --probe-seeds SEEDS:
+# none when SEEDS is one seed (a single-seed run keeps the dir name it had before seeds were an
+# option), else _seed<SEED>. RESULTS.md tells the runs apart by their seed column either way.
+recipe_seed_suffix() {
+  local seeds
+  read -r -a seeds <<< "$2"
+  if [ "${#seeds[@]}" -gt 1 ]; then echo "_seed$1"; fi
 }
 
 # recipe_pretrain_config UPSTREAM: the pre-training preset conf/<upstream>_<pretrain-size>.yaml.

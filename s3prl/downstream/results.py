@@ -251,6 +251,22 @@ def update_results_md(path: str | Path, record: dict, exp_label: str | None = No
             atomic_write_text(path, new)
 
 
+def refresh_results_md(path: str | Path, spec: TableSpec | None = None) -> bool:
+    """Rewrite the table of `spec` in `path` (if there is one) with today's columns and its
+    summary, under the same lock as `update_results_md`; True when the file changed."""
+    path = Path(path)
+    spec = _spec(spec)
+    with _locked(path):
+        text = path.read_text(encoding="utf-8")
+        if spec.begin not in text:
+            return False
+        new = render_results_md(text, parse_results_table(text, str(path), spec), spec)
+        if new == text:
+            return False
+        atomic_write_text(path, new)
+        return True
+
+
 def plot_learning_curve(path: str | Path, train: list[tuple[int, float]], dev: list[tuple[int, float]],
                         title: str = "", best_step: int | None = None, dev_label: str = "dev accuracy %") -> Path:
     """Train loss (left axis) and a dev metric (right axis, fraction shown as %; `dev_label`)
