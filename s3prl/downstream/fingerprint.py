@@ -79,6 +79,9 @@ def _wav_scp_identity(path: Path, audio: _AudioHashes) -> dict:
     file inside a pipe command) replaced by ``sha256:<hex>``."""
     out = {}
     for key, value in read_kv(path).items():
+        if os.path.isfile(value):   # a plain path (spaces and all)
+            out[key] = f"sha256:{audio(value)}"
+            continue
         tokens = []
         for tok in value.split():
             tokens.append(f"sha256:{audio(tok)}" if os.path.isabs(tok) and os.path.isfile(tok) else tok)
