@@ -15,11 +15,16 @@ Two runs of the same row can then be told apart (`compare`, ``python -m s3prl.bi
 - ``features``: the representations the head read. For ``feats.scp`` input (a dump layer dir, Kaldi
   fbank): each utterance's (ark file, byte offset) and the sha256 of every ark's bytes, ark files
   named relative to their common directory (again no absolute path). For an upstream run on the
-  fly: the corpus fingerprint with the upstream's identity (checkpoint sha256, or a baseline's
-  name and feature config; s3prl.dump.upstream_identity), since the features are computed from
-  them inside the run.
-- ``checkpoint``: the sha256 of the upstream checkpoint file (recorded by the dump in
-  ``upstream.json``, or hashed when the upstream runs on the fly); ``-`` for baselines (fbank).
+  fly: the corpus and checkpoint fingerprints with the upstream's identity (a baseline's name and
+  feature config, s3prl.dump.upstream_identity), since the features are computed from them
+  inside the run.
+- ``checkpoint``: the sha256 of the upstream checkpoint's tensors (every tensor's key, dtype,
+  shape and bytes, in key order; optimizer and scheduler state left out), read with
+  `s3prl.checkpoints.load_checkpoint` (weights_only) from the file the dump recorded in
+  ``upstream.json`` or the one run on the fly; ``-`` for baselines (fbank), ``?`` when the
+  recorded file is gone. Not the file's bytes: ``torch.save`` names the zip archive's folder after
+  the file it writes, and our atomic writes (s3prl.atomic.atomic_path) write a temporary name
+  holding the writer's process id, so two saves of the same tensors differ in their bytes.
 
 Reading two rows (`compare`): same corpus and features but different results -> the probe's own
 training (seed, nondeterministic kernels); same corpus, different checkpoint -> the upstream's
@@ -125,17 +130,53 @@ def feats_identity(data_dir: str | Path) -> dict | None:
             "arks": {rel(a): (file_sha256(a) if os.path.isfile(a) else None) for a in arks}}
 
 
+UNKNOWN = "?"
+_SKIP_SECTIONS = ("optim", "sched")   # top-level keys holding training state, not the model
+
+
+def checkpoint_fingerprint(path: str | Path) -> str:
+    """sha256 (10 hex) of a checkpoint's tensors: each one's dotted key, dtype, shape and bytes, in
+    key order, outside the optimizer / scheduler sections."""
+    import torch
+
+    from s3prl.checkpoints import load_checkpoint
+
+    h = hashlib.sha256()
+
+    def walk(obj, key: str) -> None:
+        if isinstance(obj, torch.Tensor):
+            t = obj.detach().cpu().contiguous()
+            h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode("utf-8"))
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(obj, dict):
+            for k in sorted(obj, key=str):
+                walk(obj[k], f"{key}.{k}" if key else str(k))
+        elif isinstance(obj, (list, tuple)):
+            for i, v in enumerate(obj):
+                walk(v, f"{key}.{i}")
+
+    ckpt = load_checkpoint(path, lenient=True)
+    walk({k: v for k, v in ckpt.items() if not any(s in str(k).lower() for s in _SKIP_SECTIONS)}, "")
+    return h.hexdigest()[:LENGTH]
+
+
 def _checkpoint(src: Sources) -> str:
-    """The upstream checkpoint's sha256 (10 hex) or "-" for a baseline / unknown upstream."""
+    """The upstream checkpoint's fingerprint, "-" for a baseline, "?" for a recorded file that is gone."""
     from s3prl.dump import read_dump_info
+    from s3prl.upstream.checkpoint import resolve_checkpoint
+    from s3prl.upstream.hub import BASELINES
 
     if not src.on_the_fly:
         for d in src.dirs.values():
             info = read_dump_info(d) or {}
             if info.get("sha256"):
-                return str(info["sha256"])[:LENGTH]
+                path = info.get("path")
+                return checkpoint_fingerprint(path) if path and Path(path).is_file() else UNKNOWN
         return NONE
-    return str(_upstream_identity(src.upstream).get("sha256", NONE))[:LENGTH]
+    if not src.upstream or src.upstream in BASELINES:
+        return NONE
+    path = resolve_checkpoint(src.upstream)
+    return checkpoint_fingerprint(path) if path.is_file() else UNKNOWN
 
 
 def _upstream_identity(upstream: str | None) -> dict:
@@ -149,7 +190,7 @@ def _upstream_identity(upstream: str | None) -> dict:
         ident = upstream_identity(upstream)
     except UserError:
         return {"name": upstream}
-    return {k: v for k, v in ident.items() if k not in ("path", "size", "mtime")}
+    return {k: v for k, v in ident.items() if k not in ("path", "size", "mtime", "sha256")}
 
 
 def fingerprints(src: Sources) -> dict[str, str]:
@@ -159,13 +200,14 @@ def fingerprints(src: Sources) -> dict[str, str]:
     if src.labels:
         corpus["labels"] = _label_identity(src.labels)
     corpus_fp = _digest(corpus)
+    checkpoint = _checkpoint(src)
     if src.on_the_fly:
-        feats = {"corpus": corpus_fp, "upstream": _upstream_identity(src.upstream),
+        feats = {"corpus": corpus_fp, "checkpoint": checkpoint, "upstream": _upstream_identity(src.upstream),
                  "feats.scp": {role: feats_identity(d) for role, d in sorted(src.dirs.items())
                                if not (Path(d) / "wav.scp").is_file()}}
     else:
         feats = {role: feats_identity(d) for role, d in sorted(src.dirs.items())}
-    return {"corpus": corpus_fp, "features": _digest(feats), "checkpoint": _checkpoint(src)}
+    return {"corpus": corpus_fp, "features": _digest(feats), "checkpoint": checkpoint}
 
 
 def short(fps: dict | None) -> str:
@@ -182,6 +224,8 @@ def compare(a: dict | None, b: dict | None) -> str:
     same = {kind: a.get(kind) == b.get(kind) for kind, _ in KINDS}
     if not same["corpus"]:
         return "different corpus: the data differ (audio, transcripts, speakers or labels); compare nothing else"
+    if UNKNOWN in (a.get("checkpoint"), b.get("checkpoint")):
+        return "same corpus; cannot tell about the checkpoint (a run's upstream checkpoint file is gone)"
     if not same["checkpoint"]:
         return ("same corpus, different checkpoint: the upstream's pre-training differed (training "
                 "nondeterminism or another pre-training recipe)")
@@ -192,4 +236,5 @@ def compare(a: dict | None, b: dict | None) -> str:
             "training (its seed or nondeterministic kernels)")
 
 
-__all__ = ["Sources", "fingerprints", "corpus_identity", "feats_identity", "short", "compare", "KINDS"]
+__all__ = ["Sources", "fingerprints", "corpus_identity", "feats_identity", "checkpoint_fingerprint", "short", "compare",
+           "KINDS"]

@@ -179,13 +179,39 @@ def test_features_fingerprint_reads_ark_bytes_and_checkpoint_is_the_file_sha256(
     (moved / "feats" / "raw.1.ark").write_bytes(bytes(data))
     changed = F.fingerprints(F.Sources(dirs={"data": str(copy)}, upstream="fbank"))
     assert changed["corpus"] == fp["corpus"] and changed["features"] != fp["features"]
-    # an upstream run on the fly: k is its checkpoint file's sha256 (independent hashlib check)
+    # an upstream run on the fly: k is its checkpoint's tensor fingerprint, the same for the same
+    # tensors saved under another name (whose file bytes differ: torch.save names the archive)
     ckpt = write_tiny_tera(tmp_path / "up" / "tera.ckpt")
+    again = write_tiny_tera(tmp_path / "up2" / "other.ckpt")
+    assert open(ckpt, "rb").read() != open(again, "rb").read()
     on_fly = F.fingerprints(F.Sources(dirs={"data": str(d)}, on_the_fly=True, upstream=ckpt))
-    assert on_fly["checkpoint"] == hashlib.sha256(open(ckpt, "rb").read()).hexdigest()[:10]
+    assert on_fly["checkpoint"] == F.checkpoint_fingerprint(again) != "-"
     assert on_fly["corpus"] == fp["corpus"]
     assert F.short(on_fly) == f"c:{fp['corpus'][:4]} f:{on_fly['features'][:4]} k:{on_fly['checkpoint'][:4]}"
     assert F.short(None) == "-"
+
+
+def test_checkpoint_fingerprint_is_the_sha256_of_its_tensors(tmp_path):
+    import torch
+
+    w = torch.tensor([[1.0, -2.0], [0.5, 3.0]])
+    b = torch.tensor([7], dtype=torch.int64)
+    path = tmp_path / "states-5.ckpt"
+    torch.save({"Transformer": {"w": w, "b": b}, "Optimizer": {"state": torch.ones(3)}, "Step": 5}, path)
+    expect = hashlib.sha256()                      # key order: Transformer.b, Transformer.w
+    expect.update(b"Transformer.b|torch.int64|(1,)|" + np.array([7], dtype=np.int64).tobytes())
+    expect.update(b"Transformer.w|torch.float32|(2, 2)|" + w.numpy().tobytes())
+    assert F.checkpoint_fingerprint(path) == expect.hexdigest()[:10]
+    # the optimizer state is not the model: another one, the same fingerprint; one weight: another
+    torch.save({"Transformer": {"w": w, "b": b}, "Optimizer": {"state": torch.zeros(3)}, "Step": 9}, path)
+    assert F.checkpoint_fingerprint(path) == expect.hexdigest()[:10]
+    w2 = w.clone()
+    w2[0, 0] = 1.0000001
+    torch.save({"Transformer": {"w": w2, "b": b}}, path)
+    assert F.checkpoint_fingerprint(path) != expect.hexdigest()[:10]
+    # an exp dir stands for its newest states-<step>.ckpt, as everywhere an upstream is named
+    assert F.fingerprints(F.Sources(dirs={}, on_the_fly=True, upstream=str(tmp_path)))["checkpoint"] == \
+        F.checkpoint_fingerprint(path)
 
 
 def test_compare_tells_data_from_training(tmp_path, capsys):
@@ -196,6 +222,7 @@ def test_compare_tells_data_from_training(tmp_path, capsys):
     assert F.compare(base, {**base, "features": "eeeeeeeeee"}).startswith("same corpus and checkpoint")
     assert "probe's own training" in F.compare(base, dict(base))
     assert F.compare(base, None).startswith("cannot tell")
+    assert F.compare(base, {**base, "checkpoint": "?"}).startswith("same corpus; cannot tell about the checkpoint")
     a, b = tmp_path / "a", tmp_path / "b"
     R.write_results(a, _rec("exp/tera_tiny", 1, 40.0, 47.0, fingerprints=base))
     R.write_results(b, _rec("exp/tera_tiny", 1, 38.0, 40.0, fingerprints={**base, "checkpoint": "ffffffffff"}))
