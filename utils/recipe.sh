@@ -95,13 +95,14 @@ recipe_seed_overrides() {
   __so=(--override "runner.seed=$2" --override "dataloader.seed=$2")
 }
 
-# recipe_seed_suffix SEED "SEEDS": the exp dir suffix of the run of SEED among --probe-seeds SEEDS:
-# none when SEEDS is one seed (a single-seed run keeps the dir name it had before seeds were an
-# option), else _seed<SEED>. RESULTS.md tells the runs apart by their seed column either way.
+# recipe_seed_suffix SEED: the exp dir suffix of a probe run of SEED: none for RECIPE_PLAIN_SEED,
+# the runner.seed of every downstream preset (conf/downstream/*.yaml) and so the seed of every run
+# made before --probe-seeds existed, else _seed<SEED>. A dir name is a function of the seed alone:
+# a run is never asked to hold another seed's run, and going from --probe-seeds 1337 to
+# "1337 2 3" trains only seeds 2 and 3.
+RECIPE_PLAIN_SEED=1337
 recipe_seed_suffix() {
-  local seeds
-  read -r -a seeds <<< "$2"
-  if [ "${#seeds[@]}" -gt 1 ]; then echo "_seed$1"; fi
+  if [ "$1" != "$RECIPE_PLAIN_SEED" ]; then echo "_seed$1"; fi
 }
 
 # recipe_pretrain_config UPSTREAM: the pre-training preset conf/<upstream>_<pretrain-size>.yaml.

@@ -37,8 +37,8 @@ chunk_context=12           # dump: transformer inputs longer than sequence_lengt
                            # windows, each frame with this many frames of context (0 = S3PRL's cuts)
 phone_heads="linear"       # any of: linear 1hidden concat
 speaker_heads="utterance"  # any of: frame utterance rnn
-probe_seeds="1337"         # stage 5: one phone / speaker probe per seed (runner.seed and dataloader.seed);
-                           # more than one seed: exp dirs <...>_seed<N> and a mean +- sd summary in RESULTS.md
+probe_seeds="1337"         # stage 5: one phone / speaker probe per seed (runner.seed and dataloader.seed), exp
+                           # dirs <...>_seed<N> (1337, the presets' seed: <...>); RESULTS.md: mean +- sd
 downstream_size=tiny       # downstream configs: tiny (demo) or base
 asr=true                   # stage 6: CTC recognizer for fbank and each upstream
 asr_mode=dump              # stage 6 upstream input: dump (stage 4's layer dirs) | weighted_sum | fine_tune (on the fly)
@@ -171,7 +171,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
       if [ "$name" = fbank ]; then upstream=fbank; fi
       if [ "$tag" = fbank_uttcmvn ]; then extra=(--override dataloader.cmvn=utterance --upstream-name fbank_uttcmvn); fi
       recipe_seed_overrides seed_args "$seed"
-      dir=exp/downstream/${task}_${head}_${tag}$(recipe_seed_suffix "$seed" "$probe_seeds")
+      dir=exp/downstream/${task}_${head}_${tag}$(recipe_seed_suffix "$seed")
       log "Stage 5: $task classification on $feats ($tag), $head head, seed $seed -> $dir"
       bg_run utils/with_lock.sh "$dir" $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream \
         --config "$(recipe_downstream_config "${task}_${head}")" --task "$task" \
