@@ -22,9 +22,10 @@ Two runs of the same row can then be told apart (`compare`, ``python -m s3prl.bi
   shape and bytes, in key order; optimizer and scheduler state left out), read with
   `s3prl.checkpoints.load_checkpoint` (weights_only) from the file the dump recorded in
   ``upstream.json`` or the one run on the fly; ``-`` for baselines (fbank), ``?`` when the
-  recorded file is gone. Not the file's bytes: ``torch.save`` names the zip archive's folder after
-  the file it writes, and our atomic writes (s3prl.atomic.atomic_path) write a temporary name
-  holding the writer's process id, so two saves of the same tensors differ in their bytes.
+  recorded file is gone or is no longer the file the dump read (another sha256). Not the file's
+  bytes: ``torch.save`` names the zip archive's folder after the file it writes, and our atomic
+  writes (s3prl.atomic.atomic_path) write a temporary name holding the writer's process id, so
+  two saves of the same tensors differ in their bytes.
 
 Reading two rows (`compare`): same corpus and features but different results -> the probe's own
 training (seed, nondeterministic kernels); same corpus, different checkpoint -> the upstream's
@@ -169,9 +170,11 @@ def _checkpoint(src: Sources) -> str:
     if not src.on_the_fly:
         for d in src.dirs.values():
             info = read_dump_info(d) or {}
-            if info.get("sha256"):
+            if info.get("sha256"):   # the recorded file, if it is still the one the dump read
                 path = info.get("path")
-                return checkpoint_fingerprint(path) if path and Path(path).is_file() else UNKNOWN
+                if path and Path(path).is_file() and file_sha256(path) == info["sha256"]:
+                    return checkpoint_fingerprint(path)
+                return UNKNOWN
         return NONE
     if not src.upstream or src.upstream in BASELINES:
         return NONE
