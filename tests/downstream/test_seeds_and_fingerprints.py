@@ -189,6 +189,17 @@ def test_features_fingerprint_reads_ark_bytes_and_checkpoint_is_the_file_sha256(
     assert on_fly["corpus"] == fp["corpus"]
     assert F.short(on_fly) == f"c:{fp['corpus'][:4]} f:{on_fly['features'][:4]} k:{on_fly['checkpoint'][:4]}"
     assert F.short(None) == "-"
+    # dumped features: k is the tensor fingerprint of the checkpoint the dump recorded, "?" once
+    # that file is replaced or gone
+    from s3prl.atomic import file_sha256
+
+    (d / "upstream.json").write_text(json.dumps({"path": ckpt, "sha256": file_sha256(ckpt), "layer": 2}))
+    dumped = F.fingerprints(F.Sources(dirs={"data": str(d)}, upstream="exp/x"))
+    assert dumped["checkpoint"] == on_fly["checkpoint"] and dumped["features"] == fp["features"]
+    write_tiny_tera(ckpt, sequence_length=100)
+    assert F.fingerprints(F.Sources(dirs={"data": str(d)}, upstream="exp/x"))["checkpoint"] == "?"
+    (tmp_path / "up" / "tera.ckpt").unlink()
+    assert F.fingerprints(F.Sources(dirs={"data": str(d)}, upstream="exp/x"))["checkpoint"] == "?"
 
 
 def test_checkpoint_fingerprint_is_the_sha256_of_its_tensors(tmp_path):
