@@ -22,7 +22,9 @@ freedom (two-sided p = 0.07 under normal errors), so it is a screen, not a signi
 of the (small) test set are held fixed across seeds and are not in it (the speaker test set of
 the demo is 200 utterances: one utterance is 0.5 points). With fewer than 2 runs on either side
 there is no noise estimate and the cell says so. Nothing here looks at test to choose anything:
-each run's test accuracy is the one at its own best-dev step.
+each run's test accuracy is the one at its own best-dev step. The numbers folded are the per-run
+table's cells (percent, 2 decimals), so a mean or sd may differ from one computed on the
+results.json fractions by rounding (at most 0.005 points).
 """
 from __future__ import annotations
 

@@ -209,6 +209,16 @@ def render_results_md(text: str, rows: list[list[str]], spec: TableSpec | None =
     return f"{prefix}{sep}{spec.title}\n\n{block}\n"
 
 
+def parse_summary_table(text: str, source: str = "RESULTS.md", spec: TableSpec | None = None) -> list[list[str]]:
+    """Rows of the summary table (between `spec.summary_markers`) of `text` ([] if none)."""
+    spec = _spec(spec)
+    if spec.summary is None:
+        return []
+    columns, _ = spec.summary([])
+    sb, se = spec.summary_markers
+    return parse_results_table(text, source, TableSpec(sb, se, "", tuple(columns), spec.key_columns, (), spec.row))
+
+
 def classification_summary(rows: list[list[str]]) -> tuple[tuple, list[list[str]]]:
     """The classification table's summary: s3prl.downstream.aggregate over its per-run rows."""
     from s3prl.downstream.aggregate import SUMMARY_COLUMNS, group_rows, summary_rows

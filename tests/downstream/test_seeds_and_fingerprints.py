@@ -58,8 +58,7 @@ def test_results_md_folds_seeds_and_compares_with_both_baselines(tmp_path):
     text = md.read_text()
     assert text.startswith("# Results\n\nnotes\n")
     assert len(R.parse_results_table(text)) == 9                                      # one row per run
-    summary = R.parse_results_table(text, spec=R.TableSpec(
-        R.SUMMARY_BEGIN, R.SUMMARY_END, "", A.SUMMARY_COLUMNS, 4, (), None))
+    summary = R.parse_summary_table(text)
     by_up = {r[1]: r for r in summary}
     assert by_up["exp/tera_tiny"][4:7] == ["1,2,3", "42.00 +- 2.65 (n=3)", "52.00 +- 2.00 (n=3)"]
     assert by_up["fbank"][6] == "71.00 +- 1.00 (n=3)" and by_up["fbank"][7] == "baseline"
@@ -70,8 +69,7 @@ def test_results_md_folds_seeds_and_compares_with_both_baselines(tmp_path):
     R.update_results_md(md, _rec("exp/apc_tiny", 1, 60.0, 70.5), "exp/a1")
     R.update_results_md(md, _rec("exp/apc_tiny", 2, 60.0, 73.5), "exp/a2")
     R.update_results_md(md, _rec("exp/mockingjay_tiny", 1, 60.0, 40.0), "exp/m1")
-    summary = R.parse_results_table(md.read_text(), spec=R.TableSpec(
-        R.SUMMARY_BEGIN, R.SUMMARY_END, "", A.SUMMARY_COLUMNS, 4, (), None))
+    summary = R.parse_summary_table(md.read_text())
     by_up = {r[1]: r for r in summary}
     # apc: mean 72.0 sd 2.1213 (n=2) vs fbank 71.0 sd 1 (n=3): pooled sqrt((4.5 + 2) / 3) = 1.47
     assert by_up["exp/apc_tiny"][7].startswith("fbank: +1.00, within noise (2 x sd 1.47)")

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from s3prl.data.kaldi_dir import DataDir, validate_data_dir
-from s3prl.downstream.results import SUMMARY_BEGIN, SUMMARY_END, TableSpec, parse_results_table
+from s3prl.downstream.results import parse_results_table, parse_summary_table
 from tests.conftest import link_recipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -199,8 +199,6 @@ def test_same_seed_same_outputs(full_run, tmp_path):
 def test_probe_seeds_fold_into_mean_sd(full_run):
     """--probe-seeds "1337 2": the seed-1337 runs of full_run are reused as they are (plain dir
     names), seed 2 runs in <...>_seed2 dirs; RESULTS.md folds both into mean +- sd (n=2)."""
-    from s3prl.downstream.aggregate import SUMMARY_COLUMNS
-
     rdir = full_run
     plain = rdir / "exp" / "downstream" / "speaker_utterance_fbank_uttcmvn" / "results.json"
     mtime = plain.stat().st_mtime_ns
@@ -218,7 +216,7 @@ def test_probe_seeds_fold_into_mean_sd(full_run):
         assert rec["config_hash"] != first["config_hash"]
     text = (rdir / "RESULTS.md").read_text()
     assert len(parse_results_table(text)) == 10
-    summary = parse_results_table(text, spec=TableSpec(SUMMARY_BEGIN, SUMMARY_END, "", SUMMARY_COLUMNS, 4, (), None))
+    summary = parse_summary_table(text)
     assert len(summary) == 5 and all(r[4] == "1337,2" and r[6].endswith("(n=2)") for r in summary), summary
     tera = [r for r in summary if r[0] == "speaker" and r[1] == "exp/tera_tiny"][0]
     assert tera[7].startswith("fbank: ") and "; fbank_uttcmvn: " in tera[7] and "noise" in tera[7]
