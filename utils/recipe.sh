@@ -8,14 +8,15 @@
 # It sources path.sh and cmd.sh, parses the --options (Kaldi's utils/parse_options.sh: every
 # option must be a variable of the configuration section), refuses a leftover argument with the
 # help message, validates every numeric option and every shared choice (--device, --layer,
-# --pretrain-size, --downstream-size) the recipe declares before any stage runs, and defines `log`
-# (utils/log.sh), `abspath PATH` (PATH as given on the command line, made absolute against the
-# caller's directory; "" stays "") and `recipe_check_nj SRC...` (refuses --nj above the speaker
-# count of a data dir or corpus subset, before the stage that would split), plus the shared
-# vocabulary helpers recipe_overrides, recipe_pretrain_config, recipe_downstream_config,
-# recipe_upstream_name, recipe_corpus / recipe_get_corpus (stage 0), recipe_nj_upto,
-# recipe_layer_dirs and the hybrid DNN-HMM stage recipe_hybrid (below), so that a recipe's stages
-# only loop over sets x upstreams x tasks.
+# --pretrain-size, --downstream-size, --probe-seeds, --hybrid-mode) the recipe declares before any
+# stage runs, and defines `log` (utils/log.sh), `abspath PATH` (PATH as given on the command line,
+# made absolute against the caller's directory; "" stays "") and `recipe_check_nj SRC...` (refuses
+# --nj above the speaker count of a data dir or corpus subset, before the stage that would split),
+# plus the shared vocabulary helpers recipe_overrides, recipe_seed_overrides / recipe_seed_suffix
+# (--probe-seeds), recipe_pretrain_config, recipe_downstream_config, recipe_upstream_name,
+# recipe_corpus / recipe_get_corpus (stage 0), recipe_nj_upto, recipe_layer_dirs and the hybrid
+# DNN-HMM stage recipe_hybrid (below), so that a recipe's stages only loop over sets x upstreams x
+# tasks.
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
@@ -60,6 +61,22 @@ recipe_check_choice() {  # recipe_check_choice NAME VALUE...: $NAME must be one 
   exit 1
 }
 if [ -n "${device+x}" ]; then recipe_check_choice device auto cpu cuda; fi
+# --probe-seeds: one or more whole numbers, none repeated (each seed is one run, one exp dir).
+if [ -n "${probe_seeds+x}" ]; then
+  __rs=" "
+  for __s in $probe_seeds; do
+    if ! [[ "$__s" =~ ^[0-9]+$ ]]; then
+      echo "$0: --probe-seeds must be whole numbers, got '$__s' in '$probe_seeds'" >&2; exit 1
+    fi
+    if [[ "$__rs" == *" $((10#$__s)) "* ]]; then
+      echo "$0: --probe-seeds: seed $__s given twice in '$probe_seeds'" >&2; exit 1
+    fi
+    __rs="$__rs$((10#$__s)) "
+  done
+  if [ "$__rs" = " " ]; then echo "$0: --probe-seeds: give at least one seed" >&2; exit 1; fi
+  probe_seeds=${__rs# }; probe_seeds=${probe_seeds% }
+  unset __rs __s
+fi
 if [ -n "${pretrain_size+x}" ]; then recipe_check_choice pretrain_size tiny base; fi
 if [ -n "${downstream_size+x}" ]; then recipe_check_choice downstream_size tiny base; fi
 if [ -n "${hybrid_mode+x}" ]; then recipe_check_choice hybrid_mode dump weighted_sum fine_tune; fi
@@ -71,6 +88,23 @@ recipe_overrides() {
   local kv
   __ro=()
   for kv in $2; do __ro+=(--override "$kv"); done
+}
+
+# recipe_seed_overrides ARRAY SEED: ARRAY=(--override runner.seed=SEED --override dataloader.seed=SEED),
+# one probe seed: the head's initial weights and the order of its batches (s3prl.train.config).
+recipe_seed_overrides() {
+  local -n __so=$1
+  __so=(--override "runner.seed=$2" --override "dataloader.seed=$2")
+}
+
+# recipe_seed_suffix SEED: the exp dir suffix of a probe run of SEED: none for RECIPE_PLAIN_SEED,
+# the runner.seed of every downstream preset (conf/downstream/*.yaml) and so the seed of every run
+# made before --probe-seeds existed, else _seed<SEED>. A dir name is a function of the seed alone:
+# a run is never asked to hold another seed's run, and going from --probe-seeds 1337 to
+# "1337 2 3" trains only seeds 2 and 3.
+RECIPE_PLAIN_SEED=1337
+recipe_seed_suffix() {
+  if [ "$1" != "$RECIPE_PLAIN_SEED" ]; then echo "_seed$1"; fi
 }
 
 # recipe_pretrain_config UPSTREAM: the pre-training preset conf/<upstream>_<pretrain-size>.yaml.

@@ -37,6 +37,8 @@ chunk_context=12           # dump: transformer inputs longer than sequence_lengt
                            # windows, each frame with this many frames of context (0 = S3PRL's cuts)
 phone_heads="linear"       # any of: linear 1hidden concat
 speaker_heads="utterance"  # any of: frame utterance rnn
+probe_seeds="1337 2 3"     # stage 5: one phone / speaker probe per seed (runner.seed and dataloader.seed), exp
+                           # dirs <...>_seed<N> (1337, the presets' seed: <...>); RESULTS.md: mean +- sd
 downstream_size=tiny       # downstream configs: tiny (demo) or base
 asr=true                   # stage 6: CTC recognizer for fbank and each upstream
 asr_mode=dump              # stage 6 upstream input: dump (stage 4's layer dirs) | weighted_sum | fine_tune (on the fly)
@@ -68,6 +70,7 @@ help_message="Usage: $0 [options]
   --device D                 dump device: auto | cpu | cuda
   --phone-heads \"LIST\"       linear 1hidden concat
   --speaker-heads \"LIST\"     frame utterance rnn
+  --probe-seeds \"LIST\"       stage 5 seeds (default \"1337 2 3\"; 1337 alone: one run, the presets' seed)
   --asr true|false           stage 6 (CTC recognizer on $train_set, $dev_set, $test_set)
   --asr-mode M               dump | weighted_sum | fine_tune (upstreams run inside the recognizer)
   --downstream-size S        tiny | base downstream configs
@@ -144,22 +147,38 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   done
 fi
 
+# Stage 5: every phone / speaker head on fbank and each dumped layer, once per --probe-seeds seed.
+# Two fbank speaker baselines: "fbank" reads the training split's global CMVN (the speaker preset:
+# the speaker's spectral mean kept), "fbank_uttcmvn" per-utterance CMVN, the input the upstreams
+# were pre-trained on (the speaker's mean removed).
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   inputs="fbank:data/$train_set"
   for u in $upstreams; do
     dirs=$(recipe_layer_dirs "exp/${u}_${pretrain_size}" "dump/${u}_${pretrain_size}" "$train_set")
     for d in $dirs; do inputs="$inputs ${u}_${pretrain_size}:$d/$train_set"; done
   done
+  runs=""   # task:head:input:feats:tag per run (the fbank_uttcmvn tag adds its CMVN override below)
   for input in $inputs; do
     name=${input%%:*}; feats=${input#*:}
-    if [ "$name" = fbank ]; then upstream=fbank; tag=fbank; else upstream=exp/$name; tag=${name}_$(basename "$(dirname "$feats")"); fi
-    for task_head in $(for h in $phone_heads; do echo "phone:$h"; done; for h in $speaker_heads; do echo "speaker:$h"; done); do
-      task=${task_head%%:*}; head=${task_head#*:}
-      dir=exp/downstream/${task}_${head}_${tag}
-      log "Stage 5: $task classification on $feats, $head head -> $dir"
+    if [ "$name" = fbank ]; then tag=fbank; else tag=${name}_$(basename "$(dirname "$feats")"); fi
+    for h in $phone_heads; do runs="$runs phone:$h:$name:$feats:$tag"; done
+    for h in $speaker_heads; do runs="$runs speaker:$h:$name:$feats:$tag"; done
+    if [ "$name" = fbank ]; then
+      for h in $speaker_heads; do runs="$runs speaker:$h:fbank:$feats:fbank_uttcmvn"; done
+    fi
+  done
+  for seed in $probe_seeds; do
+    for run in $runs; do
+      IFS=: read -r task head name feats tag <<< "$run"
+      upstream=exp/$name; extra=()
+      if [ "$name" = fbank ]; then upstream=fbank; fi
+      if [ "$tag" = fbank_uttcmvn ]; then extra=(--override dataloader.cmvn=utterance --upstream-name fbank_uttcmvn); fi
+      recipe_seed_overrides seed_args "$seed"
+      dir=exp/downstream/${task}_${head}_${tag}$(recipe_seed_suffix "$seed")
+      log "Stage 5: $task classification on $feats ($tag), $head head, seed $seed -> $dir"
       bg_run utils/with_lock.sh "$dir" $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream \
         --config "$(recipe_downstream_config "${task}_${head}")" --task "$task" \
-        ${downstream_args[@]+"${downstream_args[@]}"} \
+        ${downstream_args[@]+"${downstream_args[@]}"} "${seed_args[@]}" ${extra[@]+"${extra[@]}"} \
         --labels "$cpc_dir" --feats "$feats" --upstream "$upstream" --results-md RESULTS.md "$dir"
     done
   done
@@ -202,9 +221,9 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && $asr; then
 fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
-  log "Stage 7: results (RESULTS.md)"
-  python -m s3prl.bin.results_table RESULTS.md
-  if $asr; then python -m s3prl.bin.results_table --table asr RESULTS.md; fi
+  log "Stage 7: results (RESULTS.md: per-run rows, mean +- sd over --probe-seeds, fingerprints)"
+  python -m s3prl.bin.results_table --refresh RESULTS.md
+  if $asr; then python -m s3prl.bin.results_table --table asr --refresh RESULTS.md; fi
 fi
 
 # Stage 8: the PyTorch-Kaldi hand-off over the first upstream's dump, on the alignments and graph of

@@ -326,13 +326,20 @@ class AsrInputs:
             out["made_by"] = made_by
         return out
 
+    def fingerprint_sources(self):
+        """What the run reads, for its fingerprints (s3prl.downstream.fingerprint)."""
+        from s3prl.downstream.fingerprint import Sources
+
+        return Sources(dirs={"train": self.train, "dev": self.dev, "test": self.test}, on_the_fly=self.on_the_fly,
+                       upstream=self.upstream)
+
 
 def _asr_row(record: dict, exp_label: str | None = None) -> list[str]:
     def pct(x):
         return "-" if x is None else f"{float(x):.2f}"
     return table_row([str(record["task"]), str(record["upstream"]), str(record["layer"]), str(record["head"]),
                       str(record.get("units", "-")), pct(record["dev_wer"]), pct(record["dev_cer"]),
-                      pct(record["test_wer"]), pct(record["test_cer"])], record, exp_label)
+                      pct(record["test_wer"]), pct(record["test_cer"])], record, exp_label, fingerprints=True)
 
 
 ASR_REQUIRED = ("task", "upstream", "layer", "head", "dev_wer", "dev_cer", "test_wer", "test_cer", "best_step",
@@ -341,7 +348,7 @@ ASR_TABLE = TableSpec(
     begin="<!-- asr-results:begin -->", end="<!-- asr-results:end -->",
     title="## Speech recognition (BiLSTM CTC, greedy decoding, no LM; WER/CER %)",
     columns=("task", "upstream", "layer", "head", "units", "dev WER", "dev CER", "test WER (best dev)",
-             "test CER", "best step", "steps", "config", "exp"),
+             "test CER", "best step", "steps", "config", "fingerprints", "exp"),
     key_columns=4, required=ASR_REQUIRED, row=_asr_row)
 
 
@@ -448,7 +455,7 @@ def _score(task: CTCTask, trainer: Trainer, datasets: dict, info: dict, chash: s
         "dev_counts": {"wer": scores["dev"]["wer_counts"], "cer": scores["dev"]["cer_counts"]},
         "test_counts": {"wer": scores["test"]["wer_counts"], "cer": scores["test"]["cer_counts"]},
         "decode_dirs": {k: str(exp_dir / v) for k, v in names.items()},
-        **run_fields(best, chash, command, exp_dir),
+        **run_fields(best, chash, command, exp_dir, cfg=cfg, inputs=inputs),
         "num_utts": info["num_utts"], "metric": "WER/CER % (greedy CTC, no LM)", "selection": cfg.selection,
     }
     finish_run(exp_dir, record, history, [(int(s), w) for s, w in best.dev_history], best,

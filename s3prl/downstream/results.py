@@ -4,11 +4,17 @@ learning-curve PNG.
 - ``<exp>/results.json``: task, upstream, layer, head, dev and test accuracy (test scored at the
   best-dev checkpoint, as S3PRL 2020 reported it:
   github.com/s3prl/s3prl @ b72a2cd9, downstream/runner.py), best-dev step, total
-  steps, config hash (sha1 of the resolved config YAML, first 10 hex digits) and the command line.
+  steps, config hash (sha1 of the resolved config YAML, first 10 hex digits), the command line,
+  the seeds and the fingerprints of corpus, features and checkpoint (s3prl.downstream.fingerprint).
 - ``RESULTS.md`` (e.g. ``egs/librispeech/RESULTS.md``): a Markdown table between the markers
   ``<!-- downstream-results:begin -->`` and ``<!-- downstream-results:end -->`` holding ONE row per
-  (task, upstream, layer, head); a rerun replaces its row. Everything outside the markers is kept
-  as it was; the file is rewritten atomically under an flock so parallel runs do not lose rows.
+  (task, upstream, layer, head, seed); a rerun (the same key, or the same exp dir) replaces its
+  row. Above it, between ``<!-- downstream-summary:begin -->`` and its end marker, the runs of
+  one (task, upstream, layer, head) folded into mean +- sd over seeds, each learned upstream
+  against the baselines (s3prl.downstream.aggregate). Everything outside the markers is kept as
+  it was; the file is rewritten atomically under an flock so parallel runs do not lose rows. A
+  table written before a column existed (seed, fingerprints) is read by its header, the missing
+  cells "-", and written back with today's columns.
 - ``<exp>/learning_curve.png``: train loss and dev accuracy against the step.
 """
 from __future__ import annotations
@@ -28,10 +34,13 @@ from s3prl.errors import UserError
 RESULTS_FILE = "results.json"
 BEGIN = "<!-- downstream-results:begin -->"
 END = "<!-- downstream-results:end -->"
+SUMMARY_BEGIN = "<!-- downstream-summary:begin -->"
+SUMMARY_END = "<!-- downstream-summary:end -->"
 SECTION_TITLE = "## Downstream classification (CPC protocol: 41 phone classes, speakers of train_split)"
-COLUMNS = ["task", "upstream", "layer", "head", "dev acc %", "test acc % (best dev)", "best step",
-           "steps", "config", "exp"]
-KEY_COLUMNS = 4  # (task, upstream, layer, head)
+FINGERPRINTS = "fingerprints"
+COLUMNS = ["task", "upstream", "layer", "head", "seed", "dev acc %", "test acc % (best dev)", "best step",
+           "steps", "config", FINGERPRINTS, "exp"]
+KEY_COLUMNS = 5  # (task, upstream, layer, head, seed)
 REQUIRED_KEYS = ("task", "upstream", "layer", "head", "dev_accuracy", "test_accuracy", "best_step",
                  "steps", "config_hash", "command")
 
@@ -68,25 +77,33 @@ def percent(x) -> str:
     return "-" if x is None else f"{100.0 * float(x):.2f}"
 
 
-def table_row(cells: list[str], record: dict, exp_label: str | None = None) -> list[str]:
+def table_row(cells: list[str], record: dict, exp_label: str | None = None, fingerprints: bool = False) -> list[str]:
     """A task's own `cells`, then the cells every table ends with (best step, steps, config hash,
-    exp dir: `exp_label` or the record's), escaped for a Markdown table row."""
-    cells = cells + [str(record["best_step"]), str(record["steps"]), str(record["config_hash"]),
-                     exp_label if exp_label is not None else str(record.get("exp_dir", "-"))]
+    with `fingerprints` the record's fingerprints as ``c:ab12 f:cd34 k:ef56``, exp dir:
+    `exp_label` or the record's), escaped for a Markdown table row."""
+    from s3prl.downstream.fingerprint import short
+
+    cells = cells + [str(record["best_step"]), str(record["steps"]), str(record["config_hash"])]
+    if fingerprints:
+        cells.append(short(record.get("fingerprints")))
+    cells.append(exp_label if exp_label is not None else str(record.get("exp_dir", "-")))
     return [c.replace("|", "\\|").replace("\n", " ") for c in cells]
 
 
 def result_row(record: dict, exp_label: str | None = None) -> list[str]:
     """The RESULTS.md cells of one classification (phone / speaker) run."""
     return table_row([str(record["task"]), str(record["upstream"]), str(record["layer"]), str(record["head"]),
-                      percent(record["dev_accuracy"]), percent(record["test_accuracy"])], record, exp_label)
+                      str(record.get("seed", "-")), percent(record["dev_accuracy"]), percent(record["test_accuracy"])],
+                     record, exp_label, fingerprints=True)
 
 
 @dataclass(frozen=True)
 class TableSpec:
     """One results table of RESULTS.md: its markers, section title, columns, how many leading
     columns identify a row, the results.json keys it needs and the row builder. The default
-    (`CLASSIFICATION`) is the table above; every task names its own (TaskSpec.table)."""
+    (`CLASSIFICATION`) is the table above; every task names its own (TaskSpec.table).
+    summary: rows -> (columns, summary rows) of a second table folding the runs of one row over
+    seeds, written between `summary_markers` above the per-run table (None: no summary)."""
     begin: str
     end: str
     title: str
@@ -94,6 +111,8 @@ class TableSpec:
     key_columns: int
     required: tuple
     row: Callable[[dict, str | None], list[str]]
+    summary: Callable[[list[list[str]]], tuple[tuple, list[list[str]]]] | None = None
+    summary_markers: tuple[str, str] = (SUMMARY_BEGIN, SUMMARY_END)
 
 
 def _spec(spec: "TableSpec | None") -> "TableSpec":
@@ -122,8 +141,8 @@ def _split_cells(line: str) -> list[str]:
     return cells
 
 
-def format_table(rows: list[list[str]], spec: TableSpec | None = None) -> str:
-    columns = list(_spec(spec).columns)
+def format_table(rows: list[list[str]], spec: TableSpec | None = None, columns: tuple | None = None) -> str:
+    columns = list(_spec(spec).columns if columns is None else columns)
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -140,24 +159,47 @@ def parse_results_table(text: str, source: str = "RESULTS.md", spec: TableSpec |
     if end < 0:
         raise UserError(f"{source}: '{BEGIN}' without a matching '{END}'")
     rows = []
+    header = COLUMNS   # the header the rows are written under: an older one lacks columns added since
     for line in text[start:end].splitlines():
         if not line.strip().startswith("|"):
             continue
         cells = _split_cells(line)
-        if cells == COLUMNS or all(set(c) <= set("-: ") for c in cells):
+        if all(set(c) <= set("-: ") for c in cells):
             continue
-        if len(cells) != len(COLUMNS):
-            raise UserError(f"{source}: table row '{line.strip()}' has {len(cells)} cells, expected {len(COLUMNS)}")
+        if not rows and cells != COLUMNS and cells[:1] == COLUMNS[:1] and set(cells) < set(COLUMNS):
+            header = cells
+            continue
+        if cells == header:
+            continue
+        if len(cells) != len(header):
+            raise UserError(f"{source}: table row '{line.strip()}' has {len(cells)} cells, expected {len(header)}")
+        if header is not COLUMNS:
+            by_name = dict(zip(header, cells))
+            cells = [by_name.get(c, "-") for c in COLUMNS]
         rows.append(cells)
     return rows
 
 
 def render_results_md(text: str, rows: list[list[str]], spec: TableSpec | None = None) -> str:
-    """`text` with the downstream table (between the markers) replaced by `rows`, sorted by key."""
+    """`text` with the downstream table (between the markers) replaced by `rows`, sorted by key,
+    and the spec's summary table (if any) above it rewritten from them."""
     spec = _spec(spec)
     BEGIN, END = spec.begin, spec.end
     rows = sorted(rows, key=lambda r: tuple(r[:spec.key_columns]))
     block = f"{BEGIN}\n{format_table(rows, spec)}\n{END}"
+    if spec.summary is not None:
+        sb, se = spec.summary_markers
+        columns, summary = spec.summary(rows)
+        sblock = f"{sb}\n{format_table(summary, spec, columns)}\n{se}"
+        if sb in text:
+            start = text.index(sb)
+            end = text.index(se, start) + len(se)
+            text = text[:start] + sblock + text[end:]
+        elif BEGIN in text:
+            at = text.index(BEGIN)
+            text = f"{text[:at]}{sblock}\n\nOne row per run:\n\n{text[at:]}"
+        else:
+            block = f"{sblock}\n\nOne row per run:\n\n{block}"
     if BEGIN in text:
         start = text.index(BEGIN)
         end = text.index(END, start) + len(END)
@@ -167,7 +209,25 @@ def render_results_md(text: str, rows: list[list[str]], spec: TableSpec | None =
     return f"{prefix}{sep}{spec.title}\n\n{block}\n"
 
 
-CLASSIFICATION = TableSpec(BEGIN, END, SECTION_TITLE, tuple(COLUMNS), KEY_COLUMNS, REQUIRED_KEYS, result_row)
+def parse_summary_table(text: str, source: str = "RESULTS.md", spec: TableSpec | None = None) -> list[list[str]]:
+    """Rows of the summary table (between `spec.summary_markers`) of `text` ([] if none)."""
+    spec = _spec(spec)
+    if spec.summary is None:
+        return []
+    columns, _ = spec.summary([])
+    sb, se = spec.summary_markers
+    return parse_results_table(text, source, TableSpec(sb, se, "", tuple(columns), spec.key_columns, (), spec.row))
+
+
+def classification_summary(rows: list[list[str]]) -> tuple[tuple, list[list[str]]]:
+    """The classification table's summary: s3prl.downstream.aggregate over its per-run rows."""
+    from s3prl.downstream.aggregate import SUMMARY_COLUMNS, group_rows, summary_rows
+
+    return SUMMARY_COLUMNS, summary_rows(group_rows(rows, tuple(COLUMNS), "dev acc %", "test acc % (best dev)"))
+
+
+CLASSIFICATION = TableSpec(BEGIN, END, SECTION_TITLE, tuple(COLUMNS), KEY_COLUMNS, REQUIRED_KEYS, result_row,
+                           summary=classification_summary)
 
 
 @contextlib.contextmanager
@@ -184,18 +244,37 @@ def _locked(path: Path) -> Iterator[None]:
 
 def update_results_md(path: str | Path, record: dict, exp_label: str | None = None,
                       spec: TableSpec | None = None) -> None:
-    """Insert or replace the row of `record`'s (task, upstream, layer, head) in `path`."""
+    """Insert or replace the row of `record`'s key (task, upstream, layer, head[, seed]) in `path`;
+    a row of the same exp dir (the last column) is replaced too (a rerun in the same dir)."""
     path = Path(path)
     spec = _spec(spec)
     row = spec.row(record, exp_label)
     k = spec.key_columns
+    same_dir = spec.columns[-1] == "exp" and row[-1] not in ("", "-")
     with _locked(path):
         text = path.read_text(encoding="utf-8") if path.exists() else ""
-        rows = [r for r in parse_results_table(text, str(path), spec) if r[:k] != row[:k]]
+        rows = [r for r in parse_results_table(text, str(path), spec)
+                if r[:k] != row[:k] and not (same_dir and r[-1] == row[-1])]
         rows.append(row)
         new = render_results_md(text, rows, spec)
         if new != text:
             atomic_write_text(path, new)
+
+
+def refresh_results_md(path: str | Path, spec: TableSpec | None = None) -> bool:
+    """Rewrite the table of `spec` in `path` (if there is one) with today's columns and its
+    summary, under the same lock as `update_results_md`; True when the file changed."""
+    path = Path(path)
+    spec = _spec(spec)
+    with _locked(path):
+        text = path.read_text(encoding="utf-8")
+        if spec.begin not in text:
+            return False
+        new = render_results_md(text, parse_results_table(text, str(path), spec), spec)
+        if new == text:
+            return False
+        atomic_write_text(path, new)
+        return True
 
 
 def plot_learning_curve(path: str | Path, train: list[tuple[int, float]], dev: list[tuple[int, float]],

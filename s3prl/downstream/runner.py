@@ -78,10 +78,21 @@ def load_best_dev(task, trainer: Trainer, exp_dir: Path) -> BestDev:
     return BestDev(step=step, steps=trainer.step, found=best.is_file(), dev_history=dev_history)
 
 
-def run_fields(best: BestDev, chash: str, command: str | None, exp_dir: Path) -> dict:
-    """The results.json fields every task records about the run itself."""
-    return {"best_step": best.step, "steps": best.steps, "config_hash": chash, "command": command_line(command),
-            "exp_dir": str(exp_dir)}
+def run_fields(best: BestDev, chash: str, command: str | None, exp_dir: Path, *, cfg=None, inputs=None) -> dict:
+    """The results.json fields every task records about the run itself; with the run's `cfg` also
+    its seed (runner.seed: the head's initial weights; dataloader.seed: the batch order), with its
+    `inputs` (an object with ``fingerprint_sources()``: s3prl.downstream.fingerprint.Sources) the
+    fingerprints of its corpus, features and upstream checkpoint."""
+    out = {"best_step": best.step, "steps": best.steps, "config_hash": chash, "command": command_line(command),
+           "exp_dir": str(exp_dir)}
+    if cfg is not None:
+        out["seed"] = int(cfg.runner.seed)
+        out["data_seed"] = int(cfg.dataloader.seed)
+    if inputs is not None and hasattr(inputs, "fingerprint_sources"):
+        from s3prl.downstream.fingerprint import fingerprints
+
+        out["fingerprints"] = fingerprints(inputs.fingerprint_sources())
+    return out
 
 
 def finish_run(exp_dir: Path, record: dict, history: list[dict], dev_curve: list[tuple[int, float]], best: BestDev,

@@ -197,7 +197,7 @@ def sentiment_row(record: dict, exp_label: str | None = None) -> list[str]:
     return table_row([str(record["labels"]), str(record["upstream"]), str(record["layer"]), str(record["head"]),
                       percent(record.get("dev_accuracy")), percent(record.get("test_accuracy")),
                       _num(record.get("dev_mae")), _num(record.get("test_mae")), _num(record.get("test_pearson"))],
-                     record, exp_label)
+                     record, exp_label, fingerprints=True)
 
 
 SENTIMENT_REQUIRED = ("task", "labels", "upstream", "layer", "head", "dev_accuracy", "test_accuracy", "best_step",
@@ -206,7 +206,7 @@ SENTIMENT_TABLE = TableSpec(
     begin="<!-- sentiment-results:begin -->", end="<!-- sentiment-results:end -->",
     title="## Sentiment (CMU-MOSEI protocol: segments of 1-20 s with |score| >= 0.1, video-level split, seed 29)",
     columns=("labels", "upstream", "layer", "head", "dev acc %", "test acc % (best dev)", "dev MAE",
-             "test MAE", "test Pearson r", "best step", "steps", "config", "exp"),
+             "test MAE", "test Pearson r", "best step", "steps", "config", "fingerprints", "exp"),
     key_columns=4, required=SENTIMENT_REQUIRED, row=sentiment_row)
 
 
@@ -281,7 +281,7 @@ def _score(task: SentimentTask, trainer: Trainer, datasets: dict, info: dict, ch
         "dev_mae": res["dev"]["mae"] if regression else None, "test_mae": res["test"]["mae"] if regression else None,
         "test_pearson": _finite(res["test"]["pearson"]) if regression else None,
         "dev_pearson": _finite(res["dev"]["pearson"]) if regression else None,
-        **run_fields(best, chash, command, exp_dir),
+        **run_fields(best, chash, command, exp_dir, cfg=cfg, inputs=inputs),
         "num_outputs": info["num_outputs"], "num_utts": info["num_utts"],
         "metric": "mae" if regression else "utterance accuracy",
         "dev_count": int(res["dev"]["count"]), "test_count": int(res["test"]["count"]),

@@ -180,11 +180,15 @@ class RunInputs:
     (dump dir or Kaldi features). data_dir: a data dir (wav.scp, or feats.scp for upstreams trained
     on external features) fed through `upstream` on the fly. upstream: checkpoint path or baseline
     name; with feats_dir it only names (and is checked against) the upstream the dump recorded.
+    name: the upstream's name in the results tables and results.json (default: from `upstream`),
+    to tell apart two runs of one upstream that differ in their config (fbank read with global and
+    with per-utterance CMVN).
     """
     label_dir: str
     feats_dir: str | None = None
     data_dir: str | None = None
     upstream: str | None = None
+    name: str | None = None
 
     @staticmethod
     def add_arguments(p) -> None:
@@ -196,10 +200,14 @@ class RunInputs:
         src.add_argument("--feats", metavar="DIR", help="data dir with dumped representations (feats.scp)")
         src.add_argument("--data", metavar="DIR", help="data dir to run --upstream on the fly")
         p.add_argument("--upstream", help="checkpoint path or baseline name (fbank, mfcc)")
+        p.add_argument("--upstream-name", metavar="NAME",
+                       help="the upstream's name in RESULTS.md and results.json (default: from --upstream), "
+                            "e.g. fbank_uttcmvn for fbank read with another CMVN")
 
     @classmethod
     def from_args(cls, args) -> "RunInputs":
-        return cls(label_dir=args.labels, feats_dir=args.feats, data_dir=args.data, upstream=args.upstream)
+        return cls(label_dir=args.labels, feats_dir=args.feats, data_dir=args.data, upstream=args.upstream,
+                   name=getattr(args, "upstream_name", None))
 
     def resolved(self) -> dict:
         from s3prl.dump import source_identity
@@ -208,10 +216,19 @@ class RunInputs:
                "feats": str(Path(self.feats_dir).resolve()) if self.feats_dir else None,
                "data": str(Path(self.data_dir).resolve()) if self.data_dir else None,
                "upstream": self.upstream}
+        if self.name:   # only when given: runs made before the option existed keep their hash
+            out["name"] = self.name
         made_by = source_identity(self.feats_dir) if self.feats_dir else source_identity(upstream=self.upstream)
         if made_by:
             out["made_by"] = made_by
         return out
+
+    def fingerprint_sources(self):
+        """What the run reads, for its fingerprints (s3prl.downstream.fingerprint)."""
+        from s3prl.downstream.fingerprint import Sources
+
+        return Sources(dirs={"data": str(self.feats_dir or self.data_dir)}, on_the_fly=not self.feats_dir,
+                       upstream=self.upstream, labels=self.label_dir)
 
 
 def upstream_label(name: str) -> str:
@@ -313,8 +330,12 @@ def representation_of(inputs: RunInputs, input_cfg, device: str, check: Callable
     if bool(inputs.feats_dir) == bool(inputs.data_dir):
         raise UserError("give exactly one of --feats (dumped representations) and --data (run the upstream on the fly)")
     if inputs.feats_dir:
-        return dumped_representation(inputs.feats_dir, inputs.upstream, input_cfg.layer)
-    return on_the_fly_representation(inputs.upstream, input_cfg, device, "--data", check, dataloader)
+        rep = dumped_representation(inputs.feats_dir, inputs.upstream, input_cfg.layer)
+    else:
+        rep = on_the_fly_representation(inputs.upstream, input_cfg, device, "--data", check, dataloader)
+    if getattr(inputs, "name", None):
+        rep.name = inputs.name
+    return rep
 
 
 def feature_dataset(data_dir: str, dc, rep: Representation, *, utts: list[str] | None = None, train: bool = False,
@@ -431,7 +452,7 @@ def _score(task: ClassificationTask, trainer: Trainer, datasets: dict, info: dic
     record = {
         "task": cfg.task, "upstream": info["upstream"], "layer": info["layer"], "head": cfg.head.name,
         "dev_accuracy": dev["accuracy"], "test_accuracy": test["accuracy"],
-        **run_fields(best, chash, command, exp_dir),
+        **run_fields(best, chash, command, exp_dir, cfg=cfg, inputs=inputs),
         "num_classes": info["num_classes"], "num_utts": info["num_utts"],
         "metric": "frame accuracy" if task.model.frame_level else "utterance accuracy",
         "dev_count": int(dev["count"]), "test_count": int(test["count"]),

@@ -245,6 +245,13 @@ def test_output_files_kaldi_format(trained, spelled):
     rows = parse_results_table(md.read_text(), spec=ASR_TABLE)
     assert len(rows) == 1 and rows[0][:5] == ["asr", "spelled", "-", "bilstm", "char8"]
     assert rows[0][7] == f"{rec['test_wer']:.2f}"
+    # the shared runner's seed and fingerprints (the three dirs' corpus and feats; no checkpoint)
+    from s3prl.downstream.fingerprint import Sources, fingerprints, short
+
+    assert rec["seed"] == 1337 and rec["fingerprints"]["checkpoint"] == "-"
+    assert rec["fingerprints"] == fingerprints(inputs.fingerprint_sources())
+    assert rows[0][-2] == short(rec["fingerprints"]) and rec["fingerprints"]["corpus"] != fingerprints(
+        Sources(dirs={"train": inputs.train}))["corpus"]
 
 
 def test_rerun_is_skipped_and_other_config_refused(trained):

@@ -31,14 +31,15 @@ def test_results_md_row_update_is_idempotent(tmp_path):
     assert md.read_text() == first
     assert first.startswith("# Results\n\nSome notes kept as they are.\n")
     rows = R.parse_results_table(first)
-    assert rows == [["phone", "tera_tiny", "last", "linear", "65.12", "64.31", "150", "200", "abcdef0123", "exp/a"]]
-    # A rerun of the same (task, upstream, layer, head) replaces its row; another head adds one.
+    assert rows == [["phone", "tera_tiny", "last", "linear", "-", "65.12", "64.31", "150", "200", "abcdef0123", "-",
+                     "exp/a"]]
+    # A rerun of the same (task, upstream, layer, head, seed) replaces its row; another head adds one.
     R.update_results_md(md, _rec(test_accuracy=0.7), "exp/a")
     R.update_results_md(md, _rec(head="1hidden"), "exp/b")
     text = md.read_text()
     rows = R.parse_results_table(text)
     assert [r[3] for r in rows] == ["1hidden", "linear"]
-    assert rows[1][5] == "70.00"
+    assert rows[1][6] == "70.00"
     # Text after the table survives too.
     md.write_text(text + "\n## Later section\n")
     R.update_results_md(md, _rec(task="speaker", head="utterance"), "exp/c")
@@ -53,7 +54,7 @@ def test_results_json_roundtrip_and_table_cli(tmp_path, capsys):
     md = tmp_path / "RESULTS.md"
     assert results_table.main(["--exp", str(exp), "--update", str(md)]) == 0
     out = capsys.readouterr().out
-    assert "| phone | tera_tiny | last | linear | 65.12 | 64.31 |" in out
+    assert "| phone | tera_tiny | last | linear | - | 65.12 | 64.31 |" in out
     assert len(R.parse_results_table(md.read_text())) == 1
     assert results_table.main([str(md)]) == 0
     table = capsys.readouterr().out

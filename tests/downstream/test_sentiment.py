@@ -141,6 +141,7 @@ def test_train_modes(fixture, tmp_path, mode):
         assert rec["test_pearson"] > 0.8 and rec["test_accuracy"] >= 0.8
     rows = parse_results_table(md.read_text(), str(md), SENTIMENT_TABLE)
     assert len(rows) == 1 and rows[0][:4] == [mode, "fbank", "last", "utterance"]
+    assert rows[0][-2] == "c:{} f:{} k:-".format(rec["fingerprints"]["corpus"][:4], rec["fingerprints"]["features"][:4])
     preds = (tmp_path / "exp" / "predictions.txt").read_text().splitlines()
     assert len(preds) == 32 and preds[0].split()[0] == "dev"
     # rerun: complete, no training

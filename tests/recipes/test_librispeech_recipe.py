@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from s3prl.data.kaldi_dir import DataDir, validate_data_dir
+from s3prl.downstream.results import parse_results_table, parse_summary_table
 from tests.conftest import link_recipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,7 +88,7 @@ def test_unknown_option_is_an_error(recipe):
     assert "no-such-option" in p.stderr or "no_such_option" in p.stderr
 
 
-SMALL = ("--upstreams", "tera",
+SMALL = ("--upstreams", "tera", "--probe-seeds", "1337",
          "--pretrain-overrides", "runner.total_steps=20 runner.save_step=10 dataloader.max_timestep=300",
          "--downstream-overrides", "runner.total_steps=20 runner.dev_step=10")
 
@@ -107,15 +108,28 @@ def test_pretrain_dump_downstream_results(full_run):
     for dump in dumps:
         validate_data_dir(dump)
     text = (rdir / "RESULTS.md").read_text()
-    rows = [l for l in text.splitlines() if l.startswith("| phone") or l.startswith("| speaker")]
-    assert len(rows) == 4, text
-    for row in rows:
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        dev, test = float(cells[4]), float(cells[5])
+    rows = parse_results_table(text)
+    # fbank, the tera layer, and for speakers also fbank with per-utterance CMVN; seed 1337
+    assert sorted((r[0], r[1], r[4]) for r in rows) == [
+        ("phone", "exp/tera_tiny", "1337"), ("phone", "fbank", "1337"), ("speaker", "exp/tera_tiny", "1337"),
+        ("speaker", "fbank", "1337"), ("speaker", "fbank_uttcmvn", "1337")], text
+    for cells in rows:
+        dev, test = float(cells[5]), float(cells[6])
         assert 0.0 <= dev <= 100.0 and 0.0 <= test <= 100.0
+        assert re.fullmatch(r"c:[0-9a-f]{4} f:[0-9a-f]{4} k:([0-9a-f]{4}|-)", cells[10]), cells
+        assert cells[10].endswith("k:-") == (not cells[1].startswith("exp/")), cells
+    # one corpus for all; the fbank rows read the same features
+    assert len({r[10].split()[0] for r in rows}) == 1
+    assert len({r[10] for r in rows if not r[1].startswith("exp/")}) == 1
     # Phone accuracy of a 20-step linear probe is above chance (1/41) for both inputs.
-    phone = [r for r in rows if r.startswith("| phone")]
-    assert all(float(r.strip("|").split("|")[5]) > 100 / 41 for r in phone), phone
+    phone = [r for r in rows if r[0] == "phone"]
+    assert all(float(r[6]) > 100 / 41 for r in phone), phone
+    # the two fbank speaker baselines differ in their CMVN only
+    cfgs = {n: yaml.safe_load((rdir / "exp" / "downstream" / f"speaker_utterance_{n}" / "config.yaml").read_text())
+            for n in ("fbank", "fbank_uttcmvn")}
+    assert cfgs["fbank"]["dataloader"]["cmvn"] == "global" and cfgs["fbank_uttcmvn"]["dataloader"]["cmvn"] == "utterance"
+    assert {k: v for k, v in cfgs["fbank"]["dataloader"].items() if k != "cmvn"} == \
+        {k: v for k, v in cfgs["fbank_uttcmvn"]["dataloader"].items() if k != "cmvn"}
     # A rerun of the finished stages 3-6 does no work.
     before = _snapshot(rdir / "exp") | _snapshot(rdir / "dump")
     _run(rdir, "--stage", "3", "--stop-stage", "6", *SMALL)
@@ -171,12 +185,41 @@ def test_same_seed_same_outputs(full_run, tmp_path):
         assert ca[key].keys() == cb[key].keys()
         assert all(torch.equal(ca[key][k], cb[key][k]) for k in ca[key]), key
     runs = sorted((first / "exp" / "downstream").glob("phone_*")) + sorted((first / "exp" / "downstream").glob("speaker_*"))
-    assert len(runs) == 4
+    runs = [r for r in runs if "_seed" not in r.name]
+    assert len(runs) == 5
     for exp in runs:
         ra = json.loads((exp / "results.json").read_text())
         rb = json.loads((second / "exp" / "downstream" / exp.name / "results.json").read_text())
         for k in ("dev_accuracy", "test_accuracy", "best_step"):
             assert ra[k] == rb[k], (exp.name, k)
+        # another clone, the same corpus, features and checkpoint tensors: the same fingerprints
+        assert ra["fingerprints"] == rb["fingerprints"], exp.name
+
+
+def test_probe_seeds_fold_into_mean_sd(full_run):
+    """--probe-seeds "1337 2": the seed-1337 runs of full_run are reused as they are (plain dir
+    names), seed 2 runs in <...>_seed2 dirs; RESULTS.md folds both into mean +- sd (n=2)."""
+    rdir = full_run
+    plain = rdir / "exp" / "downstream" / "speaker_utterance_fbank_uttcmvn" / "results.json"
+    mtime = plain.stat().st_mtime_ns
+    _run(rdir, "--stage", "5", "--stop-stage", "7", "--asr", "false", *SMALL, "--probe-seeds", "1337 2")  # the last wins
+    assert plain.stat().st_mtime_ns == mtime
+    names = sorted(p.name for p in (rdir / "exp" / "downstream").glob("*_seed2"))
+    plains = sorted(p.name for p in (rdir / "exp" / "downstream").glob("[ps][hp]*") if "_seed" not in p.name)
+    assert len(plains) == 5 and names == [f"{p}_seed2" for p in plains]
+    assert "speaker_utterance_fbank_uttcmvn_seed2" in names and not list((rdir / "exp" / "downstream").glob("*_seed1337"))
+    for n in names:
+        rec = json.loads((rdir / "exp" / "downstream" / n / "results.json").read_text())
+        first = json.loads((rdir / "exp" / "downstream" / n[:-len("_seed2")] / "results.json").read_text())
+        assert rec["seed"] == rec["data_seed"] == 2 and first["seed"] == 1337
+        assert rec["fingerprints"] == first["fingerprints"]          # same data, features, checkpoint
+        assert rec["config_hash"] != first["config_hash"]
+    text = (rdir / "RESULTS.md").read_text()
+    assert len(parse_results_table(text)) == 10
+    summary = parse_summary_table(text)
+    assert len(summary) == 5 and all(r[4] == "1337,2" and r[6].endswith("(n=2)") for r in summary), summary
+    tera = [r for r in summary if r[0] == "speaker" and r[1] == "exp/tera_tiny"][0]
+    assert tera[7].startswith("fbank: ") and "; fbank_uttcmvn: " in tera[7] and "noise" in tera[7]
 
 
 HYBRID = ("--hybrid", "true", "--stage", "9", "--stop-stage", "9", "--mono-iters", "6", "--mono-totgauss", "150",

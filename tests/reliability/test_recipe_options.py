@@ -178,3 +178,31 @@ def test_every_pretrain_preset_is_upstream_size(recipe):
             assert f.is_file(), f
             if recipe == "timit":
                 assert f.is_symlink() and f.resolve() == (REPO / "egs" / "librispeech" / "conf" / f.name).resolve()
+
+
+@pytest.mark.parametrize("seeds,line", [
+    ("1 x", "--probe-seeds must be whole numbers, got 'x' in '1 x'"),
+    ("-1", "--probe-seeds must be whole numbers, got '-1' in '-1'"),
+    ("2 3 2", "--probe-seeds: seed 2 given twice in '2 3 2'"),
+    ("1337 01337", "--probe-seeds: seed 01337 given twice in '1337 01337'"),
+    ("", "--probe-seeds: give at least one seed"),
+])
+def test_probe_seeds_refused_before_any_stage(tmp_path, seeds, line):
+    rdir = _recipe_copy(tmp_path, "librispeech")
+    r = _run(rdir, "--probe-seeds", seeds)
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1] == f"{rdir}/run.sh: {line}", r.stderr
+    assert "Stage" not in r.stderr and _written(rdir) == []
+
+
+def test_plain_seed_is_every_probe_preset_seed():
+    """utils/recipe.sh's RECIPE_PLAIN_SEED (the probe seed whose exp dirs keep their plain names)
+    is the runner.seed of every phone / speaker preset, so a plain dir made before --probe-seeds
+    existed holds that seed's run."""
+    from s3prl.downstream.config import load_downstream_config
+
+    plain = int(re.search(r"^RECIPE_PLAIN_SEED=([0-9]+)$", (REPO / "utils" / "recipe.sh").read_text(), re.M).group(1))
+    presets = sorted((REPO / "egs" / "librispeech" / "conf" / "downstream").glob("[ps][hp]*.yaml"))
+    assert {p.name.split("_")[0] for p in presets} == {"phone", "speaker"} and len(presets) >= 6
+    for p in presets:
+        cfg = load_downstream_config(str(p))
+        assert cfg.runner.seed == plain and cfg.dataloader.seed == plain, p
