@@ -53,7 +53,7 @@ mono_iters=40              # stage 7: monophone EM passes (steps/train_mono.sh)
 mono_totgauss=1000         # stage 7: Gaussians after mixing up
 downstream_size=tiny       # stage 7 DNN config: tiny (demo) or base
 downstream_overrides=""    # space-separated K=V config overrides for the stage 7 DNNs
-max_parallel=1             # stage 7 DNN runs side by side
+max_parallel=$(nproc 2>/dev/null || echo 1)  # stage 7 DNN runs side by side (one thread each, see path.sh)
 # End configuration section.
 
 help_message="Usage: $0 --corpus-dir DIR [options]

@@ -220,7 +220,7 @@ def test_training_learns_spelled_features(trained):
 
 
 def test_output_files_kaldi_format(trained, spelled):
-    exp, md, rec, _ = trained
+    exp, md, rec, inputs = trained
     assert (exp / "tokenizer.model").is_file() and (exp / "best-dev.ckpt").is_file()
     assert (exp / "learning_curve.png").stat().st_size > 0
     for split, name in (("dev", "decode_dev"), ("test", "decode_test")):
