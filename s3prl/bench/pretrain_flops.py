@@ -52,6 +52,22 @@ def matmul_peak(n: int = 2048, repeats: int = 5, dtype: str = "float32") -> floa
     return 2 * n ** 3 / dt
 
 
+def autograd_saved_mib(forward) -> float:
+    """MiB of the distinct storages autograd keeps for the backward pass of `forward()` (a loss):
+    the activation memory of a training step, independent of machine load."""
+    storages = {}
+
+    def pack(t):
+        st = t.untyped_storage()
+        storages[st.data_ptr()] = st.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = forward()
+    loss.backward()
+    return sum(storages.values()) / 2 ** 20
+
+
 def _objective(size: str, seed: int, attention_dropout: float = 0.1):
     from s3prl.upstream.config import MaskConfig, TransformerConfig, UpstreamConfig
     from s3prl.upstream.objectives import MaskedReconstruction
@@ -99,7 +115,13 @@ def bench_pretrain(*, sizes=("base", "tiny"), batch: int = 4, frames: int = 500,
             fwd_bwd()
             opt.step()
 
+        def loss():
+            opt.zero_grad(set_to_none=True)
+            with amp:
+                return obj(feats, lengths, g).loss
+
         dt = timed(step, repeats=repeats, warmup=1)
+        saved = autograd_saved_mib(loss)
         dt_fb = timed(fwd_bwd, repeats=repeats)
         dt_opt = timed(opt.step, repeats=max(3, repeats))   # the update alone (grads in place)
         t = cfg.transformer
@@ -121,7 +143,7 @@ def bench_pretrain(*, sizes=("base", "tiny"), batch: int = 4, frames: int = 500,
                      "step_gflop": fl["step"] / 1e9, "achieved_gflops": achieved / 1e9,
                      "recipe_gflop": recipe_fl / 1e9, "recipe_update_seconds": recipe_s,
                      # the model alone (no optimizer update): what batch x frames can amortise
-                     "fwd_bwd_seconds": dt_fb,
+                     "fwd_bwd_seconds": dt_fb, "autograd_saved_mib": saved,
                      "optimizer_seconds": dt_opt, "optimizer_share": dt_opt / (dt_fb + dt_opt),
                      "recipe_batch": recipe_batch, "recipe_accumulation": accumulation,
                      "recipe_optimizer_share": dt_opt / recipe_s,

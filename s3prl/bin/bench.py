@@ -133,6 +133,8 @@ def table(results: dict) -> str:
                  ">= 50 %" if row["size"] == "base" else "")
             line(b, "fraction of peak, fwd+bwd only", _f(100 * row["fwd_bwd_fraction_of_peak"], ".0f") + " %")
             line(b, "optimizer update share of step", _f(100 * row["optimizer_share"], ".0f") + " %")
+            if "autograd_saved_mib" in row:
+                line(b, "activation memory kept for backward (MiB)", _f(row["autograd_saved_mib"], ".0f"))
             if "recipe_update_fraction_of_peak" in row:
                 line(f"pretrain {row['size']} recipe {row['recipe_batch']}x{row['frames']}x{row['recipe_accumulation']}"
                      f" attn-drop {row.get('attention_dropout', 0.1):g} {row.get('dtype', 'float32')}",

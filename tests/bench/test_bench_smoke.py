@@ -67,7 +67,7 @@ def test_quick_run_writes_finite_json(tmp_path, capsys):
     assert all(_finite(x["step_speedup"]) for x in pt["bf16_over_fp32"])
     for r in pt["rows"]:
         assert all(_finite(r[k]) for k in ("step_seconds", "step_gflop", "achieved_gflops", "fraction_of_peak",
-                                           "fwd_bwd_fraction_of_peak", "optimizer_share"))
+                                           "fwd_bwd_fraction_of_peak", "optimizer_share", "autograd_saved_mib"))
         assert 0 <= r["optimizer_share"] <= 1 and 0 < r["recipe_optimizer_share"] < r["optimizer_share"]
         assert _finite(r["recipe_update_fraction_of_peak"]) and r["recipe_update_fraction_of_peak"] > 0
         assert r["top_ops"] and all(0 <= o["self_share"] <= 1 for o in r["top_ops"])

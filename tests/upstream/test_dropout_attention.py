@@ -72,3 +72,15 @@ def test_rejects_p_outside_the_open_interval():
     for p in (0.0, 1.0):
         with pytest.raises(ValueError, match="p must be in"):
             da.blocked_dropout_attention(q, k, v, None, p)
+
+
+def test_keeps_no_float_scores_for_the_backward_pass():
+    # what autograd keeps: q, k, v, the output and a 2-byte 0/1 mask; never a float32 (N, T, T)
+    from s3prl.bench.pretrain_flops import autograd_saved_mib
+
+    q, k, v = _inputs(4, 256, 8, torch.float32)
+    probs_mib = 4 * 256 * 256 * 4 / 2 ** 20
+    saved = autograd_saved_mib(lambda: da.blocked_dropout_attention(q, k, v, None, 0.1).sum())
+    assert saved < 0.75 * probs_mib, saved
+    unblocked = autograd_saved_mib(lambda: _reference(q, k, v, None, 0.1).sum())
+    assert unblocked > 2 * saved, (unblocked, saved)
