@@ -187,7 +187,8 @@ def plot_curve(path: str | Path, curve: dict) -> Path:
     path = Path(path)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     steps = [p["step"] for c in curve["curves"] for p in c["points"]]
-    several_layers = len({c["layer"] for c in curve["curves"]}) > 1
+    names = [c["upstream"] for c in curve["curves"]]
+    several_layers = len(names) > len(set(names))       # --layer all: one line per layer
     for i, c in enumerate(curve["curves"]):
         colour = f"C{i % 10}"
         label = f"{c['upstream']} layer {c['layer']}" if several_layers else c["upstream"]
