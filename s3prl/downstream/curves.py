@@ -38,6 +38,8 @@ TITLE = ("## Learning curves (probe accuracy vs pre-training step; fbank: the pr
          "stage-5 downstream config.")
 COLUMNS = ("task", "head", "upstream", "layer", "pre-training step", "dev acc %", "test acc %", "exp")
 KEY_COLUMNS = 5
+# Rows are built from several runs at once (not one results.json per row), so the spec's
+# per-record `row` builder is unused; the spec gives results.py's parser the markers and columns.
 TABLE = TableSpec(BEGIN, END, TITLE, COLUMNS, KEY_COLUMNS, (), lambda rec, label=None: [])
 
 
@@ -82,8 +84,9 @@ def curve_checkpoints(exp_dir: str | Path, steps: list[int]) -> list[tuple[int, 
         path = exp_dir / checkpoint_name(step)
         if not path.is_file():
             kept = " ".join(str(s) for s, _ in find_checkpoints(exp_dir)) or "none"
-            raise UserError(f"{path}: no checkpoint at pre-training step {step} (kept: {kept}); pre-train into "
-                            f"a new exp dir with runner.keep_steps listing it (run.sh --curve-steps)")
+            raise UserError(f"{path}: no checkpoint at pre-training step {step} (kept: {kept}); pre-train again "
+                            f"with runner.keep_steps listing it (run.sh: move {exp_dir} aside, rerun stage 3 "
+                            f"with --curve-steps)")
         out.append((step, path))
     return out
 

@@ -31,6 +31,8 @@ TITLE = ("## Generalisation: frozen upstreams probed on a second corpus\n\n"
 COLUMNS = ("corpus", "task", "upstream", "layer", "head", "dev acc %", "test acc %", "vs fbank",
            "pre-training corpus test acc %", "vs fbank there", "exp")
 KEY_COLUMNS = 5
+# Rows are built from several runs at once (not one results.json per row), so the spec's
+# per-record `row` builder is unused; the spec gives results.py's parser the markers and columns.
 TABLE = TableSpec(BEGIN, END, TITLE, COLUMNS, KEY_COLUMNS, (), lambda rec, label=None: [])
 
 

@@ -39,7 +39,8 @@ def test_missing_checkpoint_is_one_line_naming_it(tmp_path, capsys):
     with pytest.raises(UserError) as e:
         curve_checkpoints(run, [500, 8000])
     assert str(e.value) == (f"{run}/states-500.ckpt: no checkpoint at pre-training step 500 (kept: 7500 8000); "
-                            "pre-train into a new exp dir with runner.keep_steps listing it (run.sh --curve-steps)")
+                            f"pre-train again with runner.keep_steps listing it (run.sh: move {run} aside, rerun "
+                            "stage 3 with --curve-steps)")
     # the verb checks every run before it prints anything, and exits 1 with that one line
     good = _pretrain_run(tmp_path / "apc_tiny", 500, [500])
     with pytest.raises(SystemExit) as ex:

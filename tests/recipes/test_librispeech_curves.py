@@ -64,8 +64,8 @@ def test_learning_curve_stage(pretrained):
     p = _run(rdir, "--stage", "10", "--stop-stage", "10", "--curve-steps", "7", *SMALL, check=False)
     assert p.returncode == 1
     assert p.stderr.strip().splitlines()[-1].endswith(
-        "exp/apc_tiny/states-7.ckpt: no checkpoint at pre-training step 7 (kept: 5 10); pre-train into a new exp "
-        "dir with runner.keep_steps listing it (run.sh --curve-steps)"), p.stderr
+        "exp/apc_tiny/states-7.ckpt: no checkpoint at pre-training step 7 (kept: 5 10); pre-train again with "
+        "runner.keep_steps listing it (run.sh: move exp/apc_tiny aside, rerun stage 3 with --curve-steps)"), p.stderr
     after = _snapshot(rdir / "exp") | _snapshot(rdir / "dump") | {"md": (rdir / "RESULTS.md").stat().st_mtime_ns}
     assert {k: v for k, v in after.items() if "/log/" not in f"/{k}"} == \
         {k: v for k, v in before.items() if "/log/" not in f"/{k}"}
