@@ -45,12 +45,14 @@ def find_checkpoints(exp_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def prune_checkpoints(exp_dir: str | Path, max_keep: int) -> list[Path]:
-    """Delete all but the newest `max_keep` checkpoints (max_keep <= 0 keeps all); returns the removed."""
+def prune_checkpoints(exp_dir: str | Path, max_keep: int, keep_steps=()) -> list[Path]:
+    """Delete all but the newest `max_keep` checkpoints (max_keep <= 0 keeps all); those of
+    `keep_steps` are neither counted nor deleted. Returns the removed."""
     if max_keep <= 0:
         return []
+    keep = {int(s) for s in keep_steps}
     removed = []
-    for _, p in find_checkpoints(exp_dir)[:-max_keep]:
+    for _, p in [c for c in find_checkpoints(exp_dir) if c[0] not in keep][:-max_keep]:
         p.unlink(missing_ok=True)
         removed.append(p)
     return removed

@@ -16,7 +16,9 @@
 # (--probe-seeds), recipe_pretrain_config, recipe_downstream_config, recipe_upstream_name,
 # recipe_corpus / recipe_get_corpus (stage 0), recipe_nj_upto, recipe_layer_dirs and the hybrid
 # DNN-HMM stage recipe_hybrid (below), so that a recipe's stages only loop over sets x upstreams x
-# tasks.
+# tasks; and the bodies of LibriSpeech's optional stages over its probes (recipe_probe,
+# recipe_curve_steps / recipe_learning_curves for --curve-steps, recipe_eval_corpus /
+# recipe_transfer for a second corpus).
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
@@ -292,4 +294,134 @@ recipe_hybrid() {
       --no-progress --results-md RESULTS.md "$dir"
   done
   bg_wait
+}
+
+# recipe_probe LABEL TASK HEAD LABELS FEATS UPSTREAM DIR: one phone / speaker probe as stage 5 runs
+# it (the TASK_HEAD downstream preset, --downstream-overrides, utils/with_lock.sh, $cuda_cmd), in the
+# background (utils/parallel.sh bg_run; bg_wait after the last), into DIR. It writes no RESULTS.md
+# row: the stage that calls it builds its own table from DIR/results.json.
+recipe_probe() {
+  local label=$1 task=$2 head=$3 labels=$4 feats=$5 upstream=$6 dir=$7
+  log "$label: $task classification on $feats, $head head -> $dir"
+  bg_run utils/with_lock.sh "$dir" $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream \
+    --config "$(recipe_downstream_config "${task}_${head}")" --task "$task" \
+    ${downstream_args[@]+"${downstream_args[@]}"} \
+    --labels "$labels" --feats "$feats" --upstream "$upstream" --results-md "" "$dir"
+}
+
+# recipe_curve_steps: --curve-steps checked (whole numbers >= 1, space or comma separated) before any
+# stage runs, and normalised to one space between steps.
+recipe_curve_steps() {
+  local s out=""
+  for s in ${curve_steps//,/ }; do
+    if ! [[ "$s" =~ ^[0-9]+$ ]] || [ "$((10#$s))" -lt 1 ]; then
+      echo "$0: --curve-steps must be pre-training steps (whole numbers >= 1), got '$s'" >&2
+      exit 1
+    fi
+    out="$out $((10#$s))"
+  done
+  curve_steps=${out# }
+}
+
+# recipe_learning_curves LABEL LABELS SET NAME...: the learning-curves stage. For each pre-training
+# run exp/NAME, its checkpoints at --curve-steps up to its total_steps (all runs checked first: a
+# step it did not keep stops the stage, naming the file) are dumped on data/SET into
+# dump/NAME_step<N> and probed with each --phone-heads head (exp/curves/phone_<head>_NAME_step<N>_
+# layer-<k>); the fbank probe is stage 5's (exp/downstream/phone_<head>_fbank, done there or here).
+# Then exp/curves/phone_<head>.png/.json and RESULTS.md's learning-curves table
+# (python -m s3prl.bin.learning_curve).
+recipe_learning_curves() {
+  local label=$1 labels=$2 set=$3 name line d step ckpt dirs l head dir out
+  local -a exps=() plan=() runs
+  shift 3
+  for name in "$@"; do exps+=("exp/$name"); done
+  out=$(python -m s3prl.bin.learning_curve checkpoints --steps "$curve_steps" "${exps[@]}")
+  if [ -z "$out" ]; then
+    log "$label: no --curve-steps step ($curve_steps) is within the pre-training runs of $*"
+    return 0
+  fi
+  mapfile -t plan <<< "$out"
+  for line in "${plan[@]}"; do
+    IFS=$'\t' read -r d step ckpt <<< "$line"
+    recipe_dump "$label" "$ckpt" "$(basename "$d")_step$step" "$set"
+  done
+  for head in $phone_heads; do
+    runs=()
+    recipe_probe "$label" phone "$head" "$labels" "data/$set" fbank "exp/downstream/phone_${head}_fbank"
+    for line in "${plan[@]}"; do
+      IFS=$'\t' read -r d step ckpt <<< "$line"
+      name=$(basename "$d")
+      dirs=$(recipe_layer_dirs "$ckpt" "dump/${name}_step$step" "$set")
+      for l in $dirs; do
+        dir=exp/curves/phone_${head}_${name}_step${step}_$(basename "$l")
+        recipe_probe "$label" phone "$head" "$labels" "$l/$set" "$ckpt" "$dir"
+        runs+=(--run "$name:$step:$dir")
+      done
+    done
+    bg_wait
+    log "$label: learning curve exp/curves/phone_$head.png"
+    python -m s3prl.bin.learning_curve report "${runs[@]}" --fbank "exp/downstream/phone_${head}_fbank" \
+      --results-md RESULTS.md "exp/curves/phone_$head"
+  done
+}
+
+# recipe_eval_corpus SYNTH_PREFIX: stage 11's corpus from --eval-corpus-seed N (the synthetic corpus
+# SYNTH_PREFIX<N> that stage 11 generates with --synth-preset) or --eval-corpus-dir (made absolute), its
+# labels eval_cpc_dir (default <corpus>/cpc) and its namespace eval_tag (eval_<corpus dir name>:
+# data/<tag>/, feats/<tag>/, dump/<upstream>_<tag>/, exp/downstream_<tag>/); eval_tag is empty when
+# neither is given. Checked before any stage runs.
+recipe_eval_corpus() {
+  eval_tag=
+  eval_corpus=
+  if [ -n "$eval_corpus_seed" ] && [ -n "$eval_corpus_dir" ]; then
+    echo "$0: give --eval-corpus-seed or --eval-corpus-dir, not both" >&2
+    exit 1
+  fi
+  if [ -n "$eval_corpus_seed" ]; then
+    recipe_check_int eval_corpus_seed 0
+    if $synthetic && [ "$eval_corpus_seed" -eq "$synth_seed" ]; then
+      echo "$0: --eval-corpus-seed $eval_corpus_seed is the pre-training corpus' --synth-seed; give another seed" >&2
+      exit 1
+    fi
+    eval_corpus=$1$eval_corpus_seed
+  elif [ -n "$eval_corpus_dir" ]; then
+    eval_corpus=$(abspath "$eval_corpus_dir")
+    eval_corpus=${eval_corpus%/}
+  else
+    return 0
+  fi
+  eval_tag=eval_$(basename "$eval_corpus")
+  if [ -z "$eval_cpc_dir" ]; then eval_cpc_dir=$eval_corpus/cpc; else eval_cpc_dir=$(abspath "$eval_cpc_dir"); fi
+}
+
+# recipe_transfer LABEL TAG LABELS SET NAME...: the second-corpus stage once data/TAG/SET exists:
+# its features, the dumps of every pre-trained exp/NAME on it (dump/NAME_TAG), stage 5's probes
+# (--phone-heads, --speaker-heads with LABELS) on fbank and on each dump in exp/downstream_TAG/, and
+# RESULTS.md's second-corpus table beside stage 5's probes of the same names
+# (python -m s3prl.bin.transfer_table).
+recipe_transfer() {
+  local label=$1 tag=$2 labels=$3 set=$4 name d inputs input feats upstream itag task_head task head dir
+  local -a exps=()
+  shift 4
+  recipe_features "$label" "$tag/$set"
+  for name in "$@"; do
+    recipe_dump "$label" "exp/$name" "${name}_$tag" "$tag/$set"
+  done
+  inputs="fbank:data/$tag/$set"
+  for name in "$@"; do
+    for d in $(recipe_layer_dirs "exp/$name" "dump/${name}_$tag" "$set"); do inputs="$inputs $name:$d/$set"; done
+  done
+  for input in $inputs; do
+    name=${input%%:*}; feats=${input#*:}
+    if [ "$name" = fbank ]; then upstream=fbank; itag=fbank; else upstream=exp/$name; itag=${name}_$(basename "$(dirname "$feats")"); fi
+    for task_head in $(for h in $phone_heads; do echo "phone:$h"; done; for h in $speaker_heads; do echo "speaker:$h"; done); do
+      task=${task_head%%:*}; head=${task_head#*:}
+      dir=exp/downstream_$tag/${task}_${head}_${itag}
+      recipe_probe "$label" "$task" "$head" "$labels" "$feats" "$upstream" "$dir"
+      exps+=(--exp "$dir")
+    done
+  done
+  bg_wait
+  log "$label: second-corpus table ($tag) in RESULTS.md"
+  python -m s3prl.bin.transfer_table --corpus "$tag" --ref-root exp/downstream "${exps[@]}" --results-md RESULTS.md
 }

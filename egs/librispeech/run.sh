@@ -14,6 +14,11 @@
 # Stages: 0 corpus | 1 data dirs | 2 features | 3 pre-training | 4 dump | 5 phone/speaker
 #         | 6 CTC speech recognition | 7 results | 8 hand-off to PyTorch-Kaldi (with --kaldi-exp)
 #         | 9 hybrid DNN-HMM recognition (with --hybrid true)
+#         | 10 learning curves: probes of kept pre-training checkpoints (with --curve-steps)
+#         | 11 generalisation: the upstreams probed on a second corpus (with --eval-corpus-seed or --eval-corpus-dir)
+#
+#   ./run.sh --curve-steps "500 1000 2000 4000 8000"   # stage 3 keeps those checkpoints, stage 10 probes them
+#   ./run.sh --stage 11 --eval-corpus-seed 2           # no re-training: a second synthetic corpus, probes, table
 set -euo pipefail
 
 # Begin configuration section.
@@ -50,13 +55,21 @@ lexicon=                   # stage 9: lexicon.txt (default: the synthetic corpus
 hybrid_mode=dump           # stage 9 upstream input: dump (stage 4's layer dirs) | weighted_sum | fine_tune (on the fly)
 mono_iters=40              # stage 9: monophone EM passes (steps/train_mono.sh)
 mono_totgauss=1000         # stage 9: Gaussians after mixing up
+curve_steps=""             # stages 3/10: pre-training steps whose checkpoints are kept (runner.keep_steps) and
+                           # probed, e.g. "500 1000 2000 4000 8000" (steps past an upstream's total_steps are left
+                           # out; APC tiny runs 500); "" skips stage 10
+eval_corpus_seed=""        # stage 11: a second synthetic corpus (--synth-preset) with this seed ("" and no
+                           # --eval-corpus-dir skips stage 11)
+eval_corpus_dir=""         # stage 11: or a real one holding LibriSpeech/<train-set>
+eval_cpc_dir=""            # stage 11: its CPC labels (default: <eval-corpus-dir>/cpc)
 pretrain_overrides=""      # space-separated K=V config overrides for every pre-training run
 downstream_overrides=""    # space-separated K=V config overrides for every downstream run
 # End configuration section.
 
 help_message="Usage: $0 [options]
   --stage N --stop-stage M   run stages N..M (0 corpus, 1 data, 2 feats, 3 pretrain, 4 dump,
-                             5 phone/speaker, 6 ASR, 7 results, 8 PyTorch-Kaldi, 9 hybrid)
+                             5 phone/speaker, 6 ASR, 7 results, 8 PyTorch-Kaldi, 9 hybrid,
+                             10 learning curves, 11 second corpus)
   --corpus-dir DIR           real LibriSpeech (default: synthetic corpus in downloads/)
   --cpc-dir DIR              CPC phone labels for the real corpus
   --synth-preset P           tiny | default | large (synthetic corpus)
@@ -80,6 +93,10 @@ help_message="Usage: $0 [options]
   --lexicon FILE             stage 9 lexicon (default: <corpus>/lexicon.txt of the synthetic corpus)
   --hybrid-mode M            dump | weighted_sum | fine_tune (stage 9: upstreams run inside the DNN)
   --mono-iters N --mono-totgauss N   stage 9 monophone GMM schedule
+  --curve-steps \"STEPS\"      stage 3 keeps these checkpoints, stage 10 probes each (PNG + table)
+  --eval-corpus-seed N       stage 11: probe the pre-trained upstreams on a synthetic corpus of seed N
+  --eval-corpus-dir DIR      stage 11: ... or on a real corpus (DIR/LibriSpeech/<train-set>)
+  --eval-cpc-dir DIR         stage 11: CPC labels of --eval-corpus-dir (default DIR/cpc)
   --pretrain-overrides \"K=V ...\"    e.g. \"runner.total_steps=50 optimizer.lr=1e-3\"
   --downstream-overrides \"K=V ...\"  e.g. \"runner.total_steps=100\""
 
@@ -110,6 +127,12 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 2 ]; then  # stages 2 and 4 split t
 fi
 recipe_overrides pretrain_args "$pretrain_overrides"
 recipe_overrides downstream_args "$downstream_overrides"
+# --curve-steps: pre-training keeps those checkpoints (runner.keep_steps; a free key: a finished run
+# stays finished, and one that did not keep them is named by stage 10).
+recipe_curve_steps
+if [ -n "$curve_steps" ]; then pretrain_args+=(--override "runner.keep_steps=[${curve_steps// /,}]"); fi
+# --eval-corpus-seed / --eval-corpus-dir: stage 11's corpus and its namespace (data/<tag>, dump/<name>_<tag>).
+recipe_eval_corpus "downloads/synth_${synth_preset}_seed"
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   recipe_get_corpus LibriSpeech \
@@ -283,4 +306,30 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ] && $hybrid; then
   hybrid_labels=; $synthetic && hybrid_labels=$cpc_dir
   pairs=(); for u in $upstreams; do pairs+=("${u}_${pretrain_size}=exp/${u}_${pretrain_size}"); done
   recipe_hybrid "Stage 9" "$train_set" "$dev_set" "$test_set" ${pairs[@]+"${pairs[@]}"}
+fi
+
+# Stage 10: learning curves of representation quality. Every kept checkpoint of --curve-steps
+# (runner.keep_steps of stage 3) is dumped (dump/<upstream>_step<N>) and probed with stage 5's phone
+# heads (exp/curves/phone_<head>_<upstream>_step<N>_layer-<k>); the fbank probe of stage 5 is the
+# baseline. exp/curves/phone_<head>.{png,json} and RESULTS.md's learning-curves table.
+if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ] && [ -n "$curve_steps" ]; then
+  recipe_check_nj_data "$train_set"
+  recipe_learning_curves "Stage 10" "$cpc_dir" "$train_set" $(for u in $upstreams; do echo "${u}_${pretrain_size}"; done)
+fi
+
+# Stage 11: generalisation. The upstreams of stage 3, not re-trained, on a second corpus: its data
+# dir data/<tag>/<train-set> and features, the dumps dump/<upstream>_<tag>, stage 5's probes (trained
+# on its own train_split) in exp/downstream_<tag>/, and RESULTS.md's second-corpus table beside the
+# numbers of stage 5.
+if [ "$stage" -le 11 ] && [ "$stop_stage" -ge 11 ] && [ -n "$eval_tag" ]; then
+  if [ -n "$eval_corpus_seed" ]; then
+    log "Stage 11: second synthetic corpus (preset $synth_preset, seed $eval_corpus_seed) -> $eval_corpus"
+    "$S3PRL_ROOT/tools/make_synthetic_corpus.sh" --preset "$synth_preset" --seed "$eval_corpus_seed" "$eval_corpus"
+  fi
+  [ -d "$eval_corpus/LibriSpeech/$train_set" ] || [ -d "$eval_corpus/$train_set" ] || \
+    { log "error: --eval-corpus-dir $eval_corpus: no LibriSpeech/$train_set in it"; exit 1; }
+  recipe_check_nj --depth 2 "$eval_corpus/LibriSpeech/$train_set" "$eval_corpus/$train_set"
+  log "Stage 11: Kaldi data dir data/$eval_tag/$train_set"
+  local/data_prep.sh "$eval_corpus" "$train_set" "data/$eval_tag/$train_set"
+  recipe_transfer "Stage 11" "$eval_tag" "$eval_cpc_dir" "$train_set" $(for u in $upstreams; do echo "${u}_${pretrain_size}"; done)
 fi

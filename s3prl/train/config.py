@@ -8,7 +8,7 @@ They map the 2020 S3PRL YAML sections (github.com/s3prl/s3prl @ b72a2cd9, config
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 
@@ -67,6 +67,23 @@ class RunnerConfig:
                 raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
         if self.dev_step < 0 or self.plot_step < 0:
             raise ValueError("dev_step and plot_step must be >= 0")
+
+
+@dataclass
+class PretrainRunnerConfig(RunnerConfig):
+    """The pre-training loop: `RunnerConfig` plus `keep_steps`, steps whose `states-<step>.ckpt` is
+    written (whether or not a multiple of save_step) and never pruned by `max_keep`, so that a
+    learning curve of representation quality can probe them later (egs/librispeech/run.sh
+    --curve-steps, s3prl.downstream.curves). Empty by default: nothing else is kept. Pre-training
+    only: the downstream runners' configs (and their config hashes) do not have the key.
+    """
+    keep_steps: list[int] = field(default_factory=list)
+
+    def __post_init__(self):
+        super().__post_init__()
+        bad = [s for s in self.keep_steps if s < 1]
+        if bad:
+            raise ValueError(f"keep_steps must be steps >= 1, got {bad[0]}")
 
 
 @dataclass

@@ -12,7 +12,7 @@ section ``{"external_features": true, "feat_dim": D, "cmvn": ...}`` since no on-
 can reproduce them.
 
 A run (`run_pretrain`) writes `<exp-dir>/config.yaml` (the resolved config), `inputs.json` (the
-sha256 of the data-dir files read), `states-<step>.ckpt` (newest `runner.max_keep`), `tb/` and
+sha256 of the data-dir files read), `states-<step>.ckpt` (newest `runner.max_keep`, plus those of `runner.keep_steps`), `tb/` and
 `plots/`. Reruns: when the final `states-<total_steps>.ckpt` exists the run is complete and
 nothing is done but redrawing `plots/learning_curve.png` from the checkpoint's history if a kill
 lost it. When `<exp-dir>` holds checkpoints, training resumes from the newest one, provided the
@@ -34,7 +34,7 @@ from s3prl.checkpoints import find_checkpoints, load_checkpoint
 from s3prl.config import ConfigError, from_dict, read_yaml, save_config, to_dict, upgrade_keys
 from s3prl.errors import UserError
 from s3prl.features import FeatureConfig
-from s3prl.train.config import DataConfig, OptimizerConfig, RunnerConfig
+from s3prl.train.config import DataConfig, OptimizerConfig, PretrainRunnerConfig
 from s3prl.train.trainer import StepOutput, Task
 from s3prl.upstream.config import UpstreamConfig
 
@@ -55,7 +55,7 @@ class PretrainConfig:
     input: Literal["audio", "external"] = "audio"
     dataloader: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    runner: RunnerConfig = field(default_factory=RunnerConfig)
+    runner: PretrainRunnerConfig = field(default_factory=PretrainRunnerConfig)
 
 
 def window_mismatch(cfg: PretrainConfig) -> str | None:
@@ -162,7 +162,7 @@ class PretrainTask(Task):
 log = logging.getLogger("s3prl.pretrain")
 
 # Keys that may change between a run and its resumption (they do not change the result).
-FREE_KEYS = {"runner.log_step", "runner.save_step", "runner.max_keep", "runner.plot_step", "runner.dev_step",
+FREE_KEYS = {"runner.log_step", "runner.save_step", "runner.max_keep", "runner.keep_steps", "runner.plot_step", "runner.dev_step",
              "runner.amp", "dataloader.num_workers", "dataloader.cache_features"}
 INPUTS = "inputs.json"
 

@@ -3,7 +3,8 @@
 It reproduces the 2020 S3PRL runner loop (github.com/s3prl/s3prl @ b72a2cd9, transformer/solver.py):
 `total_steps` optimizer updates, the loss divided by `gradient_accumulation_steps`, a global
 grad-norm clip where a non-finite norm skips the update, warm-up + linear-decay lr, logging every
-`log_step`, `states-<step>.ckpt` every `save_step` keeping the newest `max_keep`. It adds what the
+`log_step`, `states-<step>.ckpt` every `save_step` keeping the newest `max_keep` (and, in pre-training,
+those of `runner.keep_steps`). It adds what the
 2020 code lacked: exact resume (model, optimizer, scheduler, AMP scaler, step, RNG states and the
 data order), DistributedDataParallel over torchrun, dev evaluation with `best-dev.ckpt`, mixed
 precision (`runner.amp`): bf16 autocast on CUDA and on CPUs with bf16 matrix units (AVX512-BF16 /
@@ -330,6 +331,7 @@ class Trainer:
         """Train until `total_steps`; return the logged history."""
         rc, oc = self.rcfg, self.ocfg
         total = rc.total_steps
+        keep_steps = frozenset(getattr(rc, "keep_steps", ()))  # pre-training's runner.keep_steps
         if self.step >= total:
             log.info("step %d >= total_steps %d: nothing to train", self.step, total)
             return self.history
@@ -398,10 +400,10 @@ class Trainer:
                     obs.figures(self.step, self.task.plot(last_extras, self.step))
                 if rc.dev_step and self.dev_loader is not None and self.step % rc.dev_step == 0:
                     self._evaluate(obs)
-                if self.step % rc.save_step == 0 or self.step == total:
+                if self.step % rc.save_step == 0 or self.step == total or self.step in keep_steps:
                     self.save(self.exp_dir / checkpoint_name(self.step))
                     if self.dist.is_main:
-                        prune_checkpoints(self.exp_dir, rc.max_keep)
+                        prune_checkpoints(self.exp_dir, rc.max_keep, keep_steps)
                     D.barrier()
         finally:
             obs.learning_curve(self.history)

@@ -107,6 +107,9 @@ def test_resume_same_weights_and_rerun_noop(tiny_data, tmp_path):
     with pytest.raises(UserError, match=r"optimizer\.lr"):
         run("tera_tiny.yaml", tiny_data, full, "optimizer.lr=5e-4")
     assert (full / "config.yaml").read_text() == cfg_text
+    # runner.keep_steps (learning curves) is a free key: a finished run stays finished, unchanged
+    assert run("tera_tiny.yaml", tiny_data, full, "runner.keep_steps=[5]") == 0
+    assert (full / "states-20.ckpt").stat().st_mtime_ns == mtime and not (full / "states-5.ckpt").exists()
     # --resume may extend total_steps
     assert run("tera_tiny.yaml", tiny_data, full, steps=25, resume=True) == 0
     assert (full / "states-25.ckpt").is_file()

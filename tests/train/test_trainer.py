@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from s3prl.data.sampler import BucketBatchSampler
-from s3prl.train.config import OptimizerConfig, RunnerConfig
+from s3prl.train.config import OptimizerConfig, PretrainRunnerConfig, RunnerConfig
 from s3prl.precision import cpu_supports_bf16
-from s3prl.checkpoints import find_checkpoints
+from s3prl.checkpoints import find_checkpoints, prune_checkpoints
 from s3prl.train.trainer import StepOutput, Task, Trainer
 
 
@@ -76,7 +76,7 @@ class ToyTask(Task):
 
 
 def make_trainer(exp, *, total=12, batch=4, rank=0, world=1, dist=None, dropout=0.1, noise=0.05, save_step=4,
-                 max_keep=2, accum=1, log_step=1, dev=0, name="AdamW", amp="none"):
+                 max_keep=2, accum=1, log_step=1, dev=0, name="AdamW", amp="none", keep_steps=None):
     data = ToyData()
     task = ToyTask(dropout, noise)
     sampler = BucketBatchSampler(data.lengths, batch, seed=3, rank=rank, world_size=world)
@@ -85,7 +85,10 @@ def make_trainer(exp, *, total=12, batch=4, rank=0, world=1, dist=None, dropout=
                    optimizer_cfg=OptimizerConfig(name=name, lr=1e-2, warmup_proportion=0.1,
                                                  gradient_accumulation_steps=accum),
                    runner_cfg=RunnerConfig(total_steps=total, log_step=log_step, save_step=save_step,
-                                           max_keep=max_keep, seed=5, dev_step=dev, amp=amp),
+                                           max_keep=max_keep, seed=5, dev_step=dev, amp=amp)
+                   if keep_steps is None else
+                   PretrainRunnerConfig(total_steps=total, log_step=log_step, save_step=save_step,
+                                        max_keep=max_keep, seed=5, dev_step=dev, amp=amp, keep_steps=keep_steps),
                    exp_dir=exp, dist=dist, dev_loader=dev_loader, progress=False)
 
 
@@ -168,6 +171,42 @@ def test_loss_decreases_and_checkpoints_pruned(tmp_path):
     st = ckpt["Trainer"]
     assert st["step"] == 60 and isinstance(st["rng"][0]["numpy"][1], list)
     assert 0 <= st["position"] <= len(tr.sampler)
+
+
+def test_keep_steps_are_saved_and_never_pruned(tmp_path):
+    """Pre-training's runner.keep_steps: a checkpoint at each listed step, a multiple of save_step
+    or not, kept beside the newest max_keep (which it does not count); steps past the end are
+    ignored. The kept weights are those a run saving every step has at that step."""
+    tr = make_trainer(tmp_path / "kept", total=30, save_step=7, max_keep=2, log_step=10, keep_steps=[5, 14, 100])
+    tr.fit()
+    assert [s for s, _ in find_checkpoints(tmp_path / "kept")] == [5, 14, 28, 30]
+    every = make_trainer(tmp_path / "every", total=30, save_step=1, max_keep=100, log_step=10)
+    every.fit()
+    a = torch.load(tmp_path / "kept" / "states-5.ckpt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "every" / "states-5.ckpt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_prune_checkpoints_spares_keep_steps(tmp_path):
+    for s in (1, 2, 3, 4, 5, 6):
+        (tmp_path / f"states-{s}.ckpt").write_bytes(b"x")
+    removed = prune_checkpoints(tmp_path, 2, keep_steps=[2, 3])
+    assert sorted(p.name for p in removed) == ["states-1.ckpt", "states-4.ckpt"]
+    assert [s for s, _ in find_checkpoints(tmp_path)] == [2, 3, 5, 6]
+
+
+def test_keep_steps_only_in_pretraining_configs():
+    """The key is pre-training's: downstream runner configs (whose resolved YAML is hashed into
+    results.json's config_hash) do not gain it, and a step below 1 is a config error."""
+    from s3prl.config import ConfigError, from_dict, to_dict
+    from s3prl.downstream.config import DownstreamConfig
+    from s3prl.train.pretrain import PretrainConfig
+
+    assert "keep_steps" not in to_dict(DownstreamConfig())["runner"]
+    assert to_dict(PretrainConfig())["runner"]["keep_steps"] == []
+    assert from_dict(PretrainConfig, {"runner": {"keep_steps": [500, 1000]}}).runner.keep_steps == [500, 1000]
+    with pytest.raises(ConfigError, match="keep_steps must be steps >= 1, got 0"):
+        from_dict(PretrainConfig, {"runner": {"keep_steps": [0]}})
 
 
 def test_nan_grad_norm_skips_update(tmp_path):
