@@ -128,6 +128,17 @@ def atomic_path(path: str | Path, fsync: bool = True) -> Iterator[Path]:
         raise
 
 
+def save_png(fig, path: str | Path) -> Path:
+    """Write a matplotlib figure to `path` as PNG (80 dpi) atomically, then close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, fsync=False) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator:
     """Open a temporary file for writing; it replaces `path` only when the block succeeds."""

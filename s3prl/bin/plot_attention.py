@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from s3prl.atomic import save_png
 from s3prl.errors import UserError, cli_main
 from s3prl.log import setup_logging
 
@@ -69,11 +70,7 @@ def plot_layer(att: np.ndarray, path: Path, title: str) -> None:
         ax.tick_params(labelsize=6)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(path)
+    save_png(fig, path)
 
 
 def plot_attention(upstream_name: str, data: str | Path, utt: str, out_dir: str | Path,

@@ -24,7 +24,7 @@ import json
 import logging
 from pathlib import Path
 
-from s3prl.atomic import atomic_path, atomic_write_text
+from s3prl.atomic import atomic_write_text, save_png
 from s3prl.checkpoints import checkpoint_name, find_checkpoints
 from s3prl.downstream.results import _locked, format_table, parse_results_table, percent, read_results, TableSpec
 from s3prl.errors import UserError
@@ -215,11 +215,7 @@ def plot_curve(path: str | Path, curve: dict) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, fsync=False) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def write_curve_report(curve: dict, out_prefix: str | Path, results_md: str | Path | None = None) -> bool:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from s3prl.atomic import atomic_path, atomic_write_text
+from s3prl.atomic import atomic_write_text, save_png
 from s3prl.errors import UserError
 
 RESULTS_FILE = "results.json"
@@ -301,8 +301,4 @@ def plot_learning_curve(path: str | Path, train: list[tuple[int, float]], dev: l
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, fsync=False) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from s3prl.atomic import atomic_path
+from s3prl.atomic import atomic_path, save_png
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +118,7 @@ class Observer:
             ax.grid(alpha=0.3)
         axes[-1, 0].set_xlabel("step")
         fig.tight_layout()
-        self.plot_dir.mkdir(parents=True, exist_ok=True)
-        path = self.plot_dir / f"{name}.png"
-        with atomic_path(path, fsync=False) as tmp:
-            fig.savefig(tmp, format="png", dpi=80)
-        plt.close(fig)
-        return path
+        return save_png(fig, self.plot_dir / f"{name}.png")
 
     def close(self) -> None:
         if self.bar is not None:
