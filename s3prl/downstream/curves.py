@@ -26,7 +26,7 @@ from pathlib import Path
 
 from s3prl.atomic import atomic_write_text, save_png
 from s3prl.checkpoints import checkpoint_name, find_checkpoints
-from s3prl.downstream.results import _locked, format_table, parse_results_table, percent, read_results, TableSpec
+from s3prl.downstream.results import TableSpec, format_table, percent, read_results, replace_rows
 from s3prl.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -167,17 +167,8 @@ def render_curve_table(text: str, rows: list[list[str]]) -> str:
 def update_curve_table(path: str | Path, curve: dict) -> bool:
     """Replace the rows of `curve`'s (task, head) in RESULTS.md `path` (under the results lock);
     True if the file changed."""
-    path = Path(path)
-    new_rows = curve_rows(curve)
-    with _locked(path):
-        text = path.read_text(encoding="utf-8") if path.exists() else ""
-        rows = [r for r in parse_results_table(text, str(path), TABLE)
-                if (r[0], r[1]) != (curve["task"], curve["head"])]
-        new = render_curve_table(text, rows + new_rows)
-        if new == text:
-            return False
-        atomic_write_text(path, new)
-        return True
+    return replace_rows(path, TABLE, lambda r: (r[0], r[1]) != (curve["task"], curve["head"]), curve_rows(curve),
+                        render=render_curve_table)
 
 
 def plot_curve(path: str | Path, curve: dict) -> Path:

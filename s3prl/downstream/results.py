@@ -242,6 +242,22 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def replace_rows(path: str | Path, spec: TableSpec, keep: Callable[[list[str]], bool], new_rows: list[list[str]],
+                 render: Callable[[str, list[list[str]]], str] | None = None) -> bool:
+    """Under the RESULTS.md lock: the rows of `spec`'s table in `path` that `keep` accepts, then
+    `new_rows`, rendered back (`render(text, rows)`, default render_results_md) and written
+    atomically if anything changed. True if the file changed."""
+    path = Path(path)
+    with _locked(path):
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        rows = [r for r in parse_results_table(text, str(path), spec) if keep(r)]
+        new = (render or (lambda t, rs: render_results_md(t, rs, spec)))(text, rows + new_rows)
+        if new == text:
+            return False
+        atomic_write_text(path, new)
+        return True
+
+
 def update_results_md(path: str | Path, record: dict, exp_label: str | None = None,
                       spec: TableSpec | None = None) -> None:
     """Insert or replace the row of `record`'s key (task, upstream, layer, head[, seed]) in `path`;
@@ -251,14 +267,7 @@ def update_results_md(path: str | Path, record: dict, exp_label: str | None = No
     row = spec.row(record, exp_label)
     k = spec.key_columns
     same_dir = spec.columns[-1] == "exp" and row[-1] not in ("", "-")
-    with _locked(path):
-        text = path.read_text(encoding="utf-8") if path.exists() else ""
-        rows = [r for r in parse_results_table(text, str(path), spec)
-                if r[:k] != row[:k] and not (same_dir and r[-1] == row[-1])]
-        rows.append(row)
-        new = render_results_md(text, rows, spec)
-        if new != text:
-            atomic_write_text(path, new)
+    replace_rows(path, spec, lambda r: r[:k] != row[:k] and not (same_dir and r[-1] == row[-1]), [row])
 
 
 def refresh_results_md(path: str | Path, spec: TableSpec | None = None) -> bool:

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from s3prl.downstream.results import (_locked, parse_results_table, percent, read_results, render_results_md,
-                                      TableSpec)
-from s3prl.atomic import atomic_write_text
+from s3prl.downstream.results import TableSpec, percent, read_results, replace_rows
 from s3prl.errors import UserError
 
 BEGIN = "<!-- eval-corpus-results:begin -->"
@@ -67,13 +65,5 @@ def transfer_rows(corpus: str, exp_dirs: list[str | Path], ref_root: str | Path 
 
 def update_transfer_table(path: str | Path, rows: list[list[str]]) -> bool:
     """Insert or replace `rows` (by their key columns) in RESULTS.md `path`; True if it changed."""
-    path = Path(path)
     keys = {tuple(r[:KEY_COLUMNS]) for r in rows}
-    with _locked(path):
-        text = path.read_text(encoding="utf-8") if path.exists() else ""
-        kept = [r for r in parse_results_table(text, str(path), TABLE) if tuple(r[:KEY_COLUMNS]) not in keys]
-        new = render_results_md(text, kept + rows, TABLE)
-        if new == text:
-            return False
-        atomic_write_text(path, new)
-        return True
+    return replace_rows(path, TABLE, lambda r: tuple(r[:KEY_COLUMNS]) not in keys, rows)
