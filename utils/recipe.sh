@@ -239,7 +239,8 @@ recipe_dump() {
 #                                  --no-feats), MFCC + deltas (conf/mfcc.yaml)
 #   exp/mono, exp/mono_ali_{train,dev,test}, exp/mono/graph   (hybrid_gmm: --mono-iters,
 #                                  --mono-totgauss; $hybrid_labels: a CPC label dir for the frame
-#                                  agreement of the alignments, "" = none)
+#                                  agreement of the alignments, "" = none; $scoring_map: a token
+#                                  map applied before scoring, e.g. TIMIT's 48 -> 39 phones)
 #   exp/hybrid/dnn_<tag>           the DNN (train_downstream --task hybrid) on fbank (data/<set>)
 #                                  and, for each NAME=UPSTREAM (a checkpoint or exp dir), with
 #                                  $hybrid_mode dump: each layer dir of dump/NAME (--layer); with
@@ -261,10 +262,12 @@ recipe_hybrid() {
     utils/compute_feats.sh --nj "$nj" --cmd "$train_cmd" --config conf/mfcc.yaml \
       "data/mfcc/$x" "exp/make_mfcc/$x" "mfcc/$x"
   done
+  local smap=()
+  if [ -n "${scoring_map:-}" ]; then smap=(--scoring-map "$scoring_map"); fi
   opts=()
   if [ -n "${hybrid_labels:-}" ]; then opts=(--labels "$hybrid_labels"); fi
   log "$label: monophone GMM -> exp/mono (alignments exp/mono_ali_*, graph, GMM decoding)"
-  python -m s3prl.bin.hybrid_gmm --lang data/lang --lang-test data/lang_test_tg ${opts[@]+"${opts[@]}"} \
+  python -m s3prl.bin.hybrid_gmm --lang data/lang --lang-test data/lang_test_tg ${opts[@]+"${opts[@]}"} ${smap[@]+"${smap[@]}"} \
     --train "data/mfcc/$train" --dev "data/mfcc/$dev" --test "data/mfcc/$test" \
     --num-iters "$mono_iters" --totgauss "$mono_totgauss" --results-md RESULTS.md exp/mono
   inputs=("fbank|fbank|data|dump")   # NAME|UPSTREAM|ROOT|MODE; ROOT holds the three sets
@@ -291,6 +294,7 @@ recipe_hybrid() {
       ${downstream_args[@]+"${downstream_args[@]}"} --upstream "$upstream" \
       --train "$root/$train" --dev "$root/$dev" --test "$root/$test" \
       --ali-train exp/mono_ali_train --ali-dev exp/mono_ali_dev --ali-test exp/mono_ali_test --graph exp/mono/graph \
+      ${smap[@]+"${smap[@]}"} \
       --no-progress --results-md RESULTS.md "$dir"
   done
   bg_wait

@@ -17,7 +17,9 @@
 # stage 9 (utils/recipe.sh recipe_hybrid, docs/hybrid.md) on kaldi-hmm-gmm: TIMIT ships no lexicon
 # (Kaldi's egs/timit/s5 writes one, each phone a word, in local/timit_prepare_dict.sh) and neither
 # does our synthetic stand-in, so it takes --lexicon FILE: the phones of data/*/text (48, or 39 with
-# prepare_timit --phones 39) each as a word, plus "<UNK> SPN"; the LM is a phone bigram as in s5.
+# prepare_timit --phones 39) each as a word, plus "<UNK> SPN"; the LM is a phone bigram as in s5,
+# and scoring maps reference and hypothesis to the 39 phones first (--scoring-map, as s5's
+# local/score.sh does with timit_norm_trans.pl -from 48 -to 39).
 #
 #   ./run.sh --corpus-dir /data/TIMIT --hybrid true --lexicon lexicon_48.txt --stage 7
 #
@@ -48,6 +50,7 @@ graph=                     # default $kaldi_exp/tri3/graph
 pk_config=conf/pytorch_kaldi.yaml
 hybrid=false               # stage 7: hybrid DNN-HMM (monophone GMM alignments, DNN on fbank and each upstream, HCLG decoding)
 lexicon=                   # stage 7: phone lexicon (each phone of the text a word, and "<UNK> SPN"); required
+scoring_map=conf/phones.48-39.map  # stage 7: score on the 39 phones of Lee & Hon (1989) as Kaldi's TIMIT s5 ("" = the text's own)
 hybrid_mode=dump           # stage 7 upstream input: dump (stage 3's layer dirs) | weighted_sum | fine_tune (on the fly)
 mono_iters=40              # stage 7: monophone EM passes (steps/train_mono.sh)
 mono_totgauss=1000         # stage 7: Gaussians after mixing up
@@ -75,6 +78,8 @@ help_message="Usage: $0 --corpus-dir DIR [options]
   --pk-config YAML           PyTorch-Kaldi cfg options (default conf/pytorch_kaldi.yaml)
   --hybrid true|false        stage 7: hybrid DNN-HMM without Kaldi (GMM alignments, DNN per input, HCLG decoding)
   --lexicon FILE             stage 7 phone lexicon: each phone of data/*/text a word ('aa aa'), and '<UNK> SPN'
+  --scoring-map FILE         stage 7: map reference and hypothesis before scoring (recipe-relative, as --pk-config;
+                             default conf/phones.48-39.map: 48 -> 39 phones as Kaldi's TIMIT s5; \"\" = the text's own)
   --hybrid-mode M            dump | weighted_sum | fine_tune (stage 7: upstreams run inside the DNN)
   --mono-iters N --mono-totgauss N   stage 7 monophone GMM schedule
   --downstream-size S        tiny | base stage 7 DNN config
@@ -111,6 +116,7 @@ if $hybrid && [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   [ -n "$lexicon" ] || { log "error: stage 7 (--hybrid true) needs --lexicon FILE: TIMIT and its synthetic stand-in ship no lexicon (give the phones of data/*/text, each as a word, and '<UNK> SPN')"; exit 1; }
   lexicon=$(abspath "$lexicon")
   [ -f "$lexicon" ] || { log "error: --lexicon $lexicon: no such file"; exit 1; }
+  [ -z "$scoring_map" ] || [ -f "$scoring_map" ] || { log "error: --scoring-map $scoring_map: no such file"; exit 1; }
 fi
 
 # --nj against the speakers of every set that exists, before any stage writes anything (stage 0

@@ -9,7 +9,7 @@ Writes, like mini_librispeech s5: <exp-dir>/{final.pt,final.mdl,ali.1.gz,num_job
 <exp-dir>_ali_{train,dev,test}/ (ali.1.gz, final.mdl, final.pt: exp/mono_ali_*), <exp-dir>/graph/
 (HCLG.fst, words.txt, phones.txt), <exp-dir>/decode_dev/ (wer_LMWT per LM weight, best_wer) and
 <exp-dir>/decode_test/ (wer, cer, hyp.txt at the dev-chosen LM weight), and results.json with the
-WERs and, with --labels (a CPC label dir: converted_aligned_phones.txt, phones.txt), the frame
+WERs (over the tokens after --scoring-map FILE where given) and, with --labels (a CPC label dir: converted_aligned_phones.txt, phones.txt), the frame
 agreement of the training alignments with those labels. The data dirs' feats.scp are the GMM's
 features (MFCC + deltas in the recipe), with per-speaker mean normalisation from cmvn.scp. A run
 whose results.json was made from the same inputs and options says "complete" and does nothing.
@@ -39,8 +39,10 @@ def _inputs_stamp(a) -> dict:
     for f in ("L.fst", "topo", "words.txt"):
         files[str(Path(a.lang) / f)] = file_sha256(Path(a.lang) / f)
     files[str(Path(a.lang_test) / "G.fst")] = file_sha256(Path(a.lang_test) / "G.fst")
+    if a.scoring_map:
+        files[str(Path(a.scoring_map))] = file_sha256(Path(a.scoring_map))
     return {"files": files, "num_iters": a.num_iters, "totgauss": a.totgauss, "labels": a.labels,
-            "lmwts": a.lmwts, "beam": a.beam}
+            "lmwts": a.lmwts, "beam": a.beam, "scoring_map": a.scoring_map}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results-md", default="RESULTS.md", help="RESULTS.md whose hybrid table gets the row ('' = none)")
     p.add_argument("--lmwts", default=" ".join(map(str, DEFAULT_LMWTS)), help="LM weights tried on dev (space-separated)")
     p.add_argument("--beam", type=float, default=11.0, help="decoding beam")
+    p.add_argument("--scoring-map", metavar="FILE", help="token map applied to reference and hypothesis before "
+                   "scoring, 'FROM TO' per line (e.g. TIMIT's 48 -> 39 phones)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("exp_dir")
     a = p.parse_args(argv)
@@ -70,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--num-iters {a.num_iters}: must be >= 2")
     from s3prl.data.alignments import iter_alignments
     from s3prl.hybrid import decode, gmm, lang
+
+    smap = decode.read_scoring_map(a.scoring_map) if a.scoring_map else None
 
     exp = Path(a.exp_dir)
     stamp = _inputs_stamp(a)
@@ -108,10 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         decoder = decode.Decoder(exp / "graph", model, beam=a.beam)
         feats = gmm.load_feats(a.dev)
         lmwt, dev_wer = decode.tune_lmwt(decoder, decode.gmm_decodable(model, feats), decode.read_refs(a.dev),
-                                         exp / "decode_dev", parse_lmwts(a.lmwts))
+                                         exp / "decode_dev", parse_lmwts(a.lmwts), scoring_map=smap)
         feats = gmm.load_feats(a.test)
         res = decode.decode_test(decoder, decode.gmm_decodable(model, feats), decode.read_refs(a.test),
-                                 exp / "decode_test", lmwt)
+                                 exp / "decode_test", lmwt, scoring_map=smap)
         record.update({"lmwt": lmwt, "dev_wer": dev_wer, "test_wer": res["wer"], "test_cer": res["cer"],
                        "test_wer_counts": res["wer_counts"], "inputs": stamp})
         atomic_write_text(res_file, json.dumps(record, indent=1, sort_keys=True) + "\n")

@@ -115,6 +115,7 @@ class HybridInputs:
     graph: str
     upstream: str | None = None
     on_the_fly: bool = False
+    scoring_map: str | None = None
 
     @staticmethod
     def add_arguments(p) -> None:
@@ -128,6 +129,9 @@ class HybridInputs:
         p.add_argument("--graph", required=True, metavar="DIR", help="decoding graph dir (HCLG.fst, words.txt)")
         p.add_argument("--upstream", default="fbank", help="checkpoint path or baseline name (default: fbank)")
         p.add_argument("--on-the-fly", action="store_true", help="run --upstream on the data dirs inside the model")
+        p.add_argument("--scoring-map", metavar="FILE",
+                       help="token map applied to reference and hypothesis before scoring, 'FROM TO' per line "
+                            "(e.g. TIMIT's 48 -> 39 phones, egs/timit/conf/phones.48-39.map)")
         p.add_argument("--lmwts", help="LM weights tried on dev, space-separated (decode.lmwts)")
         p.add_argument("--beam", type=float, help="decoding beam (decode.beam)")
 
@@ -135,9 +139,13 @@ class HybridInputs:
     def from_args(cls, args) -> "HybridInputs":
         if (args.layer is not None or args.fine_tune) and not args.on_the_fly:
             raise UserError("--layer and --fine-tune need --on-the-fly (dumped features are one fixed layer)")
+        if args.scoring_map:
+            from s3prl.hybrid.decode import read_scoring_map   # checked before training, not after it
+
+            read_scoring_map(args.scoring_map)
         return cls(feats={s: getattr(args, f"feats_{s}") for s in SPLITS},
                    ali={s: getattr(args, f"ali_{s}") for s in SPLITS}, graph=args.graph, upstream=args.upstream,
-                   on_the_fly=args.on_the_fly)
+                   on_the_fly=args.on_the_fly, scoring_map=args.scoring_map or None)
 
     def resolved(self) -> dict:
         """What the config hash records: the dirs, and what made them (the dumps' or features'
@@ -161,6 +169,9 @@ class HybridInputs:
             ident[s] = {p.name: file_sha256(p) for p in files}
         hclg = Path(self.graph) / "HCLG.fst"
         out["alignments"] = {**ident, "HCLG.fst": file_sha256(hclg) if hclg.is_file() else None}
+        if self.scoring_map:
+            out["scoring_map"] = {"path": str(Path(self.scoring_map).resolve()),
+                                  "sha256": file_sha256(Path(self.scoring_map))}
         return out
 
 

@@ -10,6 +10,12 @@ lattice rescoring with that weight). Per LM weight the dev decode dir gets ``wer
 ``cer_LMWT`` (compute-wer report and per-utterance details, s3prl.downstream.scoring) and
 ``hyp_LMWT.txt``; ``best_wer`` names the best. The test set is decoded once with the LM weight
 chosen on dev: ``wer``, ``cer``, ``hyp.txt``, ``ref.txt`` and ``wer_LMWT``.
+
+A scoring map (``read_scoring_map``) maps the tokens of reference and hypothesis before scoring,
+as Kaldi's TIMIT recipe scores its 48-phone output on the 39-phone set (kaldi-asr/kaldi
+egs/timit/s5/local/score.sh runs local/timit_norm_trans.pl -from 48 -to 39 on both sides). With a
+map, ``hyp.txt`` / ``ref.txt`` / ``wer*`` are over the mapped text and the decoder's own output is
+kept as ``hyp_unmapped.txt`` (test) and ``hyp_LMWT.txt`` (dev).
 """
 from __future__ import annotations
 
@@ -78,18 +84,54 @@ def read_refs(data_dir: str | Path) -> dict[str, str]:
     return read_kv(Path(data_dir) / "text", allow_empty_value=True)
 
 
+ScoringMap = dict[str, str]
+
+
+def read_scoring_map(path: str | Path) -> ScoringMap:
+    """A token map for scoring: one ``FROM TO`` per line (``FROM`` alone deletes the token), ``#``
+    comments and blank lines skipped; a token that no line names is scored as it is. A malformed
+    or repeated line is a UserError naming the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the scoring map: {e.strerror}") from None
+    out: ScoringMap = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        f = line.split("#", 1)[0].split()
+        if not f:
+            continue
+        if len(f) > 2:
+            raise UserError(f"{path}:{n}: expected 'FROM TO' or 'FROM', got '{line.strip()}'")
+        if f[0] in out:
+            raise UserError(f"{path}:{n}: '{f[0]}' is mapped twice")
+        out[f[0]] = f[1] if len(f) == 2 else ""
+    if not out:
+        raise UserError(f"{path}: the scoring map has no entry")
+    return out
+
+
+def map_texts(texts: dict[str, str], smap: ScoringMap | None) -> dict[str, str]:
+    """`texts` with every token passed through `smap` (deleted where it maps to nothing)."""
+    if not smap:
+        return texts
+    return {u: " ".join(m for m in (smap.get(w, w) for w in t.split()) if m) for u, t in texts.items()}
+
+
 def tune_lmwt(decoder: Decoder, make: DecodableFactory, refs: dict[str, str], decode_dir: str | Path,
-              lmwts=DEFAULT_LMWTS) -> tuple[int, float]:
+              lmwts=DEFAULT_LMWTS, scoring_map: ScoringMap | None = None) -> tuple[int, float]:
     """Decode `refs`' utterances with every LM weight; write wer_/cer_/hyp_ files and best_wer;
-    return (best LM weight, its WER)."""
+    return (best LM weight, its WER). `scoring_map` maps both sides before scoring."""
     out = Path(decode_dir)
     out.mkdir(parents=True, exist_ok=True)
     utts = sorted(refs)
     best = None
+    scored_refs = map_texts(refs, scoring_map)
     for lmwt in lmwts:
         hyps = decoder.decode(utts, make, 1.0 / lmwt)
-        w = error_rate(refs, hyps, "word", hyp_source=str(out / f"hyp_{lmwt}.txt"))
-        c = error_rate(refs, hyps, "char", hyp_source=str(out / f"hyp_{lmwt}.txt"))
+        scored = map_texts(hyps, scoring_map)
+        w = error_rate(scored_refs, scored, "word", hyp_source=str(out / f"hyp_{lmwt}.txt"))
+        c = error_rate(scored_refs, scored, "char", hyp_source=str(out / f"hyp_{lmwt}.txt"))
         atomic_write_text(out / f"wer_{lmwt}", w.report() + "\n" + w.details())
         atomic_write_text(out / f"cer_{lmwt}", c.report() + "\n" + c.details())
         write_kv(out / f"hyp_{lmwt}.txt", hyps)
@@ -101,11 +143,14 @@ def tune_lmwt(decoder: Decoder, make: DecodableFactory, refs: dict[str, str], de
 
 
 def decode_test(decoder: Decoder, make: DecodableFactory, refs: dict[str, str], decode_dir: str | Path,
-                lmwt: int) -> dict:
-    """Decode with the chosen LM weight and score (wer, cer, hyp.txt, ref.txt, wer_LMWT)."""
+                lmwt: int, scoring_map: ScoringMap | None = None) -> dict:
+    """Decode with the chosen LM weight and score (wer, cer, hyp.txt, ref.txt, wer_LMWT; with
+    `scoring_map` over the mapped text, the decoder's words in hyp_unmapped.txt)."""
     out = Path(decode_dir)
     hyps = decoder.decode(sorted(refs), make, 1.0 / lmwt)
-    res = write_decode_dir(out, refs, hyps)
+    res = write_decode_dir(out, map_texts(refs, scoring_map), map_texts(hyps, scoring_map))
+    if scoring_map:
+        write_kv(out / "hyp_unmapped.txt", hyps)
     atomic_write_text(out / f"wer_{lmwt}", (out / "wer").read_text(encoding="utf-8"))
     res["lmwt"] = lmwt
     return res

@@ -121,6 +121,7 @@ def score_hybrid_run(task, trainer, datasets, info, chash, history, *, cfg: Hybr
                                                      collate_labeled)) for s in ("dev", "test")}
     model = info["model"]
     decoder = decode.Decoder(inputs.graph, model, beam=cfg.decode.beam)
+    smap = decode.read_scoring_map(inputs.scoring_map) if inputs.scoring_map else None
     res = {}
     for s in ("dev", "test"):
         ll = scaled_log_likelihoods(task, datasets[s], cfg, info["log_priors"])
@@ -128,14 +129,16 @@ def score_hybrid_run(task, trainer, datasets, info, chash, history, *, cfg: Hybr
         refs = {u: refs[u] for u in ll}
         make = decode.mapped_decodable(model, ll)
         if s == "dev":
-            lmwt, dev_wer = decode.tune_lmwt(decoder, make, refs, exp_dir / "decode_dev", tuple(cfg.decode.lmwts))
+            lmwt, dev_wer = decode.tune_lmwt(decoder, make, refs, exp_dir / "decode_dev", tuple(cfg.decode.lmwts),
+                                             scoring_map=smap)
         else:
-            res = decode.decode_test(decoder, make, refs, exp_dir / "decode_test", lmwt)
+            res = decode.decode_test(decoder, make, refs, exp_dir / "decode_test", lmwt, scoring_map=smap)
     record = {"task": "hybrid", "upstream": info["upstream"], "layer": info["layer"], "head": cfg.head.name,
               "dev_accuracy": acc["dev"]["accuracy"], "test_accuracy": acc["test"]["accuracy"],
               **run_fields(best, chash, command, exp_dir), "num_pdfs": info["num_classes"],
               "num_utts": info["num_utts"], "lmwt": lmwt, "dev_wer": dev_wer, "test_wer": res["wer"],
-              "test_cer": res["cer"], "test_wer_counts": res["wer_counts"], "metric": "pdf frame accuracy"}
+              "test_cer": res["cer"], "test_wer_counts": res["wer_counts"], "metric": "pdf frame accuracy",
+              "scoring_map": inputs.scoring_map}
     finish_run(exp_dir, record, history, [(int(s), a) for s, a in best.dev_history], best,
                title=f"hybrid DNN {cfg.head.name} on {info['upstream']} ({info['layer']})", required=REQUIRED)
     log.info("hybrid DNN %s: pdf accuracy dev %.2f %%, test WER %.2f %% CER %.2f %% (LMWT %d)",

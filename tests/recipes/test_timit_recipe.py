@@ -137,6 +137,12 @@ def test_hybrid_stage_needs_a_lexicon(tmp_path):
         assert not any((rdir / d).exists() for d in ("data", "exp", "dump")), sorted(rdir.iterdir())
     p = _run(rdir, "--hybrid", "true", "--lexicon", "x", "--hybrid-mode", "bogus", check=False)
     assert p.returncode == 1 and "--hybrid-mode must be one of: dump weighted_sum fine_tune" in p.stderr
+    lexicon = tmp_path / "lexicon.txt"
+    lexicon.write_text("aa aa\n<UNK> SPN\n")
+    p = _run(rdir, "--hybrid", "true", "--lexicon", str(lexicon), "--scoring-map", "conf/no such.map", check=False)
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert p.returncode == 1 and len(lines) == 1 and "error: --scoring-map conf/no such.map: no such file" in lines[0]
+    assert not any((rdir / d).exists() for d in ("data", "exp", "dump")), sorted(rdir.iterdir())
 
 
 def test_hybrid_stage_on_the_standin(recipe, tmp_path):
@@ -155,10 +161,26 @@ def test_hybrid_stage_on_the_standin(recipe, tmp_path):
     assert "ngram 2=" in arpa and "ngram 3=" not in arpa   # a phone bigram, as Kaldi's TIMIT s5
     gmm = json_load(rdir / "exp" / "mono" / "results.json")
     assert gmm["mono"]["aligned"] == 8 and "frame_agreement" not in gmm
+    # scored on the 39 phones (conf/phones.48-39.map, the default), the decoder's 48 kept aside
+    assert gmm["inputs"]["scoring_map"] == "conf/phones.48-39.map"
+    phones39 = set(decode_map(rdir).values())
+    raw = {p for line in (rdir / "data" / "test" / "text").read_text().splitlines() for p in line.split()[1:]}
+    assert raw - phones39, "the stand-in's test text should use 48-only phones, or the map is not exercised"
+    for d in (rdir / "exp" / "mono" / "decode_test", rdir / "exp" / "hybrid" / "dnn_fbank" / "decode_test"):
+        ref = {p for line in (d / "ref.txt").read_text().splitlines() for p in line.split()[1:]}
+        assert ref <= phones39 and not ref & {"vcl", "cl", "ix", "ao"}, sorted(ref - phones39)
+        assert (d / "hyp_unmapped.txt").is_file()
+    assert json_load(rdir / "exp" / "hybrid" / "dnn_fbank" / "results.json")["scoring_map"] == "conf/phones.48-39.map"
     for tag, layer in (("fbank", "last"), ("tera_tiny_layer-3", "3")):
         rec = json_load(rdir / "exp" / "hybrid" / f"dnn_{tag}" / "results.json")
         assert rec["task"] == "hybrid" and rec["steps"] == 6 and rec["layer"] == layer and rec["lmwt"] == 5, rec
         assert len((rdir / "exp" / "hybrid" / f"dnn_{tag}" / "decode_test" / "hyp.txt").read_text().splitlines()) == 8
+
+
+def decode_map(rdir: Path) -> dict:
+    from s3prl.hybrid.decode import read_scoring_map
+
+    return read_scoring_map(rdir / "conf" / "phones.48-39.map")
 
 
 def json_load(path: Path) -> dict:
