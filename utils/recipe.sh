@@ -241,17 +241,19 @@ recipe_dump() {
 #                                  --mono-totgauss; $hybrid_labels: a CPC label dir for the frame
 #                                  agreement of the alignments, "" = none; $scoring_map: a token
 #                                  map applied before scoring, e.g. TIMIT's 48 -> 39 phones)
-#   exp/hybrid/dnn_<tag>           the DNN (train_downstream --task hybrid) on fbank (data/<set>)
+#   exp/hybrid/dnn_<tag>[_seed<N>] the DNN (train_downstream --task hybrid) on fbank (data/<set>)
 #                                  and, for each NAME=UPSTREAM (a checkpoint or exp dir), with
 #                                  $hybrid_mode dump: each layer dir of dump/NAME (--layer); with
 #                                  weighted_sum / fine_tune: UPSTREAM on the fly on data/<set>
-#                                  (--chunk-context), tags NAME_ws / NAME_ft
+#                                  (--chunk-context), tags NAME_ws / NAME_ft; once per seed of
+#                                  $probe_seeds (default: the presets' 1337 alone), dir names as stage
+#                                  5's probes (recipe_seed_suffix), folded to mean +- sd in RESULTS.md
 # The DNNs run side by side ($max_parallel, utils/parallel.sh must be sourced); rows go to
 # RESULTS.md's hybrid table. Every step skips when its output is complete.
 recipe_hybrid() {
-  local label=$1 train=$2 dev=$3 test=$4 x nu name upstream root mode tag dir dirs
+  local label=$1 train=$2 dev=$3 test=$4 x nu name upstream root mode tag dir dirs seed
   shift 4
-  local opts=() src=() inputs=()
+  local opts=() src=() inputs=() seed_args=()
   [ -f "$lexicon" ] || { log "error: --lexicon $lexicon: no such file"; exit 1; }
   if [ -n "${hybrid_phones:-}" ]; then opts=(--phones "$hybrid_phones"); fi
   log "$label: lang dirs data/lang, data/lang_test_tg from $lexicon"
@@ -280,22 +282,25 @@ recipe_hybrid() {
       inputs+=("$name|$upstream|data|$hybrid_mode")
     fi
   done
-  for x in "${inputs[@]}"; do
-    IFS='|' read -r name upstream root mode <<< "$x"
-    case "$mode" in
-      fine_tune) tag=${name}_ft; src=(--on-the-fly --fine-tune --override "input.chunk_context=$chunk_context") ;;
-      weighted_sum) tag=${name}_ws; src=(--on-the-fly --layer weighted_sum --override "input.chunk_context=$chunk_context") ;;
-      *) src=(); if [ "$name" = fbank ]; then tag=fbank; else tag=${name}_$(basename "$root"); fi ;;
-    esac
-    dir=exp/hybrid/dnn_${tag}
-    log "$label: hybrid DNN on $root/{$train,$dev,$test} ($upstream, $mode) -> $dir"
-    bg_run utils/with_lock.sh "$dir" $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream --task hybrid \
-      --config "$(recipe_downstream_config hybrid_1hidden)" ${src[@]+"${src[@]}"} \
-      ${downstream_args[@]+"${downstream_args[@]}"} --upstream "$upstream" \
-      --train "$root/$train" --dev "$root/$dev" --test "$root/$test" \
-      --ali-train exp/mono_ali_train --ali-dev exp/mono_ali_dev --ali-test exp/mono_ali_test --graph exp/mono/graph \
-      ${smap[@]+"${smap[@]}"} \
-      --no-progress --results-md RESULTS.md "$dir"
+  for seed in ${probe_seeds:-$RECIPE_PLAIN_SEED}; do
+    for x in "${inputs[@]}"; do
+      IFS='|' read -r name upstream root mode <<< "$x"
+      case "$mode" in
+        fine_tune) tag=${name}_ft; src=(--on-the-fly --fine-tune --override "input.chunk_context=$chunk_context") ;;
+        weighted_sum) tag=${name}_ws; src=(--on-the-fly --layer weighted_sum --override "input.chunk_context=$chunk_context") ;;
+        *) src=(); if [ "$name" = fbank ]; then tag=fbank; else tag=${name}_$(basename "$root"); fi ;;
+      esac
+      dir=exp/hybrid/dnn_${tag}$(recipe_seed_suffix "$seed")
+      recipe_seed_overrides seed_args "$seed"
+      log "$label: hybrid DNN on $root/{$train,$dev,$test} ($upstream, $mode), seed $seed -> $dir"
+      bg_run utils/with_lock.sh "$dir" $cuda_cmd "$dir/log/train.log" python -m s3prl.bin.train_downstream --task hybrid \
+        --config "$(recipe_downstream_config hybrid_1hidden)" ${src[@]+"${src[@]}"} \
+        ${downstream_args[@]+"${downstream_args[@]}"} "${seed_args[@]}" --upstream "$upstream" \
+        --train "$root/$train" --dev "$root/$dev" --test "$root/$test" \
+        --ali-train exp/mono_ali_train --ali-dev exp/mono_ali_dev --ali-test exp/mono_ali_test --graph exp/mono/graph \
+        ${smap[@]+"${smap[@]}"} \
+        --no-progress --results-md RESULTS.md "$dir"
+    done
   done
   bg_wait
 }

@@ -42,8 +42,8 @@ chunk_context=12           # dump: transformer inputs longer than sequence_lengt
                            # windows, each frame with this many frames of context (0 = S3PRL's cuts)
 phone_heads="linear"       # any of: linear 1hidden concat
 speaker_heads="utterance"  # any of: frame utterance rnn
-probe_seeds="1337 2 3"     # stage 5: one phone / speaker probe per seed (runner.seed and dataloader.seed), exp
-                           # dirs <...>_seed<N> (1337, the presets' seed: <...>); RESULTS.md: mean +- sd
+probe_seeds="1337 2 3"     # stages 5 and 9: one probe / hybrid DNN per seed (runner.seed and dataloader.seed),
+                           # exp dirs <...>_seed<N> (1337, the presets' seed: <...>); RESULTS.md: mean +- sd
 downstream_size=tiny       # downstream configs: tiny (demo) or base
 asr=true                   # stage 6: CTC recognizer for fbank and each upstream
 asr_mode=dump              # stage 6 upstream input: dump (stage 4's layer dirs) | weighted_sum | fine_tune (on the fly)
@@ -83,7 +83,7 @@ help_message="Usage: $0 [options]
   --device D                 dump device: auto | cpu | cuda
   --phone-heads \"LIST\"       linear 1hidden concat
   --speaker-heads \"LIST\"     frame utterance rnn
-  --probe-seeds \"LIST\"       stage 5 seeds (default \"1337 2 3\"; 1337 alone: one run, the presets' seed)
+  --probe-seeds \"LIST\"       stage 5 and 9 seeds (default \"1337 2 3\"; 1337 alone: one run, the presets' seed)
   --asr true|false           stage 6 (CTC recognizer on $train_set, $dev_set, $test_set)
   --asr-mode M               dump | weighted_sum | fine_tune (upstreams run inside the recognizer)
   --downstream-size S        tiny | base downstream configs

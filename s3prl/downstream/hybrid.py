@@ -191,7 +191,7 @@ def cli_overrides(args) -> list[str]:
 def _hybrid_row(record: dict, exp_label: str | None = None) -> list[str]:
     fa = record.get("frame_agreement")
     cells = [str(record["task"]), str(record["upstream"]), str(record["layer"]), str(record["head"]),
-             "-" if record.get("dev_accuracy") is None else f"{100 * record['dev_accuracy']:.2f}",
+             str(record.get("seed", "-")), "-" if record.get("dev_accuracy") is None else f"{100 * record['dev_accuracy']:.2f}",
              f"{record['dev_wer']:.2f}", f"{record['test_wer']:.2f}", f"{record['test_cer']:.2f}", str(record["lmwt"]),
              "-" if not fa else f"{100 * fa['agreement']:.2f}",
              exp_label if exp_label is not None else str(record.get("exp_dir", "-"))]
@@ -201,13 +201,28 @@ def _hybrid_row(record: dict, exp_label: str | None = None) -> list[str]:
 REQUIRED = ("task", "upstream", "layer", "head", "dev_accuracy", "test_accuracy", "best_step", "steps",
             "config_hash", "command", "test_wer", "test_cer", "lmwt")
 TABLE_REQUIRED = ("task", "upstream", "layer", "head", "dev_wer", "test_wer", "test_cer", "lmwt")
+HYBRID_COLUMNS = ("task", "upstream", "layer", "head", "seed", "dev pdf acc %", "dev WER", "test WER (dev LMWT)",
+                  "test CER", "LMWT", "frame agreement %", "exp")
+HYBRID_SUMMARY_COLUMNS = ("task", "upstream", "layer", "head", "seeds", "dev WER % (mean +- sd)",
+                          "test WER % (mean +- sd)", "test WER vs baseline (> 2 x pooled sd = beyond noise)")
+
+
+def hybrid_summary(rows: list[list[str]]) -> tuple[tuple, list[list[str]]]:
+    """The hybrid table's summary: the DNN runs of one (task, upstream, layer, head) over their
+    seeds (the recipe's --probe-seeds: runner.seed and dataloader.seed), mean +- sd of dev and test
+    WER and each upstream's test WER against the baseline rows (s3prl.downstream.aggregate; here a
+    negative difference is the better one)."""
+    from s3prl.downstream.aggregate import group_rows, summary_rows
+
+    return HYBRID_SUMMARY_COLUMNS, summary_rows(group_rows(rows, HYBRID_COLUMNS, "dev WER", "test WER (dev LMWT)"))
+
+
 HYBRID_TABLE = TableSpec(
     begin="<!-- hybrid-results:begin -->", end="<!-- hybrid-results:end -->",
     title="## Speech recognition, hybrid DNN-HMM (monophone HMM, lattice-faster decoding on HCLG with a "
           "3-gram LM of the training transcripts; WER/CER %)",
-    columns=("task", "upstream", "layer", "head", "dev pdf acc %", "dev WER", "test WER (dev LMWT)", "test CER",
-             "LMWT", "frame agreement %", "exp"),
-    key_columns=4, required=TABLE_REQUIRED, row=_hybrid_row)
+    columns=HYBRID_COLUMNS, key_columns=5, required=TABLE_REQUIRED, row=_hybrid_row, summary=hybrid_summary,
+    summary_markers=("<!-- hybrid-summary:begin -->", "<!-- hybrid-summary:end -->"))
 
 
 def describe(r: dict) -> str:

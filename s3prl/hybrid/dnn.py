@@ -135,7 +135,7 @@ def score_hybrid_run(task, trainer, datasets, info, chash, history, *, cfg: Hybr
             res = decode.decode_test(decoder, make, refs, exp_dir / "decode_test", lmwt, scoring_map=smap)
     record = {"task": "hybrid", "upstream": info["upstream"], "layer": info["layer"], "head": cfg.head.name,
               "dev_accuracy": acc["dev"]["accuracy"], "test_accuracy": acc["test"]["accuracy"],
-              **run_fields(best, chash, command, exp_dir), "num_pdfs": info["num_classes"],
+              **run_fields(best, chash, command, exp_dir, cfg=cfg), "num_pdfs": info["num_classes"],
               "num_utts": info["num_utts"], "lmwt": lmwt, "dev_wer": dev_wer, "test_wer": res["wer"],
               "test_cer": res["cer"], "test_wer_counts": res["wer_counts"], "metric": "pdf frame accuracy",
               "scoring_map": inputs.scoring_map}

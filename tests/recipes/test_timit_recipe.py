@@ -154,7 +154,8 @@ def test_hybrid_stage_on_the_standin(recipe, tmp_path):
     lexicon = tmp_path / "timit lexicon.txt"
     lexicon.write_text("".join(f"{p} {p}\n" for p in phones) + "<UNK> SPN\n")
     _run(rdir, "--corpus-dir", str(corpus), "--hybrid", "true", "--lexicon", str(lexicon), "--stage", "7",
-         "--stop-stage", "7", "--mono-iters", "4", "--mono-totgauss", "60", "--downstream-overrides",
+         "--stop-stage", "7", "--mono-iters", "4", "--mono-totgauss", "60", "--probe-seeds", "1337 2",
+         "--downstream-overrides",
          "runner.total_steps=6 runner.dev_step=3 runner.save_step=3 head.hidden_size=16 decode.beam=5 "
          "decode.lmwts=[5]")
     arpa = (rdir / "data" / "lang_test_tg" / "lm.arpa").read_text()
@@ -172,9 +173,22 @@ def test_hybrid_stage_on_the_standin(recipe, tmp_path):
         assert (d / "hyp_unmapped.txt").is_file()
     assert json_load(rdir / "exp" / "hybrid" / "dnn_fbank" / "results.json")["scoring_map"] == "conf/phones.48-39.map"
     for tag, layer in (("fbank", "last"), ("tera_tiny_layer-3", "3")):
-        rec = json_load(rdir / "exp" / "hybrid" / f"dnn_{tag}" / "results.json")
-        assert rec["task"] == "hybrid" and rec["steps"] == 6 and rec["layer"] == layer and rec["lmwt"] == 5, rec
-        assert len((rdir / "exp" / "hybrid" / f"dnn_{tag}" / "decode_test" / "hyp.txt").read_text().splitlines()) == 8
+        for seed, suffix in ((1337, ""), (2, "_seed2")):   # --probe-seeds "1337 2": one DNN per seed
+            rec = json_load(rdir / "exp" / "hybrid" / f"dnn_{tag}{suffix}" / "results.json")
+            assert rec["task"] == "hybrid" and rec["steps"] == 6 and rec["layer"] == layer and rec["lmwt"] == 5, rec
+            assert rec["seed"] == seed and rec["data_seed"] == seed, rec
+            hyp = rdir / "exp" / "hybrid" / f"dnn_{tag}{suffix}" / "decode_test" / "hyp.txt"
+            assert len(hyp.read_text().splitlines()) == 8
+    # RESULTS.md: one row per run with its seed, and the runs of each input folded to mean +- sd
+    from s3prl.downstream.hybrid import HYBRID_TABLE
+    from s3prl.downstream.results import parse_results_table, parse_summary_table
+
+    md = (rdir / "RESULTS.md").read_text()
+    runs = {(r[1], r[4]) for r in parse_results_table(md, spec=HYBRID_TABLE) if r[0] == "hybrid"}
+    assert runs == {("fbank", "1337"), ("fbank", "2"), ("exp/tera_tiny", "1337"), ("exp/tera_tiny", "2")}, runs
+    summary = {r[1]: r for r in parse_summary_table(md, spec=HYBRID_TABLE) if r[0] == "hybrid"}
+    assert summary["fbank"][4] == "1337,2" and "(n=2)" in summary["fbank"][6], summary
+    assert summary["exp/tera_tiny"][7].startswith("fbank: "), summary
 
 
 def decode_map(rdir: Path) -> dict:
