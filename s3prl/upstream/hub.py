@@ -350,7 +350,30 @@ class Upstream(nn.Module):
         """-> (states list of (B, T', H), stacked lengths (B,), attentions | None)."""
         if self.model is None:
             return [feats], lengths, None
-        return self.family.forward_states(self.model, feats, lengths, output_attentions)
+        return self.family.forward_states(self._compute_model(), feats, lengths, output_attentions)
+
+    def _compute_model(self) -> nn.Module:
+        """The model a forward pass runs: `self.model`, or, frozen in a low precision, a copy whose
+        nn.Linear weights and biases are already in that dtype. Under autocast every call would
+        otherwise cast each Linear weight again (autocast's cast cache lives only as long as one
+        autocast region): at batch 1 that was a fifth of a TERA base bf16 forward on the CPU. The
+        values are those autocast computes (the same round-to-nearest cast, done once); the copy
+        is rebuilt when the weights change (their storage or version) and never saved (a plain
+        attribute, not a submodule)."""
+        if self._dtype == torch.float32 or self.fine_tune:
+            return self.model
+        params = list(self.model.parameters())
+        key = (self._dtype, tuple((p.data_ptr(), p._version) for p in params))
+        cached = self.__dict__.get("_low_precision")
+        if cached is None or cached[0] != key:
+            import copy
+
+            lp = copy.deepcopy(self.model)
+            for m in lp.modules():
+                if isinstance(m, nn.Linear):
+                    m.to(self._dtype)
+            self.__dict__["_low_precision"] = cached = (key, lp)
+        return cached[1]
 
     def forward_features(self, feats: torch.Tensor, lengths: torch.Tensor,
                          utt_ids: Sequence[str] | None = None) -> UpstreamOutput:

@@ -396,3 +396,41 @@ def test_bfloat16_compute_dtype(ckpts, monkeypatch, caplog):
     assert up.dtype == torch.float32 and "no bf16 matrix units" in caplog.text
     with pytest.raises(UserError, match="dtype must be float32 or bfloat16"):
         up.dtype = "float16"
+
+
+@pytest.mark.parametrize("key", ["dr3", "apc"])
+def test_bfloat16_weights_cast_once(ckpts, key):
+    """Frozen bf16 inference runs a copy whose Linear weights are bf16 already (cast once, not in
+    every autocast region): bitwise the states of plain autocast over the float32 model, on a
+    mixed-length batch (several length groups); the copy is kept between calls, rebuilt when
+    the weights change, and is not part of the state dict."""
+    import s3prl.precision as P
+
+    if not P.cpu_supports_bf16():
+        pytest.skip("this CPU has no bf16 units: the dtype falls back to float32 (test_bfloat16_compute_dtype)")
+    up = load_upstream(ckpts[key])
+    keys = set(up.state_dict())
+    ws = wavs((32000, 6000, 20000, 31000))
+    up.dtype = "bfloat16"
+    out = up(ws)
+    lp = up._compute_model()
+    assert lp is not up.model and lp is up._compute_model()   # built once
+    linears = [m for m in lp.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.dtype == torch.bfloat16 for m in linears)
+    assert all(p.dtype == torch.float32 for p in up.model.parameters())
+    assert set(up.state_dict()) == keys
+    plain = up._compute_model
+    up._compute_model = lambda: up.model     # autocast over the float32 model, as before the copy
+    try:
+        ref = up(ws)
+    finally:
+        del up._compute_model
+    assert up._compute_model is not None and up._compute_model.__func__ is plain.__func__
+    for a, b in zip(out.hidden_states, ref.hidden_states):
+        assert a.dtype == torch.float32 and torch.equal(a, b)
+    with torch.no_grad():   # new weights: a new copy, new states
+        next(up.model.parameters()).mul_(1.5)
+    assert up._compute_model() is not lp
+    assert not torch.equal(up(ws).last_hidden_state, out.last_hidden_state)
+    up.dtype = "float32"
+    assert up._compute_model() is up.model
