@@ -14,17 +14,17 @@
 #            --kaldi-exp /kaldi/egs/timit/s5/exp --stage 3
 #
 # Without Kaldi, stage 7 (--hybrid true) builds the hybrid DNN-HMM system of egs/librispeech's
-# stage 9 (utils/recipe.sh recipe_hybrid, docs/hybrid.md) on kaldi-hmm-gmm: TIMIT ships no lexicon
-# (Kaldi's egs/timit/s5 writes one, each phone a word, in local/timit_prepare_dict.sh) and neither
-# does our synthetic stand-in, so it takes --lexicon FILE: the phones of data/*/text (48, or 39 with
-# prepare_timit --phones 39) each as a word, plus "<UNK> SPN"; the LM is a phone bigram as in s5,
+# stage 9 (utils/recipe.sh recipe_hybrid, docs/hybrid.md) on kaldi-hmm-gmm: TIMIT ships no lexicon,
+# so, as Kaldi's egs/timit/s5 (local/timit_prepare_dict.sh), local/timit_prepare_dict.sh writes one
+# (or take --lexicon FILE): the phones of data/*/text (48, or 39 with prepare_timit --phones 39)
+# each as a word, plus "<UNK> SPN"; the LM is a phone bigram as in s5,
 # and scoring maps reference and hypothesis to the 39 phones first (--scoring-map, as s5's
 # local/score.sh does with timit_norm_trans.pl -from 48 -to 39).
 #
-#   ./run.sh --corpus-dir /data/TIMIT --hybrid true --lexicon lexicon_48.txt --stage 7
+#   ./run.sh --corpus-dir /data/TIMIT --hybrid true --stage 7
 #
 # Stages: 0 data | 1 features | 2 pre-training | 3 dump | 4 alignment check | 5 cfg | 6 PyTorch-Kaldi
-#         | 7 hybrid DNN-HMM on kaldi-hmm-gmm (with --hybrid true --lexicon FILE)
+#         | 7 hybrid DNN-HMM on kaldi-hmm-gmm (with --hybrid true)
 set -euo pipefail
 
 # Begin configuration section.
@@ -49,7 +49,7 @@ ali_test=                  # default $kaldi_exp/tri3_ali_test
 graph=                     # default $kaldi_exp/tri3/graph
 pk_config=conf/pytorch_kaldi.yaml
 hybrid=false               # stage 7: hybrid DNN-HMM (monophone GMM alignments, DNN on fbank and each upstream, HCLG decoding)
-lexicon=                   # stage 7: phone lexicon (each phone of the text a word, and "<UNK> SPN"); required
+lexicon=                   # stage 7: phone lexicon ("" = data/local/dict/lexicon.txt: each phone of the text a word)
 scoring_map=conf/phones.48-39.map  # stage 7: score on the 39 phones of Lee & Hon (1989) as Kaldi's TIMIT s5 ("" = the text's own)
 probe_seeds=1337           # stage 7: one DNN per seed (runner.seed, dataloader.seed), folded to mean +- sd
 hybrid_mode=dump           # stage 7 upstream input: dump (stage 3's layer dirs) | weighted_sum | fine_tune (on the fly)
@@ -78,7 +78,8 @@ help_message="Usage: $0 --corpus-dir DIR [options]
   --ali-train/--ali-dev/--ali-test/--graph DIR   override those dirs one by one
   --pk-config YAML           PyTorch-Kaldi cfg options (default conf/pytorch_kaldi.yaml)
   --hybrid true|false        stage 7: hybrid DNN-HMM without Kaldi (GMM alignments, DNN per input, HCLG decoding)
-  --lexicon FILE             stage 7 phone lexicon: each phone of data/*/text a word ('aa aa'), and '<UNK> SPN'
+  --lexicon FILE             stage 7 phone lexicon (default: written to data/local/dict/lexicon.txt, each phone of
+                             data/*/text a word ('aa aa'), and '<UNK> SPN', as Kaldi's local/timit_prepare_dict.sh)
   --scoring-map FILE         stage 7: map reference and hypothesis before scoring (recipe-relative, as --pk-config;
                              default conf/phones.48-39.map: 48 -> 39 phones as Kaldi's TIMIT s5; \"\" = the text's own)
   --hybrid-mode M            dump | weighted_sum | fine_tune (stage 7: upstreams run inside the DNN)
@@ -115,9 +116,10 @@ pk_exp=exp/pytorch_kaldi_${name}_${layer}
 recipe_overrides pretrain_args "$pretrain_overrides"
 recipe_overrides downstream_args "$downstream_overrides"
 if $hybrid && [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
-  [ -n "$lexicon" ] || { log "error: stage 7 (--hybrid true) needs --lexicon FILE: TIMIT and its synthetic stand-in ship no lexicon (give the phones of data/*/text, each as a word, and '<UNK> SPN')"; exit 1; }
-  lexicon=$(abspath "$lexicon")
-  [ -f "$lexicon" ] || { log "error: --lexicon $lexicon: no such file"; exit 1; }
+  if [ -n "$lexicon" ]; then
+    lexicon=$(abspath "$lexicon")
+    [ -f "$lexicon" ] || { log "error: --lexicon $lexicon: no such file"; exit 1; }
+  fi
   [ -z "$scoring_map" ] || [ -f "$scoring_map" ] || { log "error: --scoring-map $scoring_map: no such file"; exit 1; }
 fi
 
@@ -189,6 +191,11 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
 fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ] && $hybrid; then
+  if [ -z "$lexicon" ]; then   # TIMIT ships none: each phone of the transcripts a word, as s5 does
+    lexicon=data/local/dict/lexicon.txt
+    log "Stage 7: $lexicon from the phones of data/{train,dev,test}/text"
+    local/timit_prepare_dict.sh "$lexicon" data/train data/dev data/test
+  fi
   hybrid_phones=; hybrid_labels=; hybrid_lm_order=2   # the lexicon's phones; no reference timings; phone bigram
   recipe_hybrid "Stage 7" train dev test "${upstream_list[@]}"
 fi

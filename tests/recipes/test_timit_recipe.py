@@ -10,8 +10,9 @@ quarter of an hour); a default that cannot run on a fresh machine fails here. St
 counts against Kaldi alignments) runs on a stand-in of a Kaldi egs/timit/s5 exp dir whose
 alignments are keyed ``spk_utt`` as Kaldi's TIMIT recipe keys them. Stages 5-6 need a PyTorch-Kaldi
 checkout and a compiled Kaldi (tests/downstream/test_pytorch_kaldi.py covers the cfg generator).
-Stage 7 (the hybrid DNN-HMM without Kaldi, utils/recipe.sh recipe_hybrid) runs with a phone
-lexicon made from the stand-in's transcripts; without --lexicon it stops in one line.
+Stage 7 (the hybrid DNN-HMM without Kaldi, utils/recipe.sh recipe_hybrid) runs with the phone
+lexicon local/timit_prepare_dict.sh makes from the stand-in's transcripts, two DNN seeds, and
+scoring on the 39 phones.
 """
 from __future__ import annotations
 
@@ -123,26 +124,39 @@ def test_alignment_check_against_a_kaldi_exp_standin(recipe, tmp_path):
         assert read_alignment_lengths(rdir / "exp" / f"ali_{name}") == dict(frames)
 
 
-def test_hybrid_stage_needs_a_lexicon(tmp_path):
-    """TIMIT (and the stand-in) ship no lexicon: stage 7 without --lexicon, or with a missing
-    file, is a one-line error before any stage writes anything."""
+def test_hybrid_stage_option_errors(tmp_path):
+    """Stage 7's file options are checked before any stage writes anything: a missing --lexicon
+    or --scoring-map file, or a bad --hybrid-mode, is a one-line error."""
     rdir = _recipe_copy(tmp_path)
-    for extra, msg in (((), "error: stage 7 (--hybrid true) needs --lexicon FILE: TIMIT and its synthetic "
-                            "stand-in ship no lexicon"),
-                       (("--lexicon", "no such.txt"), f"error: --lexicon {rdir.parent}/no such.txt: no such file")):
+    for extra, msg in ((("--lexicon", "no such.txt"), f"error: --lexicon {rdir.parent}/no such.txt: no such file"),
+                       (("--scoring-map", "conf/no such.map"), "error: --scoring-map conf/no such.map: no such file")):
         p = _run(rdir, "--hybrid", "true", *extra, check=False)
         assert p.returncode == 1, p.stderr
         lines = [l for l in p.stderr.splitlines() if l.strip()]
         assert len(lines) == 1 and msg in lines[0], p.stderr
         assert not any((rdir / d).exists() for d in ("data", "exp", "dump")), sorted(rdir.iterdir())
-    p = _run(rdir, "--hybrid", "true", "--lexicon", "x", "--hybrid-mode", "bogus", check=False)
+    p = _run(rdir, "--hybrid", "true", "--hybrid-mode", "bogus", check=False)
     assert p.returncode == 1 and "--hybrid-mode must be one of: dump weighted_sum fine_tune" in p.stderr
-    lexicon = tmp_path / "lexicon.txt"
-    lexicon.write_text("aa aa\n<UNK> SPN\n")
-    p = _run(rdir, "--hybrid", "true", "--lexicon", str(lexicon), "--scoring-map", "conf/no such.map", check=False)
-    lines = [l for l in p.stderr.splitlines() if l.strip()]
-    assert p.returncode == 1 and len(lines) == 1 and "error: --scoring-map conf/no such.map: no such file" in lines[0]
-    assert not any((rdir / d).exists() for d in ("data", "exp", "dump")), sorted(rdir.iterdir())
+
+
+def test_timit_prepare_dict(tmp_path):
+    """local/timit_prepare_dict.sh (Kaldi s5's dict step): each phone of the texts a word, sorted,
+    plus <UNK> SPN; a rerun with the same phones leaves the file alone; a missing text is an error."""
+    rdir = _recipe_copy(tmp_path)
+    for s, text in (("train", "a1 sil aa b\na2 aa ix\n"), ("dev", "d1 zh  sil\n")):
+        (tmp_path / "d" / s).mkdir(parents=True)
+        (tmp_path / "d" / s / "text").write_text(text)
+    out = tmp_path / "dict dir" / "lexicon.txt"
+    script = rdir / "local" / "timit_prepare_dict.sh"
+    subprocess.run(["bash", str(script), str(out), str(tmp_path / "d" / "train"), str(tmp_path / "d" / "dev")],
+                   check=True)
+    assert out.read_text() == "aa aa\nb b\nix ix\nsil sil\nzh zh\n<UNK> SPN\n"
+    mtime = out.stat().st_mtime_ns
+    subprocess.run(["bash", str(script), str(out), str(tmp_path / "d" / "train"), str(tmp_path / "d" / "dev")],
+                   check=True)
+    assert out.stat().st_mtime_ns == mtime and sorted(p.name for p in out.parent.iterdir()) == ["lexicon.txt"]
+    p = subprocess.run(["bash", str(script), str(out), str(tmp_path / "nothing")], capture_output=True, text=True)
+    assert p.returncode == 1 and "nothing/text: no such file" in p.stderr and out.read_text().startswith("aa aa")
 
 
 def test_hybrid_stage_on_the_standin(recipe, tmp_path):
@@ -151,13 +165,14 @@ def test_hybrid_stage_on_the_standin(recipe, tmp_path):
     rdir, corpus, _ = recipe
     phones = sorted({p for s in ("train", "dev", "test")
                      for line in (rdir / "data" / s / "text").read_text().splitlines() for p in line.split()[1:]})
-    lexicon = tmp_path / "timit lexicon.txt"
-    lexicon.write_text("".join(f"{p} {p}\n" for p in phones) + "<UNK> SPN\n")
-    _run(rdir, "--corpus-dir", str(corpus), "--hybrid", "true", "--lexicon", str(lexicon), "--stage", "7",
+    _run(rdir, "--corpus-dir", str(corpus), "--hybrid", "true", "--stage", "7",
          "--stop-stage", "7", "--mono-iters", "4", "--mono-totgauss", "60", "--probe-seeds", "1337 2",
          "--downstream-overrides",
          "runner.total_steps=6 runner.dev_step=3 runner.save_step=3 head.hidden_size=16 decode.beam=5 "
          "decode.lmwts=[5]")
+    # no --lexicon: data/local/dict/lexicon.txt, each phone of the transcripts a word
+    lexicon = (rdir / "data" / "local" / "dict" / "lexicon.txt").read_text()
+    assert lexicon == "".join(f"{p} {p}\n" for p in phones) + "<UNK> SPN\n"
     arpa = (rdir / "data" / "lang_test_tg" / "lm.arpa").read_text()
     assert "ngram 2=" in arpa and "ngram 3=" not in arpa   # a phone bigram, as Kaldi's TIMIT s5
     gmm = json_load(rdir / "exp" / "mono" / "results.json")
