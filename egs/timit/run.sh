@@ -51,7 +51,7 @@ pk_config=conf/pytorch_kaldi.yaml
 hybrid=false               # stage 7: hybrid DNN-HMM (monophone GMM alignments, DNN on fbank and each upstream, HCLG decoding)
 lexicon=                   # stage 7: phone lexicon ("" = data/local/dict/lexicon.txt: each phone of the text a word)
 scoring_map=conf/phones.48-39.map  # stage 7: score on the 39 phones of Lee & Hon (1989) as Kaldi's TIMIT s5 ("" = the text's own)
-probe_seeds=1337           # stage 7: one DNN per seed (runner.seed, dataloader.seed), folded to mean +- sd
+probe_seeds="1337 2 3"     # stage 7: one DNN per seed (runner.seed, dataloader.seed), folded to mean +- sd
 hybrid_mode=dump           # stage 7 upstream input: dump (stage 3's layer dirs) | weighted_sum | fine_tune (on the fly)
 mono_iters=40              # stage 7: monophone EM passes (steps/train_mono.sh)
 mono_totgauss=1000         # stage 7: Gaussians after mixing up
@@ -83,7 +83,7 @@ help_message="Usage: $0 --corpus-dir DIR [options]
   --scoring-map FILE         stage 7: map reference and hypothesis before scoring (recipe-relative, as --pk-config;
                              default conf/phones.48-39.map: 48 -> 39 phones as Kaldi's TIMIT s5; \"\" = the text's own)
   --hybrid-mode M            dump | weighted_sum | fine_tune (stage 7: upstreams run inside the DNN)
-  --probe-seeds \"LIST\"       stage 7: one DNN per seed, e.g. \"1337 2 3\" (dirs _seed<N>; RESULTS.md: mean +- sd)
+  --probe-seeds \"LIST\"       stage 7: one DNN per seed (default \"1337 2 3\"; dirs _seed<N>; RESULTS.md: mean +- sd)
   --mono-iters N --mono-totgauss N   stage 7 monophone GMM schedule
   --downstream-size S        tiny | base stage 7 DNN config
   --downstream-overrides \"K=V ...\"  e.g. \"runner.total_steps=100\"

@@ -71,11 +71,15 @@ def _int_options() -> dict[str, int]:
 RECIPES = ("librispeech", "timit", "mosei")
 
 
-def test_every_numeric_option_is_validated():
+def test_every_numeric_option_is_validated(tmp_path):
     """Each option whose default is a whole number, in any recipe, is one utils/recipe.sh checks."""
     for recipe in RECIPES:
         numeric = {n for n, v in _config_section(recipe).items() if re.fullmatch(r"[0-9]+", v)}
         assert numeric <= set(_int_options()), (recipe, numeric - set(_int_options()))
+    rdir = _recipe_copy(tmp_path, "timit")   # a list of whole numbers: its own check in utils/recipe.sh
+    r = _run(rdir, "--probe-seeds", "1337 x")
+    assert r.returncode == 1 and "--probe-seeds must be whole numbers, got 'x' in '1337 x'" in r.stderr
+    assert _written(rdir) == []
 
 
 @pytest.mark.parametrize("recipe,name", [(r, n) for r in RECIPES for n in _config_section(r) if n in _int_options()])
