@@ -3,10 +3,11 @@ steps/align_si.sh) on kaldi-hmm-gmm.
 
 Schedule of kaldi-asr/kaldi egs/wsj/s5/steps/train_mono.sh: gmm-init-mono (one Gaussian per pdf
 from the global mean and variance), align-equal-compiled, then ``num_iters`` (40) passes of
-gmm-acc-stats-ali + gmm-est with re-alignment (gmm-align-compiled, ``--beam 6 --retry-beam 40``
-after the first pass's ``--beam 10``; ``--transition-scale 1.0 --acoustic-scale 0.1
---self-loop-scale 0.1``) on the passes of ``realign_iters``, mixing up by ``(totgauss -
-numgauss) / max_iter_inc`` Gaussians per pass to ``totgauss`` (1000), ``--power 0.25``,
+gmm-acc-stats-ali + gmm-est with re-alignment (gmm-align-compiled, ``--beam 6 --retry-beam 24``
+on the first pass, ``--beam 10 --retry-beam 40`` after it; ``--transition-scale 1.0
+--acoustic-scale 0.1 --self-loop-scale 0.1``) on the passes of ``realign_iters``, mixing up by
+``(totgauss - numgauss) / max_iter_inc`` Gaussians per pass (from pass 2, as train_mono.sh
+increments after each pass's gmm-est) to ``totgauss`` (1000), ``--power 0.25``,
 ``--min-gaussian-occupancy 3`` on the first update. Training graphs come from
 compile-train-graphs (L.fst, the transcripts, the tree and transition model). The per-frame
 statistics are batched per pdf with numpy (the posteriors of each pdf's Gaussians from
@@ -14,10 +15,16 @@ DiagGmm.log_likelihoods_matrix) and the ML update is done here on those sums (th
 AccumAmDiagGmm.get_acc returns a copy, so per-pdf statistics cannot be added to it in batches);
 the formulas are Kaldi's MleDiagGmmUpdate (src/gmm/mle-diag-gmm.cc).
 
-Beams: Kaldi's 10 / 40 (retry) lose most utterances of the synthetic corpus here (its
-transcripts and lexicon fit the audio less tightly than real read speech to a curated lexicon;
-beam 100 aligns all of them after the first pass), so alignment runs with beam 40 and retry
-beam 160.
+Training graphs carry no transition probabilities: compile-train-graphs sets the graph compiler's
+``transition_scale`` and ``self_loop_scale`` to 0 (kaldi-asr/kaldi src/bin/compile-train-graphs.cc;
+kaldi-hmm-gmm's TrainingGraphCompilerOptions default to 1) and gmm-align-compiled adds the current
+model's with ``add_transition_probs`` before each alignment. Graphs compiled with scale 1 counted
+them twice, self-loops at 1.1 instead of 0.1: a frame in a silence state (self-loop probability
+0.25) cost about 1.5 instead of 0.14, so the long leading and trailing silences of the synthetic
+corpus (about 45 frames each) were aligned to speech phones and the correct path fell out of
+Kaldi's beams (554 of the demo corpus' 1000 utterances failed even at beam 40 / retry 160).
+Alignment runs with Kaldi's beams: 6 on the first pass and 10 after it, retry 4 x beam
+(align_si.sh: 10 / 40).
 
 Features: a data dir's ``feats.scp`` with per-speaker mean normalisation from ``cmvn.scp``
 (apply-cmvn, as steps/train_mono.sh does). The model is saved as ``final.pt`` (plain tensors and
@@ -55,9 +62,9 @@ class MonoConfig:
     max_iter_inc: int = 30
     totgauss: int = 1000
     power: float = 0.25
-    beam: float = 40.0        # Kaldi: 10 (6 on the first pass); see the module docstring
-    retry_beam: float = 160.0  # Kaldi: 4 * beam
-    first_beam: float = 40.0
+    beam: float = 10.0        # gmm-align-compiled --beam (train_mono.sh after the first pass, align_si.sh)
+    first_beam: float = 6.0   # train_mono.sh's first re-alignment
+    retry_factor: float = 4.0  # --retry-beam = 4 * beam
     acoustic_scale: float = 0.1
     self_loop_scale: float = 0.1
     transition_scale: float = 1.0
@@ -83,6 +90,13 @@ def load_feats(data_dir: str | Path, cmvn: bool = True) -> dict[str, np.ndarray]
 
 
 # ---------------------------------------------------------------------------------------- model
+def _kaldi_train_graph_opts() -> khg.TrainingGraphCompilerOptions:
+    """compile-train-graphs' options: no transition probabilities in the graphs (module docstring)."""
+    o = khg.TrainingGraphCompilerOptions()
+    o.transition_scale, o.self_loop_scale = 0.0, 0.0
+    return o
+
+
 class MonoModel:
     """Topology, monophone tree, transition model and diagonal-GMM acoustic model."""
 
@@ -183,7 +197,7 @@ class MonoModel:
         L = kaldifst.StdVectorFst.read(str(lang / "L.fst"))
         disambig = [int(x) for x in (lang / "phones" / "disambig.int").read_text().split()]
         return khg.TrainingGraphCompiler(trans_model=self.tm, ctx_dep=self.tree, lex_fst=L,
-                                         disambig_syms=disambig, opts=khg.TrainingGraphCompilerOptions())
+                                         disambig_syms=disambig, opts=_kaldi_train_graph_opts())
 
     def align(self, graph: kaldifst.StdVectorFst, feats: np.ndarray, cfg: MonoConfig, beam: float,
               utt: str = "utt") -> list[int]:
@@ -193,7 +207,7 @@ class MonoModel:
                                  self_loop_scale=cfg.self_loop_scale, fst=fst)
         dec = khg.DecodableAmDiagGmmScaled(am=self.am, tm=self.tm, feats=feats, scale=cfg.acoustic_scale)
         ac = khg.AlignConfig()
-        ac.beam, ac.retry_beam, ac.careful = beam, cfg.retry_beam, False
+        ac.beam, ac.retry_beam, ac.careful = beam, cfg.retry_factor * beam, False
         res = khg.align_utterance_wrapper(config=ac, utt=utt, acoustic_scale=cfg.acoustic_scale, fst=fst,
                                           decodable=dec, num_done=0, num_error=0, num_retried=0,
                                           tot_like=0.0, frame_count=0)
@@ -376,9 +390,9 @@ def train_mono(data_dir, lang_dir, exp_dir, cfg: MonoConfig | None = None) -> di
             beam = cfg.beam
         stats, tstats, ll = model.accumulate(feats, ali)
         history.append(round(ll, 4))
+        model.estimate(stats, tstats, mixup=numgauss, power=cfg.power, rng=rng)
         if it <= cfg.max_iter_inc:
             numgauss += incgauss
-        model.estimate(stats, tstats, mixup=numgauss, power=cfg.power, rng=rng)
         log.info("mono pass %d: avg log-likelihood %.3f per frame, %d Gaussians", it, ll, model.am.num_gauss)
     ali = align_all(model, graphs, feats, cfg, cfg.beam)
     save_model_dir(model, exp)
