@@ -32,6 +32,9 @@ from s3prl.errors import UserError, cli_main
 from s3prl.log import setup_logging
 
 log = logging.getLogger("hybrid_gmm")
+# Part of what makes a run complete: raised when the same inputs give a different system, so an
+# older run is redone (2: training graphs without transition probabilities, Kaldi's beams).
+SYSTEM_VERSION = 2
 
 
 def _inputs_stamp(a) -> dict:
@@ -43,7 +46,7 @@ def _inputs_stamp(a) -> dict:
     for f in ("L.fst", "topo", "words.txt"):
         files[str(Path(a.lang) / f)] = file_sha256(Path(a.lang) / f)
     files[str(Path(a.lang_test) / "G.fst")] = file_sha256(Path(a.lang_test) / "G.fst")
-    return {"files": files, "num_iters": a.num_iters, "totgauss": a.totgauss, "labels": a.labels,
+    return {"version": SYSTEM_VERSION, "files": files, "num_iters": a.num_iters, "totgauss": a.totgauss, "labels": a.labels,
             "lmwts": a.lmwts, "beam": a.beam}
 
 

@@ -419,6 +419,8 @@ class AlignJobs:
     def __init__(self, data_dir: str | Path, lang_dir: str | Path, feats: dict[str, np.ndarray], nj: int = 1):
         if nj < 1:
             raise UserError(f"nj {nj}: must be >= 1")
+        if not feats:
+            raise UserError(f"{Path(data_dir) / 'feats.scp'}: no utterances")
         utt2spk = read_kv(Path(data_dir) / "utt2spk")
         missing = [u for u in feats if u not in utt2spk]
         if missing:
