@@ -5,7 +5,8 @@ the same final.mdl and final.pt; nj = 2 writes ali.1.gz and ali.2.gz of whole sp
 utils/split_data.sh splits them) and num_jobs 2; a later run with fewer jobs removes the stale
 archive. The alignments find the phones: with training graphs that carried transition
 probabilities (then added again at alignment, silence frames priced out) only 7 of the 12
-utterances aligned and 15 % of the frames got their phone (84 % here). Seconds, no audio."""
+utterances aligned and 15 % of the frames got their phone (84 % here). Decoding in two jobs gives
+the hypotheses of one. Seconds, no audio."""
 from __future__ import annotations
 
 import gzip
@@ -108,3 +109,20 @@ def test_fewer_jobs_remove_stale_archives(corpus):
     assert sorted(one) == sorted(two) and all(np.array_equal(one[u], two[u]) for u in one)
     # more jobs than speakers: one job per speaker
     assert gmm.align_data(w / "nj1", data, w / "lang", out, CFG, nj=9)["num_jobs"] == len(SPEAKERS)
+
+
+def test_decoding_in_jobs_gives_the_same_hypotheses(corpus):
+    from s3prl.hybrid import decode, lang
+
+    w, data, _ = corpus
+    if not (w / "nj1" / "final.pt").is_file():
+        gmm.train_mono(data, w / "lang", w / "nj1", CFG)
+    model = gmm.MonoModel.load(w / "nj1" / "final.pt")
+    lang.make_graph(w / "lang_test", model.tree, model.tm, w / "graph")
+    decoder = decode.Decoder(w / "graph", model, beam=9.0)
+    make = decode.gmm_decodable(model, gmm.load_feats(data))
+    utts = sorted(make.feats)
+    one, two = (decoder.decode_lmwts(utts, make, (4, 10), nj=nj) for nj in (1, 2))
+    assert one == two and sorted(one[10]) == utts
+    text = dict(line.split(" ", 1) for line in (data / "text").read_text().splitlines())
+    assert sum(one[10][u] == text[u] for u in utts) >= 10   # the words come back (11 of 12)
