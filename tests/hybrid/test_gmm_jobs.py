@@ -21,6 +21,7 @@ pytest.importorskip("kaldi_hmm_gmm")
 from s3prl.bin import hybrid_lang  # noqa: E402
 from s3prl.data.alignments import iter_alignments  # noqa: E402
 from s3prl.data.kaldi_dir import write_kv  # noqa: E402
+from s3prl.errors import UserError  # noqa: E402
 from s3prl.hybrid import gmm  # noqa: E402
 from s3prl.hybrid.lang import read_symbols  # noqa: E402
 
@@ -107,8 +108,11 @@ def test_fewer_jobs_remove_stale_archives(corpus):
     assert (out / "num_jobs").read_text() == "1\n"
     one = _alignments(out)
     assert sorted(one) == sorted(two) and all(np.array_equal(one[u], two[u]) for u in one)
-    # more jobs than speakers: one job per speaker
+    # more jobs than speakers: one job per speaker; no jobs: refused before anything is written
     assert gmm.align_data(w / "nj1", data, w / "lang", out, CFG, nj=9)["num_jobs"] == len(SPEAKERS)
+    with pytest.raises(UserError, match="nj 0: must be >= 1"):
+        gmm.align_data(w / "nj1", data, w / "lang", w / "ali_none", CFG, nj=0)
+    assert not (w / "ali_none").exists()
 
 
 def test_decoding_in_jobs_gives_the_same_hypotheses(corpus):
