@@ -271,7 +271,7 @@ recipe_hybrid() {
   log "$label: monophone GMM -> exp/mono (alignments exp/mono_ali_*, graph, GMM decoding)"
   python -m s3prl.bin.hybrid_gmm --lang data/lang --lang-test data/lang_test_tg ${opts[@]+"${opts[@]}"} ${smap[@]+"${smap[@]}"} \
     --train "data/mfcc/$train" --dev "data/mfcc/$dev" --test "data/mfcc/$test" \
-    --num-iters "$mono_iters" --totgauss "$mono_totgauss" --results-md RESULTS.md exp/mono
+    --num-iters "$mono_iters" --totgauss "$mono_totgauss" --nj "$nj" --results-md RESULTS.md exp/mono
   inputs=("fbank|fbank|data|dump")   # NAME|UPSTREAM|ROOT|MODE; ROOT holds the three sets
   for nu in "$@"; do
     name=${nu%%=*}; upstream=${nu#*=}

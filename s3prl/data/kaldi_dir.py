@@ -11,7 +11,8 @@ sorted on the key in C (byte) order with unique keys:
 - one-value files: frame_shift, feats_dim.
 
 `validate_data_dir` implements the checks of Kaldi's ``utils/validate_data_dir.sh`` (section 2.3),
-`fix_data_dir` those of ``utils/fix_data_dir.sh`` (2.4), `split_data` ``utils/split_data.sh`` (1.7)
+`fix_data_dir` those of ``utils/fix_data_dir.sh`` (2.4), `split_data` ``utils/split_data.sh`` (1.7;
+`split_by_speaker` its per-speaker split in memory)
 and `subset_data_dir` ``utils/subset_data_dir.sh``. Errors are `UserError`s naming the file and line.
 """
 from __future__ import annotations
@@ -584,6 +585,20 @@ def _balanced_contiguous(counts: Sequence[int], n: int) -> list[int]:
     return part
 
 
+def split_by_speaker(utt2spk: Mapping[str, str], n: int) -> list[list[str]]:
+    """The utterances of `utt2spk` in `n` parts as utils/split_data.sh makes them: whole speakers
+    (C order) per part, contiguous, balanced by utterance count; each part's utterances C-sorted.
+    Needs 1 <= n <= the number of speakers."""
+    spk2utt = utt2spk_to_spk2utt(utt2spk)
+    spks = list(spk2utt)
+    if not 1 <= n <= len(spks):
+        raise ValueError(f"split_by_speaker: {n} parts of {len(spks)} speakers")
+    groups: list[list[str]] = [[] for _ in range(n)]
+    for spk, i in zip(spks, _balanced_contiguous([len(spk2utt[s]) for s in spks], n)):
+        groups[i].extend(spk2utt[spk])
+    return [sorted_c(g) for g in groups]
+
+
 def split_data(path: str | Path, n: int, per_utt: bool = False) -> list[Path]:
     """Split a data directory into `n` parts, like Kaldi's utils/split_data.sh.
 
@@ -622,14 +637,10 @@ def split_data(path: str | Path, n: int, per_utt: bool = False) -> list[Path]:
             groups.append(set(utts[start:start + size]))
             start += size
     else:
-        spk2utt = utt2spk_to_spk2utt(utt2spk)
-        spks = list(spk2utt)
-        if n > len(spks):
-            raise UserError(f"split_data: nj={n} is larger than the number of speakers ({len(spks)}) in {d}")
-        assign = _balanced_contiguous([len(spk2utt[s]) for s in spks], n)
-        groups = [set() for _ in range(n)]
-        for spk, i in zip(spks, assign):
-            groups[i].update(spk2utt[spk])
+        nspk = len(set(utt2spk.values()))
+        if n > nspk:
+            raise UserError(f"split_data: nj={n} is larger than the number of speakers ({nspk}) in {d}")
+        groups = [set(g) for g in split_by_speaker(utt2spk, n)]
     with atomic_dir(out) as tmp:
         for i, group in enumerate(groups, 1):
             part = tmp / str(i)

@@ -9,7 +9,9 @@ weight, here each LM weight is a decode with acoustic scale ``1 / LMWT`` (the sa
 lattice rescoring with that weight). Per LM weight the dev decode dir gets ``wer_LMWT`` and
 ``cer_LMWT`` (compute-wer report and per-utterance details, s3prl.downstream.scoring) and
 ``hyp_LMWT.txt``; ``best_wer`` names the best. The test set is decoded once with the LM weight
-chosen on dev: ``wer``, ``cer``, ``hyp.txt``, ``ref.txt`` and ``wer_LMWT``.
+chosen on dev: ``wer``, ``cer``, ``hyp.txt``, ``ref.txt`` and ``wer_LMWT``. With ``nj`` > 1 the
+utterances are shared out to worker processes (steps/decode.sh's jobs); each is decoded on its
+own, so the hypotheses do not depend on ``nj``.
 
 A scoring map (``read_scoring_map``) maps the tokens of reference and hypothesis before scoring,
 as Kaldi's TIMIT recipe scores its 48-phone output on the 39-phone set (kaldi-asr/kaldi
@@ -20,6 +22,8 @@ kept as ``hyp_unmapped.txt`` (test) and ``hyp_LMWT.txt`` (dev).
 from __future__ import annotations
 
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -30,7 +34,6 @@ import numpy as np
 from s3prl.atomic import atomic_write_text
 from s3prl.data.kaldi_dir import read_kv, write_kv
 from s3prl.downstream.scoring import error_rate, write_decode_dir
-from s3prl.downstream.hybrid import DEFAULT_LMWTS
 from s3prl.errors import UserError
 from s3prl.hybrid.lang import word_symbols
 
@@ -41,20 +44,43 @@ log = logging.getLogger(__name__)
 DecodableFactory = Callable[[str, float], "khg.DecodableInterface"]
 
 
-def gmm_decodable(model, feats: dict[str, np.ndarray]) -> DecodableFactory:
-    return lambda utt, acwt: khg.DecodableAmDiagGmmScaled(am=model.am, tm=model.tm, feats=feats[utt], scale=acwt)
+class GmmDecodable:
+    """gmm-latgen-faster's scores: the GMM's log-likelihoods of `feats` ({utt: (T, D)}), scaled."""
+
+    def __init__(self, model, feats: dict[str, np.ndarray]):
+        self.model, self.feats = model, feats
+
+    def __call__(self, utt: str, acwt: float):
+        return khg.DecodableAmDiagGmmScaled(am=self.model.am, tm=self.model.tm, feats=self.feats[utt], scale=acwt)
+
+    def frames(self, utt: str) -> int:
+        return len(self.feats[utt])
+
+    def subset(self, utts) -> "GmmDecodable":
+        return GmmDecodable(self.model, {u: self.feats[u] for u in utts})
 
 
-def mapped_decodable(model, log_likes: dict[str, np.ndarray]) -> DecodableFactory:
+class MappedDecodable:
     """Decodable over per-pdf scores (T, num_pdfs) (latgen-faster-mapped's DecodableMatrixScaledMapped):
     the matrix is expanded to transition ids (column tid - 1 = score of pdf(tid)) for DecodableCtc,
     which reads column ``index - 1``."""
-    tid2pdf = model.tid2pdf[1:]
 
-    def make(utt: str, acwt: float):
-        m = np.ascontiguousarray((acwt * log_likes[utt][:, tid2pdf]).astype(np.float32))
+    def __init__(self, model, log_likes: dict[str, np.ndarray]):
+        self.model, self.log_likes = model, log_likes
+
+    def __call__(self, utt: str, acwt: float):
+        m = np.ascontiguousarray((acwt * self.log_likes[utt][:, self.model.tid2pdf[1:]]).astype(np.float32))
         return khg.DecodableCtc(m)
-    return make
+
+    def frames(self, utt: str) -> int:
+        return len(self.log_likes[utt])
+
+    def subset(self, utts) -> "MappedDecodable":
+        return MappedDecodable(self.model, {u: self.log_likes[u] for u in utts})
+
+
+gmm_decodable = GmmDecodable
+mapped_decodable = MappedDecodable
 
 
 class Decoder:
@@ -63,6 +89,7 @@ class Decoder:
         graph = Path(graph_dir)
         if not (graph / "HCLG.fst").is_file():
             raise UserError(f"{graph}: no HCLG.fst (make the graph first)")
+        self.args = (str(graph), model, beam, max_active, lattice_beam)
         self.fst = kaldifst.StdVectorFst.read(str(graph / "HCLG.fst"))
         self.words = word_symbols(graph)
         self.model = model
@@ -78,6 +105,29 @@ class Decoder:
             hyps[u] = " ".join(self.words[i] for i in word_ids if self.words.get(i) not in (None, "<eps>", "!SIL")) \
                 if ok else ""
         return hyps
+
+    def decode_lmwts(self, utts: list[str], make, lmwts, nj: int = 1) -> dict[int, dict[str, str]]:
+        """{LMWT: {utt: hypothesis}}: each utterance decoded with acoustic scale 1 / LMWT. With
+        nj > 1 the utterances are shared out (by frames) to nj worker processes, each with its own
+        decoder on HCLG (steps/decode.sh's jobs); `make` must then be a GmmDecodable or
+        MappedDecodable. Every utterance is decoded on its own: the result does not depend on nj."""
+        nj = max(1, min(nj, len(utts)))
+        if nj == 1:
+            return {lmwt: self.decode(utts, make, 1.0 / lmwt) for lmwt in lmwts}
+        parts, load = [[] for _ in range(nj)], [0] * nj
+        for u in sorted(utts, key=lambda u: (-make.frames(u), u)):
+            j = load.index(min(load))
+            parts[j].append(u)
+            load[j] += make.frames(u)
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(nj, mp_context=ctx) as pool:
+            futs = [pool.submit(_decode_part, self.args, make.subset(p), p, tuple(lmwts)) for p in parts]
+            done = [f.result() for f in futs]
+        return {lmwt: {u: h for d in done for u, h in d[lmwt].items()} for lmwt in lmwts}
+
+
+def _decode_part(decoder_args: tuple, make, utts: list[str], lmwts: tuple) -> dict[int, dict[str, str]]:
+    return Decoder(*decoder_args).decode_lmwts(utts, make, lmwts)
 
 
 def read_refs(data_dir: str | Path) -> dict[str, str]:
@@ -119,16 +169,16 @@ def map_texts(texts: dict[str, str], smap: ScoringMap | None) -> dict[str, str]:
 
 
 def tune_lmwt(decoder: Decoder, make: DecodableFactory, refs: dict[str, str], decode_dir: str | Path,
-              lmwts=DEFAULT_LMWTS, scoring_map: ScoringMap | None = None) -> tuple[int, float]:
-    """Decode `refs`' utterances with every LM weight; write wer_/cer_/hyp_ files and best_wer;
-    return (best LM weight, its WER). `scoring_map` maps both sides before scoring."""
+              lmwts, nj: int = 1, scoring_map: ScoringMap | None = None) -> tuple[int, float]:
+    """Decode `refs`' utterances with every LM weight (in `nj` jobs); write wer_/cer_/hyp_ files
+    and best_wer; return (best LM weight, its WER). `scoring_map` maps both sides before scoring."""
     out = Path(decode_dir)
     out.mkdir(parents=True, exist_ok=True)
-    utts = sorted(refs)
+    by_lmwt = decoder.decode_lmwts(sorted(refs), make, lmwts, nj)
     best = None
     scored_refs = map_texts(refs, scoring_map)
     for lmwt in lmwts:
-        hyps = decoder.decode(utts, make, 1.0 / lmwt)
+        hyps = by_lmwt[lmwt]
         scored = map_texts(hyps, scoring_map)
         w = error_rate(scored_refs, scored, "word", hyp_source=str(out / f"hyp_{lmwt}.txt"))
         c = error_rate(scored_refs, scored, "char", hyp_source=str(out / f"hyp_{lmwt}.txt"))
@@ -143,11 +193,11 @@ def tune_lmwt(decoder: Decoder, make: DecodableFactory, refs: dict[str, str], de
 
 
 def decode_test(decoder: Decoder, make: DecodableFactory, refs: dict[str, str], decode_dir: str | Path,
-                lmwt: int, scoring_map: ScoringMap | None = None) -> dict:
-    """Decode with the chosen LM weight and score (wer, cer, hyp.txt, ref.txt, wer_LMWT; with
-    `scoring_map` over the mapped text, the decoder's words in hyp_unmapped.txt)."""
+                lmwt: int, nj: int = 1, scoring_map: ScoringMap | None = None) -> dict:
+    """Decode with the chosen LM weight (in `nj` jobs) and score (wer, cer, hyp.txt, ref.txt,
+    wer_LMWT; with `scoring_map` over the mapped text, the decoder's words in hyp_unmapped.txt)."""
     out = Path(decode_dir)
-    hyps = decoder.decode(sorted(refs), make, 1.0 / lmwt)
+    hyps = decoder.decode_lmwts(sorted(refs), make, (lmwt,), nj)[lmwt]
     res = write_decode_dir(out, map_texts(refs, scoring_map), map_texts(hyps, scoring_map))
     if scoring_map:
         write_kv(out / "hyp_unmapped.txt", hyps)

@@ -74,8 +74,9 @@ def representation(cfg: HybridConfig, inputs: HybridInputs, device):
 
 
 def build_hybrid_run(cfg: HybridConfig, inputs: HybridInputs, exp_dir=None, device="cpu"):
-    """TaskSpec.build of the hybrid task: -> (task, {split: LabeledFeatureDataset of pdf ids},
-    info with the GMM model and the log-priors). (`exp_dir`: not used.)"""
+    """TaskSpec.build of the hybrid task: -> (task, {split: LabeledFeatureDataset of pdf ids, the
+    aligned utterances}, info with the GMM model, the log-priors and the datasets decoded: every
+    dev/test utterance). (`exp_dir`: not used.)"""
     model = MonoModel.load(Path(inputs.ali["train"]) / "final.pt")
     labels = {s: pdf_targets(inputs.ali[s], model) for s in SPLITS}
     rep = representation(cfg, inputs, device)
@@ -87,11 +88,17 @@ def build_hybrid_run(cfg: HybridConfig, inputs: HybridInputs, exp_dir=None, devi
         datasets[s] = LabeledFeatureDataset(fd, labels[s], frame_labels=True,
                                             max_mismatch=cfg.labels.max_frame_mismatch,
                                             label_source=str(inputs.ali[s]))
+    # Decoding covers every dev/test utterance with features, aligned or not (WER is over the whole
+    # set; the alignments only give the frame accuracy): full-length features, placeholder labels.
+    decode_sets = {}
+    for s in ("dev", "test"):
+        fd = feature_dataset(inputs.feats[s], cfg.dataloader, rep, train=False, global_stats=stats)
+        decode_sets[s] = LabeledFeatureDataset(fd, dict.fromkeys(fd.utts, 0), frame_labels=True)
     input_dim = rep.input_dim(datasets["train"])
     head = build_head(cfg.head, input_dim, model.num_pdfs)
     task = ClassificationTask(rep.model(head), model.num_pdfs, save_upstream=rep.save_upstream)
     info = {"upstream": rep.name, "layer": rep.layer, "num_classes": model.num_pdfs, "input_dim": input_dim,
-            "num_utts": {k: len(v) for k, v in datasets.items()}, "model": model,
+            "num_utts": {k: len(v) for k, v in datasets.items()}, "model": model, "decode_sets": decode_sets,
             "log_priors": log_priors(labels["train"], model.num_pdfs)}
     log.info("hybrid DNN: %s head on %s (%s), %d pdfs, input dim %d, utterances %s", cfg.head.name, rep.name,
              rep.layer, model.num_pdfs, input_dim, info["num_utts"])
@@ -114,8 +121,9 @@ def scaled_log_likelihoods(task: ClassificationTask, dataset, cfg: HybridConfig,
 
 def score_hybrid_run(task, trainer, datasets, info, chash, history, *, cfg: HybridConfig, inputs: HybridInputs,
                      exp_dir: Path, command: str | None) -> dict:
-    """TaskSpec.score of the hybrid task: pdf accuracy of dev and test at the best-dev
-    checkpoint, dev decoded at every LM weight of decode.lmwts, test at the best one."""
+    """TaskSpec.score of the hybrid task: pdf accuracy of dev and test (aligned utterances) at the
+    best-dev checkpoint, dev decoded (every utterance) at every LM weight of decode.lmwts, test at
+    the best one."""
     best = load_best_dev(task, trainer, exp_dir)
     acc = {s: task.evaluate(task.model, eval_loader(datasets[s], cfg.dataloader.dev_batch_size, cfg.dataloader,
                                                      collate_labeled)) for s in ("dev", "test")}
@@ -124,7 +132,7 @@ def score_hybrid_run(task, trainer, datasets, info, chash, history, *, cfg: Hybr
     smap = decode.read_scoring_map(inputs.scoring_map) if inputs.scoring_map else None
     res = {}
     for s in ("dev", "test"):
-        ll = scaled_log_likelihoods(task, datasets[s], cfg, info["log_priors"])
+        ll = scaled_log_likelihoods(task, info["decode_sets"][s], cfg, info["log_priors"])
         refs = decode.read_refs(inputs.feats[s])
         refs = {u: refs[u] for u in ll}
         make = decode.mapped_decodable(model, ll)

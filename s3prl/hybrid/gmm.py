@@ -3,10 +3,11 @@ steps/align_si.sh) on kaldi-hmm-gmm.
 
 Schedule of kaldi-asr/kaldi egs/wsj/s5/steps/train_mono.sh: gmm-init-mono (one Gaussian per pdf
 from the global mean and variance), align-equal-compiled, then ``num_iters`` (40) passes of
-gmm-acc-stats-ali + gmm-est with re-alignment (gmm-align-compiled, ``--beam 6 --retry-beam 40``
-after the first pass's ``--beam 10``; ``--transition-scale 1.0 --acoustic-scale 0.1
---self-loop-scale 0.1``) on the passes of ``realign_iters``, mixing up by ``(totgauss -
-numgauss) / max_iter_inc`` Gaussians per pass to ``totgauss`` (1000), ``--power 0.25``,
+gmm-acc-stats-ali + gmm-est with re-alignment (gmm-align-compiled, ``--beam 6 --retry-beam 24``
+on the first pass, ``--beam 10 --retry-beam 40`` after it; ``--transition-scale 1.0
+--acoustic-scale 0.1 --self-loop-scale 0.1``) on the passes of ``realign_iters``, mixing up by
+``(totgauss - numgauss) / max_iter_inc`` Gaussians per pass (from pass 2, as train_mono.sh
+increments after each pass's gmm-est) to ``totgauss`` (1000), ``--power 0.25``,
 ``--min-gaussian-occupancy 3`` on the first update. Training graphs come from
 compile-train-graphs (L.fst, the transcripts, the tree and transition model). The per-frame
 statistics are batched per pdf with numpy (the posteriors of each pdf's Gaussians from
@@ -14,10 +15,22 @@ DiagGmm.log_likelihoods_matrix) and the ML update is done here on those sums (th
 AccumAmDiagGmm.get_acc returns a copy, so per-pdf statistics cannot be added to it in batches);
 the formulas are Kaldi's MleDiagGmmUpdate (src/gmm/mle-diag-gmm.cc).
 
-Beams: Kaldi's 10 / 40 (retry) lose most utterances of the synthetic corpus here (its
-transcripts and lexicon fit the audio less tightly than real read speech to a curated lexicon;
-beam 100 aligns all of them after the first pass), so alignment runs with beam 40 and retry
-beam 160.
+Training graphs carry no transition probabilities: compile-train-graphs sets the graph compiler's
+``transition_scale`` and ``self_loop_scale`` to 0 (kaldi-asr/kaldi src/bin/compile-train-graphs.cc;
+kaldi-hmm-gmm's TrainingGraphCompilerOptions default to 1) and gmm-align-compiled adds the current
+model's with ``add_transition_probs`` before each alignment. Graphs compiled with scale 1 counted
+them twice, self-loops at 1.1 instead of 0.1: a frame in a silence state (self-loop probability
+0.25) cost about 1.5 instead of 0.14, so the long leading and trailing silences of the synthetic
+corpus (about 45 frames each) were aligned to speech phones and the correct path fell out of
+Kaldi's beams (554 of the demo corpus' 1000 utterances failed even at beam 40 / retry 160).
+Alignment runs with Kaldi's beams: 6 on the first pass and 10 after it, retry 4 x beam
+(align_si.sh: 10 / 40).
+
+Jobs: as Kaldi's ``$cmd JOB=1:$nj``, alignment runs in ``nj`` worker processes (AlignJobs), the
+data split by speaker as utils/split_data.sh splits it, each job holding its utterances' features
+and training graphs for the whole training; ``ali.JOB.gz`` per job and ``num_jobs`` are written as
+align_si.sh writes them. The statistics of all jobs' alignments are accumulated in this process
+in the data's utterance order, so the model and the alignments do not depend on ``nj``.
 
 Features: a data dir's ``feats.scp`` with per-speaker mean normalisation from ``cmvn.scp``
 (apply-cmvn, as steps/train_mono.sh does). The model is saved as ``final.pt`` (plain tensors and
@@ -28,18 +41,20 @@ text model format (TransitionModel then AmDiagGmm, gmm-copy --binary=false).
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import pickle
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import kaldi_hmm_gmm as khg
 import kaldifst
 import numpy as np
-import torch
 
 from s3prl.atomic import atomic_path, atomic_write_text
-from s3prl.data.alignments import write_alignments
+from s3prl.data.alignments import alignment_archives, write_alignments
 from s3prl.data.ark import iter_scp, read_scp_stats
-from s3prl.data.kaldi_dir import read_kv
+from s3prl.data.kaldi_dir import read_kv, split_by_speaker
 from s3prl.errors import UserError
 from s3prl.features.cmvn import apply_cmvn
 from s3prl.hybrid.lang import read_symbols, read_topology
@@ -55,9 +70,9 @@ class MonoConfig:
     max_iter_inc: int = 30
     totgauss: int = 1000
     power: float = 0.25
-    beam: float = 40.0        # Kaldi: 10 (6 on the first pass); see the module docstring
-    retry_beam: float = 160.0  # Kaldi: 4 * beam
-    first_beam: float = 40.0
+    beam: float = 10.0        # gmm-align-compiled --beam (train_mono.sh after the first pass, align_si.sh)
+    first_beam: float = 6.0   # train_mono.sh's first re-alignment
+    retry_factor: float = 4.0  # --retry-beam = 4 * beam
     acoustic_scale: float = 0.1
     self_loop_scale: float = 0.1
     transition_scale: float = 1.0
@@ -83,6 +98,13 @@ def load_feats(data_dir: str | Path, cmvn: bool = True) -> dict[str, np.ndarray]
 
 
 # ---------------------------------------------------------------------------------------- model
+def _kaldi_train_graph_opts() -> khg.TrainingGraphCompilerOptions:
+    """compile-train-graphs' options: no transition probabilities in the graphs (module docstring)."""
+    o = khg.TrainingGraphCompilerOptions()
+    o.transition_scale, o.self_loop_scale = 0.0, 0.0
+    return o
+
+
 class MonoModel:
     """Topology, monophone tree, transition model and diagonal-GMM acoustic model."""
 
@@ -121,38 +143,55 @@ class MonoModel:
         return m
 
     # -- persistence: plain tensors, loadable with torch.load(weights_only=True)
-    def state_dict(self) -> dict:
+    def arrays(self) -> dict:
+        """The model as plain numpy arrays and text (what `state_dict` holds, as numpy)."""
         tm_state = self.tm.__getstate__()
-        gmm_state = self.am.__getstate__()
         return {"format": "s3prl-hybrid-mono-1", "topo": self.topo_text,
-                "transition_log_probs": torch.tensor(np.asarray(tm_state[6], dtype=np.float64)),
-                "non_self_loop_log_probs": torch.tensor(np.asarray(tm_state[7], dtype=np.float64)),
-                "gmm": [torch.from_numpy(np.array(a)) for a in gmm_state]}
+                "transition_log_probs": np.asarray(tm_state[6], dtype=np.float64),
+                "non_self_loop_log_probs": np.asarray(tm_state[7], dtype=np.float64),
+                "gmm": [np.array(a) for a in self.am.__getstate__()]}
+
+    def state_dict(self) -> dict:
+        import torch
+
+        a = self.arrays()
+        return {**a, "transition_log_probs": torch.from_numpy(a["transition_log_probs"]),
+                "non_self_loop_log_probs": torch.from_numpy(a["non_self_loop_log_probs"]),
+                "gmm": [torch.from_numpy(x) for x in a["gmm"]]}
 
     @classmethod
     def from_state_dict(cls, sd: dict) -> "MonoModel":
+        """The model of `state_dict` (torch tensors) or `arrays` (numpy)."""
         m = cls(sd["topo"])
         st = list(m.tm.__getstate__())
         if len(st[6]) != len(sd["transition_log_probs"]):
             raise UserError("model: transition log-probabilities do not match the topology")
-        st[6] = sd["transition_log_probs"].tolist()
-        st[7] = sd["non_self_loop_log_probs"].tolist()
+        st[6] = np.asarray(sd["transition_log_probs"]).tolist()
+        st[7] = np.asarray(sd["non_self_loop_log_probs"]).tolist()
         tm = khg.TransitionModel.__new__(khg.TransitionModel)
         tm.__setstate__(tuple(st))
         m.tm = tm
         am = khg.AmDiagGmm.__new__(khg.AmDiagGmm)
-        am.__setstate__(tuple(t.numpy() for t in sd["gmm"]))
+        am.__setstate__(tuple(np.asarray(t) for t in sd["gmm"]))
         for p in range(am.num_pdfs):
             am.get_pdf(p).compute_gconsts()
         m.am = am
         return m
 
+    def __reduce__(self):
+        # pickled (to the alignment and decoding worker processes) as its arrays
+        return MonoModel.from_state_dict, (self.arrays(),)
+
     def save(self, path: str | Path) -> None:
+        import torch
+
         with atomic_path(path) as tmp:
             torch.save(self.state_dict(), tmp)
 
     @classmethod
     def load(cls, path: str | Path) -> "MonoModel":
+        import torch
+
         try:
             sd = torch.load(path, weights_only=True)
         except (OSError, RuntimeError, EOFError) as e:
@@ -183,7 +222,7 @@ class MonoModel:
         L = kaldifst.StdVectorFst.read(str(lang / "L.fst"))
         disambig = [int(x) for x in (lang / "phones" / "disambig.int").read_text().split()]
         return khg.TrainingGraphCompiler(trans_model=self.tm, ctx_dep=self.tree, lex_fst=L,
-                                         disambig_syms=disambig, opts=khg.TrainingGraphCompilerOptions())
+                                         disambig_syms=disambig, opts=_kaldi_train_graph_opts())
 
     def align(self, graph: kaldifst.StdVectorFst, feats: np.ndarray, cfg: MonoConfig, beam: float,
               utt: str = "utt") -> list[int]:
@@ -193,7 +232,7 @@ class MonoModel:
                                  self_loop_scale=cfg.self_loop_scale, fst=fst)
         dec = khg.DecodableAmDiagGmmScaled(am=self.am, tm=self.tm, feats=feats, scale=cfg.acoustic_scale)
         ac = khg.AlignConfig()
-        ac.beam, ac.retry_beam, ac.careful = beam, cfg.retry_beam, False
+        ac.beam, ac.retry_beam, ac.careful = beam, cfg.retry_factor * beam, False
         res = khg.align_utterance_wrapper(config=ac, utt=utt, acoustic_scale=cfg.acoustic_scale, fst=fst,
                                           decodable=dec, num_done=0, num_error=0, num_retried=0,
                                           tot_like=0.0, frame_count=0)
@@ -308,7 +347,7 @@ def split_by_count(am: khg.AmDiagGmm, state_occs: np.ndarray, target_components:
         g.compute_gconsts()
 
 
-# ---------------------------------------------------------------------------------------- training
+# ---------------------------------------------------------------------------------------- jobs
 def read_text_ids(data_dir: str | Path, lang_dir: str | Path) -> dict[str, list[int]]:
     """``data_dir/text`` as word ids of ``lang_dir/words.txt`` (sym2int.pl --map-oov <UNK>)."""
     words = read_symbols(Path(lang_dir) / "words.txt")
@@ -319,73 +358,167 @@ def read_text_ids(data_dir: str | Path, lang_dir: str | Path) -> dict[str, list[
     return out
 
 
-def compile_graphs(model: MonoModel, lang_dir, data_dir) -> dict[str, kaldifst.StdVectorFst]:
-    gc = model.graph_compiler(lang_dir)
-    return {u: gc.compile_graph_from_text(ids) for u, ids in read_text_ids(data_dir, lang_dir).items()}
+class AlignJob:
+    """One job (``data/split<nj>/JOB``) of train_mono.sh / align_si.sh: its utterances' features
+    and training graphs (compile-train-graphs), equal alignment (align-equal-compiled) and Viterbi
+    alignment (gmm-align-compiled). Utterances without a transcript are left out."""
+
+    def __init__(self, topo_text: str, lang_dir: str | Path, texts: dict[str, list[int]],
+                 feats: dict[str, np.ndarray]):
+        self._model = MonoModel(topo_text)   # the compiler keeps references to its tree and transition model
+        gc = self._model.graph_compiler(lang_dir)
+        self.feats = {u: x for u, x in feats.items() if u in texts}
+        self.graphs = {u: gc.compile_graph_from_text(texts[u]) for u in self.feats}
+
+    def equal_align(self, seed: int) -> dict[str, np.ndarray]:
+        """A random path of exactly T frames through each training graph."""
+        ali = {}
+        for u, g in self.graphs.items():
+            ok, path = kaldifst.equal_align(ifst=g, length=len(self.feats[u]), rand_seed=seed, num_retries=10)
+            if not ok:
+                log.warning("equal alignment failed for %s (too few frames for its transcript)", u)
+                continue
+            ok, isyms, _, _ = kaldifst.get_linear_symbol_sequence(path)
+            if ok:
+                ali[u] = np.asarray(isyms, dtype=np.int32)
+        return ali
+
+    def align(self, model: MonoModel, cfg: MonoConfig, beam: float) -> dict[str, np.ndarray]:
+        """{utt: transition ids}; utterances no path reaches within the retry beam are left out."""
+        ali = {}
+        for u, g in self.graphs.items():
+            a = model.align(g, self.feats[u], cfg, beam, utt=u)
+            if a:
+                ali[u] = np.asarray(a, dtype=np.int32)
+        return ali
 
 
-def equal_align(graphs, feats, seed: int) -> dict[str, list[int]]:
-    """align-equal-compiled: a random path of exactly T frames through each training graph."""
-    ali = {}
-    for u, g in graphs.items():
-        if u not in feats:
-            continue
-        ok, path = kaldifst.equal_align(ifst=g, length=len(feats[u]), rand_seed=seed, num_retries=10)
-        if not ok:
-            log.warning("equal alignment failed for %s (too few frames for its transcript)", u)
-            continue
-        ok, isyms, _, _ = kaldifst.get_linear_symbol_sequence(path)
-        if ok:
-            ali[u] = list(isyms)
-    return ali
+_WORKER_JOB: AlignJob | None = None
 
 
-def align_all(model: MonoModel, graphs, feats, cfg: MonoConfig, beam: float) -> dict[str, list[int]]:
-    ali = {}
-    for u in sorted(feats):
-        if u not in graphs:
-            continue
-        a = model.align(graphs[u], feats[u], cfg, beam, utt=u)
-        if a:
-            ali[u] = a
-    if len(ali) < len(feats):
-        log.warning("alignment failed for %d of %d utterances", len(feats) - len(ali), len(feats))
-    return ali
+def _worker_init(args: bytes) -> None:
+    global _WORKER_JOB
+    _WORKER_JOB = AlignJob(*pickle.loads(args))
 
 
-def train_mono(data_dir, lang_dir, exp_dir, cfg: MonoConfig | None = None) -> dict:
-    """steps/train_mono.sh: ``exp_dir/final.pt``, ``final.mdl``, ``ali.1.gz`` of the training data."""
+def _call(job: AlignJob, method: str, blob: bytes):
+    return getattr(job, method)(*pickle.loads(blob))
+
+
+def _worker_call(method: str, blob: bytes):
+    return _call(_WORKER_JOB, method, blob)
+
+
+class AlignJobs:
+    """The ``nj`` jobs of a data dir (Kaldi's ``$cmd JOB=1:$nj``): its utterances split by speaker
+    as utils/split_data.sh splits them (at most one job per speaker), each job an AlignJob in its
+    own worker process (nj = 1: in this one). Every utterance is aligned on its own, and every
+    call's arguments reach the jobs pickled (the model as its arrays) also when nj = 1, so the
+    alignments, and everything computed from them, do not depend on nj. Use as a context manager."""
+
+    def __init__(self, data_dir: str | Path, lang_dir: str | Path, feats: dict[str, np.ndarray], nj: int = 1):
+        if nj < 1:
+            raise UserError(f"nj {nj}: must be >= 1")
+        if not feats:
+            raise UserError(f"{Path(data_dir) / 'feats.scp'}: no utterances")
+        utt2spk = read_kv(Path(data_dir) / "utt2spk")
+        missing = [u for u in feats if u not in utt2spk]
+        if missing:
+            raise UserError(f"{Path(data_dir) / 'utt2spk'}: no speaker for utterance {missing[0]}")
+        utt2spk = {u: utt2spk[u] for u in feats}
+        self.nj = min(nj, len(set(utt2spk.values())))
+        self.parts = split_by_speaker(utt2spk, self.nj)
+        texts = read_text_ids(data_dir, lang_dir)
+        topo = Path(lang_dir, "topo").read_text(encoding="utf-8")
+        inits = [pickle.dumps((topo, str(lang_dir), {u: texts[u] for u in part if u in texts},
+                               {u: feats[u] for u in part})) for part in self.parts]
+        self._local, self._pools = None, []
+        if self.nj == 1:
+            self._local = AlignJob(*pickle.loads(inits[0]))
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            self._pools = [ProcessPoolExecutor(1, mp_context=ctx, initializer=_worker_init, initargs=(a,))
+                           for a in inits]
+
+    def _run(self, method: str, *args) -> dict[str, np.ndarray]:
+        blob = pickle.dumps(args)
+        if self._local is not None:
+            parts = [_call(self._local, method, blob)]
+        else:
+            parts = [f.result() for f in [p.submit(_worker_call, method, blob) for p in self._pools]]
+        return {u: a for part in parts for u, a in part.items()}
+
+    def equal_align(self, seed: int) -> dict[str, np.ndarray]:
+        return self._run("equal_align", seed)
+
+    def align(self, model: MonoModel, cfg: MonoConfig, beam: float, what: str = "") -> dict[str, np.ndarray]:
+        ali = self._run("align", model, cfg, beam)
+        n = sum(len(p) for p in self.parts)
+        if len(ali) < n:
+            log.warning("%salignment failed for %d of %d utterances", what, n - len(ali), n)
+        return ali
+
+    def write(self, ali_dir: Path, ali: dict[str, np.ndarray]) -> None:
+        """``ali.JOB.gz`` (each job's utterances) and ``num_jobs``; ali.N.gz of an earlier run
+        with more jobs are removed."""
+        for j, part in enumerate(self.parts, 1):
+            write_alignments(ali_dir / f"ali.{j}.gz", {u: ali[u] for u in part if u in ali})
+        atomic_write_text(ali_dir / "num_jobs", f"{self.nj}\n")
+        remove_stale_archives(ali_dir, self.nj)
+
+    def close(self) -> None:
+        for p in self._pools:
+            p.shutdown(cancel_futures=True)
+        self._pools = []
+
+    def __enter__(self) -> "AlignJobs":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def remove_stale_archives(ali_dir: Path, nj: int) -> None:
+    """Remove ``ali.N.gz`` with N > nj (left by an earlier run with more jobs)."""
+    for p in alignment_archives(ali_dir):
+        if int(p.name.split(".")[1]) > nj:
+            p.unlink()
+
+
+# ---------------------------------------------------------------------------------------- training
+def train_mono(data_dir, lang_dir, exp_dir, cfg: MonoConfig | None = None, nj: int = 1) -> dict:
+    """steps/train_mono.sh: ``exp_dir/final.pt``, ``final.mdl``, ``ali.JOB.gz`` + ``num_jobs`` of
+    the training data, aligned in `nj` jobs (AlignJobs; the result does not depend on nj)."""
     cfg = cfg or MonoConfig()
     exp = Path(exp_dir)
     exp.mkdir(parents=True, exist_ok=True)
     feats = load_feats(data_dir)
     topo_text = Path(lang_dir, "topo").read_text(encoding="utf-8")
     model = MonoModel.init_mono(topo_text, feats)
-    graphs = compile_graphs(model, lang_dir, data_dir)
-    ali = equal_align(graphs, feats, cfg.seed)
-    numgauss = model.am.num_gauss
-    incgauss = max(0, (cfg.totgauss - numgauss) // max(1, cfg.max_iter_inc))
-    rng = np.random.default_rng(cfg.seed)   # the mixing-up perturbations
-    stats, tstats, ll = model.accumulate(feats, ali)
-    model.estimate(stats, tstats, mixup=numgauss, power=cfg.power, min_occ=3.0, rng=rng)
-    history = [round(ll, 4)]
-    beam = cfg.first_beam
-    for it in range(1, cfg.num_iters):
-        if it in REALIGN_ITERS:
-            ali = align_all(model, graphs, feats, cfg, beam)
-            beam = cfg.beam
+    with AlignJobs(data_dir, lang_dir, feats, nj) as jobs:
+        ali = jobs.equal_align(cfg.seed)
+        numgauss = model.am.num_gauss
+        incgauss = max(0, (cfg.totgauss - numgauss) // max(1, cfg.max_iter_inc))
+        rng = np.random.default_rng(cfg.seed)   # the mixing-up perturbations
         stats, tstats, ll = model.accumulate(feats, ali)
-        history.append(round(ll, 4))
-        if it <= cfg.max_iter_inc:
-            numgauss += incgauss
-        model.estimate(stats, tstats, mixup=numgauss, power=cfg.power, rng=rng)
-        log.info("mono pass %d: avg log-likelihood %.3f per frame, %d Gaussians", it, ll, model.am.num_gauss)
-    ali = align_all(model, graphs, feats, cfg, cfg.beam)
-    save_model_dir(model, exp)
-    write_alignments(exp / "ali.1.gz", {u: np.asarray(a, dtype=np.int32) for u, a in ali.items()})
-    atomic_write_text(exp / "num_jobs", "1\n")
+        model.estimate(stats, tstats, mixup=numgauss, power=cfg.power, min_occ=3.0, rng=rng)
+        history = [round(ll, 4)]
+        beam = cfg.first_beam
+        for it in range(1, cfg.num_iters):
+            if it in REALIGN_ITERS:
+                ali = jobs.align(model, cfg, beam, f"pass {it}: ")
+                beam = cfg.beam
+            stats, tstats, ll = model.accumulate(feats, ali)
+            history.append(round(ll, 4))
+            model.estimate(stats, tstats, mixup=numgauss, power=cfg.power, rng=rng)
+            if it <= cfg.max_iter_inc:
+                numgauss += incgauss
+            log.info("mono pass %d: avg log-likelihood %.3f per frame, %d Gaussians", it, ll, model.am.num_gauss)
+        ali = jobs.align(model, cfg, cfg.beam, "final: ")
+        save_model_dir(model, exp)
+        jobs.write(exp, ali)
     return {"utterances": len(feats), "aligned": len(ali), "pdfs": model.num_pdfs,
-            "gaussians": int(model.am.num_gauss), "loglike_per_frame": history}
+            "gaussians": int(model.am.num_gauss), "loglike_per_frame": history, "num_jobs": jobs.nj}
 
 
 def save_model_dir(model: MonoModel, d: Path) -> None:
@@ -393,19 +526,19 @@ def save_model_dir(model: MonoModel, d: Path) -> None:
     atomic_write_text(d / "final.mdl", model.kaldi_text())
 
 
-def align_data(model_dir, data_dir, lang_dir, ali_dir, cfg: MonoConfig | None = None) -> dict:
-    """steps/align_si.sh: ``ali_dir/ali.1.gz`` (+ final.mdl, final.pt, num_jobs) for a data dir."""
+def align_data(model_dir, data_dir, lang_dir, ali_dir, cfg: MonoConfig | None = None, nj: int = 1) -> dict:
+    """steps/align_si.sh: ``ali_dir/ali.JOB.gz`` + ``num_jobs`` (and final.mdl, final.pt) of a
+    data dir in `nj` jobs."""
     cfg = cfg or MonoConfig()
     model = MonoModel.load(Path(model_dir) / "final.pt")
     feats = load_feats(data_dir)
-    graphs = compile_graphs(model, lang_dir, data_dir)
-    ali = align_all(model, graphs, feats, cfg, cfg.beam)
     out = Path(ali_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_model_dir(model, out)
-    write_alignments(out / "ali.1.gz", {u: np.asarray(a, dtype=np.int32) for u, a in ali.items()})
-    atomic_write_text(out / "num_jobs", "1\n")
-    return {"utterances": len(feats), "aligned": len(ali)}
+    with AlignJobs(data_dir, lang_dir, feats, nj) as jobs:
+        ali = jobs.align(model, cfg, cfg.beam, f"{out}: ")
+        out.mkdir(parents=True, exist_ok=True)
+        save_model_dir(model, out)
+        jobs.write(out, ali)
+    return {"utterances": len(feats), "aligned": len(ali), "num_jobs": jobs.nj}
 
 
 def frame_agreement(model: MonoModel, ali: dict[str, np.ndarray], phones_txt: str | Path,

@@ -73,10 +73,9 @@ def test_lang_gmm_handoff_dnn(work, monkeypatch, capsys):
     res = json.loads((w / "exp" / "mono" / "results.json").read_text())
     fa = res["frame_agreement"]
     assert fa["frames"] > 5000
-    # chance (always the majority class, SIL) is 15 %; 25.8 % with the default seed 3. Over seeds 1-3
-    # and 8-16 passes the tiny corpus gives 25-32 %, so the margin asked is 5 points, not the spread
-    # of the seeds.
-    assert fa["agreement"] > fa["majority_baseline"] + 0.05, fa
+    # chance (always the majority class, SIL) is 15 %; 51.3 % with the default seed 3. Training graphs
+    # that carried transition probabilities (added twice, silence frames priced out) gave 25.8 %.
+    assert fa["agreement"] > fa["majority_baseline"] + 0.25, fa
     assert (w / "exp" / "mono" / "graph" / "HCLG.fst").read_bytes()[:4] == OPENFST_MAGIC
     with gzip.open(w / "exp" / "mono_ali_dev" / "ali.1.gz", "rb") as f:
         ali = dict(kaldiio.load_ark(f))
@@ -90,13 +89,15 @@ def test_lang_gmm_handoff_dnn(work, monkeypatch, capsys):
 
     # The PyTorch-Kaldi hand-off (stage 8's config) takes our alignment and graph dirs as it takes
     # Kaldi's: final.mdl + ali.*.gz, HCLG.fst + words.txt, alignment lengths within a frame of the
-    # features. (A stand-in for Kaldi's LibriSpeech scorer, which the cfg names.)
+    # features; --allow-missing as stage 8 passes it for our alignments (at Kaldi's beams the tiny
+    # GMM leaves some dev/test utterances unaligned). (A stand-in for Kaldi's LibriSpeech scorer,
+    # which the cfg names.)
     scorer = w / "kaldi" / "egs" / "librispeech" / "s5" / "local" / "score.sh"
     scorer.parent.mkdir(parents=True)
     scorer.write_text("#!/bin/sh\n")
     scorer.chmod(0o755)
     pk_args = ["--config", str(REPO / "egs" / "librispeech" / "conf" / "pytorch_kaldi.yaml"), "--kaldi-root",
-               str(w / "kaldi"), "--check-frames", "--graph", "exp/mono/graph"]
+               str(w / "kaldi"), "--check-frames", "--allow-missing", "--graph", "exp/mono/graph"]
     for s, name in zip(("train", "dev", "test"), SETS):
         pk_args += [f"--{s}-feats", f"data/mfcc/{name}", f"--ali-{s}", f"exp/mono_ali_{s}"]
     assert make_pytorch_kaldi_cfg.main([*pk_args, "exp/pk/pytorch_kaldi.cfg"]) == 0

@@ -47,8 +47,8 @@ class _FixedDecoder:
     def __init__(self, hyps):
         self.hyps = hyps
 
-    def decode(self, utts, make, acwt):
-        return {u: self.hyps[u] for u in utts}
+    def decode_lmwts(self, utts, make, lmwts, nj=1):
+        return {lmwt: {u: self.hyps[u] for u in utts} for lmwt in lmwts}
 
 
 def test_decode_dirs_score_the_mapped_text(tmp_path):
