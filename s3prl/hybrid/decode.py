@@ -189,6 +189,9 @@ def tune_lmwt(decoder: Decoder, make: DecodableFactory, refs: dict[str, str], de
         if best is None or w.rate < best[1]:
             best = (lmwt, w.rate, w.summary())
     atomic_write_text(out / "best_wer", f"{best[2]} {out / f'wer_{best[0]}'}\n")
+    if len(lmwts) > 1 and best[0] in (min(lmwts), max(lmwts)):
+        log.warning("%s: the best LM weight %d is at an end of the grid %s; the optimum may lie beyond it "
+                    "(widen --lmwts / decode.lmwts)", out, best[0], " ".join(map(str, lmwts)))
     return best[0], best[1]
 
 

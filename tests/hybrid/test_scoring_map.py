@@ -71,3 +71,22 @@ def test_decode_dirs_score_the_mapped_text(tmp_path):
     assert (out / "wer_5").read_text() == (out / "wer").read_text()
     decode.decode_test(dec, None, refs, tmp_path / "test_raw", lmwt)
     assert not (tmp_path / "test_raw" / "hyp_unmapped.txt").exists()
+
+
+class _ByWeight:
+    """A decoder whose hypotheses depend on the LM weight: right only at `good`."""
+
+    def __init__(self, refs, good):
+        self.refs, self.good = refs, good
+
+    def decode_lmwts(self, utts, make, lmwts, nj=1):
+        return {w: {u: self.refs[u] if w == self.good else "x" for u in utts} for w in lmwts}
+
+
+@pytest.mark.parametrize("good,warns", [(5, False), (2, True), (8, True)])
+def test_best_lm_weight_at_the_grid_edge_warns(tmp_path, caplog, good, warns):
+    refs = {"a": "aa b", "b": "ix"}
+    with caplog.at_level("WARNING"):
+        lmwt, wer = decode.tune_lmwt(_ByWeight(refs, good), None, refs, tmp_path / "dev", (2, 5, 8))
+    assert (lmwt, wer) == (good, 0.0)
+    assert ("is at an end of the grid 2 5 8" in caplog.text) == warns, caplog.text
