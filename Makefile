@@ -18,11 +18,13 @@ $(STAMP): pyproject.toml tools/install.sh
 demo: $(STAMP)
 	cd egs/librispeech && ./run.sh --hybrid true
 
+# One test file per worker process (--dist loadfile: a module's fixtures and order stay in one process),
+# JOBS workers: the recipe tests wait on chains of short subprocesses, so one process leaves cores idle.
 test: $(STAMP)
-	. ./path.sh && python -m pytest tests
+	. ./path.sh && python -m pytest tests -n $(JOBS) --dist loadfile
 
 test-fast: $(STAMP)
-	. ./path.sh && python -m pytest tests -m "not slow"
+	. ./path.sh && python -m pytest tests -m "not slow" -n $(JOBS) --dist loadfile
 
 bench: $(STAMP)
 	. ./path.sh && python -m s3prl.bin.bench --out bench/results

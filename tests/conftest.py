@@ -68,6 +68,15 @@ def link_recipe(name: str, rdir: str | Path) -> Path:
     return rdir
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Test files holding `slow` tests (the recipe runs, minutes each) run first; the sort is
+    stable, so every file keeps its tests' order and the files their order among themselves. Under
+    `make test`'s worker processes (pytest-xdist, --dist loadfile: files handed out in this order)
+    the longest files start at once, instead of one worker being left alone with them at the end."""
+    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     """The repository root directory."""

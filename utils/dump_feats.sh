@@ -75,8 +75,13 @@ s3prl_check_speakers "$nj" "$data"
 
 case "$chunk_context" in ''|*[!0-9]*) echo "$prog: --chunk-context must be a non-negative integer, got '$chunk_context'" >&2; exit 1 ;; esac
 # The dtype this machine really runs (bfloat16 falls back to float32 without bf16 units), resolved
-# once here so that the fallback is noticed once and every job and the record agree.
-dtype=$("$py" -m s3prl.precision --dtype "$dtype" --device "$device" 9>&-)
+# once here so that the fallback is noticed once and every job and the record agree. float32 on
+# cpu or auto is float32 whatever the machine (s3prl.precision.resolve_dtype), so it starts no
+# interpreter (importing torch is most of a small dump's CPU time); cuda is checked there.
+case "$dtype:$device" in
+  float32:cpu|float32:auto) ;;
+  *) dtype=$("$py" -m s3prl.precision --dtype "$dtype" --device "$device" 9>&-) ;;
+esac
 opts=(--upstream "$upstream" --layer "$layer" --chunk-context "$chunk_context" --dtype "$dtype")
 # Children get `9>&-`: only this shell holds the lock, so it is free as soon as this shell dies.
 status=$("$py" -m s3prl.bin.extract --mode check "${opts[@]}" "$data" "$dump" 9>&-)

@@ -256,6 +256,20 @@ def test_dump_does_not_depend_on_batch_or_job_split(setup, tmp_path):
                 np.testing.assert_allclose(d[k][u], m, atol=1e-6, rtol=0, err_msg=f"{key} layer {k} {u}")
 
 
+def test_cuda_without_a_device_refused_before_anything_is_written(setup, tmp_path):
+    """dump_feats.sh resolves the dtype for the device once, before any job: float32 on cpu or auto
+    is float32 without asking Python, --device cuda still goes through s3prl.precision, so on a
+    machine without CUDA (CUDA_VISIBLE_DEVICES empty) it is one line naming the option, and no job
+    ran: no completion record, arks or logs."""
+    _, ckpt, data = setup
+    dump = tmp_path / "d"
+    r = subprocess.run([str(REPO / "utils" / "dump_feats.sh"), "--nj", "1", "--device", "cuda", ckpt, str(data),
+                        str(dump)], env={**env(), "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True)
+    assert r.returncode != 0 and "--device cuda: no CUDA device available" in r.stderr.strip().splitlines()[-1], \
+        r.stderr
+    assert not [p.name for p in dump.iterdir() if not p.name.endswith(".lock")]
+
+
 def test_dtype_bfloat16_dump_is_recorded_and_kept_apart(setup, dumped, tmp_path, monkeypatch, capfd):
     """--dtype bfloat16: the model runs under bf16 autocast (states within bf16 rounding of the
     float32 dump, not equal to it), upstream.json records the dtype, the float32 dump dir refuses

@@ -4,7 +4,10 @@ Stages 0-5 run with every default (fbank features, both heads, 2-class labels, t
 configs, 4 jobs) except the corpus size (``--synth-preset tiny``: 8 videos, 48 segments kept), so a
 default that cannot run on a fresh machine fails here. Stage 3 (the dump) only runs for upstreams
 given with --upstream-ckpts, so a second run adds a tiny TERA checkpoint (pre-trained here for a
-few steps) with the recipe's default dump options: device, layer, chunk context.
+few steps) with the recipe's default dump options: device, layer, chunk context. A third runs an
+upstream on the fly (--upstream-mode frozen) next to the finished fbank runs, which it leaves alone.
+All three share one run of stages 0-5 (the module fixture): the corpus, features and fbank
+baselines are made once.
 """
 from __future__ import annotations
 
@@ -16,9 +19,12 @@ from pathlib import Path
 import kaldiio
 import numpy as np
 import pytest
+import yaml
 
 from s3prl.data.kaldi_dir import DataDir, validate_data_dir
-from tests.conftest import link_recipe
+from s3prl.downstream.results import parse_results_table
+from s3prl.downstream.sentiment import SENTIMENT_TABLE
+from tests.conftest import link_recipe, write_tiny_tera
 from tests.reliability.harness import cli
 from tests.reliability.conftest import pretrain_cmd
 
@@ -51,7 +57,7 @@ def test_all_stages_with_default_options(recipe):
     data = rdir / "data" / "mosei"
     validate_data_dir(data, no_text=True)  # segments, features, cmvn (no transcription)
     dd = DataDir(data)
-    assert len(dd.utts) == 48 and (data / "segments").is_file()
+    assert len(dd.utts) == 48 and (data / "segments").is_file() and (data / "cmvn.scp").is_file()
     assert (data / "feats_dim").read_text().split()[0] == "80"
     labels = rdir / "data" / "sentiment"
     splits = {s: (labels / f"{s}.list").read_text().split() for s in ("train", "dev", "test")}
@@ -63,7 +69,11 @@ def test_all_stages_with_default_options(recipe):
         assert r["steps"] == 60 and 0.0 <= r["test_accuracy"] <= 100.0
     table = (rdir / "RESULTS.md").read_text()
     assert table.count("| 2class | fbank |") == 2
+    rows = parse_results_table(table, "RESULTS.md", SENTIMENT_TABLE)
+    assert sorted((r[0], r[1], r[3]) for r in rows) == [("2class", "fbank", "rnn"), ("2class", "fbank", "utterance")]  # meanpool: the utterance head
+    assert all(0.0 <= float(r[4]) <= 100.0 and 0.0 <= float(r[5]) <= 100.0 for r in rows), rows
     assert "Stage 5: results" in p.stderr + p.stdout
+    assert "| 2class | fbank |" in p.stdout      # stage 5 prints the table
 
 
 def test_dump_stage_with_an_upstream_and_default_dump_options(recipe):
@@ -88,3 +98,21 @@ def test_dump_stage_with_an_upstream_and_default_dump_options(recipe):
                                                    f"2class_rnn_tera_smoke_{layer}"])
     for k in before:  # the finished fbank runs were kept, not redone
         assert after[k] == before[k]
+
+
+def test_upstream_on_the_fly_next_to_the_finished_fbank_run(recipe, tmp_path):
+    """An upstream run on the fly (frozen): it encodes long inputs with the dump's chunk context, and
+    the finished fbank run is left as it is (same config, skipped)."""
+    rdir, _ = recipe
+    # (--upstream-ckpts is a space-separated list, as Kaldi's list options: no spaces in its paths)
+    ckpt = write_tiny_tera(tmp_path / "tera" / "states-7.ckpt", sequence_length=20)
+    fbank_cfg = (rdir / "exp" / "sentiment" / "2class_rnn_fbank" / "config.yaml").read_text()
+    before = parse_results_table((rdir / "RESULTS.md").read_text(), "RESULTS.md", SENTIMENT_TABLE)
+    _run(rdir, "--nj", "2", "--heads", "rnn", "--stage", "4", "--stop-stage", "5", "--upstream-ckpts", str(ckpt),
+         "--upstream-mode", "frozen", "--chunk-context", "4")
+    exp = rdir / "exp" / "sentiment" / "2class_rnn_tera_states-7_last"
+    cfg = yaml.safe_load((exp / "config.yaml").read_text())
+    assert cfg["input"]["chunk_context"] == 4 and cfg["input"]["layer"] == "last"
+    assert (rdir / "exp" / "sentiment" / "2class_rnn_fbank" / "config.yaml").read_text() == fbank_cfg
+    rows = parse_results_table((rdir / "RESULTS.md").read_text(), "RESULTS.md", SENTIMENT_TABLE)
+    assert len(rows) == len(before) + 1 and all(r in rows for r in before), rows   # one row added, none changed
