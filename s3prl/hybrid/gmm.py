@@ -40,9 +40,9 @@ text model format (TransitionModel then AmDiagGmm, gmm-copy --binary=false).
 """
 from __future__ import annotations
 
+import copy
 import logging
 import multiprocessing
-import pickle
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -396,25 +396,22 @@ class AlignJob:
 _WORKER_JOB: AlignJob | None = None
 
 
-def _worker_init(args: bytes) -> None:
+def _worker_init(*args) -> None:
     global _WORKER_JOB
-    _WORKER_JOB = AlignJob(*pickle.loads(args))
+    _WORKER_JOB = AlignJob(*args)
 
 
-def _call(job: AlignJob, method: str, blob: bytes):
-    return getattr(job, method)(*pickle.loads(blob))
-
-
-def _worker_call(method: str, blob: bytes):
-    return _call(_WORKER_JOB, method, blob)
+def _worker_call(method: str, args: tuple):
+    return getattr(_WORKER_JOB, method)(*args)
 
 
 class AlignJobs:
     """The ``nj`` jobs of a data dir (Kaldi's ``$cmd JOB=1:$nj``): its utterances split by speaker
     as utils/split_data.sh splits them (at most one job per speaker), each job an AlignJob in its
     own worker process (nj = 1: in this one). Every utterance is aligned on its own, and every
-    call's arguments reach the jobs pickled (the model as its arrays) also when nj = 1, so the
-    alignments, and everything computed from them, do not depend on nj. Use as a context manager."""
+    call's arguments reach the jobs as a copy rebuilt from its arrays (MonoModel.__reduce__:
+    pickled to a worker, deep-copied when nj = 1), so the alignments, and everything computed from
+    them, do not depend on nj. Use as a context manager."""
 
     def __init__(self, data_dir: str | Path, lang_dir: str | Path, feats: dict[str, np.ndarray], nj: int = 1):
         if nj < 1:
@@ -430,22 +427,21 @@ class AlignJobs:
         self.parts = split_by_speaker(utt2spk, self.nj)
         texts = read_text_ids(data_dir, lang_dir)
         topo = Path(lang_dir, "topo").read_text(encoding="utf-8")
-        inits = [pickle.dumps((topo, str(lang_dir), {u: texts[u] for u in part if u in texts},
-                               {u: feats[u] for u in part})) for part in self.parts]
+        inits = [(topo, str(lang_dir), {u: texts[u] for u in part if u in texts}, {u: feats[u] for u in part})
+                 for part in self.parts]
         self._local, self._pools = None, []
         if self.nj == 1:
-            self._local = AlignJob(*pickle.loads(inits[0]))
+            self._local = AlignJob(*copy.deepcopy(inits[0]))
         else:
             ctx = multiprocessing.get_context("spawn")
-            self._pools = [ProcessPoolExecutor(1, mp_context=ctx, initializer=_worker_init, initargs=(a,))
+            self._pools = [ProcessPoolExecutor(1, mp_context=ctx, initializer=_worker_init, initargs=a)
                            for a in inits]
 
     def _run(self, method: str, *args) -> dict[str, np.ndarray]:
-        blob = pickle.dumps(args)
         if self._local is not None:
-            parts = [_call(self._local, method, blob)]
+            parts = [getattr(self._local, method)(*copy.deepcopy(args))]
         else:
-            parts = [f.result() for f in [p.submit(_worker_call, method, blob) for p in self._pools]]
+            parts = [f.result() for f in [p.submit(_worker_call, method, args) for p in self._pools]]
         return {u: a for part in parts for u, a in part.items()}
 
     def equal_align(self, seed: int) -> dict[str, np.ndarray]:
