@@ -133,10 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         clock.lap("graph (HCLG)")
         decoder = decode.Decoder(exp / "graph", model, beam=a.beam)
         feats = gmm.load_feats(a.dev)
-        lmwt, dev_wer = decode.tune_lmwt(decoder, decode.gmm_decodable(model, feats), decode.read_refs(a.dev),
+        lmwt, dev_wer = decode.tune_lmwt(decoder, decode.GmmDecodable(model, feats), decode.read_refs(a.dev),
                                          exp / "decode_dev", parse_lmwts(a.lmwts), nj=a.nj, scoring_map=smap)
         feats = gmm.load_feats(a.test)
-        res = decode.decode_test(decoder, decode.gmm_decodable(model, feats), decode.read_refs(a.test),
+        res = decode.decode_test(decoder, decode.GmmDecodable(model, feats), decode.read_refs(a.test),
                                  exp / "decode_test", lmwt, nj=a.nj, scoring_map=smap)
         clock.lap("decoding of dev (every LM weight) and test")
         record.update({"lmwt": lmwt, "dev_wer": dev_wer, "test_wer": res["wer"], "test_cer": res["cer"],

@@ -79,9 +79,6 @@ class MappedDecodable:
         return MappedDecodable(self.model, {u: self.log_likes[u] for u in utts})
 
 
-gmm_decodable = GmmDecodable
-mapped_decodable = MappedDecodable
-
 
 class Decoder:
     def __init__(self, graph_dir: str | Path, model, beam: float = 11.0, max_active: int = 3000,

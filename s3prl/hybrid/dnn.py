@@ -135,7 +135,7 @@ def score_hybrid_run(task, trainer, datasets, info, chash, history, *, cfg: Hybr
         ll = scaled_log_likelihoods(task, info["decode_sets"][s], cfg, info["log_priors"])
         refs = decode.read_refs(inputs.feats[s])
         refs = {u: refs[u] for u in ll}
-        make = decode.mapped_decodable(model, ll)
+        make = decode.MappedDecodable(model, ll)
         if s == "dev":
             lmwt, dev_wer = decode.tune_lmwt(decoder, make, refs, exp_dir / "decode_dev", tuple(cfg.decode.lmwts),
                                              scoring_map=smap)

@@ -409,9 +409,9 @@ class AlignJobs:
     """The ``nj`` jobs of a data dir (Kaldi's ``$cmd JOB=1:$nj``): its utterances split by speaker
     as utils/split_data.sh splits them (at most one job per speaker), each job an AlignJob in its
     own worker process (nj = 1: in this one). Every utterance is aligned on its own, and every
-    call's arguments reach the jobs as a copy rebuilt from its arrays (MonoModel.__reduce__:
-    pickled to a worker, deep-copied when nj = 1), so the alignments, and everything computed from
-    them, do not depend on nj. Use as a context manager."""
+    call's model reaches the jobs as a copy rebuilt from its arrays (MonoModel.__reduce__: pickled
+    to a worker, deep-copied when nj = 1; the features and graphs are handed over once and never
+    change), so the alignments, and everything computed from them, do not depend on nj. Use as a context manager."""
 
     def __init__(self, data_dir: str | Path, lang_dir: str | Path, feats: dict[str, np.ndarray], nj: int = 1):
         if nj < 1:
@@ -431,7 +431,7 @@ class AlignJobs:
                  for part in self.parts]
         self._local, self._pools = None, []
         if self.nj == 1:
-            self._local = AlignJob(*copy.deepcopy(inits[0]))
+            self._local = AlignJob(*inits[0])
         else:
             ctx = multiprocessing.get_context("spawn")
             self._pools = [ProcessPoolExecutor(1, mp_context=ctx, initializer=_worker_init, initargs=a)

@@ -124,7 +124,7 @@ def test_decoding_in_jobs_gives_the_same_hypotheses(corpus):
     model = gmm.MonoModel.load(w / "nj1" / "final.pt")
     lang.make_graph(w / "lang_test", model.tree, model.tm, w / "graph")
     decoder = decode.Decoder(w / "graph", model, beam=9.0)
-    make = decode.gmm_decodable(model, gmm.load_feats(data))
+    make = decode.GmmDecodable(model, gmm.load_feats(data))
     utts = sorted(make.feats)
     one, two = (decoder.decode_lmwts(utts, make, (4, 10), nj=nj) for nj in (1, 2))
     assert one == two and sorted(one[10]) == utts

@@ -91,5 +91,5 @@ def test_lang_g_and_graph_decode_a_word_sequence(tmp_path):
     ll = np.full((len(frames), model.num_pdfs), -20.0, dtype=np.float32)
     ll[np.arange(len(frames)), frames] = 0.0
     d = decode.Decoder(tmp_path / "graph", model)
-    hyp = d.decode(["x"], decode.mapped_decodable(model, {"x": ll}), 1.0)
+    hyp = d.decode(["x"], decode.MappedDecodable(model, {"x": ll}), 1.0)
     assert hyp == {"x": "DOG COT"}
