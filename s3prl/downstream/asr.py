@@ -122,8 +122,16 @@ def downsample(x: torch.Tensor, lengths: torch.Tensor, rate: int, style: str) ->
 class BiLSTMCTCHead(nn.Module):
     """Frames (B, T, D) + lengths (B,) -> unit logits (B, T', V) (T' = ceil(T / subsampling)).
 
-    Padding frames never influence valid outputs (packed sequences); `output_lengths` gives T'
-    per utterance."""
+    Padding frames never influence valid outputs; `output_lengths` gives T' per utterance.
+
+    The BiLSTM runs layer by layer and direction by direction on the padded batch instead of on
+    packed sequences: the forward direction is causal, so padding after an utterance never reaches
+    its valid frames; the backward direction runs over each utterance reversed within its own
+    length (padding again at the end) and is reversed back; padded outputs are zeroed. That is the
+    packed computation (equal to float rounding, tests/downstream/test_asr.py) through torch's
+    fused CPU LSTM, whose training backward is ~5x faster than the packed-sequence one (B 8 x 220
+    frames, 480 -> 2 x 2 x 128: 0.14 vs 0.70 s at one thread). The parameters are the
+    `nn.LSTM`'s (`lstm.weight_ih_l0`, `..._reverse`), dropout between layers as nn.LSTM's."""
     frame_level = True
 
     def __init__(self, input_dim: int, vocab_size: int, cfg: BiLSTMConfig):
@@ -141,11 +149,30 @@ class BiLSTMCTCHead(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x, out_len = downsample(x, lengths, self.cfg.subsampling, self.cfg.subsampling_style)
-        packed = nn.utils.rnn.pack_padded_sequence(x, out_len.cpu().clamp(min=1), batch_first=True,
-                                                   enforce_sorted=False)
-        h, _ = self.lstm(packed)
-        h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=x.shape[1])
-        return self.out(self.dropout(h))
+        return self.out(self.dropout(self._bilstm(x, out_len.clamp(min=1).to(x.device))))
+
+    def _bilstm(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """nn.LSTM(bidirectional) over (B, T, D) with per-utterance lengths, padding excluded
+        (class docstring)."""
+        lstm, (b, t, _) = self.lstm, x.shape
+        steps = torch.arange(t, device=x.device)[None, :]
+        valid = steps < lengths[:, None]
+        rev = torch.where(valid, lengths[:, None] - 1 - steps, steps)[..., None]   # (B, T, 1)
+
+        def flip(y: torch.Tensor) -> torch.Tensor:   # reverse each utterance within its length
+            return y.gather(1, rev.expand_as(y))
+
+        zeros = x.new_zeros(1, b, lstm.hidden_size)
+        h = x
+        for layer in range(lstm.num_layers):
+            if layer:
+                h = F.dropout(h, lstm.dropout, self.training)
+            ws = [[getattr(lstm, f"{n}_l{layer}{d}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                  for d in ("", "_reverse")]
+            fwd, _, _ = torch.lstm(h, (zeros, zeros), ws[0], True, 1, 0.0, self.training, False, True)
+            bwd, _, _ = torch.lstm(flip(h), (zeros, zeros), ws[1], True, 1, 0.0, self.training, False, True)
+            h = torch.cat((fwd, flip(bwd)), dim=-1) * valid[..., None].to(x.dtype)
+        return h
 
 
 def ctc_greedy_decode(logits: torch.Tensor, lengths: torch.Tensor, blank: int = BLANK_ID) -> list[list[int]]:

@@ -9,6 +9,7 @@ import kaldiio
 import numpy as np
 import pytest
 import torch
+from torch import nn
 import yaml
 
 from s3prl.data.kaldi_dir import read_kv
@@ -185,6 +186,33 @@ def test_head_padding_does_not_change_valid_outputs():
     assert ya.shape == (1, 4, 9) and yp.shape == (1, 6, 9)
     assert torch.allclose(ya[0], yp[0, :4], atol=1e-6)
     assert head.output_lengths(torch.tensor([7, 8, 1])).tolist() == [4, 4, 1]
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_head_bilstm_equals_packed_sequences(train):
+    """The direction-by-direction BiLSTM on the padded batch is nn.LSTM on packed sequences: mixed
+    lengths, garbage (not zero) padding, outputs and parameter gradients equal to float rounding,
+    padded outputs exactly zero."""
+    torch.manual_seed(1)
+    head = BiLSTMCTCHead(5, 7, BiLSTMConfig(hidden_size=6, num_layers=2, dropout=0.0)).train(train)
+    lengths = torch.tensor([9, 4, 1, 9])
+    x = torch.randn(4, 9, 5)   # frames past a length are random: they must not matter
+    weights = torch.randn(4, 9, 12)
+
+    def grads(h):
+        head.zero_grad()
+        (h * weights).sum().backward()
+        return [p.grad.clone() for p in head.lstm.parameters()]
+
+    ours = head._bilstm(x, lengths)
+    g_ours = grads(ours)
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    ref, _ = nn.utils.rnn.pad_packed_sequence(head.lstm(packed)[0], batch_first=True, total_length=9)
+    g_ref = grads(ref)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    assert ours[1, 4:].abs().sum() == 0 and ours[2, 1:].abs().sum() == 0
+    for a, b in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_collate_pads_targets():

@@ -29,7 +29,7 @@ def test_apc_layout_and_hidden_states():
     x[1, 5:] = 0
     pred, hs = m(x, torch.tensor([7, 5]))
     assert pred.shape == (2, 7, 4) and len(hs) == 3 and hs[0].shape == (2, 7, 6)
-    assert hs[2][1, 5:].abs().sum() == 0 or True  # residual adds the (zero) padded input
+    assert all(h[1, 5:].abs().sum() == 0 for h in hs)  # padded frames are zero in every state
     # causal: changing a future frame does not change earlier states
     x2 = x.clone()
     x2[0, 6] += 1
@@ -40,6 +40,59 @@ def test_apc_layout_and_hidden_states():
     assert torch.allclose(alone[2][0], hs[2][1, :5], atol=1e-6)
     # residual from the second layer on: layer-1 output - layer-0 output is a GRU output (|.| < 1)
     assert (hs[1] - hs[0]).abs().max() < 1
+
+
+def _apc_packed_reference(m: APC, x: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+    """The hidden states of `m` computed on packed sequences, layer by layer (dropout 0)."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    hidden, h_in = [], x
+    for i, rnn in enumerate(m.rnn_layers):
+        out, _ = rnn(pack_padded_sequence(h_in, lengths, batch_first=True, enforce_sorted=False))
+        h, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        h = h + h_in if i > 0 else h
+        hidden.append(h)
+        h_in = h
+    return hidden
+
+
+@pytest.mark.parametrize("equal", [True, False])
+def test_apc_training_runs_the_padded_batch_like_packed_sequences(equal):
+    """Training runs the padded batch through the fused GRU and zeroes the padding: equal lengths
+    (the presets' crops) give bitwise the packed-sequence states and gradients; mixed lengths give
+    them to float rounding, with padded frames exactly zero."""
+    torch.manual_seed(3)
+    m = APC(5, APCConfig(hidden_size=16, num_layers=3, dropout=0.0)).train()
+    lengths = torch.tensor([37, 37, 37]) if equal else torch.tensor([37, 20, 1])
+    x = torch.randn(3, 37, 5) * (torch.arange(37)[None, :] < lengths[:, None])[..., None]
+    weights = torch.linspace(-1, 1, 37)[None, :, None]
+
+    def grads(states):
+        m.zero_grad()
+        (states[-1] * weights).sum().backward()
+        return [p.grad.clone() for p in m.rnn_layers.parameters()]
+
+    _, ours = m(x, lengths)
+    g_ours = grads(ours)
+    ref = _apc_packed_reference(m, x, lengths)
+    g_ref = grads(ref)
+    for a, b in zip(ours, ref):
+        if equal:
+            assert torch.equal(a, b)
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+            assert a[1, 20:].abs().sum() == 0 and a[2, 1:].abs().sum() == 0
+    for a, b in zip(g_ours, g_ref):
+        if equal:
+            assert torch.equal(a, b)
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # eval mode with mixed lengths takes the packed path itself: bitwise the reference
+    m.eval()
+    with torch.no_grad():
+        _, ev = m(x, lengths)
+        for a, b in zip(ev, _apc_packed_reference(m, x, lengths)):
+            assert torch.equal(a, b)
 
 
 def test_presets_validation():
