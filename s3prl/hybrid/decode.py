@@ -8,7 +8,11 @@ returns the best path, not a lattice, so where Kaldi's scoring rescales one latt
 weight, here each LM weight is a decode with acoustic scale ``1 / LMWT`` (the same best path as
 lattice rescoring with that weight). Per LM weight the dev decode dir gets ``wer_LMWT`` and
 ``cer_LMWT`` (compute-wer report and per-utterance details, s3prl.downstream.scoring) and
-``hyp_LMWT.txt``; ``best_wer`` names the best. The test set is decoded once with the LM weight
+``hyp_LMWT.txt``; ``best_wer`` names the best. With a patience (the hybrid DNN's
+decode.lmwt_patience) the weights are decoded in ascending order and the search stops once that
+many in a row after the best are no better: the high weights, flat acoustic scores, are the slow
+decodes. The decoder's lattice beam prunes only the lattice, which is not kept: the best path does
+not depend on it. The test set is decoded once with the LM weight
 chosen on dev: ``wer``, ``cer``, ``hyp.txt``, ``ref.txt`` and ``wer_LMWT``. With ``nj`` > 1 the
 utterances are shared out to worker processes (steps/decode.sh's jobs); each is decoded on its
 own, so the hypotheses do not depend on ``nj``.
@@ -166,16 +170,26 @@ def map_texts(texts: dict[str, str], smap: ScoringMap | None) -> dict[str, str]:
 
 
 def tune_lmwt(decoder: Decoder, make: DecodableFactory, refs: dict[str, str], decode_dir: str | Path,
-              lmwts, nj: int = 1, scoring_map: ScoringMap | None = None) -> tuple[int, float]:
-    """Decode `refs`' utterances with every LM weight (in `nj` jobs); write wer_/cer_/hyp_ files
-    and best_wer; return (best LM weight, its WER). `scoring_map` maps both sides before scoring."""
+              lmwts, nj: int = 1, scoring_map: ScoringMap | None = None, patience: int = 0) -> tuple[int, float]:
+    """Decode `refs`' utterances with the LM weights `lmwts` (in `nj` jobs); write wer_/cer_/hyp_
+    files and best_wer; return (best LM weight, its WER; ties: the lower weight). `scoring_map` maps
+    both sides before scoring. patience 0: every weight. patience N: the weights in ascending order,
+    stopping once N weights in a row after the best are no better (the high weights are the slow
+    decodes); the weights left out get no files."""
     out = Path(decode_dir)
     out.mkdir(parents=True, exist_ok=True)
-    by_lmwt = decoder.decode_lmwts(sorted(refs), make, lmwts, nj)
-    best = None
+    utts = sorted(refs)
+    grid = sorted(set(lmwts))
+    by_lmwt = decoder.decode_lmwts(utts, make, grid, nj) if patience == 0 else {}
+    best, since_best, done = None, 0, []
     scored_refs = map_texts(refs, scoring_map)
-    for lmwt in lmwts:
-        hyps = by_lmwt[lmwt]
+    for lmwt in grid:
+        if patience and since_best >= patience:
+            log.info("%s: LM weights %s not decoded: the %d after LMWT %d were no better", out,
+                     " ".join(str(w) for w in grid if w > done[-1]), patience, best[0])
+            break
+        hyps = by_lmwt[lmwt] if patience == 0 else decoder.decode_lmwts(utts, make, (lmwt,), nj)[lmwt]
+        done.append(lmwt)
         scored = map_texts(hyps, scoring_map)
         w = error_rate(scored_refs, scored, "word", hyp_source=str(out / f"hyp_{lmwt}.txt"))
         c = error_rate(scored_refs, scored, "char", hyp_source=str(out / f"hyp_{lmwt}.txt"))
@@ -184,11 +198,13 @@ def tune_lmwt(decoder: Decoder, make: DecodableFactory, refs: dict[str, str], de
         write_kv(out / f"hyp_{lmwt}.txt", hyps)
         log.info("%s LMWT %d: %s", out, lmwt, w.summary())
         if best is None or w.rate < best[1]:
-            best = (lmwt, w.rate, w.summary())
+            best, since_best = (lmwt, w.rate, w.summary()), 0
+        else:
+            since_best += 1
     atomic_write_text(out / "best_wer", f"{best[2]} {out / f'wer_{best[0]}'}\n")
-    if len(lmwts) > 1 and best[0] in (min(lmwts), max(lmwts)):
+    if len(grid) > 1 and best[0] in (grid[0], grid[-1]):
         log.warning("%s: the best LM weight %d is at an end of the grid %s; the optimum may lie beyond it "
-                    "(widen --lmwts / decode.lmwts)", out, best[0], " ".join(map(str, lmwts)))
+                    "(widen --lmwts / decode.lmwts)", out, best[0], " ".join(map(str, grid)))
     return best[0], best[1]
 
 

@@ -122,13 +122,13 @@ def scaled_log_likelihoods(task: ClassificationTask, dataset, cfg: HybridConfig,
 def score_hybrid_run(task, trainer, datasets, info, chash, history, *, cfg: HybridConfig, inputs: HybridInputs,
                      exp_dir: Path, command: str | None) -> dict:
     """TaskSpec.score of the hybrid task: pdf accuracy of dev and test (aligned utterances) at the
-    best-dev checkpoint, dev decoded (every utterance) at every LM weight of decode.lmwts, test at
-    the best one."""
+    best-dev checkpoint, dev decoded (every utterance) at the LM weights of decode.lmwts (ascending,
+    until decode.lmwt_patience weights in a row are no better than the best), test at the best one."""
     best = load_best_dev(task, trainer, exp_dir)
     acc = {s: task.evaluate(task.model, eval_loader(datasets[s], cfg.dataloader.dev_batch_size, cfg.dataloader,
                                                      collate_labeled)) for s in ("dev", "test")}
     model = info["model"]
-    decoder = decode.Decoder(inputs.graph, model, beam=cfg.decode.beam)
+    decoder = decode.Decoder(inputs.graph, model, beam=cfg.decode.beam, lattice_beam=cfg.decode.lattice_beam)
     smap = decode.read_scoring_map(inputs.scoring_map) if inputs.scoring_map else None
     res = {}
     for s in ("dev", "test"):
@@ -138,7 +138,7 @@ def score_hybrid_run(task, trainer, datasets, info, chash, history, *, cfg: Hybr
         make = decode.MappedDecodable(model, ll)
         if s == "dev":
             lmwt, dev_wer = decode.tune_lmwt(decoder, make, refs, exp_dir / "decode_dev", tuple(cfg.decode.lmwts),
-                                             scoring_map=smap)
+                                             scoring_map=smap, patience=cfg.decode.lmwt_patience)
         else:
             res = decode.decode_test(decoder, make, refs, exp_dir / "decode_test", lmwt, scoring_map=smap)
     record = {"task": "hybrid", "upstream": info["upstream"], "layer": info["layer"], "head": cfg.head.name,

@@ -130,3 +130,22 @@ def test_decoding_in_jobs_gives_the_same_hypotheses(corpus):
     assert one == two and sorted(one[10]) == utts
     text = dict(line.split(" ", 1) for line in (data / "text").read_text().splitlines())
     assert sum(one[10][u] == text[u] for u in utts) >= 10   # the words come back (11 of 12)
+
+
+def test_lattice_beam_changes_no_word(corpus):
+    """The lattice beam prunes only the lattice: the best path, all we keep, is the same at Kaldi's
+    6 and at the narrow beam of the presets (decode.lattice_beam)."""
+    from s3prl.hybrid import decode, lang
+
+    w, data, _ = corpus
+    if not (w / "nj1" / "final.pt").is_file():
+        gmm.train_mono(data, w / "lang", w / "nj1", CFG)
+    model = gmm.MonoModel.load(w / "nj1" / "final.pt")
+    if not (w / "graph" / "HCLG.fst").is_file():
+        lang.make_graph(w / "lang_test", model.tree, model.tm, w / "graph")
+    make = decode.GmmDecodable(model, gmm.load_feats(data))
+    utts = sorted(make.feats)
+    wide, narrow = (decode.Decoder(w / "graph", model, beam=9.0, lattice_beam=lb).decode_lmwts(utts, make, (2, 10, 20))
+                    for lb in (6.0, 0.1))
+    assert wide == narrow
+    assert len({tuple(sorted(wide[x].items())) for x in wide}) > 1   # the weights do change words

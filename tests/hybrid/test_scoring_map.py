@@ -92,3 +92,37 @@ def test_best_lm_weight_at_the_grid_edge_warns(tmp_path, caplog, good, warns):
         lmwt, wer = decode.tune_lmwt(_ByWeight(refs, good), None, refs, tmp_path / "dev", (2, 5, 8))
     assert (lmwt, wer) == (good, 0.0)
     assert ("is at an end of the grid 2 5 8" in caplog.text) == warns, caplog.text
+
+
+class _Curve:
+    """A decoder whose dev WER follows `errors` {LMWT: wrong utterances of 4}; it records the weights
+    it was asked to decode."""
+
+    def __init__(self, refs, errors):
+        self.refs, self.errors, self.asked = refs, errors, []
+
+    def decode_lmwts(self, utts, make, lmwts, nj=1):
+        self.asked += list(lmwts)
+        return {w: {u: "x" if i < self.errors[w] else self.refs[u] for i, u in enumerate(utts)} for w in lmwts}
+
+
+GRID = (2, 3, 4, 5, 6, 8, 11)
+
+
+@pytest.mark.parametrize("errors,best,decoded,grid_best", [
+    ({2: 3, 3: 1, 4: 2, 5: 2, 6: 3, 8: 4, 11: 4}, 3, [2, 3, 4, 5], 3),           # one minimum: stops 2 after it
+    ({2: 3, 3: 2, 4: 3, 5: 1, 6: 4, 8: 4, 11: 4}, 5, [2, 3, 4, 5, 6, 8], 5),     # one worse weight, then better
+    ({2: 4, 3: 3, 4: 2, 5: 1, 6: 0, 8: 1, 11: 2}, 6, list(GRID), 6),            # the search runs to the end
+    ({2: 3, 3: 1, 4: 1, 5: 1, 6: 1, 8: 0, 11: 2}, 3, [2, 3, 4, 5], 8),           # a plateau: ties do not win...
+    ({2: 0, 3: 1, 4: 1, 5: 0, 6: 0, 8: 0, 11: 0}, 2, [2, 3, 4], 2),              # ...nor later equal minima
+])
+def test_lmwt_patience_stops_after_the_best(tmp_path, errors, best, decoded, grid_best):
+    refs = {u: "aa b" for u in "abcd"}
+    full = _Curve(refs, errors)
+    assert decode.tune_lmwt(full, None, refs, tmp_path / "full", GRID[::-1])[0] == grid_best   # any order in
+    assert full.asked == list(GRID)
+    dec = _Curve(refs, errors)
+    lmwt, wer = decode.tune_lmwt(dec, None, refs, tmp_path / "dev", GRID, patience=2)
+    assert dec.asked == decoded and (lmwt, wer) == (best, 25.0 * errors[best])
+    assert sorted(int(p.name[4:]) for p in (tmp_path / "dev").glob("wer_*")) == decoded
+    assert (tmp_path / "dev" / "best_wer").read_text().rstrip().endswith(f"wer_{best}")
