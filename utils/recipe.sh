@@ -224,7 +224,7 @@ recipe_dump() {
   for x in "$@"; do
     log "$label: dumping $name representations ($layer) of $x -> dump/$name"
     utils/dump_feats.sh --nj "$nj" --cmd "$train_cmd" --layer "$layer" --device "$device" \
-      --chunk-context "$chunk_context" "$upstream" "data/$x" "dump/$name"
+      --chunk-context "$chunk_context" "$upstream" "data/$x" "dump/$name" || return 1
   done
 }
 

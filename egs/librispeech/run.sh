@@ -165,9 +165,12 @@ fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   recipe_check_nj_data $sets
+  # One upstream per slot (--max-parallel), its sets in turn: the short dev/test dumps are mostly
+  # process start-up, which overlaps with another upstream's work.
   for u in $upstreams; do
-    recipe_dump "Stage 4" "exp/${u}_${pretrain_size}" "${u}_${pretrain_size}" $sets
+    bg_run recipe_dump "Stage 4" "exp/${u}_${pretrain_size}" "${u}_${pretrain_size}" $sets
   done
+  bg_wait
 fi
 
 # Stage 5: every phone / speaker head on fbank and each dumped layer, once per --probe-seeds seed.
