@@ -57,7 +57,7 @@ mono_iters=40              # stage 9: monophone EM passes (steps/train_mono.sh)
 mono_totgauss=1000         # stage 9: Gaussians after mixing up
 curve_steps=""             # stages 3/10: pre-training steps whose checkpoints are kept (runner.keep_steps) and
                            # probed, e.g. "500 1000 2000 4000 8000" (steps past an upstream's total_steps are left
-                           # out; APC tiny runs 500); "" skips stage 10
+                           # out; APC tiny runs 2000); "" skips stage 10
 eval_corpus_seed=""        # stage 11: a second synthetic corpus (--synth-preset) with this seed ("" and no
                            # --eval-corpus-dir skips stage 11)
 eval_corpus_dir=""         # stage 11: or a real one holding LibriSpeech/<train-set>
