@@ -166,7 +166,9 @@ fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   recipe_check_nj_data $sets
   # One upstream per slot (--max-parallel), its sets in turn: the short dev/test dumps are mostly
-  # process start-up, which overlaps with another upstream's work.
+  # process start-up, which overlaps with another upstream's work. Each dump runs --nj jobs, so up
+  # to max-parallel x nj processes hold a model at once (--max-parallel 1: one upstream at a time,
+  # e.g. on one small GPU with --device cuda). A failed dump fails the stage before stage 5.
   for u in $upstreams; do
     bg_run recipe_dump "Stage 4" "exp/${u}_${pretrain_size}" "${u}_${pretrain_size}" $sets
   done

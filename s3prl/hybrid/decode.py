@@ -181,15 +181,14 @@ def tune_lmwt(decoder: Decoder, make: DecodableFactory, refs: dict[str, str], de
     utts = sorted(refs)
     grid = sorted(set(lmwts))
     by_lmwt = decoder.decode_lmwts(utts, make, grid, nj) if patience == 0 else {}
-    best, since_best, done = None, 0, []
+    best, since_best = None, 0
     scored_refs = map_texts(refs, scoring_map)
     for lmwt in grid:
         if patience and since_best >= patience:
             log.info("%s: LM weights %s not decoded: the %d after LMWT %d were no better", out,
-                     " ".join(str(w) for w in grid if w > done[-1]), patience, best[0])
+                     " ".join(str(w) for w in grid if w >= lmwt), patience, best[0])
             break
         hyps = by_lmwt[lmwt] if patience == 0 else decoder.decode_lmwts(utts, make, (lmwt,), nj)[lmwt]
-        done.append(lmwt)
         scored = map_texts(hyps, scoring_map)
         w = error_rate(scored_refs, scored, "word", hyp_source=str(out / f"hyp_{lmwt}.txt"))
         c = error_rate(scored_refs, scored, "char", hyp_source=str(out / f"hyp_{lmwt}.txt"))

@@ -59,10 +59,10 @@ class APC(nn.Module):
         # batch of equal lengths (the presets' crops) the two give bitwise the same states and
         # gradients (tests/upstream/test_objectives.py). A mixed-length batch at inference (dumps)
         # keeps the packed path: there the two differ in the last float bits.
-        padded = self.training or bool((cpu_len == t).all())
-        valid = None
-        if padded and not bool((cpu_len == t).all()):
-            valid = (torch.arange(t)[None, :] < cpu_len[:, None]).to(feats.device)[..., None]
+        full = bool((cpu_len == t).all())
+        padded = self.training or full
+        valid = None if full or not padded else \
+            (torch.arange(t)[None, :] < cpu_len[:, None]).to(feats.device)[..., None]
         x = feats
         hidden = []
         last = len(self.rnn_layers) - 1

@@ -175,6 +175,27 @@ def test_killed_dump_is_not_used_by_stage_5_and_is_redone(tmp_path, full_dump, c
     assert read_dump_info(dump / "layer-2" / "train")["layer"] == 2
 
 
+def test_failed_dump_of_one_upstream_fails_stage_4(tmp_path, full_dump, cpc_set):
+    """Stage 4 runs the upstreams' dumps side by side (bg_run): one that fails (no checkpoint for
+    mockingjay) makes stage 4 itself exit non-zero (--stop-stage 4: no later stage's check stands
+    in for it), naming the failed dump; the other upstream's dump still completes."""
+    root = tmp_path / "r"
+    shutil.copytree(full_dump, root, symlinks=True, ignore=shutil.ignore_patterns("dump"))
+    (root / "dump").mkdir()
+    rdir = _recipe_copy(tmp_path, "librispeech")
+    for name in ("exp", "dump", "data"):
+        os.symlink(root / name, rdir / name)
+    r = subprocess.run(["bash", rdir / "run.sh", "--stage", "4", "--stop-stage", "4", "--upstreams", "mockingjay tera",
+                        "--nj", "2", "--train-set", "train", "--asr", "false", "--layer", "last",
+                        "--cpc-dir", str(cpc_set.labels)],
+                       cwd=rdir, env=env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    assert "bg_wait: 1 parallel step(s) failed" in out and "recipe_dump Stage 4 exp/mockingjay_tiny" in out, out
+    assert json.loads((root / "dump" / "tera_tiny" / "complete" / "train.json").read_text())["layers"] == [3]
+    assert not (root / "dump" / "mockingjay_tiny" / "complete").exists()
+
+
 def test_last_links_the_checkpoints_last_layer(tmp_path, full_dump):
     """merge points dump/<name>/last at layer-<last hidden state> (relative); a set read through it
     is checked for completeness like its layer-<k> dir."""
